@@ -1,0 +1,64 @@
+# click-to-chat: two commands on a fresh machine.
+#   make dev   set up, then run the whole product locally (no AWS account)
+#   make test  set up, then run the test suite
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+TOOLS := .tools
+
+.PHONY: help setup dev test lint agent clean
+
+help:
+	@echo "make dev    run the whole product locally (installs what it needs)"
+	@echo "make test   run the tests (installs what it needs)"
+	@echo "make lint   ruff + mypy"
+	@echo "make agent ID=alice NAME=Alice [ROLE=admin]   add an agent to a running make dev"
+
+setup: $(VENV)/.installed $(TOOLS)/.installed java
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11+"; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "error: Python 3.11+ is required"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	@touch $@
+
+$(TOOLS)/.installed: infra/local/package.json infra/local/package-lock.json
+	@command -v npm >/dev/null || { echo "error: npm not found; install Node.js 20+ (https://nodejs.org or apt-get install nodejs npm)"; exit 1; }
+	mkdir -p $(TOOLS)
+	cp infra/local/package.json infra/local/package-lock.json $(TOOLS)/
+	cd $(TOOLS) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	@touch $@
+
+# DynamoDB Local needs Java 17+. Install it from Debian when we can, otherwise say how.
+java:
+	@if ! java -version 2>&1 | grep -qE 'version "(1[7-9]|[2-9][0-9])'; then \
+	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Java 17 (DynamoDB Local needs it)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless >/dev/null; \
+	  else \
+	    echo "error: Java 17+ is required for DynamoDB Local."; \
+	    echo "  Debian/Ubuntu: sudo apt-get install -y openjdk-17-jre-headless"; \
+	    echo "  macOS:         brew install openjdk@17"; exit 1; \
+	  fi; \
+	fi
+
+dev: setup
+	$(PY) -m infra.local
+
+test: setup
+	$(PY) -m pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+agent: $(VENV)/.installed
+	@test -n "$(ID)" -a -n "$(NAME)" || { echo "usage: make agent ID=alice NAME=Alice [ROLE=admin] [MAX=4]"; exit 1; }
+	$(PY) -m infra.admin --local create-agent $(ID) --name "$(NAME)" --role $(or $(ROLE),agent) $(if $(MAX),--max-chats $(MAX))
+
+clean:
+	rm -rf $(VENV) $(TOOLS) .local .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,63 @@
+"""Agent accounts: creation (admin command), sign-in, and the public view of an agent."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pynamodb.exceptions import DoesNotExist, PutError
+
+from chalicelib import auth, config
+from chalicelib.models import META, AgentModel, agent_key
+
+AGENT_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{1,39}$")
+ROLES = ("agent", "admin")
+MIN_PASSWORD = 10
+
+
+class AgentError(ValueError):
+    """An account request that cannot be honoured, with a reason fit to show."""
+
+
+def create(agent_id: str, name: str, password: str, *, role: str = "agent",
+           max_chats: int | None = None, email: str | None = None,
+           site: str | None = None) -> AgentModel:
+    """Create an agent account; refuses to overwrite an existing one."""
+    if not AGENT_ID.match(agent_id):
+        raise AgentError("Agent id: 2-40 characters, lowercase letters, digits, . _ -")
+    if role not in ROLES:
+        raise AgentError(f"Role must be one of {', '.join(ROLES)}.")
+    if len(password) < MIN_PASSWORD:
+        raise AgentError(f"Password must be at least {MIN_PASSWORD} characters.")
+    chats = config.DEFAULT_MAX_CHATS if max_chats is None else max_chats
+    if not 1 <= chats <= 50:
+        raise AgentError("Maximum concurrent chats must be between 1 and 50.")
+    agent = AgentModel(agent_key(agent_id), name=name.strip() or agent_id, email=email,
+                       pw_hash=auth.hash_password(password), role=role, max_chats=chats,
+                       site=site or config.DEFAULT_SITE)
+    try:
+        agent.save(condition=AgentModel.pk.does_not_exist())
+    except PutError as exc:
+        if exc.cause_response_code == "ConditionalCheckFailedException":
+            raise AgentError(f"Agent {agent_id!r} already exists.") from None
+        raise
+    return agent
+
+
+def sign_in(agent_id: str, password: str) -> str | None:
+    """A fresh agent token for correct credentials, else None (same answer for both faults)."""
+    try:
+        agent = AgentModel.get(agent_key(agent_id.strip().lower()), META)
+    except DoesNotExist:
+        auth.hash_password(password)  # spend the same time so ids cannot be probed by timing
+        return None
+    if not agent.pw_hash or not auth.check_password(password, agent.pw_hash):
+        return None
+    return auth.issue(auth.AGENT, agent.id, agent.site)
+
+
+def public(agent: AgentModel) -> dict[str, Any]:
+    """What the agent's own console may see about them."""
+    return {"id": agent.id, "name": agent.name, "role": agent.role, "on_shift": agent.on_shift,
+            "max_chats": agent.max_chats, "load": agent.load,
+            "conversations": sorted(agent.convs or ())}

@@ -1,0 +1,108 @@
+"""Credentials: signed, expiring tokens for visitors and agents, and slow password hashes.
+
+Tokens are ``base64url(json claims) "." base64url(HMAC-SHA256)``: small enough for a query
+string (browsers cannot set headers on a WebSocket handshake), verifiable without a
+database read, and signed with a secret the deployment owns. Standard library only, so the
+Lambda package carries no crypto dependency.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from dataclasses import dataclass
+
+from chalicelib import config
+
+VISITOR = "visitor"
+AGENT = "agent"
+
+# scrypt cost: ~50 ms per check on a Lambda vCPU makes offline guessing expensive while a
+# sign-in stays instant for a person. Parameters are stored with each hash so they can rise.
+_SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
+
+
+class InvalidToken(Exception):
+    """The token is malformed, tampered with, expired, or for another purpose."""
+
+
+@dataclass(frozen=True)
+class Claims:
+    """Who a token speaks for."""
+
+    role: str
+    subject: str
+    site: str
+    expires: int
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _mac(payload: str) -> str:
+    return _b64(hmac.new(config.token_secret(), payload.encode("ascii"), hashlib.sha256).digest())
+
+
+def issue(role: str, subject: str, site: str, ttl: int | None = None, now: float | None = None) -> str:
+    """Sign a token for ``subject`` acting as ``role`` on ``site``."""
+    lifetime = ttl if ttl is not None else (
+        config.AGENT_TOKEN_TTL if role == AGENT else config.VISITOR_TOKEN_TTL)
+    issued = int(now if now is not None else time.time())
+    claims = {"r": role, "s": subject, "w": site, "e": issued + lifetime}
+    payload = _b64(json.dumps(claims, separators=(",", ":")).encode("utf-8"))
+    return f"{payload}.{_mac(payload)}"
+
+
+def verify(token: str, now: float | None = None) -> Claims:
+    """Return the claims of a valid token or raise InvalidToken; constant-time comparison."""
+    if not isinstance(token, str) or token.count(".") != 1 or len(token) > 1024:
+        raise InvalidToken("malformed token")
+    payload, mac = token.split(".")
+    if not hmac.compare_digest(mac, _mac(payload)):
+        raise InvalidToken("bad signature")
+    try:
+        doc = json.loads(_unb64(payload))
+        claims = Claims(role=str(doc["r"]), subject=str(doc["s"]), site=str(doc["w"]),
+                        expires=int(doc["e"]))
+    except (ValueError, KeyError, TypeError):
+        raise InvalidToken("malformed claims") from None
+    if claims.role not in (VISITOR, AGENT):
+        raise InvalidToken("unknown role")
+    if claims.expires <= int(now if now is not None else time.time()):
+        raise InvalidToken("expired")
+    return claims
+
+
+def hash_password(password: str) -> str:
+    """A salted scrypt hash, self-describing so the cost can be raised later."""
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode("utf-8"), salt=salt, n=_SCRYPT_N, r=_SCRYPT_R,
+                            p=_SCRYPT_P, maxmem=64 * 1024 * 1024)
+    return f"scrypt${_SCRYPT_N}${_SCRYPT_R}${_SCRYPT_P}${_b64(salt)}${_b64(digest)}"
+
+
+def check_password(password: str, stored: str) -> bool:
+    """True when ``password`` matches ``stored``; never raises on a malformed hash."""
+    try:
+        scheme, n, r, p, salt, digest = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        candidate = hashlib.scrypt(password.encode("utf-8"), salt=_unb64(salt), n=int(n),
+                                   r=int(r), p=int(p), maxmem=64 * 1024 * 1024)
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(candidate, _unb64(digest))
+
+
+def new_id(nbytes: int = 12) -> str:
+    """A random URL-safe identifier (conversations, visitors)."""
+    return secrets.token_urlsafe(nbytes)

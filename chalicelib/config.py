@@ -1,0 +1,38 @@
+"""Settings read from the Lambda environment, in one place.
+
+Everything a deployment may tune is an environment variable set per stage in
+``.chalice/config.json``; the defaults suit a small team.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+SERVICE = "clicktochat"  # Powertools service name: logs, metrics and traces share it
+TABLE_NAME = os.environ.get("TABLE_NAME", "chat")
+DEFAULT_SITE = os.environ.get("DEFAULT_SITE", "default")
+
+# An agent whose last connection closed stays on shift this long, so a page refresh or a
+# brief network drop does not hand their chats to someone else.
+AGENT_GRACE_SECONDS = int(os.environ.get("AGENT_GRACE_SECONDS", "30"))
+DEFAULT_MAX_CHATS = int(os.environ.get("DEFAULT_MAX_CHATS", "4"))
+
+AGENT_TOKEN_TTL = int(os.environ.get("AGENT_TOKEN_TTL", str(12 * 3600)))
+VISITOR_TOKEN_TTL = int(os.environ.get("VISITOR_TOKEN_TTL", str(30 * 86400)))
+
+# Connection items outlive API Gateway's 2-hour connection limit, then DynamoDB's TTL
+# removes any that a lost $disconnect left behind.
+CONNECTION_TTL_SECONDS = 3 * 3600
+
+# Concurrent posts to the management API per invocation.
+FANOUT_WORKERS = int(os.environ.get("FANOUT_WORKERS", "16"))
+
+
+@functools.cache
+def token_secret() -> bytes:
+    """The HMAC key for tokens; read once per cold start, refused when weak."""
+    secret = os.environ.get("TOKEN_SECRET", "")
+    if len(secret) < 32:
+        raise RuntimeError("TOKEN_SECRET must be set to at least 32 characters.")
+    return secret.encode("utf-8")

@@ -1,0 +1,218 @@
+"""Conversations: start, messages (the hot path), typing, read markers, resume, close.
+
+The message path is two DynamoDB requests and never reads first:
+
+1. ``UpdateItem`` on the conversation: only if the sender's connection is a participant, the
+   conversation is open and the client counter is new for that client; it increments
+   ``seq`` and returns the participants (``ALL_NEW``), or on refusal the old item
+   (``ALL_OLD``), which says why: not a participant, closed, or a resend.
+2. ``PutItem`` of the message at ``MSG#<seq>``, only if that key is free.
+
+Then the ack goes to the sender and the message to every other participant connection.
+A resend (same client id and counter) fails step 1, learns the seq its first attempt got,
+and repeats step 2: if the first attempt was stored it is only acknowledged again; if it was
+lost between the steps (a crash) it is stored and delivered now. Either way it is stored
+and delivered exactly once.
+
+Sequence numbers increase strictly per conversation. Clients send one message at a time
+per client id (wait for the ack), which is what makes a resend always the latest counter.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pynamodb.exceptions import PutError
+
+from chalicelib import auth, clock, routing
+from chalicelib.fanout import Outbox
+from chalicelib.models import (
+    META,
+    ConversationModel,
+    MessageModel,
+    VisitorModel,
+    conversation_key,
+    message_sk,
+    update_or_old,
+    visitor_key,
+)
+from chalicelib.presence import Caller
+from chalicelib.protocol import (
+    CLOSED,
+    CONFLICT,
+    FORBIDDEN,
+    MAX_SYNC_PAGE,
+    STALE,
+    Frame,
+    ProtocolError,
+)
+
+PREVIEW_CHARS = 140
+NOT_PARTICIPANT = "You are not a participant in that conversation."
+
+
+def start(who: Caller, outbox: Outbox) -> ConversationModel:
+    """Open the visitor's conversation (or return the one already open) and route it."""
+    V, C = VisitorModel, ConversationModel
+    conv_id = auth.new_id()
+    claimed, visitor = update_or_old(V, visitor_key(who.subject), [V.conv.set(conv_id)],
+                                     V.conv.does_not_exist())
+    if not claimed:
+        if visitor is None or not visitor.conv:
+            raise ProtocolError(FORBIDDEN, "This connection is not registered; reconnect.")
+        existing = C.get(conversation_key(visitor.conv), META, consistent_read=True)
+        outbox.to([who.connection_id], {"type": "conversation", "conversation": existing.summary()})
+        return existing
+    assert visitor is not None
+    now = clock.now_ms()
+    q_pk, q_sk = routing.queue_keys(who.site, now, conv_id)
+    tabs = sorted(visitor.conns or ()) or [who.connection_id]
+    conv = C(conversation_key(conv_id), site=who.site, visitor_id=who.subject,
+             status=routing.QUEUED, seq=0, conns={c: who.tag for c in tabs}, created_at=now,
+             queued_at=now, q_pk=q_pk, q_sk=q_sk)
+    conv.save()
+    outbox.to(tabs, {"type": "conversation", "conversation": conv.summary()})
+    routing.drain(who.site, outbox)
+    return conv
+
+
+def _client_counter(message_id: str) -> tuple[str, int]:
+    client, counter = message_id.split(":")
+    return client, int(counter)
+
+
+def _sender(conv: ConversationModel, connection_id: str) -> tuple[str, str, str | None]:
+    tag = conv.connections()[connection_id]
+    role = auth.AGENT if tag.startswith("a:") else auth.VISITOR
+    return role, tag[2:], (conv.agent_name if role == auth.AGENT else None)
+
+
+def send(connection_id: str, frame: Frame, outbox: Outbox) -> int:
+    """Store a message and deliver it; returns its seq. Two DynamoDB requests."""
+    C = ConversationModel
+    conv_id, text, message_id = frame["conversation"], frame["text"], frame["id"]
+    client, counter = _client_counter(message_id)
+    key = conversation_key(conv_id)
+    ok, conv = update_or_old(
+        C, key,
+        [C.seq.set(C.seq + 1), C.cm[client].set(counter), C.cs[client].set(C.seq + 1),
+         C.preview.set(C.preview | text[:PREVIEW_CHARS])],
+        C.conns[connection_id].exists() & C.status.is_in(*routing.OPEN_STATES)
+        & (C.cm[client].does_not_exist() | (C.cm[client] < counter)))
+    if conv is None or connection_id not in conv.connections():
+        raise ProtocolError(FORBIDDEN, NOT_PARTICIPANT, message_id)
+    if ok:
+        seq = int(conv.seq)
+    else:
+        sent = conv.client_state(client)
+        if sent is not None and sent[0] == counter:
+            seq = sent[1]  # a resend: same message, same seq
+        elif conv.status not in routing.OPEN_STATES:
+            raise ProtocolError(CLOSED, "This conversation is closed.", message_id)
+        else:
+            raise ProtocolError(STALE, "An older message id than one already sent; use a new id.",
+                                message_id)
+    role, author, name = _sender(conv, connection_id)
+    now = clock.now_ms()
+    message = MessageModel(key, message_sk(seq), seq=seq, role=role, author=author, name=name,
+                           text=text, cmid=message_id, ts=now)
+    try:
+        message.save(condition=MessageModel.sk.does_not_exist())
+        fresh = True
+    except PutError as exc:
+        if exc.cause_response_code != "ConditionalCheckFailedException":
+            raise
+        fresh = False  # already stored by an earlier attempt: acknowledge, deliver nothing
+    outbox.to([connection_id], {"type": "ack", "ref": message_id, "conversation": conv_id,
+                                "seq": seq, "ts": now})
+    if fresh:
+        others = [c for c in conv.connections() if c != connection_id]
+        outbox.to(others, message_frame(conv_id, message))
+    return seq
+
+
+def message_frame(conv_id: str, message: MessageModel) -> dict[str, Any]:
+    """A stored message as clients receive it (live or on resume): one shape for both."""
+    return {"type": "message", "conversation": conv_id, "seq": int(message.seq),
+            "id": message.cmid, "from": {"role": message.role, "name": message.name},
+            "text": message.text, "ts": int(message.ts)}
+
+
+def _participant(conv_id: str, connection_id: str) -> ConversationModel:
+    """The conversation, if this connection takes part in it; otherwise a refusal that does
+    not reveal whether the conversation exists."""
+    try:
+        conv = ConversationModel.get(conversation_key(conv_id), META, consistent_read=True)
+    except ConversationModel.DoesNotExist:
+        raise ProtocolError(FORBIDDEN, NOT_PARTICIPANT) from None
+    if connection_id not in conv.connections():
+        raise ProtocolError(FORBIDDEN, NOT_PARTICIPANT)
+    return conv
+
+
+def _other_side(conv: ConversationModel, connection_id: str) -> list[str]:
+    own = conv.connections()[connection_id][:2]
+    return [c for c, tag in conv.connections().items() if not tag.startswith(own)]
+
+
+def typing(connection_id: str, frame: Frame, outbox: Outbox) -> None:
+    """Relay a typing indicator to the other side; nothing is stored."""
+    conv = _participant(frame["conversation"], connection_id)
+    role, _, _ = _sender(conv, connection_id)
+    outbox.to(_other_side(conv, connection_id),
+              {"type": "typing", "conversation": conv.id, "role": role, "on": frame["on"]})
+
+
+def read(connection_id: str, frame: Frame, outbox: Outbox) -> None:
+    """Record how far one side has read and tell the other side. Markers only move forward;
+    the agent reading an assigned conversation makes it active."""
+    C = ConversationModel
+    conv = _participant(frame["conversation"], connection_id)
+    role, _, _ = _sender(conv, connection_id)
+    seq = min(int(frame["seq"]), int(conv.seq or 0))
+    actions = [C.reads[role].set(seq)]
+    if role == auth.AGENT and conv.status == routing.ASSIGNED:
+        actions.append(C.status.set(routing.ACTIVE))
+    ok, _ = update_or_old(C, conv.pk, actions,
+                          C.conns[connection_id].exists()
+                          & (C.reads[role].does_not_exist() | (C.reads[role] < seq)))
+    if ok:
+        outbox.to(_other_side(conv, connection_id),
+                  {"type": "read", "conversation": conv.id, "role": role, "seq": seq})
+
+
+def sync(connection_id: str, frame: Frame, outbox: Outbox) -> None:
+    """Everything after ``after``, in order: how a reconnecting client catches up."""
+    conv = _participant(frame["conversation"], connection_id)
+    limit = int(frame.get("limit") or MAX_SYNC_PAGE)
+    after = int(frame["after"])
+    items = list(MessageModel.query(conv.pk, MessageModel.sk.between(
+        message_sk(after + 1), message_sk(10**12 - 1)), consistent_read=True, limit=limit + 1))
+    outbox.to([connection_id], {
+        "type": "messages", "conversation": conv.id, "after": after,
+        "items": [message_frame(conv.id, m) for m in items[:limit]],
+        "more": len(items) > limit, "conversation_state": conv.summary()})
+
+
+def close(connection_id: str, frame: Frame, outbox: Outbox) -> ConversationModel:
+    """Either side ends the conversation: capacity returns to the agent, the queue moves."""
+    C = ConversationModel
+    conv_id = frame["conversation"]
+    ok, conv = update_or_old(
+        C, conversation_key(conv_id),
+        [C.status.set(routing.CLOSED), C.closed_at.set(clock.now_ms()), C.q_pk.remove(),
+         C.q_sk.remove()],
+        C.conns[connection_id].exists() & C.status.is_in(*routing.OPEN_STATES))
+    if conv is None or connection_id not in conv.connections():
+        raise ProtocolError(FORBIDDEN, NOT_PARTICIPANT, frame.ref)
+    if not ok:
+        raise ProtocolError(CONFLICT, "This conversation is already closed.", frame.ref)
+    role, _, _ = _sender(conv, connection_id)
+    V = VisitorModel
+    update_or_old(V, visitor_key(conv.visitor_id), [V.conv.remove()], V.conv == conv_id)
+    outbox.to(conv.connections(), {"type": "closed", "conversation": conv.summary(), "by": role})
+    if conv.agent_id:
+        routing.release(conv.agent_id, conv_id)
+    routing.drain(conv.site, outbox)
+    return conv
+

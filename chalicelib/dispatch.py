@@ -1,0 +1,91 @@
+"""The ``$default`` route: parse a frame, authorize it, hand it to the domain.
+
+One table maps each action to its handler. Every refusal becomes an ``error`` frame for the
+sender only; the connection stays usable and nothing is changed by a refused frame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from aws_lambda_powertools import Logger
+
+from chalicelib import config, conversations, presence, routing
+from chalicelib.fanout import Outbox
+from chalicelib.protocol import RETRY, Frame, ProtocolError, error, parse
+
+logger = Logger(service=config.SERVICE, child=True)
+
+Handler = Callable[[str, Frame, Outbox], None]
+
+
+def _ping(connection_id: str, frame: Frame, outbox: Outbox) -> None:
+    outbox.to([connection_id], {"type": "pong", "ref": frame.ref})
+
+
+def _hello(connection_id: str, frame: Frame, outbox: Outbox) -> None:
+    outbox.to([connection_id], presence.hello(presence.caller(connection_id)))
+
+
+def _start(connection_id: str, frame: Frame, outbox: Outbox) -> None:
+    who = presence.caller(connection_id)
+    presence.require_visitor(who)
+    conversations.start(who, outbox)
+
+
+def _shift(connection_id: str, frame: Frame, outbox: Outbox) -> None:
+    who = presence.caller(connection_id)
+    presence.require_agent(who)
+    presence.set_shift(who, frame["on"], outbox)
+
+
+def _accept(connection_id: str, frame: Frame, outbox: Outbox) -> None:
+    who = presence.caller(connection_id)
+    presence.require_agent(who)
+    routing.accept(who.subject, frame["conversation"], outbox)
+
+
+def _queue(connection_id: str, frame: Frame, outbox: Outbox) -> None:
+    who = presence.caller(connection_id)
+    presence.require_agent(who)
+    outbox.to([connection_id], routing.queue_listing(routing.waiting(who.site)))
+
+
+def _send(connection_id: str, frame: Frame, outbox: Outbox) -> None:
+    conversations.send(connection_id, frame, outbox)
+
+
+def _close(connection_id: str, frame: Frame, outbox: Outbox) -> None:
+    conversations.close(connection_id, frame, outbox)
+
+
+HANDLERS: dict[str, Handler] = {
+    "ping": _ping,
+    "hello": _hello,
+    "start": _start,
+    "send": _send,
+    "typing": conversations.typing,
+    "read": conversations.read,
+    "sync": conversations.sync,
+    "close": _close,
+    "shift": _shift,
+    "accept": _accept,
+    "queue": _queue,
+}
+
+
+def handle(connection_id: str, body: str | None, outbox: Outbox) -> None:
+    """Run one client frame; whatever happens, the sender gets an answer in ``outbox``."""
+    ref = None
+    try:
+        frame = parse(body)
+        ref = frame.ref
+        logger.append_keys(action=frame.action)
+        HANDLERS[frame.action](connection_id, frame, outbox)
+    except ProtocolError as exc:
+        outbox.to([connection_id], error(exc.code, exc.message, exc.ref or ref))
+    except Exception:
+        # DynamoDB throttling past its retries, a timeout, a bug: the frame may be resent
+        # safely (sends are idempotent), so say so rather than drop the connection.
+        logger.exception("frame failed")
+        outbox.to([connection_id], error(RETRY, "Temporary problem; please resend.", ref))

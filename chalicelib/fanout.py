@@ -1,0 +1,104 @@
+"""Delivery to WebSocket connections through API Gateway's connection management API.
+
+Domain code never posts; it fills an ``Outbox``. The handler then delivers the whole outbox
+at once: different connections are posted to concurrently (Chalice's own
+``websocket_api.send`` is sequential), frames for one connection keep their order, and
+connections that turn out to be gone (410) are returned so the caller can forget them.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import defaultdict
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from chalicelib import config
+from chalicelib.protocol import encode
+
+_clients: dict[str, Any] = {}
+_lock = threading.Lock()
+_pool = ThreadPoolExecutor(max_workers=config.FANOUT_WORKERS, thread_name_prefix="fanout")
+
+
+class Outbox:
+    """Frames waiting to be posted, grouped per connection in the order they were added."""
+
+    def __init__(self) -> None:
+        self.frames: dict[str, list[bytes]] = defaultdict(list)
+
+    def to(self, connection_ids: Iterable[str], frame: dict[str, Any]) -> None:
+        data = encode(frame)
+        for connection_id in connection_ids:
+            self.frames[connection_id].append(data)
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self.frames.values())
+
+
+def endpoint(api_id: str | None = None, stage: str | None = None) -> str:
+    """The management API endpoint for this API and stage.
+
+    Honours the SDK's standard ``AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI`` override (the
+    local stand-in sets it); otherwise builds the execute-api URL from the API id, which
+    also works when the WebSocket API sits behind a custom domain.
+    """
+    override = os.environ.get("AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI")
+    if override:
+        return override
+    api_id = api_id or os.environ["WEBSOCKET_API_ID"]
+    stage = stage or os.environ.get("WEBSOCKET_STAGE", "api")
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
+    return f"https://{api_id}.execute-api.{region}.amazonaws.com/{stage}"
+
+
+def _client(url: str) -> Any:
+    with _lock:
+        client = _clients.get(url)
+        if client is None:
+            client = boto3.session.Session().client(
+                "apigatewaymanagementapi", endpoint_url=url,
+                config=Config(max_pool_connections=config.FANOUT_WORKERS, connect_timeout=2,
+                              read_timeout=5, retries={"mode": "standard", "max_attempts": 3}))
+            _clients[url] = client
+        return client
+
+
+def _post_all(client: Any, connection_id: str, frames: list[bytes]) -> bool:
+    """Post one connection's frames in order; False when the connection is gone."""
+    for data in frames:
+        try:
+            client.post_to_connection(ConnectionId=connection_id, Data=data)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "GoneException":
+                return False
+            raise
+    return True
+
+
+def deliver(outbox: Outbox, url: str) -> list[str]:
+    """Post everything in ``outbox``; return the ids of connections that are gone."""
+    if not outbox.frames:
+        return []
+    client = _client(url)
+    items = list(outbox.frames.items())
+    if len(items) == 1:
+        connection_id, frames = items[0]
+        return [] if _post_all(client, connection_id, frames) else [connection_id]
+    futures = {cid: _pool.submit(_post_all, client, cid, frames) for cid, frames in items}
+    gone = []
+    for connection_id, future in futures.items():
+        try:
+            if not future.result():
+                gone.append(connection_id)
+        except ClientError:
+            # A 5xx that survived retries for one recipient must not stop the others; the
+            # recipient catches up with "sync" when it notices the gap in sequence numbers.
+            continue
+    return gone

@@ -1,0 +1,318 @@
+"""DynamoDB data model: one table, its items, its indexes, and every access pattern.
+
+Single-table design. Every request path is a GetItem, a Query or a conditional write on a
+known key; nothing here ever scans.
+
+==============================================  =================================  =========================
+access pattern                                  key                                how
+==============================================  =================================  =========================
+conversation state, participants' connections   CONV#<id> / META                   GetItem / UpdateItem
+send a message (hot path, 2 requests)           CONV#<id> / META, then MSG#<seq>   UpdateItem + PutItem
+messages after seq N, in order (resume)         CONV#<id> / MSG#<seq:012d>         Query sk > MSG#<N>
+what a connection is (role, who, site)          CONN#<connection id> / META        Get/Put/DeleteItem, TTL
+a visitor's open conversation and tabs          VISITOR#<id> / META                UpdateItem
+an agent: profile, capacity, chats, tabs        AGENT#<id> / META                  GetItem / UpdateItem
+agents on shift on a site (routing)             GSI shift: SHIFT#<site> / <agent>  Query (sparse)
+waiting conversations, oldest first             GSI queue: QUEUE#<site> / <ms>#id  Query (sparse)
+agents whose grace period ends before T         GSI grace: GRACE / <deadline ms>   Query (sparse)
+==============================================  =================================  =========================
+
+Capacity is derived, not counted: an agent's load is ``size(convs)``, checked in the same
+conditional write that adds a conversation, so two routers can never overfill an agent and
+there is no counter to drift.
+
+A conversation item's ``conns`` map is ``{connection id: "v:<visitor>" | "a:<agent>"}``. It is
+the fan-out list and the authorization check in one: a frame naming a conversation is
+accepted only when its connection is a key of that map, tested inside the write itself.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, TypeVar
+
+from botocore.exceptions import ClientError
+from pynamodb.attributes import (
+    BooleanAttribute,
+    MapAttribute,
+    NumberAttribute,
+    TTLAttribute,
+    UnicodeAttribute,
+    UnicodeSetAttribute,
+)
+from pynamodb.expressions.condition import Condition
+from pynamodb.expressions.update import Action
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, IncludeProjection, KeysOnlyProjection
+from pynamodb.models import Model
+
+from chalicelib import config
+
+_REGION = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+
+META = "META"
+
+
+class _Meta:
+    table_name = config.TABLE_NAME
+    region = _REGION
+    # Lambda's own retry budget is small: fail fast and let the client resend (idempotent).
+    max_retry_attempts = 3
+    connect_timeout_seconds = 2
+    read_timeout_seconds = 5
+
+
+class QueueIndex(GlobalSecondaryIndex["ConversationModel"]):
+    """Waiting conversations per site, oldest first (present only while queued)."""
+
+    class Meta:
+        index_name = "queue"
+        projection = AllProjection()
+
+    q_pk = UnicodeAttribute(hash_key=True)
+    q_sk = UnicodeAttribute(range_key=True)
+
+
+class ConversationModel(Model):
+    """A conversation's state; its messages live beside it under the same partition key."""
+
+    class Meta(_Meta):
+        pass
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True, default=META)
+    site = UnicodeAttribute()
+    visitor_id = UnicodeAttribute()
+    status = UnicodeAttribute()
+    agent_id = UnicodeAttribute(null=True)
+    agent_name = UnicodeAttribute(null=True)
+    seq = NumberAttribute(default=0)
+    conns = MapAttribute[str, Any](default=dict)
+    # Resend detection: last client counter per client instance, and the seq it received.
+    cm = MapAttribute[str, Any](default=dict)
+    cs = MapAttribute[str, Any](default=dict)
+    reads = MapAttribute[str, Any](default=dict)
+    preview = UnicodeAttribute(null=True)
+    created_at = NumberAttribute()
+    queued_at = NumberAttribute(null=True)
+    assigned_at = NumberAttribute(null=True)
+    closed_at = NumberAttribute(null=True)
+    q_pk = UnicodeAttribute(null=True)
+    q_sk = UnicodeAttribute(null=True)
+    queue_index = QueueIndex()
+
+    @property
+    def id(self) -> str:
+        return self.pk.split("#", 1)[1]
+
+    def connections(self) -> dict[str, str]:
+        """The conns map as a plain dict (PynamoDB returns a raw MapAttribute)."""
+        return _plain(self.conns)
+
+    def connections_of(self, role_prefix: str) -> list[str]:
+        """Connection ids of one side: ``"v:"`` for the visitor's tabs, ``"a:"`` for the agent."""
+        return [c for c, who in self.connections().items() if who.startswith(role_prefix)]
+
+    def client_state(self, client: str) -> tuple[int, int] | None:
+        """(last counter, its seq) for one client instance, if it has sent here."""
+        counters, seqs = _plain(self.cm), _plain(self.cs)
+        if client not in counters:
+            return None
+        return int(counters[client]), int(seqs[client])
+
+    def summary(self) -> dict[str, Any]:
+        """The conversation as both clients see it (no connection ids, no dedupe state)."""
+        return {"id": self.id, "status": self.status, "seq": int(self.seq or 0),
+                "agent": self.agent_name, "visitor": self.visitor_id,
+                "created_at": self.created_at, "queued_at": self.queued_at,
+                "assigned_at": self.assigned_at, "preview": self.preview,
+                "reads": {k: int(v) for k, v in _plain(self.reads).items()}}
+
+
+class MessageModel(Model):
+    """One stored message; ``sk`` orders messages by their per-conversation sequence number."""
+
+    class Meta(_Meta):
+        pass
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    seq = NumberAttribute()
+    role = UnicodeAttribute()
+    author = UnicodeAttribute()
+    name = UnicodeAttribute(null=True)
+    text = UnicodeAttribute()
+    cmid = UnicodeAttribute()
+    ts = NumberAttribute()
+
+
+class ConnectionModel(Model):
+    """What a WebSocket connection is; expires by TTL if a $disconnect never arrives."""
+
+    class Meta(_Meta):
+        pass
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True, default=META)
+    role = UnicodeAttribute()
+    subject = UnicodeAttribute()
+    site = UnicodeAttribute()
+    connected_at = NumberAttribute()
+    ttl = TTLAttribute()
+
+
+class VisitorModel(Model):
+    """A visitor: their open conversation (at most one) and their open tabs."""
+
+    class Meta(_Meta):
+        pass
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True, default=META)
+    site = UnicodeAttribute(null=True)
+    conv = UnicodeAttribute(null=True)
+    conns = UnicodeSetAttribute(null=True)
+    created_at = NumberAttribute(null=True)
+
+
+class ShiftIndex(GlobalSecondaryIndex["AgentModel"]):
+    """Agents on shift per site (present only while on shift)."""
+
+    class Meta:
+        index_name = "shift"
+        projection = IncludeProjection(["name", "convs", "conns", "max_chats", "on_shift"])
+
+    s_pk = UnicodeAttribute(hash_key=True)
+    s_sk = UnicodeAttribute(range_key=True)
+
+
+class GraceIndex(GlobalSecondaryIndex["AgentModel"]):
+    """Agents whose last connection closed, by the end of their grace period."""
+
+    class Meta:
+        index_name = "grace"
+        projection = KeysOnlyProjection()
+
+    g_pk = UnicodeAttribute(hash_key=True)
+    g_sk = UnicodeAttribute(range_key=True)
+
+
+class AgentModel(Model):
+    """An agent account, its capacity, its assigned conversations and its open consoles."""
+
+    class Meta(_Meta):
+        pass
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True, default=META)
+    name = UnicodeAttribute()
+    site = UnicodeAttribute(default=config.DEFAULT_SITE)
+    email = UnicodeAttribute(null=True)
+    pw_hash = UnicodeAttribute(null=True)
+    role = UnicodeAttribute(default="agent")
+    max_chats = NumberAttribute(default=config.DEFAULT_MAX_CHATS)
+    convs = UnicodeSetAttribute(null=True)
+    conns = UnicodeSetAttribute(null=True)
+    on_shift = BooleanAttribute(default=False)
+    s_pk = UnicodeAttribute(null=True)
+    s_sk = UnicodeAttribute(null=True)
+    g_pk = UnicodeAttribute(null=True)
+    g_sk = UnicodeAttribute(null=True)
+    shift_index = ShiftIndex()
+    grace_index = GraceIndex()
+
+    @property
+    def id(self) -> str:
+        return self.pk.split("#", 1)[1]
+
+    @property
+    def load(self) -> int:
+        return len(self.convs or ())
+
+
+def _plain(value: Any) -> dict[str, Any]:
+    raw = value.as_dict() if isinstance(value, MapAttribute) else value
+    return dict(raw or {})
+
+
+def conversation_key(conv_id: str) -> str:
+    return f"CONV#{conv_id}"
+
+
+def message_sk(seq: int) -> str:
+    return f"MSG#{seq:012d}"
+
+
+def agent_key(agent_id: str) -> str:
+    return f"AGENT#{agent_id}"
+
+
+def visitor_key(visitor_id: str) -> str:
+    return f"VISITOR#{visitor_id}"
+
+
+def connection_key(connection_id: str) -> str:
+    return f"CONN#{connection_id}"
+
+
+M = TypeVar("M", bound=Model)
+
+
+def update_or_old(model: type[M], hash_key: str, actions: list[Action], condition: Condition,
+                  range_key: str = META) -> tuple[bool, M | None]:
+    """One conditional UpdateItem that returns the new item, or the old one if it failed.
+
+    PynamoDB's ``Model.update`` drops ``ReturnValuesOnConditionCheckFailure``; with it, a
+    refused write tells us why (not a participant? a resend?) without a second read, which
+    is what keeps the message path at two requests.
+    """
+    conn = model._get_connection().connection
+    kwargs = conn.get_operation_kwargs(
+        table_name=model.Meta.table_name, hash_key=hash_key, range_key=range_key,
+        actions=actions, condition=condition, return_values="ALL_NEW")
+    kwargs["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+    try:
+        data = conn.client._make_api_call("UpdateItem", kwargs)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+            raise
+        old = exc.response.get("Item")
+        return False, (model.from_raw_data(old) if old else None)
+    return True, model.from_raw_data(data["Attributes"])
+
+
+ALL_MODELS: tuple[type[Model], ...] = (
+    ConversationModel, MessageModel, ConnectionModel, VisitorModel, AgentModel)
+
+
+def table_definition() -> dict[str, Any]:
+    """The CreateTable request for the one table, derived from the models' indexes."""
+    attrs: dict[str, str] = {"pk": "S", "sk": "S"}
+    indexes: list[dict[str, Any]] = []
+    for index in (ConversationModel.queue_index, AgentModel.shift_index, AgentModel.grace_index):
+        schema = index._get_schema()
+        for attr in schema["attribute_definitions"]:
+            attrs[attr["AttributeName"]] = attr["AttributeType"]
+        indexes.append({"IndexName": schema["index_name"], "KeySchema": schema["key_schema"],
+                        "Projection": schema["projection"]})
+    return {
+        "TableName": config.TABLE_NAME,
+        "BillingMode": "PAY_PER_REQUEST",
+        "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"},
+                      {"AttributeName": "sk", "KeyType": "RANGE"}],
+        "AttributeDefinitions": [{"AttributeName": n, "AttributeType": t} for n, t in attrs.items()],
+        "GlobalSecondaryIndexes": indexes,
+    }
+
+
+def create_table() -> None:
+    """Create the table and enable TTL (local stand-in and tests; AWS uses infra/)."""
+    client = ConversationModel._get_connection().connection.client
+    try:
+        client.create_table(**table_definition())
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "ResourceInUseException":
+            raise
+        return
+    client.get_waiter("table_exists").wait(TableName=config.TABLE_NAME)
+    client.update_time_to_live(TableName=config.TABLE_NAME,
+                               TimeToLiveSpecification={"Enabled": True, "AttributeName": "ttl"})

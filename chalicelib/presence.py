@@ -1,0 +1,238 @@
+"""Who is connected: connection identity, visitors' tabs, agents' consoles, shifts, grace.
+
+A connection is registered in three places, each serving one access pattern: its own item
+(what it is, for frames that do not name a conversation), the visitor's or agent's ``conns``
+set (to attach new conversations to every open tab), and the ``conns`` map of each open
+conversation (fan-out and authorization on the hot path).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from pynamodb.constants import ALL_OLD
+
+from chalicelib import agents, auth, clock, config, routing
+from chalicelib.fanout import Outbox
+from chalicelib.models import (
+    META,
+    AgentModel,
+    ConnectionModel,
+    ConversationModel,
+    VisitorModel,
+    agent_key,
+    connection_key,
+    conversation_key,
+    update_or_old,
+    visitor_key,
+)
+from chalicelib.protocol import FORBIDDEN, ProtocolError
+
+SITE_ID = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The identity behind a connection."""
+
+    connection_id: str
+    role: str
+    subject: str
+    site: str
+
+    @property
+    def tag(self) -> str:
+        """The value stored in a conversation's ``conns`` map for this caller."""
+        return f"{self.role[0]}:{self.subject}"
+
+
+class Refused(Exception):
+    """$connect must refuse this connection with ``status``."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+
+
+def connect(connection_id: str, query: dict[str, str]) -> Caller:
+    """Register a new connection, or raise Refused (agents need a valid token; anyone who
+    presents a token must present a valid one)."""
+    token = query.get("token")
+    if token:
+        try:
+            claims = auth.verify(token)
+        except auth.InvalidToken as exc:
+            raise Refused(403, str(exc)) from None
+        caller = Caller(connection_id, claims.role, claims.subject, claims.site)
+    elif query.get("role") == auth.AGENT:
+        raise Refused(403, "agent connections need a token")
+    else:
+        site = query.get("site") or config.DEFAULT_SITE
+        if not SITE_ID.match(site):
+            raise Refused(400, "bad site")
+        caller = Caller(connection_id, auth.VISITOR, auth.new_id(), site)
+    now = clock.now_ms()
+    if caller.role == auth.AGENT:
+        _attach_agent(caller)
+    else:
+        _attach_visitor(caller, now)
+    ConnectionModel(connection_key(connection_id), role=caller.role, subject=caller.subject,
+                    site=caller.site, connected_at=now,
+                    ttl=timedelta(seconds=config.CONNECTION_TTL_SECONDS)).save()
+    return caller
+
+
+def _attach_agent(caller: Caller) -> None:
+    A = AgentModel
+    ok, agent = update_or_old(A, agent_key(caller.subject),
+                              [A.conns.add({caller.connection_id}), A.g_pk.remove(), A.g_sk.remove()],
+                              A.pk.exists())
+    if not ok or agent is None:
+        raise Refused(403, "unknown agent")
+    for conv_id in sorted(agent.convs or ()):
+        _join(conv_id, caller)
+
+
+def _attach_visitor(caller: Caller, now: int) -> None:
+    V = VisitorModel
+    visitor = V(visitor_key(caller.subject))
+    visitor.update(actions=[V.conns.add({caller.connection_id}), V.site.set(V.site | caller.site),
+                            V.created_at.set(V.created_at | now)])
+    if visitor.site != caller.site:
+        raise Refused(403, "token for another site")
+    if visitor.conv:
+        _join(visitor.conv, caller)
+
+
+def _join(conv_id: str, caller: Caller) -> None:
+    """Add a connection to an open conversation it belongs to (no-op otherwise)."""
+    C = ConversationModel
+    owner = (C.agent_id == caller.subject) if caller.role == auth.AGENT else (
+        C.visitor_id == caller.subject)
+    update_or_old(C, conversation_key(conv_id), [C.conns[caller.connection_id].set(caller.tag)],
+                  owner & C.status.is_in(*routing.OPEN_STATES))
+
+
+def caller(connection_id: str) -> Caller:
+    """The identity of a live connection (one GetItem; not used on the message path)."""
+    try:
+        item = ConnectionModel.get(connection_key(connection_id), META)
+    except ConnectionModel.DoesNotExist:
+        raise ProtocolError(FORBIDDEN, "This connection is not registered; reconnect.") from None
+    return Caller(connection_id, item.role, item.subject, item.site)
+
+
+def hello(who: Caller) -> dict[str, Any]:
+    """The ``welcome`` frame: identity, a fresh token, and the state to render."""
+    frame: dict[str, Any] = {"type": "welcome", "role": who.role, "site": who.site,
+                             "token": auth.issue(who.role, who.subject, who.site)}
+    if who.role == auth.AGENT:
+        agent = AgentModel.get(agent_key(who.subject), META)
+        convs = [ConversationModel.get(conversation_key(c), META) for c in sorted(agent.convs or ())]
+        frame["agent"] = agents.public(agent)
+        frame["conversations"] = [c.summary() for c in convs]
+        frame["queue"] = routing.queue_listing(routing.waiting(who.site))["items"]
+    else:
+        frame["visitor"] = who.subject
+        visitor = VisitorModel.get(visitor_key(who.subject), META)
+        frame["conversation"] = None
+        if visitor.conv:
+            conv = ConversationModel.get(conversation_key(visitor.conv), META, consistent_read=True)
+            frame["conversation"] = conv.summary()
+            if conv.status == routing.QUEUED:
+                queue = [c.id for c in routing.waiting(who.site)]
+                frame["conversation"]["position"] = (
+                    queue.index(conv.id) + 1 if conv.id in queue else len(queue) + 1)
+    return frame
+
+
+def disconnect(connection_id: str, outbox: Outbox) -> None:
+    """Forget a connection: on $disconnect, or when a post found it gone (410)."""
+    conn = ConnectionModel._get_connection()
+    old = conn.delete_item(connection_key(connection_id), META, return_values=ALL_OLD)
+    attrs = old.get("Attributes")
+    if not attrs:
+        return
+    item = ConnectionModel.from_raw_data(attrs)
+    if item.role == auth.AGENT:
+        A = AgentModel
+        ok, agent = update_or_old(A, agent_key(item.subject), [A.conns.delete({connection_id})],
+                                  A.pk.exists())
+        if not ok or agent is None:
+            return
+        for conv_id in sorted(agent.convs or ()):
+            _leave(conv_id, connection_id)
+        if not agent.conns and agent.on_shift:
+            deadline = clock.now_ms() + config.AGENT_GRACE_SECONDS * 1000
+            update_or_old(A, agent_key(item.subject),
+                          [A.g_pk.set("GRACE"), A.g_sk.set(f"{deadline:015d}")],
+                          A.conns.does_not_exist() & (A.on_shift == True))  # noqa: E712
+    else:
+        V = VisitorModel
+        visitor = V(visitor_key(item.subject))
+        visitor.update(actions=[V.conns.delete({connection_id})])
+        if visitor.conv:
+            _leave(visitor.conv, connection_id)
+
+
+def _leave(conv_id: str, connection_id: str) -> None:
+    C = ConversationModel
+    update_or_old(C, conversation_key(conv_id), [C.conns[connection_id].remove()], C.pk.exists())
+
+
+def set_shift(who: Caller, on: bool, outbox: Outbox) -> AgentModel:
+    """Go on or off shift. On shift joins the routing index and pulls from the queue; off
+    shift stops new assignments while the agent's open chats carry on."""
+    A = AgentModel
+    agent = A(agent_key(who.subject))
+    if on:
+        actions = [A.on_shift.set(True), A.s_pk.set(f"SHIFT#{who.site}"), A.s_sk.set(who.subject)]
+    else:
+        actions = [A.on_shift.set(False), A.s_pk.remove(), A.s_sk.remove()]
+    agent.update(actions=actions, condition=A.pk.exists())
+    outbox.to(sorted(agent.conns or ()), {"type": "shift", "on": on, "agent": agents.public(agent)})
+    if on:
+        routing.drain(who.site, outbox)
+    return agent
+
+
+def sweep(outbox: Outbox, now: int | None = None) -> list[str]:
+    """Take agents off shift whose grace period ended with no console open, and put their
+    conversations back in line (front first, by original wait). Runs on a schedule."""
+    A = AgentModel
+    now = clock.now_ms() if now is None else now
+    expired = list(A.grace_index.query("GRACE", A.g_sk <= f"{now:015d}"))
+    gone: list[str] = []
+    sites: set[str] = set()
+    for entry in expired:
+        ok, agent = update_or_old(
+            A, entry.pk, [A.on_shift.set(False), A.s_pk.remove(), A.s_sk.remove(),
+                          A.g_pk.remove(), A.g_sk.remove()],
+            A.conns.does_not_exist() & A.g_pk.exists())
+        if not ok or agent is None:
+            continue
+        gone.append(agent.id)
+        sites.add(agent.site)
+        for conv_id in sorted(agent.convs or ()):
+            conv = routing.requeue(conv_id, agent.id)
+            if conv is not None:
+                outbox.to(conv.connections(), {"type": "requeued", "conversation": conv.id,
+                                               "message": "Your agent was disconnected; "
+                                                          "connecting you to the next one."})
+    for site in sorted(sites):
+        routing.drain(site, outbox)
+    return gone
+
+
+def require_agent(who: Caller) -> None:
+    if who.role != auth.AGENT:
+        raise ProtocolError(FORBIDDEN, "Only agents can do that.")
+
+
+def require_visitor(who: Caller) -> None:
+    if who.role != auth.VISITOR:
+        raise ProtocolError(FORBIDDEN, "Only visitors can do that.")
+

@@ -1,0 +1,175 @@
+"""The WebSocket wire protocol: every frame a client may send, its schema, and the limits.
+
+This module is the single source of truth for the protocol; ``docs/protocol.md`` describes
+the same frames for people and the tests read the schemas from here.
+
+Client -> server frames are JSON objects with an ``action``. Server -> client frames are
+JSON objects with a ``type``. Anything that does not match a schema is answered with an
+``error`` frame (``code``, ``message`` and the client's ``ref`` when it gave one) and changes
+nothing; the connection stays usable.
+
+Why the limits are what they are: API Gateway refuses frames over 32 KB. A message of
+``MAX_TEXT_CHARS`` characters is at most 16 KB of UTF-8 (4 bytes per code point), so the
+server's outgoing ``message`` frame always fits with room to spare, and incoming frames are
+capped at ``MAX_FRAME_BYTES`` so an attacker cannot make us parse large documents.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Callable
+
+MAX_FRAME_BYTES = 20_000
+MAX_TEXT_CHARS = 4_000
+MAX_SYNC_PAGE = 200
+
+# A client message id is "<client instance>:<counter>". The instance part is random per
+# browser tab (kept across reconnects); the counter increases by one per message. The
+# server deduplicates on it, so a resend after a lost ack is stored and delivered once.
+CLIENT_MESSAGE_ID = re.compile(r"^[A-Za-z0-9_-]{6,40}:[0-9]{1,12}$")
+CONVERSATION_ID = re.compile(r"^[A-Za-z0-9_-]{8,40}$")
+
+
+class ProtocolError(Exception):
+    """A frame the server refuses; becomes an ``error`` frame for the sender."""
+
+    def __init__(self, code: str, message: str, ref: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.ref = ref
+
+
+# Error codes, in one place so clients can switch on them.
+BAD_JSON = "bad_json"
+BAD_FRAME = "bad_frame"
+UNKNOWN_ACTION = "unknown_action"
+TOO_LARGE = "too_large"
+FORBIDDEN = "forbidden"
+NOT_FOUND = "not_found"
+CONFLICT = "conflict"
+AT_CAPACITY = "at_capacity"
+CLOSED = "closed"
+STALE = "stale_message"
+RETRY = "retry"
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field of a frame schema: a type check plus an optional extra rule."""
+
+    kind: type | tuple[type, ...]
+    required: bool = True
+    check: Callable[[Any], bool] | None = None
+    rule: str = ""
+
+
+def _text(value: Any) -> bool:
+    return isinstance(value, str) and 0 < len(value.strip()) and len(value) <= MAX_TEXT_CHARS
+
+
+def _conv_id(value: Any) -> bool:
+    return isinstance(value, str) and bool(CONVERSATION_ID.match(value))
+
+
+def _seq(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**12
+
+
+CONVERSATION = Field(str, check=_conv_id, rule="a conversation id")
+SEQ = Field(int, check=_seq, rule="a non-negative integer")
+
+# action -> {field: Field}. Roles that may send each action are enforced by the domain.
+SCHEMAS: dict[str, dict[str, Field]] = {
+    "ping": {},
+    "hello": {},
+    "start": {},
+    "send": {
+        "conversation": CONVERSATION,
+        "id": Field(str, check=lambda v: bool(CLIENT_MESSAGE_ID.match(v)),
+                    rule='"<client id>:<counter>", e.g. "k3Jd9a:12"'),
+        "text": Field(str, check=_text, rule=f"1 to {MAX_TEXT_CHARS} characters, not blank"),
+    },
+    "typing": {"conversation": CONVERSATION, "on": Field(bool)},
+    "read": {"conversation": CONVERSATION, "seq": SEQ},
+    "sync": {
+        "conversation": CONVERSATION,
+        "after": SEQ,
+        "limit": Field(int, required=False, check=lambda v: _seq(v) and 0 < v <= MAX_SYNC_PAGE,
+                       rule=f"1 to {MAX_SYNC_PAGE}"),
+    },
+    "close": {"conversation": CONVERSATION},
+    "shift": {"on": Field(bool)},
+    "accept": {"conversation": CONVERSATION},
+    "queue": {},
+}
+
+# The optional correlation field every frame may carry; echoed as ``ref`` in replies.
+REF = "ref"
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A validated client frame."""
+
+    action: str
+    body: dict[str, Any]
+    ref: str | None
+
+    def __getitem__(self, key: str) -> Any:
+        return self.body[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.body.get(key, default)
+
+
+def parse(raw: str | bytes | None) -> Frame:
+    """Parse and validate one client frame, or raise ProtocolError saying what is wrong."""
+    if raw is None:
+        raise ProtocolError(BAD_FRAME, "Empty frame.")
+    size = len(raw.encode("utf-8")) if isinstance(raw, str) else len(raw)
+    if size > MAX_FRAME_BYTES:
+        raise ProtocolError(TOO_LARGE, f"Frame is {size} bytes; the limit is {MAX_FRAME_BYTES}.")
+    try:
+        doc = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise ProtocolError(BAD_JSON, "Frame is not valid JSON.") from None
+    if not isinstance(doc, dict):
+        raise ProtocolError(BAD_FRAME, "Frame must be a JSON object.")
+    ref = doc.get(REF) if isinstance(doc.get(REF), str) and len(doc[REF]) <= 64 else None
+    action = doc.get("action")
+    if not isinstance(action, str):
+        raise ProtocolError(BAD_FRAME, 'Frame needs an "action" string.', ref)
+    schema = SCHEMAS.get(action)
+    if schema is None:
+        raise ProtocolError(UNKNOWN_ACTION, f"Unknown action {action[:40]!r}.", ref)
+    body: dict[str, Any] = {}
+    for name, field in schema.items():
+        if name not in doc:
+            if field.required:
+                raise ProtocolError(BAD_FRAME, f'"{action}" needs "{name}".', ref)
+            continue
+        value = doc[name]
+        ok = isinstance(value, field.kind) and not (field.kind is int and isinstance(value, bool))
+        if not ok or (field.check is not None and not field.check(value)):
+            expected = field.rule or getattr(field.kind, "__name__", "a valid value")
+            raise ProtocolError(BAD_FRAME, f'"{name}" must be {expected}.', ref)
+        body[name] = value
+    if action == "send":
+        ref = body["id"]
+    return Frame(action=action, body=body, ref=ref)
+
+
+def error(code: str, message: str, ref: str | None = None) -> dict[str, Any]:
+    """The ``error`` frame; one shape for every refusal."""
+    frame: dict[str, Any] = {"type": "error", "code": code, "message": message}
+    if ref is not None:
+        frame["ref"] = ref
+    return frame
+
+
+def encode(frame: dict[str, Any]) -> bytes:
+    """Serialise a server frame compactly (bytes go straight to post_to_connection)."""
+    return json.dumps(frame, separators=(",", ":"), ensure_ascii=False).encode("utf-8")

@@ -1,0 +1,160 @@
+"""Routing: who gets a waiting conversation, and the first-come-first-served queue.
+
+Every conversation enters the queue; ``drain`` then hands the oldest waiting conversations to
+the on-shift agents with the fewest chats. Two conditional writes make an assignment and
+neither trusts an earlier read: the agent's write adds the conversation only while
+``size(convs) < max_chats`` (capacity), the conversation's write succeeds only while it is
+still ``queued`` (nobody else took it). If the second fails, the first is undone. So two
+routers, or two agents accepting at once, can never double-assign or overfill.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pynamodb.expressions.condition import size
+
+from chalicelib import clock
+from chalicelib.fanout import Outbox
+from chalicelib.models import META, AgentModel, ConversationModel, agent_key, conversation_key, update_or_old
+from chalicelib.protocol import AT_CAPACITY, CONFLICT, ProtocolError
+
+QUEUED, ASSIGNED, ACTIVE, CLOSED = "queued", "assigned", "active", "closed"
+OPEN_STATES = (QUEUED, ASSIGNED, ACTIVE)
+QUEUE_PAGE = 100
+
+
+def queue_keys(site: str, queued_at: int, conv_id: str) -> tuple[str, str]:
+    """Sparse index keys: sorting by the zero-padded time gives oldest first."""
+    return f"QUEUE#{site}", f"{queued_at:015d}#{conv_id}"
+
+
+def waiting(site: str, limit: int = QUEUE_PAGE) -> list[ConversationModel]:
+    """Waiting conversations on ``site``, oldest first (a Query on the sparse queue index)."""
+    return list(ConversationModel.queue_index.query(f"QUEUE#{site}", limit=limit))
+
+
+def on_shift(site: str) -> list[AgentModel]:
+    """Agents on shift on ``site`` with their load (a Query on the sparse shift index)."""
+    return list(AgentModel.shift_index.query(f"SHIFT#{site}"))
+
+
+@dataclass
+class Assignment:
+    conversation: ConversationModel
+    agent: AgentModel
+
+
+def assign(conv_id: str, agent_id: str, require_shift: bool = True) -> Assignment | str:
+    """Give one queued conversation to one agent, or say why not ("full" or "taken").
+
+    Automatic routing only picks agents on shift; an agent picking by hand may do so while
+    off shift (a supervisor helping out), but never beyond their maximum.
+    """
+    A, C = AgentModel, ConversationModel
+    # "not already held": a stale index read must not make the undo below drop a chat the
+    # agent legitimately has.
+    room = ((A.convs.does_not_exist() | (size(A.convs) < A.max_chats)) & A.pk.exists()
+            & ~A.convs.contains(conv_id))
+    if require_shift:
+        room = room & (A.on_shift == True)  # noqa: E712
+    reserved, agent = update_or_old(A, agent_key(agent_id), [A.convs.add({conv_id})], room)
+    if not reserved or agent is None:
+        return "full"
+    actions = [C.status.set(ASSIGNED), C.agent_id.set(agent_id), C.agent_name.set(agent.name),
+               C.assigned_at.set(clock.now_ms()), C.q_pk.remove(), C.q_sk.remove()]
+    actions += [C.conns[c].set(f"a:{agent_id}") for c in sorted(agent.conns or ())]
+    claimed, conv = update_or_old(C, conversation_key(conv_id), actions, C.status == QUEUED)
+    if not claimed or conv is None:
+        release(agent_id, conv_id)
+        return "taken"
+    return Assignment(conv, agent)
+
+
+def release(agent_id: str, conv_id: str) -> None:
+    """Give back the capacity one conversation held."""
+    AgentModel(agent_key(agent_id)).update(actions=[AgentModel.convs.delete({conv_id})])
+
+
+def announce(assignment: Assignment, outbox: Outbox) -> None:
+    """Tell both sides (every tab of each) that the conversation has an agent."""
+    conv = assignment.conversation
+    outbox.to(conv.connections(), {"type": "assigned", "conversation": conv.summary()})
+
+
+def drain(site: str, outbox: Outbox) -> int:
+    """Assign waiting conversations, oldest first, while anyone has capacity; then tell
+    everyone still waiting their position and every on-shift agent the new queue."""
+    queue = waiting(site)
+    agents = on_shift(site)
+    load = {a.id: a.load for a in agents}
+    assigned = 0
+    for conv in list(queue):
+        free = sorted((a for a in agents if load[a.id] < a.max_chats),
+                      key=lambda a: (load[a.id], a.id))
+        if not free:
+            break
+        for agent in free:
+            result = assign(conv.id, agent.id)
+            if isinstance(result, Assignment):
+                load[agent.id] += 1
+                announce(result, outbox)
+                queue.remove(conv)
+                assigned += 1
+                break
+            if result == "taken":
+                queue.remove(conv)
+                break
+            load[agent.id] = agent.max_chats  # the index was stale: full or off shift now
+    broadcast_queue(site, outbox, queue, agents)
+    return assigned
+
+
+def broadcast_queue(site: str, outbox: Outbox, queue: list[ConversationModel] | None = None,
+                    agents: list[AgentModel] | None = None) -> None:
+    """Push positions to waiting visitors and the queue to on-shift agents."""
+    queue = waiting(site) if queue is None else queue
+    agents = on_shift(site) if agents is None else agents
+    for position, conv in enumerate(queue, start=1):
+        outbox.to(conv.connections_of("v:"), {"type": "queued", "conversation": conv.id,
+                                              "position": position})
+    listing = queue_listing(queue)
+    outbox.to([c for a in agents for c in sorted(a.conns or ())], listing)
+
+
+def queue_listing(queue: list[ConversationModel]) -> dict[str, object]:
+    """The ``queue`` frame agents see: oldest first, with wait start and first words."""
+    return {"type": "queue", "items": [
+        {"conversation": c.id, "position": i, "queued_at": c.queued_at, "preview": c.preview}
+        for i, c in enumerate(queue, start=1)]}
+
+
+def accept(agent_id: str, conv_id: str, outbox: Outbox) -> Assignment:
+    """An agent picks a conversation from the queue by hand."""
+    result = assign(conv_id, agent_id, require_shift=False)
+    if result == "full":
+        raise ProtocolError(AT_CAPACITY, "You already have your maximum number of chats.")
+    if result == "taken":
+        raise ProtocolError(CONFLICT, "That conversation is no longer waiting.")
+    assert isinstance(result, Assignment)
+    announce(result, outbox)
+    broadcast_queue(result.conversation.site, outbox)
+    return result
+
+
+def requeue(conv_id: str, agent_id: str) -> ConversationModel | None:
+    """Put an agent's conversation back in line at its original place (agent vanished)."""
+    C = ConversationModel
+    try:
+        conv = C.get(conversation_key(conv_id), META, consistent_read=True)
+    except C.DoesNotExist:
+        return None
+    queued_at = int(conv.queued_at or conv.created_at)
+    q_pk, q_sk = queue_keys(conv.site, queued_at, conv_id)
+    actions = [C.status.set(QUEUED), C.q_pk.set(q_pk), C.q_sk.set(q_sk), C.agent_id.remove(),
+               C.agent_name.remove(), C.assigned_at.remove()]
+    actions += [C.conns[c].remove() for c in conv.connections_of("a:")]
+    ok, new = update_or_old(C, conversation_key(conv_id), actions,
+                            (C.agent_id == agent_id) & C.status.is_in(ASSIGNED, ACTIVE))
+    release(agent_id, conv_id)
+    return new if ok else None

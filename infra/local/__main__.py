@@ -1,0 +1,69 @@
+"""``make dev``: run the whole product locally and print where everything is."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+
+from infra.local.dynamodb import Unavailable
+from infra.local.stack import LOCAL_DIR, Stack
+
+DEMO_AGENT, DEMO_PASSWORD = "demo", "demo-password"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m infra.local")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
+    parser.add_argument("--fresh", action="store_true", help="start with an empty database")
+    args = parser.parse_args()
+    data_dir = LOCAL_DIR / "dynamodb"
+    if args.fresh and data_dir.exists():
+        for path in data_dir.iterdir():
+            path.unlink()
+    stack = Stack(port=args.port, data_dir=data_dir)
+    try:
+        stack.start()
+    except Unavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    assert stack.gateway is not None and stack.dynamodb is not None
+    keys = ("AWS_ENDPOINT_URL_DYNAMODB", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+            "AWS_DEFAULT_REGION", "TABLE_NAME", "TOKEN_SECRET")
+    (LOCAL_DIR / "dev.json").write_text(json.dumps({k: os.environ[k] for k in keys}))
+    from chalicelib import agents
+
+    try:
+        agents.create(DEMO_AGENT, "Demo Agent", DEMO_PASSWORD, role="admin")
+    except agents.AgentError:
+        pass  # kept from an earlier run
+    http = stack.gateway.http_url
+    print(f"""
+click-to-chat is running locally (Ctrl-C to stop)
+
+  demo website (visitor)   {http}/
+  agent console            {http}/console/      sign in: {DEMO_AGENT} / {DEMO_PASSWORD}
+  WebSocket API            {stack.gateway.ws_url}
+  REST API                 {http}/api/
+  management API           {stack.gateway.management_endpoint}/@connections/<id>
+  DynamoDB Local           {stack.dynamodb.endpoint}   (table {os.environ['TABLE_NAME']})
+
+  more agents:  make agent ID=alice NAME="Alice"
+""", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stack.stop()
+        (LOCAL_DIR / "dev.json").unlink(missing_ok=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

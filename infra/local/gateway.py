@@ -1,0 +1,887 @@
+"""Local stand-in for API Gateway: WebSocket API, ``@connections`` API, REST and static.
+
+``chalice local`` only emulates the REST API, but this project lives on a
+WebSocket API.  :class:`GatewayServer` fills the gap in one process: an aiohttp
+server on its own asyncio loop (in a daemon thread) that
+
+* accepts WebSocket clients on ``GET /ws`` and turns every connect, frame and
+  disconnect into the same Lambda proxy event API Gateway would send, handing it
+  to the very callable the Lambda runtime would call (``app.handler_map[...]``);
+* speaks the ``@connections`` management API on the wire, so an *unmodified*
+  boto3 ``apigatewaymanagementapi`` client (``endpoint_url=management_endpoint``)
+  can post to, inspect and delete connections, including ``GoneException``;
+* forwards ``/api/...`` to Chalice's own :class:`chalice.local.LocalGateway`;
+* serves static folders (the demo page, the widget) with caching disabled;
+* fires ``@app.schedule`` handlers on demand or on a timer.
+
+Handlers are blocking (boto3, DynamoDB), so they always run in a thread pool,
+never on the event loop; each ``$default`` frame is its own invocation, run
+concurrently, exactly like Lambda would.  Unlike Lambda, all invocations share
+one Python process, so application module state must be thread-safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import collections
+import concurrent.futures
+import contextlib
+import datetime as dt
+import functools
+import json
+import logging
+import os
+import secrets
+import socket
+import string
+import threading
+import time
+import uuid
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Self, TypeVar
+
+import chalice
+from aiohttp import WSMsgType, web
+from chalice.app import ScheduledEventConfig
+from chalice.config import Config
+from chalice.local import LocalGateway, LocalGatewayException
+from multidict import CIMultiDict
+
+__all__ = ["GatewayServer", "LocalLambdaContext"]
+
+logger = logging.getLogger(__name__)
+
+#: API Gateway's hard limit for one WebSocket message and for a
+#: ``PostToConnection`` payload (128 KB).
+MAX_MESSAGE_BYTES = 128 * 1024
+
+#: Fake but well-formed identifiers; boto3 and Powertools only care about shape.
+ACCOUNT_ID = "123456789012"
+API_ID = "local"
+
+_ID_ALPHABET = string.ascii_letters + string.digits
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+# Close codes and the ``disconnectReason`` strings API Gateway reports for them.
+_CLOSE_NORMAL = 1000
+_CLOSE_GOING_AWAY = 1001
+_CLOSE_NO_STATUS = 1005
+_CLOSE_ABNORMAL = 1006
+_CLOSE_TOO_BIG = 1009
+
+_T = TypeVar("_T")
+
+
+def _aws_id(length: int = 16) -> str:
+    """Random id shaped like API Gateway's (base64-ish, ending in ``=``).
+
+    Only letters and digits are used before the ``=`` so that ids survive URL
+    paths unchanged except for the ``=`` that boto3 percent-encodes.
+    """
+    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(length - 1)) + "="
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _request_time(epoch_ms: int) -> str:
+    """Format ``requestTime`` like API Gateway (CLF, always UTC, locale-proof)."""
+    t = time.gmtime(epoch_ms / 1000)
+    return (
+        f"{t.tm_mday:02d}/{_MONTHS[t.tm_mon - 1]}/{t.tm_year}:"
+        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} +0000"
+    )
+
+
+def _iso8601(epoch_ms: int) -> str:
+    """ISO 8601 with milliseconds and ``Z``, as botocore's timestamp parser expects."""
+    moment = dt.datetime.fromtimestamp(epoch_ms / 1000, tz=dt.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _region() -> str:
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+
+
+class LocalLambdaContext:
+    """Just enough of the Lambda ``context`` object for Chalice and Powertools.
+
+    Powertools' ``Logger.inject_lambda_context`` reads ``function_name``,
+    ``memory_limit_in_mb``, ``invoked_function_arn`` and ``aws_request_id``;
+    handlers may call :meth:`get_remaining_time_in_millis` to budget work.
+    """
+
+    def __init__(self, function_name: str, *, timeout_s: float = 30.0,
+                 memory_limit_in_mb: int = 256) -> None:
+        now = time.time()
+        self.function_name = function_name
+        self.function_version = "$LATEST"
+        self.invoked_function_arn = (
+            f"arn:aws:lambda:{_region()}:{ACCOUNT_ID}:function:{function_name}"
+        )
+        self.memory_limit_in_mb = memory_limit_in_mb
+        self.aws_request_id = str(uuid.uuid4())
+        self.log_group_name = f"/aws/lambda/{function_name}"
+        self.log_stream_name = (
+            time.strftime("%Y/%m/%d", time.gmtime(now)) + "/[$LATEST]" + uuid.uuid4().hex
+        )
+        self.identity: Any = None
+        self.client_context: Any = None
+        self._deadline = now + timeout_s
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.time()) * 1000))
+
+
+class _NoRoute(Exception):
+    """The app has no handler for a route key API Gateway would have to reject."""
+
+
+@dataclass(eq=False)
+class _Connection:
+    """Book-keeping for one accepted WebSocket (loop thread only)."""
+
+    connection_id: str
+    source_ip: str
+    user_agent: str
+    connected_at: int  # epoch ms
+    last_active_at: int  # epoch ms, updated on every inbound data frame
+    ws: web.WebSocketResponse | None = None
+    transport: asyncio.Transport | None = None
+    #: Close code/reason decided by the server (DELETE, idle timeout, stop)
+    #: so the reader loop reports it instead of a generic one.
+    server_close: tuple[int, str] | None = None
+    #: Set exactly once; holds the ``$disconnect`` invocation (or a completed
+    #: future for :meth:`GatewayServer.drop`). Its existence means "unregistered".
+    finished: asyncio.Future[None] | None = None
+    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+
+
+class GatewayServer:
+    """In-process API Gateway stand-in for a Chalice app (see module docstring).
+
+    Counters (``self.counters``), incremented under a lock so handler threads
+    and the loop can both update them:
+
+    ``invoke:<routeKey>`` / ``invoke:schedule``
+        handler invocations (``$connect``, ``$default``, ``$disconnect``).
+    ``invoke_error:<routeKey>``
+        invocations that raised.
+    ``frames_in``
+        data frames received from clients.
+    ``post`` / ``post:gone`` / ``post:too_large``
+        ``@connections`` POSTs delivered / answered 410 / answered 413.
+    ``get`` / ``delete`` (and ``get:gone`` / ``delete:gone``)
+        management GETs and DELETEs.
+    ``rest``
+        requests forwarded to Chalice's LocalGateway.
+    """
+
+    def __init__(
+        self,
+        app: chalice.Chalice,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        stage: str = "local",
+        static_dirs: Mapping[str, Path] | None = None,
+        schedule_interval: float | None = None,
+        max_workers: int = 64,
+        idle_timeout: float | None = None,
+        max_connection_duration: float | None = None,
+        lambda_timeout: float = 30.0,
+    ) -> None:
+        """Configure, but do not start, the server.
+
+        ``idle_timeout`` / ``max_connection_duration`` (seconds) mimic API
+        Gateway's 10 minute idle and 2 hour hard limits; off by default so
+        debugging sessions are not cut.  ``lambda_timeout`` only feeds
+        ``context.get_remaining_time_in_millis()``; nothing is killed.
+        """
+        self.app = app
+        self.host = host
+        self.port = port
+        self.stage = stage
+        self.static_dirs = {
+            prefix if prefix.endswith("/") else prefix + "/": Path(folder).resolve()
+            for prefix, folder in (static_dirs or {}).items()
+        }
+        self.schedule_interval = schedule_interval
+        self.max_workers = max_workers
+        self.idle_timeout = idle_timeout
+        self.max_connection_duration = max_connection_duration
+        self.lambda_timeout = lambda_timeout
+        self.counters: collections.Counter[str] = collections.Counter()
+
+        self._counter_lock = threading.Lock()
+        self._connections: dict[str, _Connection] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._runner: web.AppRunner | None = None
+        #: Disconnects and server-side closes: awaited on stop().
+        self._background: set[asyncio.Task[Any]] = set()
+        #: Timers (schedules, idle sweeper): cancelled on stop().
+        self._service_tasks: set[asyncio.Task[Any]] = set()
+        self._rest_gateway: LocalGateway | None = None
+        self._rest_lock: asyncio.Lock | None = None
+
+    # ------------------------------------------------------------------ public
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self._client_host}:{self.port}/ws"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self._client_host}:{self.port}"
+
+    @property
+    def management_endpoint(self) -> str:
+        """Value for ``AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI`` / boto3 ``endpoint_url``."""
+        return self.http_url
+
+    def start(self) -> None:
+        """Bind, start the loop thread, and return once the socket is listening.
+
+        The socket is bound here (not inside aiohttp) so that ``port=0`` yields
+        the real port before any client needs it, and bind errors surface in
+        the caller's thread.
+        """
+        if self._thread is not None:
+            raise RuntimeError("GatewayServer already started")
+        sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.host, self.port))
+        sock.listen(1024)
+        sock.setblocking(False)
+        self.port = sock.getsockname()[1]
+
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=self.max_workers, thread_name_prefix="lambda"
+        )
+        self._loop = asyncio.new_event_loop()
+        ready = threading.Event()
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            assert self._loop is not None
+            asyncio.set_event_loop(self._loop)
+            try:
+                self._loop.run_until_complete(self._startup(sock))
+            except BaseException as exc:  # noqa: BLE001 -- re-raised in start()'s caller
+                failure.append(exc)
+                ready.set()
+                return
+            ready.set()
+            self._loop.run_forever()
+            self._loop.run_until_complete(self._loop.shutdown_asyncgens())
+            self._loop.close()
+
+        self._thread = threading.Thread(target=run, name=f"gateway:{self.port}", daemon=True)
+        self._thread.start()
+        ready.wait()
+        if failure:
+            self._thread.join()
+            self._thread = None
+            sock.close()
+            raise failure[0]
+
+    def stop(self) -> None:
+        """Close every websocket (running ``$disconnect`` for each) and stop the loop."""
+        if self._thread is None or self._loop is None:
+            return
+        try:
+            self._call_in_loop(self._shutdown(), timeout=30)
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=10)
+            self._thread = None
+            if self._executor is not None:
+                self._executor.shutdown(wait=True, cancel_futures=True)
+                self._executor = None
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def drop(self, connection_id: str) -> None:
+        """Kill a connection's TCP socket without ``$disconnect`` (test hook).
+
+        Simulates a client that vanished without API Gateway noticing in
+        time: the app still believes it is connected and later posts to it
+        get 410 Gone.
+        """
+        self._call_in_loop(self._drop(connection_id), timeout=10)
+
+    def run_schedules(self) -> None:
+        """Invoke every ``@app.schedule`` handler once, synchronously, in this thread.
+
+        All handlers run even if one fails; the first failure is re-raised so
+        tests notice it.
+        """
+        errors: list[Exception] = []
+        for config in self._scheduled_configs():
+            handler = self.app.handler_map[config.name]
+            event = self._scheduled_event(config)
+            self._count("invoke:schedule")
+            try:
+                handler(event, self._context(config.name))
+            except Exception as exc:
+                self._count("invoke_error:schedule")
+                logger.exception("schedule handler %s failed", config.name)
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+    def connection_ids(self) -> list[str]:
+        """Ids of currently registered connections (for tests and tooling).
+
+        Read on the loop thread, which owns the registry, to get a consistent
+        snapshot; call it from any other thread.
+        """
+
+        async def snapshot() -> list[str]:
+            return list(self._connections)
+
+        return self._call_in_loop(snapshot(), timeout=10)
+
+    # --------------------------------------------------------------- plumbing
+
+    @property
+    def _client_host(self) -> str:
+        """Host clients should dial: a wildcard bind address is not dialable."""
+        if self.host in ("0.0.0.0", ""):
+            return "127.0.0.1"
+        if self.host == "::":
+            return "[::1]"
+        return f"[{self.host}]" if ":" in self.host else self.host
+
+    def _count(self, key: str, n: int = 1) -> None:
+        with self._counter_lock:
+            self.counters[key] += n
+
+    def _call_in_loop(self, coro: Coroutine[Any, Any, _T], timeout: float) -> _T:
+        """Run ``coro`` on the gateway loop from another thread and wait for it."""
+        if self._loop is None or self._thread is None:
+            coro.close()
+            raise RuntimeError("GatewayServer is not running")
+        if threading.current_thread() is self._thread:
+            coro.close()
+            raise RuntimeError("cannot block the gateway loop from inside itself")
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any],
+               owner: set[asyncio.Task[Any]] | None = None) -> asyncio.Task[Any]:
+        """Create a task and keep a strong reference until it finishes."""
+        assert self._loop is not None
+        task = self._loop.create_task(coro)
+        bucket = self._background if owner is None else owner
+        bucket.add(task)
+        task.add_done_callback(bucket.discard)
+        return task
+
+    async def _startup(self, sock: socket.socket) -> None:
+        web_app = web.Application(client_max_size=16 * 1024 * 1024)
+        router = web_app.router
+        router.add_get("/ws", self._handle_ws)
+        for prefix in ("", "/{stage}"):
+            path = prefix + "/@connections/{connection_id}"
+            router.add_post(path, self._mgmt_post)
+            router.add_get(path, self._mgmt_get, allow_head=False)
+            router.add_delete(path, self._mgmt_delete)
+        router.add_route("*", "/api", self._handle_rest)
+        router.add_route("*", "/api/{tail:.*}", self._handle_rest)
+        router.add_route("*", "/{tail:.*}", self._handle_static)
+
+        self._rest_lock = asyncio.Lock()
+        self._rest_gateway = self._make_rest_gateway()
+        self._runner = web.AppRunner(web_app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        await web.SockSite(self._runner, sock).start()
+        if self.schedule_interval:
+            self._spawn(self._schedule_timer(self.schedule_interval), self._service_tasks)
+        if self.idle_timeout or self.max_connection_duration:
+            self._spawn(self._sweep_expired(), self._service_tasks)
+
+    async def _shutdown(self) -> None:
+        for task in list(self._service_tasks):
+            task.cancel()
+        conns = list(self._connections.values())
+        await asyncio.gather(
+            *(self._server_close(c, _CLOSE_GOING_AWAY, "Going away") for c in conns),
+            return_exceptions=True,
+        )
+        # Let in-flight $default / $disconnect invocations settle before the
+        # loop goes away (they may still post to other connections).
+        pending = [t for c in conns for t in c.tasks] + list(self._background)
+        if pending:
+            await asyncio.wait(pending, timeout=10)
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _invoke(self, route_key: str, event: dict[str, Any]) -> Any:
+        """Run the route's Lambda entry point in the thread pool."""
+        assert self._loop is not None and self._executor is not None
+        return await self._loop.run_in_executor(
+            self._executor, functools.partial(self._invoke_sync, route_key, event)
+        )
+
+    def _invoke_sync(self, route_key: str, event: dict[str, Any]) -> Any:
+        """Find and call the handler the Lambda runtime would call (worker thread).
+
+        ``app.websocket_handlers[route_key]`` is only the *config* Chalice uses
+        for deployment; the callable the runtime invokes (``app.<function>``,
+        a ``WebsocketEventSourceHandler`` with middleware) is registered in
+        ``app.handler_map`` under the config's name.
+        """
+        config = self.app.websocket_handlers.get(route_key)
+        if config is None:
+            if route_key == "$default":
+                raise _NoRoute(route_key)
+            return None  # API Gateway accepts/ignores when these routes are absent
+        handler = self.app.handler_map[config.name]
+        self._count(f"invoke:{route_key}")
+        try:
+            return handler(event, self._context(config.name))
+        except Exception:
+            self._count(f"invoke_error:{route_key}")
+            raise
+
+    def _context(self, handler_name: str) -> LocalLambdaContext:
+        # Chalice names deployed functions "<app>-<stage>-<handler>".
+        return LocalLambdaContext(
+            f"{self.app.app_name}-{self.stage}-{handler_name}", timeout_s=self.lambda_timeout
+        )
+
+    # -------------------------------------------------------------- websocket
+
+    def _request_context(self, conn: _Connection, route_key: str, event_type: str,
+                         now: int) -> dict[str, Any]:
+        return {
+            "routeKey": route_key,
+            "eventType": event_type,
+            "extendedRequestId": _aws_id(),
+            "requestTime": _request_time(now),
+            "messageDirection": "IN",
+            "stage": self.stage,
+            "connectedAt": conn.connected_at,
+            "requestTimeEpoch": now,
+            "identity": {"sourceIp": conn.source_ip, "userAgent": conn.user_agent},
+            "requestId": _aws_id(),
+            "domainName": f"{self._client_host}:{self.port}",
+            "connectionId": conn.connection_id,
+            "apiId": API_ID,
+        }
+
+    def _connect_event(self, conn: _Connection, request: web.Request) -> dict[str, Any]:
+        multi_headers: dict[str, list[str]] = {}
+        for name, value in request.headers.items():
+            multi_headers.setdefault(name, []).append(value)
+        # API Gateway adds these; apps may read X-Forwarded-For for the client IP.
+        for name, value in (
+            ("X-Forwarded-For", conn.source_ip),
+            ("X-Forwarded-Port", str(self.port)),
+            ("X-Forwarded-Proto", "http"),
+        ):
+            if name.lower() not in {n.lower() for n in multi_headers}:
+                multi_headers[name] = [value]
+        multi_query: dict[str, list[str]] = {}
+        for name, value in request.query.items():
+            multi_query.setdefault(name, []).append(value)
+        return {
+            "headers": {name: values[-1] for name, values in multi_headers.items()},
+            "multiValueHeaders": multi_headers,
+            "queryStringParameters": (
+                {name: values[-1] for name, values in multi_query.items()} or None
+            ),
+            "multiValueQueryStringParameters": multi_query or None,
+            "requestContext": self._request_context(conn, "$connect", "CONNECT", conn.connected_at),
+            "isBase64Encoded": False,
+        }
+
+    def _message_event(self, conn: _Connection, body: str, is_base64: bool) -> dict[str, Any]:
+        context = self._request_context(conn, "$default", "MESSAGE", _now_ms())
+        context["messageId"] = _aws_id()
+        return {"requestContext": context, "body": body, "isBase64Encoded": is_base64}
+
+    def _disconnect_event(self, conn: _Connection, code: int, reason: str) -> dict[str, Any]:
+        context = self._request_context(conn, "$disconnect", "DISCONNECT", _now_ms())
+        context["disconnectStatusCode"] = code
+        context["disconnectReason"] = reason
+        headers = {"Host": f"{self._client_host}:{self.port}", "X-Forwarded-For": ""}
+        return {
+            "headers": headers,
+            "multiValueHeaders": {k: [v] for k, v in headers.items()},
+            "requestContext": context,
+            "isBase64Encoded": False,
+        }
+
+    async def _handle_ws(self, request: web.Request) -> web.StreamResponse:
+        """Run ``$connect`` *before* upgrading, then pump frames until close."""
+        probe = web.WebSocketResponse()
+        if not probe.can_prepare(request).ok:
+            return web.json_response({"message": "Upgrade Required"}, status=426)
+
+        now = _now_ms()
+        conn = _Connection(
+            connection_id=_aws_id(),
+            source_ip=request.remote or "127.0.0.1",
+            user_agent=request.headers.get("User-Agent", ""),
+            connected_at=now,
+            last_active_at=now,
+        )
+        try:
+            result = await self._invoke("$connect", self._connect_event(conn, request))
+        except Exception:
+            logger.exception("$connect handler failed for %s", conn.connection_id)
+            return web.json_response({"message": "Internal server error"}, status=500)
+
+        result = result if isinstance(result, dict) else {}
+        try:
+            status = int(result.get("statusCode", 200))
+        except (TypeError, ValueError):
+            status = 502
+        if not 200 <= status < 300:
+            body = result.get("body")
+            return web.Response(
+                status=status,
+                text=body if isinstance(body, str) else json.dumps({"message": "Forbidden"}),
+                content_type="application/json",
+            )
+
+        # As on AWS, a subprotocol is only agreed if $connect echoes it back.
+        headers = {k.lower(): v for k, v in (result.get("headers") or {}).items()}
+        protocol = headers.get("sec-websocket-protocol")
+        ws = web.WebSocketResponse(
+            # aiohttp refuses messages of *exactly* max_msg_size; AWS accepts 128 KB.
+            max_msg_size=MAX_MESSAGE_BYTES + 1,
+            compress=False,  # API Gateway does not negotiate permessage-deflate
+            autoping=True,
+            protocols=(protocol,) if protocol else (),
+        )
+        conn.ws = ws
+        try:
+            await ws.prepare(request)
+        except (ConnectionError, RuntimeError):
+            logger.info("client %s left during the handshake", conn.connection_id)
+            await asyncio.shield(self._finish(conn, _CLOSE_ABNORMAL, "Going away"))
+            return ws
+        conn.transport = request.transport
+        self._connections[conn.connection_id] = conn
+
+        code, reason = _CLOSE_ABNORMAL, "Going away"
+        try:
+            code, reason = await self._read_frames(conn, ws)
+        finally:
+            await asyncio.shield(self._finish(conn, code, reason))
+        return ws
+
+    async def _read_frames(self, conn: _Connection,
+                           ws: web.WebSocketResponse) -> tuple[int, str]:
+        """Dispatch data frames until the socket closes; return (code, reason)."""
+        while True:
+            msg = await ws.receive()
+            if msg.type is WSMsgType.TEXT:
+                self._on_frame(conn, msg.data, is_base64=False)
+            elif msg.type is WSMsgType.BINARY:
+                self._on_frame(conn, base64.b64encode(msg.data).decode("ascii"), is_base64=True)
+            elif msg.type is WSMsgType.CLOSE:
+                if conn.server_close:
+                    return conn.server_close
+                code = int(msg.data or _CLOSE_NO_STATUS)
+                if code == _CLOSE_NO_STATUS:
+                    return code, "Client-side close frame status not set"
+                return code, f"Client-side close frame status set to {code}"
+            elif msg.type is WSMsgType.ERROR:
+                if conn.server_close:
+                    return conn.server_close
+                # Protocol violations (e.g. 1009 for > 128 KB) carry their code;
+                # ws.close_code would only say 1006 by now.
+                code = int(getattr(msg.data, "code", None) or _CLOSE_ABNORMAL)
+                if code == _CLOSE_TOO_BIG:
+                    return code, "Message too big"
+                return code, "Going away"
+            elif msg.type in (WSMsgType.CLOSING, WSMsgType.CLOSED):
+                if conn.server_close:
+                    return conn.server_close
+                return _CLOSE_ABNORMAL, "Going away"
+
+    def _on_frame(self, conn: _Connection, body: str, *, is_base64: bool) -> None:
+        conn.last_active_at = _now_ms()
+        self._count("frames_in")
+        self._spawn(self._dispatch_message(conn, body, is_base64), owner=conn.tasks)
+
+    async def _dispatch_message(self, conn: _Connection, body: str, is_base64: bool) -> None:
+        event = self._message_event(conn, body, is_base64)
+        try:
+            await self._invoke("$default", event)
+        except _NoRoute:
+            await self._send_error(conn, "Forbidden", event)
+        except Exception:
+            logger.exception("$default handler failed for %s", conn.connection_id)
+            await self._send_error(conn, "Internal server error", event)
+
+    async def _send_error(self, conn: _Connection, message: str, event: dict[str, Any]) -> None:
+        """Tell the client its frame failed, with API Gateway's error shape."""
+        payload = json.dumps({
+            "message": message,
+            "connectionId": conn.connection_id,
+            "requestId": event["requestContext"]["requestId"],
+        })
+        with contextlib.suppress(Exception):
+            await self._send(conn, payload.encode())
+
+    async def _send(self, conn: _Connection, data: bytes) -> bool:
+        """Send one frame; False if the socket is already going away."""
+        ws = conn.ws
+        if ws is None or ws.closed or conn.finished is not None:
+            return False
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            send: Callable[[], Coroutine[Any, Any, None]] = functools.partial(ws.send_bytes, data)
+        else:
+            send = functools.partial(ws.send_str, text)
+        try:
+            await send()
+        except (ConnectionError, RuntimeError):
+            return False
+        return True
+
+    def _finish(self, conn: _Connection, code: int, reason: str) -> asyncio.Future[None]:
+        """Unregister ``conn`` and run ``$disconnect`` for it, exactly once."""
+        if conn.finished is None:
+            if self._connections.get(conn.connection_id) is conn:
+                del self._connections[conn.connection_id]
+            conn.finished = self._spawn(self._run_disconnect(conn, code, reason))
+        return conn.finished
+
+    async def _run_disconnect(self, conn: _Connection, code: int, reason: str) -> None:
+        try:
+            await self._invoke("$disconnect", self._disconnect_event(conn, code, reason))
+        except Exception:
+            logger.exception("$disconnect handler failed for %s", conn.connection_id)
+
+    async def _server_close(self, conn: _Connection, code: int, reason: str) -> None:
+        """Close from our side (DELETE, timeouts, stop) and wait for ``$disconnect``."""
+        conn.server_close = (code, reason)
+        finished = self._finish(conn, code, reason)
+        if conn.ws is not None:
+            with contextlib.suppress(Exception):
+                await conn.ws.close(code=code, message=reason.encode())
+        await finished
+
+    async def _drop(self, connection_id: str) -> None:
+        conn = self._connections.pop(connection_id, None)
+        if conn is None:
+            raise KeyError(connection_id)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        conn.finished = done  # marks it finished: $disconnect never runs
+        if conn.transport is not None:
+            conn.transport.abort()
+
+    async def _sweep_expired(self) -> None:
+        """Enforce the optional idle / maximum-duration limits."""
+        limits = [t for t in (self.idle_timeout, self.max_connection_duration) if t]
+        period = max(0.05, min(1.0, min(limits) / 4))
+        while True:
+            await asyncio.sleep(period)
+            now = _now_ms()
+            for conn in list(self._connections.values()):
+                idle = (now - conn.last_active_at) / 1000
+                age = (now - conn.connected_at) / 1000
+                too_idle = bool(self.idle_timeout) and idle >= (self.idle_timeout or 0)
+                too_old = bool(self.max_connection_duration) and age >= (
+                    self.max_connection_duration or 0
+                )
+                if (too_idle or too_old) and conn.server_close is None:
+                    conn.server_close = (_CLOSE_GOING_AWAY, "Going away")
+                    self._spawn(self._server_close(conn, _CLOSE_GOING_AWAY, "Going away"))
+
+    # ---------------------------------------------------------- @connections
+
+    @staticmethod
+    def _gone(connection_id: str) -> web.Response:
+        return web.json_response(
+            {"message": f"Connection {connection_id} is gone"},
+            status=410,
+            headers={"x-amzn-ErrorType": "GoneException", "x-amzn-RequestId": str(uuid.uuid4())},
+        )
+
+    def _live(self, request: web.Request) -> tuple[str, _Connection | None]:
+        # aiohttp's match_info is already percent-decoded ("%3D" -> "=").
+        connection_id = request.match_info["connection_id"]
+        conn = self._connections.get(connection_id)
+        if conn is not None and (conn.ws is None or conn.ws.closed):
+            conn = None
+        return connection_id, conn
+
+    async def _mgmt_post(self, request: web.Request) -> web.Response:
+        data = await request.read()
+        connection_id, conn = self._live(request)
+        if len(data) > MAX_MESSAGE_BYTES:
+            self._count("post:too_large")
+            return web.json_response(
+                {"message": "Message too long"},
+                status=413,
+                headers={"x-amzn-ErrorType": "PayloadTooLargeException"},
+            )
+        if conn is None or not await self._send(conn, data):
+            self._count("post:gone")
+            return self._gone(connection_id)
+        self._count("post")
+        return web.Response(status=200, headers={"x-amzn-RequestId": str(uuid.uuid4())})
+
+    async def _mgmt_get(self, request: web.Request) -> web.Response:
+        connection_id, conn = self._live(request)
+        if conn is None:
+            self._count("get:gone")
+            return self._gone(connection_id)
+        self._count("get")
+        # The wire names are camelCase (the service model's locationName);
+        # boto3 presents them as ConnectedAt / Identity.SourceIp / LastActiveAt.
+        return web.json_response({
+            "connectedAt": _iso8601(conn.connected_at),
+            "identity": {"sourceIp": conn.source_ip, "userAgent": conn.user_agent},
+            "lastActiveAt": _iso8601(conn.last_active_at),
+        })
+
+    async def _mgmt_delete(self, request: web.Request) -> web.Response:
+        connection_id, conn = self._live(request)
+        if conn is None:
+            self._count("delete:gone")
+            return self._gone(connection_id)
+        self._count("delete")
+        # Like AWS: answer at once; the close handshake and $disconnect follow
+        # asynchronously (awaiting them could deadlock a saturated pool).
+        self._spawn(self._server_close(conn, _CLOSE_NORMAL, "Connection Closed Normally"))
+        return web.Response(status=204)
+
+    # ------------------------------------------------------------------- REST
+
+    def _make_rest_gateway(self) -> LocalGateway | None:
+        if not self.app.routes:
+            return None
+        config = Config(
+            chalice_stage=self.stage,
+            function_name="api_handler",
+            user_provided_params={
+                "app_name": self.app.app_name,
+                "lambda_memory_size": 256,
+                "lambda_timeout": int(self.lambda_timeout),
+            },
+        )
+        return LocalGateway(self.app, config)
+
+    async def _handle_rest(self, request: web.Request) -> web.Response:
+        """Forward ``/api/...`` to Chalice's LocalGateway (REST stage is ``api`` on AWS)."""
+        gateway = self._rest_gateway
+        if gateway is None:
+            return web.json_response({"message": "Not Found"}, status=404)
+        path = request.raw_path[len("/api"):]
+        if not path.startswith("/"):
+            path = "/" + path
+        body = await request.read() or None
+        headers = dict(request.headers)
+        assert self._loop is not None and self._executor is not None
+        assert self._rest_lock is not None
+        self._count("rest")
+        # Chalice keeps app.current_request on the shared app object, so two
+        # concurrent REST invocations would trample each other (Lambda runs
+        # one per container). Serialise them; WebSocket handlers are unaffected.
+        async with self._rest_lock:
+            try:
+                response = await self._loop.run_in_executor(
+                    self._executor,
+                    functools.partial(gateway.handle_request, request.method, path, headers, body),
+                )
+            except LocalGatewayException as exc:
+                return web.Response(status=exc.CODE, headers=exc.headers, body=exc.body)
+        out_headers: CIMultiDict[str] = CIMultiDict()
+        for name, value in (response.get("headers") or {}).items():
+            out_headers[name] = str(value)
+        for name, values in (response.get("multiValueHeaders") or {}).items():
+            out_headers.popall(name, None)
+            for value in values:
+                out_headers.add(name, str(value))
+        out_headers.setdefault("Content-Type", "application/json")
+        for hop in ("Content-Length", "Transfer-Encoding", "Connection"):
+            out_headers.popall(hop, None)
+        raw = response.get("body")
+        if raw is None:
+            payload = b""
+        elif response.get("isBase64Encoded"):
+            payload = base64.b64decode(raw)
+        else:
+            payload = raw.encode("utf-8") if isinstance(raw, str) else bytes(raw)
+        return web.Response(status=int(response["statusCode"]), headers=out_headers, body=payload)
+
+    # ----------------------------------------------------------------- static
+
+    async def _handle_static(self, request: web.Request) -> web.StreamResponse:
+        if request.method not in ("GET", "HEAD"):
+            return web.json_response({"message": "Not Found"}, status=404)
+        target = self._static_target(request.path)
+        if target is None:
+            return web.json_response({"message": "Not Found"}, status=404)
+        return web.FileResponse(target, headers={"Cache-Control": "no-store"})
+
+    def _static_target(self, url_path: str) -> Path | None:
+        """Map a (decoded) URL path to a file, longest prefix first; None if none.
+
+        Traversal is refused twice: ``..`` segments are rejected outright and
+        the resolved file must still lie inside the folder.
+        """
+        candidates = (url_path, url_path + "/")  # "/widget" also matches "/widget/"
+        for prefix in sorted(self.static_dirs, key=len, reverse=True):
+            match = next((c for c in candidates if c.startswith(prefix)), None)
+            if match is None:
+                continue
+            root = self.static_dirs[prefix]
+            rest = match[len(prefix):]
+            parts = [p for p in rest.split("/") if p]
+            if any(p in (".", "..") or "\\" in p or "\x00" in p for p in parts):
+                return None
+            target = root.joinpath(*parts).resolve()
+            if not target.is_relative_to(root):
+                return None
+            if target.is_dir():
+                target = target / "index.html"
+            return target if target.is_file() else None
+        return None
+
+    # -------------------------------------------------------------- schedules
+
+    def _scheduled_configs(self) -> list[ScheduledEventConfig]:
+        return [s for s in self.app.event_sources if isinstance(s, ScheduledEventConfig)]
+
+    def _scheduled_event(self, config: ScheduledEventConfig) -> dict[str, Any]:
+        """A CloudWatch/EventBridge "Scheduled Event" as Lambda receives it."""
+        rule = f"{self.app.app_name}-{self.stage}-{config.name}-event"
+        return {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": "Scheduled Event",
+            "source": "aws.events",
+            "account": ACCOUNT_ID,
+            "time": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "region": _region(),
+            "resources": [f"arn:aws:events:{_region()}:{ACCOUNT_ID}:rule/{rule}"],
+            "detail": {},
+        }
+
+    async def _schedule_timer(self, interval: float) -> None:
+        assert self._loop is not None and self._executor is not None
+        while True:
+            await asyncio.sleep(interval)
+            with contextlib.suppress(Exception):  # already logged by run_schedules
+                await self._loop.run_in_executor(self._executor, self.run_schedules)

@@ -1,0 +1,75 @@
+"""The whole product on one machine: DynamoDB Local + the gateway stand-in + the app.
+
+Used by ``make dev`` and by the tests, so both run exactly the same parts. The app reads
+only standard settings (``AWS_ENDPOINT_URL_DYNAMODB``,
+``AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI``, ``TABLE_NAME``, ``TOKEN_SECRET``): it does not
+know it is local.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import secrets
+from pathlib import Path
+from types import ModuleType
+
+from infra.local.dynamodb import ROOT, DynamoDBLocal
+from infra.local.gateway import GatewayServer
+
+LOCAL_DIR = ROOT / ".local"
+
+
+def local_secret() -> str:
+    """A token secret kept across restarts so signed-in agents stay signed in."""
+    path = LOCAL_DIR / "token-secret"
+    if not path.exists():
+        LOCAL_DIR.mkdir(exist_ok=True)
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+class Stack:
+    """Start and stop every local part in the right order."""
+
+    def __init__(self, *, port: int = 0, table: str = "chat", data_dir: Path | None = None,
+                 schedule_interval: float | None = 5.0, token_secret: str | None = None) -> None:
+        self.port = port
+        self.table = table
+        self.data_dir = data_dir
+        self.schedule_interval = schedule_interval
+        self.token_secret = token_secret
+        self.dynamodb: DynamoDBLocal | None = None
+        self.gateway: GatewayServer | None = None
+        self.app_module: ModuleType | None = None
+
+    def start(self) -> Stack:
+        self.dynamodb = DynamoDBLocal(data_dir=self.data_dir)
+        self.dynamodb.start()
+        os.environ.update({
+            "AWS_ENDPOINT_URL_DYNAMODB": self.dynamodb.endpoint,
+            "AWS_ACCESS_KEY_ID": os.environ.get("AWS_ACCESS_KEY_ID", "local"),
+            "AWS_SECRET_ACCESS_KEY": os.environ.get("AWS_SECRET_ACCESS_KEY", "local"),
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_REGION": "us-east-1",
+            "TABLE_NAME": self.table,
+            "TOKEN_SECRET": self.token_secret or local_secret(),
+        })
+        self.app_module = importlib.import_module("app")
+        from chalicelib import models
+
+        models.create_table()
+        self.gateway = GatewayServer(
+            self.app_module.app, port=self.port, schedule_interval=self.schedule_interval,
+            static_dirs={"/": ROOT / "demo", "/widget/": ROOT / "widget",
+                         "/console/": ROOT / "console"})
+        self.gateway.start()
+        os.environ["AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI"] = self.gateway.management_endpoint
+        return self
+
+    def stop(self) -> None:
+        if self.gateway is not None:
+            self.gateway.stop()
+        if self.dynamodb is not None:
+            self.dynamodb.stop()

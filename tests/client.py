@@ -1,0 +1,115 @@
+"""A test client that speaks the chat protocol over a real WebSocket, like a browser would."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+from urllib.parse import urlencode
+
+from websockets.sync.client import connect
+
+
+class Client:
+    """One WebSocket connection with a backlog, so tests can wait for a specific frame
+    while other frames keep arriving in any order."""
+
+    def __init__(self, ws_url: str, query: dict[str, str]) -> None:
+        self.ws = connect(f"{ws_url}?{urlencode(query)}", open_timeout=10, max_size=2**20)
+        self.backlog: list[dict[str, Any]] = []
+        self.client_id = secrets.token_urlsafe(6)
+        self.counter = 0
+        self.welcome: dict[str, Any] = {}
+        self.agent_id = ""
+        self.token = ""
+
+    @staticmethod
+    def login(http_url: str, agent_id: str, password: str) -> str:
+        request = urllib.request.Request(
+            f"{http_url}/api/auth/login", method="POST",
+            data=json.dumps({"agent": agent_id, "password": password}).encode(),
+            headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return str(json.load(response)["token"])
+
+    def send_raw(self, data: str | bytes) -> None:
+        self.ws.send(data)
+
+    def send(self, frame: dict[str, Any]) -> None:
+        self.ws.send(json.dumps(frame))
+
+    def expect(self, type_: str, timeout: float = 5.0, **match: Any) -> dict[str, Any]:
+        """The first frame of ``type_`` whose fields equal ``match`` (waiting up to timeout)."""
+        def fits(frame: dict[str, Any]) -> bool:
+            return frame.get("type") == type_ and all(frame.get(k) == v for k, v in match.items())
+
+        for frame in self.backlog:
+            if fits(frame):
+                self.backlog.remove(frame)
+                return frame
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"no {type_} {match} within {timeout}s; got {self.backlog}")
+            try:
+                frame = json.loads(self.ws.recv(timeout=remaining))
+            except TimeoutError:
+                continue
+            if fits(frame):
+                return frame
+            self.backlog.append(frame)
+
+    def quiet(self, type_: str, wait: float = 0.5, **match: Any) -> None:
+        """Assert no such frame arrives within ``wait`` seconds."""
+        try:
+            frame = self.expect(type_, timeout=wait, **match)
+        except AssertionError:
+            return
+        raise AssertionError(f"unexpected {frame}")
+
+    def request(self, frame: dict[str, Any], reply: str, **match: Any) -> dict[str, Any]:
+        self.send(frame)
+        return self.expect(reply, **match)
+
+    def next_id(self) -> str:
+        self.counter += 1
+        return f"{self.client_id}:{self.counter}"
+
+    def say(self, conversation: str, text: str, message_id: str | None = None) -> dict[str, Any]:
+        """Send a message and wait for its ack (the protocol's one-in-flight rule)."""
+        message_id = message_id or self.next_id()
+        self.send({"action": "send", "conversation": conversation, "id": message_id,
+                   "text": text})
+        return self.expect_reply(message_id)
+
+    def expect_reply(self, ref: str, timeout: float = 5.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for frame in self.backlog:
+                if frame.get("ref") == ref and frame.get("type") in ("ack", "error"):
+                    self.backlog.remove(frame)
+                    return frame
+            try:
+                self.backlog.append(json.loads(self.ws.recv(timeout=0.2)))
+            except TimeoutError:
+                pass
+        raise AssertionError(f"no reply to {ref}; got {self.backlog}")
+
+    def close(self) -> None:
+        try:
+            self.ws.close()
+        except Exception:
+            pass
+
+
+def http_error(fn: Any) -> int:
+    """The HTTP status an urllib call fails with (0 if it did not fail)."""
+    try:
+        fn()
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+    return 0

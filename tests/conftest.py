@@ -1,0 +1,90 @@
+"""One local stack for the whole run: DynamoDB Local, the gateway stand-in and the app.
+
+Tests talk to it the way browsers do (real WebSocket clients) and check state in DynamoDB
+Local directly. Each test works on its own site, so queues and shifts never leak between
+tests even though they share one table.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable, Iterator
+
+import pytest
+
+os.environ.setdefault("TOKEN_SECRET", secrets.token_urlsafe(48))
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+os.environ.setdefault("AWS_REGION", "us-east-1")
+os.environ.setdefault("TABLE_NAME", f"test-{secrets.token_hex(4)}")
+
+from infra.local.stack import Stack  # noqa: E402
+from tests.client import Client  # noqa: E402
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Stack]:
+    running = Stack(table=os.environ["TABLE_NAME"], schedule_interval=None,
+                    token_secret=os.environ["TOKEN_SECRET"]).start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def site(stack: Stack) -> str:
+    """A fresh site per test: its own queue and its own on-shift agents."""
+    return f"s{secrets.token_hex(5)}"
+
+
+@pytest.fixture
+def clients() -> Iterator[list[Client]]:
+    opened: list[Client] = []
+    yield opened
+    for client in opened:
+        client.close()
+
+
+@pytest.fixture
+def visitor(stack: Stack, site: str, clients: list[Client]) -> Callable[..., Client]:
+    """Open a visitor connection (new visitor, or resume with ``token``) and say hello."""
+
+    def open_visitor(token: str | None = None, hello: bool = True) -> Client:
+        assert stack.gateway is not None
+        client = Client(stack.gateway.ws_url, {"token": token} if token else {"site": site})
+        clients.append(client)
+        if hello:
+            client.welcome = client.request({"action": "hello"}, "welcome")
+        return client
+
+    return open_visitor
+
+
+@pytest.fixture
+def agent(stack: Stack, site: str, clients: list[Client]) -> Callable[..., Client]:
+    """Create an agent on this test's site, sign in over REST, connect, and optionally go
+    on shift. Returns the console connection."""
+    from chalicelib import agents
+
+    def open_agent(name: str = "", max_chats: int | None = None, shift: bool = True,
+                   agent_id: str | None = None) -> Client:
+        assert stack.gateway is not None
+        agent_id = agent_id or f"a{secrets.token_hex(4)}"
+        try:
+            agents.create(agent_id, name or agent_id, PASSWORD, max_chats=max_chats, site=site)
+        except agents.AgentError:
+            pass  # a second console for the same agent
+        token = Client.login(stack.gateway.http_url, agent_id, PASSWORD)
+        client = Client(stack.gateway.ws_url, {"token": token})
+        client.agent_id = agent_id
+        client.token = token
+        clients.append(client)
+        client.welcome = client.request({"action": "hello"}, "welcome")
+        if shift:
+            client.request({"action": "shift", "on": True}, "shift")
+        return client
+
+    return open_agent
