@@ -22,6 +22,13 @@ app.websocket_api.session = boto3.session.Session()
 logger = Logger(service=config.SERVICE)
 
 
+def _log_context(connection_id: str) -> None:
+    """Per-invocation log keys; thread-safe because the local stand-in runs invocations in
+    threads of one process (on Lambda each invocation has its own process)."""
+    logger.thread_safe_clear_keys()
+    logger.thread_safe_append_keys(connection=connection_id)
+
+
 def _endpoint(event: WebsocketEvent) -> str:
     ctx = event.to_dict()["requestContext"]
     return fanout.endpoint(ctx.get("apiId"), ctx.get("stage"))
@@ -40,7 +47,7 @@ def _deliver(outbox: Outbox, url: str) -> None:
 @app.on_ws_connect()
 def connect(event: WebsocketEvent) -> dict[str, Any]:
     query = event.to_dict().get("queryStringParameters") or {}
-    logger.append_keys(connection=event.connection_id)
+    _log_context(event.connection_id)
     try:
         who = presence.connect(event.connection_id, query)
     except presence.Refused as refused:
@@ -52,7 +59,7 @@ def connect(event: WebsocketEvent) -> dict[str, Any]:
 
 @app.on_ws_message()
 def message(event: WebsocketEvent) -> None:
-    logger.append_keys(connection=event.connection_id)
+    _log_context(event.connection_id)
     outbox = Outbox()
     dispatch.handle(event.connection_id, event.body, outbox)
     _deliver(outbox, _endpoint(event))
@@ -60,6 +67,7 @@ def message(event: WebsocketEvent) -> None:
 
 @app.on_ws_disconnect()
 def disconnect(event: WebsocketEvent) -> None:
+    _log_context(event.connection_id)
     outbox = Outbox()
     presence.disconnect(event.connection_id, outbox)
     _deliver(outbox, _endpoint(event))

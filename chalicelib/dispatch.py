@@ -80,7 +80,7 @@ def handle(connection_id: str, body: str | None, outbox: Outbox) -> None:
     try:
         frame = parse(body)
         ref = frame.ref
-        logger.append_keys(action=frame.action)
+        logger.thread_safe_append_keys(action=frame.action)
         HANDLERS[frame.action](connection_id, frame, outbox)
     except ProtocolError as exc:
         outbox.to([connection_id], error(exc.code, exc.message, exc.ref or ref))

@@ -113,3 +113,13 @@ def http_error(fn: Any) -> int:
     except urllib.error.HTTPError as exc:
         return int(exc.code)
     return 0
+
+
+def eventually(check: Any, timeout: float = 5.0) -> None:
+    """Wait until ``check()`` is true: for effects that follow a reply (cleanup after a
+    delivery), never for timing claims."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.05)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -88,3 +89,23 @@ def agent(stack: Stack, site: str, clients: list[Client]) -> Callable[..., Clien
         return client
 
     return open_agent
+
+
+@pytest.fixture
+def dynamodb_calls(stack: Stack) -> Iterator[list[str]]:
+    """Every DynamoDB API call the app makes while the test runs, in order (botocore hook
+    on each PynamoDB model's client)."""
+    from chalicelib.models import ALL_MODELS
+
+    calls: list[str] = []
+
+    def record(model: Any, params: Any, **_: Any) -> None:
+        calls.append(model.name)
+
+    clients = {id(m._get_connection().connection.client): m._get_connection().connection.client
+               for m in ALL_MODELS}
+    for client in clients.values():
+        client.meta.events.register("before-call.dynamodb", record)
+    yield calls
+    for client in clients.values():
+        client.meta.events.unregister("before-call.dynamodb", record)

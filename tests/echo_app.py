@@ -20,8 +20,13 @@ import threading
 from typing import Any
 
 import boto3
-from chalice import Chalice, Rate, WebsocketDisconnectedError
-from chalice.app import CloudWatchEvent, WebsocketEvent
+from chalice.app import (
+    Chalice,
+    CloudWatchEvent,
+    Rate,
+    WebsocketDisconnectedError,
+    WebsocketEvent,
+)
 
 app = Chalice(app_name="echo")
 app.experimental_feature_flags.update(["WEBSOCKETS"])
@@ -50,6 +55,7 @@ def management_client(event: WebsocketEvent) -> Any:
             client = _clients.get(endpoint)
             if client is None:
                 session = app.websocket_api.session
+                assert session is not None
                 client = session.client("apigatewaymanagementapi", endpoint_url=endpoint)
                 _clients[endpoint] = client
     return client
@@ -89,7 +95,7 @@ def disconnect(event: WebsocketEvent) -> None:
 def ping() -> dict[str, str]:
     """Echo ``?name=`` so tests can tell Chalice really parsed the request."""
     request = app.current_request
-    params = (request.query_params if request else None) or {}
+    params: dict[str, str] = dict((request.query_params if request else None) or {})
     return {"pong": params.get("name", "")}
 
 

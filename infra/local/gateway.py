@@ -43,9 +43,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self, TypeVar
 
-import chalice
 from aiohttp import WSMsgType, web
-from chalice.app import ScheduledEventConfig
+from chalice.app import Chalice, ScheduledEventConfig
 from chalice.config import Config
 from chalice.local import LocalGateway, LocalGatewayException
 from multidict import CIMultiDict
@@ -137,6 +136,26 @@ class LocalLambdaContext:
         return max(0, int((self._deadline - time.time()) * 1000))
 
 
+class _LockedCounter(collections.Counter[str]):
+    """A Counter whose increments and copies share one lock.
+
+    Handler threads and the loop update it while tests read it; ``copy()``
+    iterating during an insert would otherwise raise.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lock = threading.Lock()
+
+    def incr(self, key: str, n: int = 1) -> None:
+        with self.lock:
+            self[key] += n
+
+    def copy(self) -> collections.Counter[str]:  # type: ignore[override]
+        with self.lock:
+            return collections.Counter(self)
+
+
 class _NoRoute(Exception):
     """The app has no handler for a route key API Gateway would have to reject."""
 
@@ -183,7 +202,7 @@ class GatewayServer:
 
     def __init__(
         self,
-        app: chalice.Chalice,
+        app: Chalice,
         *,
         host: str = "127.0.0.1",
         port: int = 0,
@@ -215,9 +234,7 @@ class GatewayServer:
         self.idle_timeout = idle_timeout
         self.max_connection_duration = max_connection_duration
         self.lambda_timeout = lambda_timeout
-        self.counters: collections.Counter[str] = collections.Counter()
-
-        self._counter_lock = threading.Lock()
+        self.counters: collections.Counter[str] = _LockedCounter()
         self._connections: dict[str, _Connection] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -273,7 +290,7 @@ class GatewayServer:
             asyncio.set_event_loop(self._loop)
             try:
                 self._loop.run_until_complete(self._startup(sock))
-            except BaseException as exc:  # noqa: BLE001 -- re-raised in start()'s caller
+            except BaseException as exc:  # re-raised in start()'s caller
                 failure.append(exc)
                 ready.set()
                 return
@@ -298,12 +315,14 @@ class GatewayServer:
         try:
             self._call_in_loop(self._shutdown(), timeout=30)
         finally:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout=10)
-            self._thread = None
+            # Drain the pool while the loop still runs: finishing invocations
+            # report back through it.
             if self._executor is not None:
                 self._executor.shutdown(wait=True, cancel_futures=True)
                 self._executor = None
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=10)
+            self._thread = None
 
     def __enter__(self) -> Self:
         self.start()
@@ -365,8 +384,8 @@ class GatewayServer:
         return f"[{self.host}]" if ":" in self.host else self.host
 
     def _count(self, key: str, n: int = 1) -> None:
-        with self._counter_lock:
-            self.counters[key] += n
+        assert isinstance(self.counters, _LockedCounter)
+        self.counters.incr(key, n)
 
     def _call_in_loop(self, coro: Coroutine[Any, Any, _T], timeout: float) -> _T:
         """Run ``coro`` on the gateway loop from another thread and wait for it."""

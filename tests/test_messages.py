@@ -1,0 +1,147 @@
+"""Messages: stored before anyone is told, fanned out, idempotent, resumable, within budget."""
+
+from __future__ import annotations
+
+import threading
+
+from tests.client import eventually
+
+from chalicelib.models import (
+    META,
+    ConversationModel,
+    MessageModel,
+    conversation_key,
+)
+
+
+def _chat(visitor, agent, **agent_kwargs):
+    console = agent(**agent_kwargs)
+    guest = visitor()
+    guest.send({"action": "start"})
+    conv = guest.expect("conversation")["conversation"]["id"]
+    console.expect("assigned")
+    return guest, console, conv
+
+
+def _stored(conv):
+    pk = conversation_key(conv)
+    return [(m.seq, m.text) for m in MessageModel.query(pk, MessageModel.sk.startswith("MSG#"),
+                                                        consistent_read=True)]
+
+
+def test_fan_out_reaches_every_tab_and_console(visitor, agent):
+    guest, console, conv = _chat(visitor, agent)
+    second_tab = visitor(token=guest.welcome["token"])
+    assert second_tab.welcome["conversation"]["id"] == conv
+    second_console = agent(agent_id=console.agent_id)
+    guest.say(conv, "hi from tab one")
+    for receiver in (second_tab, console, second_console):
+        assert receiver.expect("message", conversation=conv)["text"] == "hi from tab one"
+    guest.quiet("message")  # the sender gets an ack, not its own message back
+
+
+def _conns(conv):
+    return ConversationModel.get(conversation_key(conv), META, consistent_read=True).connections()
+
+
+def test_vanished_connection_is_removed_and_others_still_receive(visitor, agent, stack):
+    guest, console, conv = _chat(visitor, agent)
+    before_tab = set(_conns(conv))
+    visitor(token=guest.welcome["token"])
+    (gone_id,) = set(_conns(conv)) - before_tab
+    stack.gateway.drop(gone_id)  # vanishes without $disconnect, as a dead network does
+    gone_before = stack.gateway.counters["post:gone"]
+    console.say(conv, "are you there?")
+    assert guest.expect("message", conversation=conv)["text"] == "are you there?"
+    eventually(lambda: gone_id not in _conns(conv))
+    assert stack.gateway.counters["post:gone"] == gone_before + 1
+    assert len(_conns(conv)) == 2
+    console.say(conv, "second message")
+    assert guest.expect("message", conversation=conv)["seq"] == 2
+    assert stack.gateway.counters["post:gone"] == gone_before + 1
+
+
+def test_resend_with_same_id_is_acknowledged_again_never_stored_twice(visitor, agent):
+    guest, console, conv = _chat(visitor, agent)
+    message_id = guest.next_id()
+    first = guest.say(conv, "only once please", message_id)
+    again = guest.say(conv, "only once please", message_id)
+    assert first["type"] == again["type"] == "ack" and first["seq"] == again["seq"] == 1
+    assert console.expect("message", conversation=conv)["seq"] == 1
+    console.quiet("message", wait=0.7)
+    assert _stored(conv) == [(1, "only once please")]
+    assert guest.say(conv, "next one")["seq"] == 2
+    stale = guest.say(conv, "old id", message_id)
+    assert stale["type"] == "error" and stale["code"] == "stale_message"
+    assert _stored(conv) == [(1, "only once please"), (2, "next one")]
+
+
+def test_resend_after_a_crash_between_the_two_writes_stores_it_once(visitor, agent):
+    """The sequence number was taken but the message never written (the Lambda died): the
+    client's resend must store and deliver it, with the number it was given."""
+    guest, console, conv = _chat(visitor, agent)
+    message_id = guest.next_id()
+    client, counter = message_id.split(":")
+    C = ConversationModel
+    C(conversation_key(conv)).update(actions=[
+        C.seq.set(C.seq + 1), C.cm[client].set(int(counter)), C.cs[client].set(C.seq + 1)])
+    ack = guest.say(conv, "lost in the crash", message_id)
+    assert ack["type"] == "ack" and ack["seq"] == 1
+    assert console.expect("message", conversation=conv)["text"] == "lost in the crash"
+    assert _stored(conv) == [(1, "lost in the crash")]
+
+
+def test_concurrent_duplicate_sends_store_and_deliver_once(visitor, agent):
+    guest, console, conv = _chat(visitor, agent)
+    message_id = guest.next_id()
+    frame = {"action": "send", "conversation": conv, "id": message_id, "text": "double tap"}
+    threads = [threading.Thread(target=guest.send, args=(frame,)) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    acks = [guest.expect_reply(message_id) for _ in range(3)]
+    assert {a["seq"] for a in acks} == {1}
+    console.expect("message", conversation=conv)
+    console.quiet("message", wait=0.7)
+    assert _stored(conv) == [(1, "double tap")]
+
+
+def test_reconnect_and_resume_misses_nothing_duplicates_nothing(visitor, agent):
+    guest, console, conv = _chat(visitor, agent)
+    guest.say(conv, "first")
+    console.expect("message", conversation=conv)
+    token = guest.welcome["token"]
+    guest.close()
+    for n in range(5):
+        console.say(conv, f"while you were away {n}")
+    back = visitor(token=token)
+    state = back.welcome["conversation"]
+    assert state["id"] == conv and state["seq"] == 6
+    page = back.request({"action": "sync", "conversation": conv, "after": 1}, "messages")
+    assert [m["seq"] for m in page["items"]] == [2, 3, 4, 5, 6]
+    assert [m["text"] for m in page["items"]] == [f"while you were away {n}" for n in range(5)]
+    assert page["more"] is False
+    console.say(conv, "live again")
+    assert back.expect("message", conversation=conv)["seq"] == 7
+    small = back.request({"action": "sync", "conversation": conv, "after": 0, "limit": 3},
+                         "messages")
+    assert [m["seq"] for m in small["items"]] == [1, 2, 3] and small["more"] is True
+
+
+def test_message_path_costs_one_invocation_and_two_dynamodb_requests(visitor, agent, stack,
+                                                                      dynamodb_calls):
+    guest, console, conv = _chat(visitor, agent)
+    second_console = agent(agent_id=console.agent_id)
+    guest.say(conv, "warm up")
+    console.expect("message")
+    second_console.expect("message")
+    dynamodb_calls.clear()
+    invocations = stack.gateway.counters["invoke:$default"]
+    posts = stack.gateway.counters["post"]
+    guest.say(conv, "counted")
+    console.expect("message", conversation=conv)
+    second_console.expect("message", conversation=conv)
+    assert dynamodb_calls == ["UpdateItem", "PutItem"]
+    assert stack.gateway.counters["invoke:$default"] == invocations + 1
+    assert stack.gateway.counters["post"] == posts + 3  # ack + two consoles

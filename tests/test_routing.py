@@ -1,0 +1,140 @@
+"""Routing: capacity, fewest-chats-first, FCFS queue, manual accept, no double assignment."""
+
+from __future__ import annotations
+
+import threading
+
+from chalicelib import routing
+from chalicelib.models import META, AgentModel, ConversationModel, agent_key, conversation_key
+
+
+def _start(guest):
+    guest.send({"action": "start"})
+    return guest.expect("conversation")["conversation"]["id"]
+
+
+def _load(agent_id):
+    return AgentModel.get(agent_key(agent_id), META).load
+
+
+def test_capacity_is_respected_and_queue_drains_when_a_chat_closes(visitor, agent):
+    console = agent(max_chats=2)
+    guests = [visitor() for _ in range(3)]
+    convs = [_start(g) for g in guests]
+    for conv in convs[:2]:
+        console.expect("assigned", timeout=5)
+    third = guests[2].expect("queued", conversation=convs[2])
+    assert third["position"] == 1
+    assert _load(console.agent_id) == 2
+    queue = console.expect("queue")
+    assert [i["conversation"] for i in queue["items"]] in ([], [convs[2]])
+
+    guests[0].send({"action": "close", "conversation": convs[0]})
+    moved = console.expect("assigned", timeout=5)["conversation"]
+    assert moved["id"] == convs[2]
+    assert guests[2].expect("assigned")["conversation"]["id"] == convs[2]
+    assert _load(console.agent_id) == 2
+
+
+def test_new_chats_go_to_the_agent_with_fewest(visitor, agent):
+    busy = agent(max_chats=4)
+    first = _start(visitor())
+    busy.expect("assigned")
+    idle = agent(max_chats=4)
+    second = _start(visitor())
+    assert idle.expect("assigned")["conversation"]["id"] == second
+    third = _start(visitor())
+    # both have one now: ties go by agent id, but never to someone with more
+    loads = {busy.agent_id: _load(busy.agent_id), idle.agent_id: _load(idle.agent_id)}
+    assert sorted(loads.values()) == [1, 2]
+    assert first != second != third
+
+
+def test_queue_is_first_come_first_served(visitor, agent):
+    guests = [visitor() for _ in range(3)]
+    convs = [_start(g) for g in guests]
+    for position, (guest, conv) in enumerate(zip(guests, convs, strict=True), start=1):
+        assert guest.expect("queued", conversation=conv, position=position)
+    console = agent(max_chats=1)
+    assert console.expect("assigned")["conversation"]["id"] == convs[0]
+    assert guests[1].expect("queued", conversation=convs[1], position=1)
+    console.send({"action": "close", "conversation": convs[0]})
+    assert console.expect("assigned", timeout=5)["conversation"]["id"] == convs[1]
+    conv = ConversationModel.get(conversation_key(convs[1]), META, consistent_read=True)
+    assert conv.status == "assigned" and conv.agent_id == console.agent_id
+    assert ConversationModel.get(conversation_key(convs[2]), META).status == "queued"
+
+
+def test_concurrent_accepts_never_double_assign(visitor, agent):
+    guest = visitor()
+    conv = _start(guest)
+    consoles = [agent(shift=False) for _ in range(4)]
+    barrier = threading.Barrier(len(consoles))
+
+    def accept(console):
+        barrier.wait()
+        console.send({"action": "accept", "conversation": conv})
+
+    threads = [threading.Thread(target=accept, args=(c,)) for c in consoles]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    outcomes = []
+    for console in consoles:
+        try:
+            console.expect("assigned", timeout=5)
+            outcomes.append("won")
+        except AssertionError:
+            outcomes.append(console.expect("error", code="conflict")["code"])
+    assert outcomes.count("won") == 1 and outcomes.count("conflict") == 3
+    winner = consoles[outcomes.index("won")].agent_id
+    assert ConversationModel.get(conversation_key(conv), META).agent_id == winner
+    assert [_load(c.agent_id) for c in consoles].count(1) == 1
+
+
+def test_racing_routers_never_overfill_or_double_assign(visitor, agent, site):
+    """Many threads assign the same queued conversations to the same agents at once; the
+    conditional writes must leave every conversation with one agent and nobody over max."""
+    guests = [visitor() for _ in range(12)]
+    convs = [_start(g) for g in guests]
+    consoles = [agent(max_chats=3, shift=False) for _ in range(3)]
+    for c in consoles:
+        AgentModel(agent_key(c.agent_id)).update(actions=[AgentModel.on_shift.set(True)])
+    barrier = threading.Barrier(8)
+    results: list[tuple[str, str]] = []
+
+    def router(offset):
+        barrier.wait()
+        for i in range(len(convs)):
+            conv = convs[(i + offset) % len(convs)]
+            for c in consoles:
+                outcome = routing.assign(conv, c.agent_id)
+                if isinstance(outcome, routing.Assignment):
+                    results.append((conv, c.agent_id))
+                    break
+
+    threads = [threading.Thread(target=router, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 9  # 3 agents x 3 chats
+    assert len({conv for conv, _ in results}) == 9
+    for c in consoles:
+        held = AgentModel.get(agent_key(c.agent_id), META).convs or set()
+        assert len(held) == 3
+        for conv in held:
+            assert ConversationModel.get(conversation_key(conv), META).agent_id == c.agent_id
+
+
+def test_agent_off_shift_gets_nothing_new_but_keeps_chats(visitor, agent):
+    console = agent()
+    conv = _start(visitor())
+    console.expect("assigned")
+    console.request({"action": "shift", "on": False}, "shift")
+    other = visitor()
+    waiting = _start(other)
+    assert other.expect("queued", conversation=waiting)["position"] == 1
+    console.quiet("assigned", wait=0.5)
+    assert console.say(conv, "still here")["type"] == "ack"
