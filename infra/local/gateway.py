@@ -143,13 +143,9 @@ class _LockedCounter(collections.Counter[str]):
     iterating during an insert would otherwise raise.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, lock: threading.Lock) -> None:
         super().__init__()
-        self.lock = threading.Lock()
-
-    def incr(self, key: str, n: int = 1) -> None:
-        with self.lock:
-            self[key] += n
+        self.lock = lock
 
     def copy(self) -> collections.Counter[str]:  # type: ignore[override]
         with self.lock:
@@ -234,7 +230,8 @@ class GatewayServer:
         self.idle_timeout = idle_timeout
         self.max_connection_duration = max_connection_duration
         self.lambda_timeout = lambda_timeout
-        self.counters: collections.Counter[str] = _LockedCounter()
+        self._counter_lock = threading.Lock()
+        self.counters: collections.Counter[str] = _LockedCounter(self._counter_lock)
         self._connections: dict[str, _Connection] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -292,6 +289,7 @@ class GatewayServer:
                 self._loop.run_until_complete(self._startup(sock))
             except BaseException as exc:  # re-raised in start()'s caller
                 failure.append(exc)
+                self._loop.close()
                 ready.set()
                 return
             ready.set()
@@ -305,6 +303,8 @@ class GatewayServer:
         if failure:
             self._thread.join()
             self._thread = None
+            self._executor.shutdown(wait=False)
+            self._executor = None
             sock.close()
             raise failure[0]
 
@@ -336,7 +336,7 @@ class GatewayServer:
 
         Simulates a client that vanished without API Gateway noticing in
         time: the app still believes it is connected and later posts to it
-        get 410 Gone.
+        get 410 Gone.  Raises ``KeyError`` if the id is not registered.
         """
         self._call_in_loop(self._drop(connection_id), timeout=10)
 
@@ -384,8 +384,9 @@ class GatewayServer:
         return f"[{self.host}]" if ":" in self.host else self.host
 
     def _count(self, key: str, n: int = 1) -> None:
-        assert isinstance(self.counters, _LockedCounter)
-        self.counters.incr(key, n)
+        # Also safe if a caller swapped in a plain Counter (e.g. to reset it).
+        with self._counter_lock:
+            self.counters[key] += n
 
     def _call_in_loop(self, coro: Coroutine[Any, Any, _T], timeout: float) -> _T:
         """Run ``coro`` on the gateway loop from another thread and wait for it."""
@@ -411,6 +412,7 @@ class GatewayServer:
         web_app = web.Application(client_max_size=16 * 1024 * 1024)
         router = web_app.router
         router.add_get("/ws", self._handle_ws)
+        # boto3 sends the endpoint_url's path too, so accept any stage prefix.
         for prefix in ("", "/{stage}"):
             path = prefix + "/@connections/{connection_id}"
             router.add_post(path, self._mgmt_post)
