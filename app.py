@@ -85,7 +85,10 @@ def presence_sweep(event: Any) -> None:
 
 @app.route("/auth/login", methods=["POST"], cors=True)
 def login() -> Response:
-    body = app.current_request.json_body or {}
+    request = app.current_request
+    body = request.json_body if request is not None else None
+    if not isinstance(body, dict):
+        raise BadRequestError('Send {"agent": "...", "password": "..."}.')
     agent_id, password = body.get("agent"), body.get("password")
     if not isinstance(agent_id, str) or not isinstance(password, str):
         raise BadRequestError('Send {"agent": "...", "password": "..."}.')

@@ -29,6 +29,7 @@ accepted only when its connection is a key of that map, tested inside the write 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from botocore.exceptions import ClientError
@@ -42,7 +43,12 @@ from pynamodb.attributes import (
 )
 from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, IncludeProjection, KeysOnlyProjection
+from pynamodb.indexes import (
+    AllProjection,
+    GlobalSecondaryIndex,
+    IncludeProjection,
+    KeysOnlyProjection,
+)
 from pynamodb.models import Model
 
 from chalicelib import config
@@ -257,7 +263,7 @@ def connection_key(connection_id: str) -> str:
 M = TypeVar("M", bound=Model)
 
 
-def update_or_old(model: type[M], hash_key: str, actions: list[Action], condition: Condition,
+def update_or_old(model: type[M], hash_key: str, actions: Sequence[Action], condition: Condition,
                   range_key: str = META) -> tuple[bool, M | None]:
     """One conditional UpdateItem that returns the new item, or the old one if it failed.
 
@@ -268,7 +274,7 @@ def update_or_old(model: type[M], hash_key: str, actions: list[Action], conditio
     conn = model._get_connection().connection
     kwargs = conn.get_operation_kwargs(
         table_name=model.Meta.table_name, hash_key=hash_key, range_key=range_key,
-        actions=actions, condition=condition, return_values="ALL_NEW")
+        actions=list(actions), condition=condition, return_values="ALL_NEW")
     kwargs["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
     try:
         data = conn.client._make_api_call("UpdateItem", kwargs)

@@ -14,6 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 from pynamodb.constants import ALL_OLD
+from pynamodb.expressions.update import Action
 
 from chalicelib import agents, auth, clock, config, routing
 from chalicelib.fanout import Outbox
@@ -188,6 +189,7 @@ def set_shift(who: Caller, on: bool, outbox: Outbox) -> AgentModel:
     shift stops new assignments while the agent's open chats carry on."""
     A = AgentModel
     agent = A(agent_key(who.subject))
+    actions: list[Action]
     if on:
         actions = [A.on_shift.set(True), A.s_pk.set(f"SHIFT#{who.site}"), A.s_sk.set(who.subject)]
     else:

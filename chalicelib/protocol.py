@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 MAX_FRAME_BYTES = 20_000
 MAX_TEXT_CHARS = 4_000
@@ -67,7 +68,7 @@ class Field:
 
 
 def _text(value: Any) -> bool:
-    return isinstance(value, str) and 0 < len(value.strip()) and len(value) <= MAX_TEXT_CHARS
+    return isinstance(value, str) and len(value.strip()) > 0 and len(value) <= MAX_TEXT_CHARS
 
 
 def _conv_id(value: Any) -> bool:

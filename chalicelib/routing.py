@@ -13,10 +13,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pynamodb.expressions.condition import size
+from pynamodb.expressions.update import Action
 
 from chalicelib import clock
 from chalicelib.fanout import Outbox
-from chalicelib.models import META, AgentModel, ConversationModel, agent_key, conversation_key, update_or_old
+from chalicelib.models import (
+    META,
+    AgentModel,
+    ConversationModel,
+    agent_key,
+    conversation_key,
+    update_or_old,
+)
 from chalicelib.protocol import AT_CAPACITY, CONFLICT, ProtocolError
 
 QUEUED, ASSIGNED, ACTIVE, CLOSED = "queued", "assigned", "active", "closed"
@@ -61,7 +69,7 @@ def assign(conv_id: str, agent_id: str, require_shift: bool = True) -> Assignmen
     reserved, agent = update_or_old(A, agent_key(agent_id), [A.convs.add({conv_id})], room)
     if not reserved or agent is None:
         return "full"
-    actions = [C.status.set(ASSIGNED), C.agent_id.set(agent_id), C.agent_name.set(agent.name),
+    actions: list[Action] = [C.status.set(ASSIGNED), C.agent_id.set(agent_id), C.agent_name.set(agent.name),
                C.assigned_at.set(clock.now_ms()), C.q_pk.remove(), C.q_sk.remove()]
     actions += [C.conns[c].set(f"a:{agent_id}") for c in sorted(agent.conns or ())]
     claimed, conv = update_or_old(C, conversation_key(conv_id), actions, C.status == QUEUED)
@@ -105,7 +113,7 @@ def drain(site: str, outbox: Outbox) -> int:
             if result == "taken":
                 queue.remove(conv)
                 break
-            load[agent.id] = agent.max_chats  # the index was stale: full or off shift now
+            load[agent.id] = int(agent.max_chats)  # the index was stale: full or off shift now
     broadcast_queue(site, outbox, queue, agents)
     return assigned
 
@@ -151,7 +159,7 @@ def requeue(conv_id: str, agent_id: str) -> ConversationModel | None:
         return None
     queued_at = int(conv.queued_at or conv.created_at)
     q_pk, q_sk = queue_keys(conv.site, queued_at, conv_id)
-    actions = [C.status.set(QUEUED), C.q_pk.set(q_pk), C.q_sk.set(q_sk), C.agent_id.remove(),
+    actions: list[Action] = [C.status.set(QUEUED), C.q_pk.set(q_pk), C.q_sk.set(q_sk), C.agent_id.remove(),
                C.agent_name.remove(), C.assigned_at.remove()]
     actions += [C.conns[c].remove() for c in conv.connections_of("a:")]
     ok, new = update_or_old(C, conversation_key(conv_id), actions,

@@ -21,8 +21,8 @@ os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.setdefault("AWS_REGION", "us-east-1")
 os.environ.setdefault("TABLE_NAME", f"test-{secrets.token_hex(4)}")
 
-from infra.local.stack import Stack  # noqa: E402
-from tests.client import Client  # noqa: E402
+from infra.local.stack import Stack
+from tests.client import Client
 
 PASSWORD = "correct horse battery"
 

@@ -56,6 +56,5 @@ def test_parse_refuses_with_a_code(raw, code):
 
 def test_text_limit_counts_characters_not_bytes():
     emoji = "\U0001F600" * MAX_TEXT_CHARS
-    frame = parse('{"action":"send","conversation":"abcdefgh12","id":"client1:1","text":"%s"}'
-                  % emoji)
+    frame = parse(f'{{"action":"send","conversation":"abcdefgh12","id":"client1:1","text":"{emoji}"}}')
     assert len(frame["text"]) == MAX_TEXT_CHARS

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from chalicelib.models import META, AgentModel, ConversationModel, MessageModel, agent_key, conversation_key
+from chalicelib.models import (
+    META,
+    AgentModel,
+    ConversationModel,
+    MessageModel,
+    agent_key,
+    conversation_key,
+)
 
 
 def test_whole_conversation_lifecycle(visitor, agent):

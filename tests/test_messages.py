@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import threading
 
-from tests.client import eventually
-
 from chalicelib.models import (
     META,
     ConversationModel,
     MessageModel,
     conversation_key,
 )
+from tests.client import eventually
 
 
 def _chat(visitor, agent, **agent_kwargs):

@@ -21,7 +21,7 @@ def test_capacity_is_respected_and_queue_drains_when_a_chat_closes(visitor, agen
     console = agent(max_chats=2)
     guests = [visitor() for _ in range(3)]
     convs = [_start(g) for g in guests]
-    for conv in convs[:2]:
+    for _conv in convs[:2]:
         console.expect("assigned", timeout=5)
     third = guests[2].expect("queued", conversation=convs[2])
     assert third["position"] == 1
