@@ -8,7 +8,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 TOOLS := .tools
 
-.PHONY: help setup dev test lint agent clean
+.PHONY: help setup dev test lint agent clean java chromium system-packages
 
 help:
 	@echo "make dev    run the whole product locally (installs what it needs)"
@@ -33,23 +33,36 @@ $(TOOLS)/.installed: infra/local/package.json infra/local/package-lock.json
 	cd $(TOOLS) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 	@touch $@
 
-# DynamoDB Local needs Java 17+. Install it from Debian when we can, otherwise say how.
+# System packages: Java 17+ for DynamoDB Local (make dev and make test) and Debian's
+# Chromium for the browser tests (make test). Installed from Debian when we can (root with
+# apt-get, one `apt-get update`), otherwise the command says how.
+APT_PKGS = $(shell java -version 2>&1 | grep -qE 'version "(1[7-9]|[2-9][0-9])' || echo openjdk-17-jre-headless) \
+           $(if $(NEED_CHROMIUM),$(shell test -x /usr/bin/chromium || echo chromium))
+
 java:
-	@if ! java -version 2>&1 | grep -qE 'version "(1[7-9]|[2-9][0-9])'; then \
+	@$(MAKE) --no-print-directory system-packages
+
+chromium:
+	@$(MAKE) --no-print-directory system-packages NEED_CHROMIUM=1
+
+system-packages:
+	@pkgs="$(strip $(APT_PKGS))"; \
+	if [ -n "$$pkgs" ]; then \
 	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
-	    echo "installing Java 17 (DynamoDB Local needs it)"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless >/dev/null; \
+	    echo "installing $$pkgs from Debian"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$pkgs >/dev/null \
+	      || { echo "error: could not install $$pkgs"; exit 1; }; \
 	  else \
-	    echo "error: Java 17+ is required for DynamoDB Local."; \
-	    echo "  Debian/Ubuntu: sudo apt-get install -y openjdk-17-jre-headless"; \
-	    echo "  macOS:         brew install openjdk@17"; exit 1; \
+	    echo "error: missing system packages: $$pkgs"; \
+	    echo "  Debian/Ubuntu: sudo apt-get install -y $$pkgs"; \
+	    echo "  macOS: brew install openjdk@17 chromium"; exit 1; \
 	  fi; \
 	fi
 
 dev: setup
 	$(PY) -m infra.local
 
-test: setup
+test: setup chromium
 	$(PY) -m pytest -q
 
 lint: setup
