@@ -75,6 +75,11 @@ class Client:
         self.send(frame)
         return self.expect(reply, **match)
 
+    def start(self) -> str:
+        """Open the visitor's conversation; returns its id."""
+        self.send({"action": "start"})
+        return str(self.expect("conversation")["conversation"]["id"])
+
     def next_id(self) -> str:
         self.counter += 1
         return f"{self.client_id}:{self.counter}"

@@ -16,8 +16,7 @@ from tests.client import eventually
 def _chat(visitor, agent, **agent_kwargs):
     console = agent(**agent_kwargs)
     guest = visitor()
-    guest.send({"action": "start"})
-    conv = guest.expect("conversation")["conversation"]["id"]
+    conv = guest.start()
     console.expect("assigned")
     return guest, console, conv
 

@@ -14,8 +14,7 @@ def _agent(agent_id):
 def test_refresh_within_grace_keeps_shift_and_chats(visitor, agent, stack):
     console = agent()
     guest = visitor()
-    guest.send({"action": "start"})
-    conv = guest.expect("conversation")["conversation"]["id"]
+    conv = guest.start()
     console.expect("assigned")
     console.close()
     eventually(lambda: _agent(console.agent_id).g_pk == "GRACE")
@@ -32,8 +31,7 @@ def test_agent_gone_past_grace_goes_off_shift_and_chats_are_rerouted(visitor, ag
                                                                      monkeypatch):
     leaving = agent(max_chats=1)
     guest = visitor()
-    guest.send({"action": "start"})
-    conv = guest.expect("conversation")["conversation"]["id"]
+    conv = guest.start()
     leaving.expect("assigned")
     staying = agent(max_chats=1)
     leaving.close()
@@ -56,8 +54,7 @@ def test_agent_gone_past_grace_goes_off_shift_and_chats_are_rerouted(visitor, ag
 def test_disconnect_removes_the_connection_everywhere(visitor, agent):
     console = agent()
     guest = visitor()
-    guest.send({"action": "start"})
-    conv = guest.expect("conversation")["conversation"]["id"]
+    conv = guest.start()
     console.expect("assigned")
     assert len(ConversationModel.get(conversation_key(conv), META).connections()) == 2
     guest.close()

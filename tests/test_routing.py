@@ -8,11 +8,6 @@ from chalicelib import routing
 from chalicelib.models import META, AgentModel, ConversationModel, agent_key, conversation_key
 
 
-def _start(guest):
-    guest.send({"action": "start"})
-    return guest.expect("conversation")["conversation"]["id"]
-
-
 def _load(agent_id):
     return AgentModel.get(agent_key(agent_id), META).load
 
@@ -20,7 +15,7 @@ def _load(agent_id):
 def test_capacity_is_respected_and_queue_drains_when_a_chat_closes(visitor, agent):
     console = agent(max_chats=2)
     guests = [visitor() for _ in range(3)]
-    convs = [_start(g) for g in guests]
+    convs = [g.start() for g in guests]
     for _conv in convs[:2]:
         console.expect("assigned", timeout=5)
     third = guests[2].expect("queued", conversation=convs[2])
@@ -38,12 +33,12 @@ def test_capacity_is_respected_and_queue_drains_when_a_chat_closes(visitor, agen
 
 def test_new_chats_go_to_the_agent_with_fewest(visitor, agent):
     busy = agent(max_chats=4)
-    first = _start(visitor())
+    first = visitor().start()
     busy.expect("assigned")
     idle = agent(max_chats=4)
-    second = _start(visitor())
+    second = visitor().start()
     assert idle.expect("assigned")["conversation"]["id"] == second
-    third = _start(visitor())
+    third = visitor().start()
     # both have one now: ties go by agent id, but never to someone with more
     loads = {busy.agent_id: _load(busy.agent_id), idle.agent_id: _load(idle.agent_id)}
     assert sorted(loads.values()) == [1, 2]
@@ -52,7 +47,7 @@ def test_new_chats_go_to_the_agent_with_fewest(visitor, agent):
 
 def test_queue_is_first_come_first_served(visitor, agent):
     guests = [visitor() for _ in range(3)]
-    convs = [_start(g) for g in guests]
+    convs = [g.start() for g in guests]
     for position, (guest, conv) in enumerate(zip(guests, convs, strict=True), start=1):
         assert guest.expect("queued", conversation=conv, position=position)
     console = agent(max_chats=1)
@@ -67,7 +62,7 @@ def test_queue_is_first_come_first_served(visitor, agent):
 
 def test_concurrent_accepts_never_double_assign(visitor, agent):
     guest = visitor()
-    conv = _start(guest)
+    conv = guest.start()
     consoles = [agent(shift=False) for _ in range(4)]
     barrier = threading.Barrier(len(consoles))
 
@@ -97,7 +92,7 @@ def test_racing_routers_never_overfill_or_double_assign(visitor, agent, site):
     """Many threads assign the same queued conversations to the same agents at once; the
     conditional writes must leave every conversation with one agent and nobody over max."""
     guests = [visitor() for _ in range(12)]
-    convs = [_start(g) for g in guests]
+    convs = [g.start() for g in guests]
     consoles = [agent(max_chats=3, shift=False) for _ in range(3)]
     for c in consoles:
         AgentModel(agent_key(c.agent_id)).update(actions=[AgentModel.on_shift.set(True)])
@@ -130,11 +125,11 @@ def test_racing_routers_never_overfill_or_double_assign(visitor, agent, site):
 
 def test_agent_off_shift_gets_nothing_new_but_keeps_chats(visitor, agent):
     console = agent()
-    conv = _start(visitor())
+    conv = visitor().start()
     console.expect("assigned")
     console.request({"action": "shift", "on": False}, "shift")
     other = visitor()
-    waiting = _start(other)
+    waiting = other.start()
     assert other.expect("queued", conversation=waiting)["position"] == 1
     console.quiet("assigned", wait=0.5)
     assert console.say(conv, "still here")["type"] == "ack"

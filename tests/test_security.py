@@ -38,8 +38,7 @@ def test_agent_without_a_valid_token_is_refused_at_connect(stack, agent, site):
 
 def test_visitor_token_resumes_same_visitor_and_conversation(visitor):
     guest = visitor()
-    guest.send({"action": "start"})
-    conv = guest.expect("conversation")["conversation"]["id"]
+    conv = guest.start()
     again = visitor(token=guest.welcome["token"])
     assert again.welcome["visitor"] == guest.welcome["visitor"]
     assert again.welcome["conversation"]["id"] == conv
@@ -51,8 +50,7 @@ def test_visitor_token_resumes_same_visitor_and_conversation(visitor):
 def test_visitor_cannot_touch_another_visitors_conversation(visitor, agent):
     agent()
     alice, mallory = visitor(), visitor()
-    alice.send({"action": "start"})
-    conv = alice.expect("conversation")["conversation"]["id"]
+    conv = alice.start()
     alice.say(conv, "my address is 1 Main St")
     mallory.send({"action": "start"})
     mallory.expect("conversation")
@@ -76,8 +74,7 @@ def test_visitor_cannot_touch_another_visitors_conversation(visitor, agent):
 def test_agent_acts_only_on_conversations_assigned_to_them(visitor, agent):
     mine = agent(max_chats=1)
     guest = visitor()
-    guest.send({"action": "start"})
-    conv = guest.expect("conversation")["conversation"]["id"]
+    conv = guest.start()
     mine.expect("assigned")
     other = agent(max_chats=1)
     reply = other.say(conv, "let me butt in")
@@ -114,8 +111,7 @@ def test_bad_frames_get_a_clear_error_change_nothing_and_keep_the_connection(
         visitor, agent, raw, code, dynamodb_calls):
     agent()
     guest = visitor()
-    guest.send({"action": "start"})
-    conv = guest.expect("conversation")["conversation"]["id"]
+    conv = guest.start()
     guest.expect("assigned")
     dynamodb_calls.clear()
     guest.send_raw(raw.replace("abcdefgh12", conv))
