@@ -22,8 +22,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from pynamodb.exceptions import PutError
-
 from chalicelib import auth, clock, routing
 from chalicelib.fanout import Outbox
 from chalicelib.models import (
@@ -33,6 +31,7 @@ from chalicelib.models import (
     VisitorModel,
     conversation_key,
     message_sk,
+    put_or_old,
     update_or_old,
     visitor_key,
 )
@@ -61,7 +60,8 @@ def start(who: Caller, outbox: Outbox) -> ConversationModel:
         if visitor is None or not visitor.conv:
             raise ProtocolError(FORBIDDEN, "This connection is not registered; reconnect.")
         existing = C.get(conversation_key(visitor.conv), META, consistent_read=True)
-        outbox.to([who.connection_id], {"type": "conversation", "conversation": existing.summary()})
+        outbox.to([who.connection_id], {"type": "conversation", "conversation": existing.id,
+                                        "summary": existing.summary()})
         return existing
     assert visitor is not None
     now = clock.now_ms()
@@ -71,7 +71,8 @@ def start(who: Caller, outbox: Outbox) -> ConversationModel:
              status=routing.QUEUED, seq=0, conns={c: who.tag for c in tabs}, created_at=now,
              queued_at=now, q_pk=q_pk, q_sk=q_sk)
     conv.save()
-    outbox.to(tabs, {"type": "conversation", "conversation": conv.summary()})
+    outbox.to(tabs, {"type": "conversation", "conversation": conv.id,
+                     "summary": conv.summary()})
     routing.drain(who.site, outbox)
     return conv
 
@@ -116,13 +117,14 @@ def send(connection_id: str, frame: Frame, outbox: Outbox) -> int:
     now = clock.now_ms()
     message = MessageModel(key, message_sk(seq), seq=seq, role=role, author=author, name=name,
                            text=text, cmid=message_id, ts=now)
-    try:
-        message.save(condition=MessageModel.sk.does_not_exist())
-        fresh = True
-    except PutError as exc:
-        if exc.cause_response_code != "ConditionalCheckFailedException":
-            raise
-        fresh = False  # already stored by an earlier attempt: acknowledge, deliver nothing
+    fresh, stored = put_or_old(message, MessageModel.sk.does_not_exist())
+    if stored is not None:
+        # Already stored by an earlier attempt: acknowledge again, deliver nothing. The same
+        # id with other text is not a resend but a client bug (e.g. a duplicated tab).
+        if stored.text != text:
+            raise ProtocolError(CONFLICT, "This message id was already used for another message.",
+                                message_id)
+        now = int(stored.ts)
     outbox.to([connection_id], {"type": "ack", "ref": message_id, "conversation": conv_id,
                                 "seq": seq, "ts": now})
     if fresh:
@@ -191,7 +193,7 @@ def sync(connection_id: str, frame: Frame, outbox: Outbox) -> None:
     outbox.to([connection_id], {
         "type": "messages", "conversation": conv.id, "after": after,
         "items": [message_frame(conv.id, m) for m in items[:limit]],
-        "more": len(items) > limit, "conversation_state": conv.summary()})
+        "more": len(items) > limit, "summary": conv.summary()})
 
 
 def close(connection_id: str, frame: Frame, outbox: Outbox) -> ConversationModel:
@@ -210,7 +212,8 @@ def close(connection_id: str, frame: Frame, outbox: Outbox) -> ConversationModel
     role, _, _ = _sender(conv, connection_id)
     V = VisitorModel
     update_or_old(V, visitor_key(conv.visitor_id), [V.conv.remove()], V.conv == conv_id)
-    outbox.to(conv.connections(), {"type": "closed", "conversation": conv.summary(), "by": role})
+    outbox.to(conv.connections(), {"type": "closed", "conversation": conv.id,
+                                   "summary": conv.summary(), "by": role})
     if conv.agent_id:
         routing.release(conv.agent_id, conv_id)
     routing.drain(conv.site, outbox)

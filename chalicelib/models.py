@@ -275,15 +275,30 @@ def update_or_old(model: type[M], hash_key: str, actions: Sequence[Action], cond
     kwargs = conn.get_operation_kwargs(
         table_name=model.Meta.table_name, hash_key=hash_key, range_key=range_key,
         actions=list(actions), condition=condition, return_values="ALL_NEW")
+    ok, data = _call_or_old(model, "UpdateItem", kwargs)
+    return ok, (model.from_raw_data(data) if data else None)
+
+
+def put_or_old(item: M, condition: Condition) -> tuple[bool, M | None]:
+    """One conditional PutItem; on refusal, the item that was already there (no extra read)."""
+    model = type(item)
+    args, save = item._get_save_args(condition=condition)
+    kwargs = model._get_connection().connection.get_operation_kwargs(
+        table_name=model.Meta.table_name, hash_key=next(iter(args)), range_key=save.get("range_key"),
+        key="Item", attributes=save["attributes"], condition=condition)
+    ok, old = _call_or_old(model, "PutItem", kwargs)
+    return ok, (None if ok or not old else model.from_raw_data(old))
+
+
+def _call_or_old(model: type[Model], operation: str, kwargs: dict[str, Any]) -> tuple[bool, Any]:
     kwargs["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
     try:
-        data = conn.client._make_api_call("UpdateItem", kwargs)
+        data = model._get_connection().connection.client._make_api_call(operation, kwargs)
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
             raise
-        old = exc.response.get("Item")
-        return False, (model.from_raw_data(old) if old else None)
-    return True, model.from_raw_data(data["Attributes"])
+        return False, exc.response.get("Item")
+    return True, data.get("Attributes")
 
 
 ALL_MODELS: tuple[type[Model], ...] = (

@@ -120,7 +120,7 @@ def _join(conv_id: str, caller: Caller) -> None:
 def caller(connection_id: str) -> Caller:
     """The identity of a live connection (one GetItem; not used on the message path)."""
     try:
-        item = ConnectionModel.get(connection_key(connection_id), META)
+        item = ConnectionModel.get(connection_key(connection_id), META, consistent_read=True)
     except ConnectionModel.DoesNotExist:
         raise ProtocolError(FORBIDDEN, "This connection is not registered; reconnect.") from None
     return Caller(connection_id, item.role, item.subject, item.site)
@@ -131,14 +131,15 @@ def hello(who: Caller) -> dict[str, Any]:
     frame: dict[str, Any] = {"type": "welcome", "role": who.role, "site": who.site,
                              "token": auth.issue(who.role, who.subject, who.site)}
     if who.role == auth.AGENT:
-        agent = AgentModel.get(agent_key(who.subject), META)
-        convs = [ConversationModel.get(conversation_key(c), META) for c in sorted(agent.convs or ())]
+        agent = AgentModel.get(agent_key(who.subject), META, consistent_read=True)
+        convs = [ConversationModel.get(conversation_key(c), META, consistent_read=True)
+                 for c in sorted(agent.convs or ())]
         frame["agent"] = agents.public(agent)
         frame["conversations"] = [c.summary() for c in convs]
         frame["queue"] = routing.queue_listing(routing.waiting(who.site))["items"]
     else:
         frame["visitor"] = who.subject
-        visitor = VisitorModel.get(visitor_key(who.subject), META)
+        visitor = VisitorModel.get(visitor_key(who.subject), META, consistent_read=True)
         frame["conversation"] = None
         if visitor.conv:
             conv = ConversationModel.get(conversation_key(visitor.conv), META, consistent_read=True)

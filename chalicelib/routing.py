@@ -54,7 +54,8 @@ class Assignment:
 
 
 def assign(conv_id: str, agent_id: str, require_shift: bool = True) -> Assignment | str:
-    """Give one queued conversation to one agent, or say why not ("full" or "taken").
+    """Give one queued conversation of the agent's own site to that agent, or say why not
+    ("full", or "taken" when it is no longer waiting or belongs to another site).
 
     Automatic routing only picks agents on shift; an agent picking by hand may do so while
     off shift (a supervisor helping out), but never beyond their maximum.
@@ -72,7 +73,8 @@ def assign(conv_id: str, agent_id: str, require_shift: bool = True) -> Assignmen
     actions: list[Action] = [C.status.set(ASSIGNED), C.agent_id.set(agent_id), C.agent_name.set(agent.name),
                C.assigned_at.set(clock.now_ms()), C.q_pk.remove(), C.q_sk.remove()]
     actions += [C.conns[c].set(f"a:{agent_id}") for c in sorted(agent.conns or ())]
-    claimed, conv = update_or_old(C, conversation_key(conv_id), actions, C.status == QUEUED)
+    claimed, conv = update_or_old(C, conversation_key(conv_id), actions,
+                                  (C.status == QUEUED) & (C.site == agent.site))
     if not claimed or conv is None:
         release(agent_id, conv_id)
         return "taken"
@@ -87,7 +89,8 @@ def release(agent_id: str, conv_id: str) -> None:
 def announce(assignment: Assignment, outbox: Outbox) -> None:
     """Tell both sides (every tab of each) that the conversation has an agent."""
     conv = assignment.conversation
-    outbox.to(conv.connections(), {"type": "assigned", "conversation": conv.summary()})
+    outbox.to(conv.connections(), {"type": "assigned", "conversation": conv.id,
+                                   "summary": conv.summary()})
 
 
 def drain(site: str, outbox: Outbox) -> int:

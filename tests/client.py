@@ -78,7 +78,7 @@ class Client:
     def start(self) -> str:
         """Open the visitor's conversation; returns its id."""
         self.send({"action": "start"})
-        return str(self.expect("conversation")["conversation"]["id"])
+        return str(self.expect("conversation")["conversation"])
 
     def next_id(self) -> str:
         self.counter += 1
@@ -128,3 +128,20 @@ def eventually(check: Any, timeout: float = 5.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached in time")
         time.sleep(0.05)
+
+
+def settle(stack: Any, quiet: float = 0.4, timeout: float = 10.0) -> None:
+    """Wait until the gateway has invoked nothing for ``quiet`` seconds, so counts taken
+    next belong to the test alone."""
+    def invocations() -> int:
+        return sum(v for k, v in stack.gateway.counters.copy().items() if k.startswith("invoke"))
+
+    deadline = time.monotonic() + timeout
+    last, since = invocations(), time.monotonic()
+    while time.monotonic() - since < quiet:
+        if time.monotonic() > deadline:
+            raise AssertionError("the gateway never went quiet")
+        time.sleep(0.05)
+        now = invocations()
+        if now != last:
+            last, since = now, time.monotonic()

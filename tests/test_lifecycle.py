@@ -18,11 +18,12 @@ def test_whole_conversation_lifecycle(visitor, agent):
     assert guest.welcome["token"] and guest.welcome["conversation"] is None
 
     guest.send({"action": "start"})
-    started = guest.expect("conversation")["conversation"]
-    conv_id = started["id"]
-    assigned = console.expect("assigned")["conversation"]
-    assert assigned["id"] == conv_id and assigned["status"] == "assigned"
-    assert guest.expect("assigned")["conversation"]["agent"] == "Ada"
+    started = guest.expect("conversation")
+    conv_id = started["conversation"]
+    assert started["summary"]["status"] == "queued"
+    assigned = console.expect("assigned")
+    assert assigned["conversation"] == conv_id and assigned["summary"]["status"] == "assigned"
+    assert guest.expect("assigned")["summary"]["agent"] == "Ada"
 
     ack = guest.say(conv_id, "Hello, is my order shipped?")
     assert ack["type"] == "ack" and ack["seq"] == 1
@@ -48,7 +49,7 @@ def test_whole_conversation_lifecycle(visitor, agent):
 
     guest.send({"action": "close", "conversation": conv_id})
     closed = console.expect("closed")
-    assert closed["by"] == "visitor" and closed["conversation"]["status"] == "closed"
+    assert closed["by"] == "visitor" and closed["summary"]["status"] == "closed"
     assert AgentModel.get(agent_key(console.agent_id), META).load == 0
     refused = guest.say(conv_id, "one more thing")
     assert refused["type"] == "error" and refused["code"] == "closed"

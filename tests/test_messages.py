@@ -10,7 +10,7 @@ from chalicelib.models import (
     MessageModel,
     conversation_key,
 )
-from tests.client import eventually
+from tests.client import eventually, settle
 
 
 def _chat(visitor, agent, **agent_kwargs):
@@ -74,6 +74,16 @@ def test_resend_with_same_id_is_acknowledged_again_never_stored_twice(visitor, a
     assert _stored(conv) == [(1, "only once please"), (2, "next one")]
 
 
+def test_same_id_with_other_text_is_refused_not_swallowed(visitor, agent):
+    """Two tabs sharing a client id must not lose the second text silently."""
+    guest, _console, conv = _chat(visitor, agent)
+    message_id = guest.next_id()
+    guest.say(conv, "from tab one", message_id)
+    clash = guest.say(conv, "from tab two", message_id)
+    assert clash["type"] == "error" and clash["code"] == "conflict"
+    assert _stored(conv) == [(1, "from tab one")]
+
+
 def test_resend_after_a_crash_between_the_two_writes_stores_it_once(visitor, agent):
     """The sequence number was taken but the message never written (the Lambda died): the
     client's resend must store and deliver it, with the number it was given."""
@@ -134,6 +144,7 @@ def test_message_path_costs_one_invocation_and_two_dynamodb_requests(visitor, ag
     guest.say(conv, "warm up")
     console.expect("message")
     second_console.expect("message")
+    settle(stack)  # earlier tests' sockets may still be running $disconnect
     dynamodb_calls.clear()
     invocations = stack.gateway.counters["invoke:$default"]
     posts = stack.gateway.counters["post"]

@@ -44,7 +44,7 @@ def test_agent_gone_past_grace_goes_off_shift_and_chats_are_rerouted(visitor, ag
     gone = _agent(leaving.agent_id)
     assert gone.on_shift is False and not gone.convs and gone.s_pk is None
     assert guest.expect("requeued")["conversation"] == conv
-    assert staying.expect("assigned")["conversation"]["id"] == conv
+    assert staying.expect("assigned")["conversation"] == conv
     stored = ConversationModel.get(conversation_key(conv), META, consistent_read=True)
     assert stored.agent_id == staying.agent_id and stored.status == "assigned"
     staying.say(conv, "Hi, I'm taking over.")

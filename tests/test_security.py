@@ -87,6 +87,24 @@ def test_agent_acts_only_on_conversations_assigned_to_them(visitor, agent):
     assert guest.expect("error")["code"] == "forbidden"
 
 
+def test_agent_cannot_take_another_sites_conversation(stack, visitor, agent, clients):
+    from chalicelib import agents
+    from tests.conftest import PASSWORD
+
+    guest = visitor()
+    conv = guest.start()  # queued: nobody on this site
+    agents.create("outsider-" + conv[:8].lower().replace("_", "-"), "Outsider", PASSWORD,
+                  site="another-site")
+    token = Client.login(stack.gateway.http_url, "outsider-" + conv[:8].lower().replace("_", "-"),
+                         PASSWORD)
+    outsider = Client(stack.gateway.ws_url, {"token": token})
+    clients.append(outsider)
+    outsider.send({"action": "accept", "conversation": conv})
+    assert outsider.expect("error")["code"] == "conflict"
+    stored = ConversationModel.get(conversation_key(conv), META, consistent_read=True)
+    assert stored.status == "queued" and stored.agent_id is None
+
+
 BAD_FRAMES = [
     ("{not json", "bad_json"),
     ("[1, 2, 3]", "bad_frame"),

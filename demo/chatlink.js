@@ -1,0 +1,609 @@
+/* chatlink.js: the browser side of the chat protocol (docs/protocol.md), shared by the
+ * demo page (visitor) and the agent console. Plain script, no build step; exposes
+ * window.ChatLink = { Link, Transcript, Typing, TypingIndicator, el, storage, ... }.
+ *
+ * Link: one WebSocket with reconnect (exponential backoff with jitter), the hello/welcome
+ * handshake, a heartbeat, and the message outbox: messages get an id "<client id>:<counter>"
+ * when queued, are sent ONE AT A TIME (the next only after the ack or error of the previous)
+ * and an unacknowledged one is resent with the same id after a reconnect (the server
+ * deduplicates). Client id, counter and outbox live in sessionStorage, so a reload resends
+ * rather than loses.
+ *
+ * Transcript: the messages of one conversation in a list element, sorted and de-duplicated
+ * by seq, tracking the highest contiguous seq for `sync` after a reconnect.
+ *
+ * Rule for every caller: text from people (messages, names, previews) goes into the page
+ * with textContent / setAttribute only, never as HTML.
+ */
+(function () {
+  'use strict';
+
+  const ID_CHARS = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-';
+  const MAX_TEXT_CHARS = 4000; // chalicelib/protocol.py MAX_TEXT_CHARS
+  const ACK_TIMEOUT_MS = 15000; // no ack/error by then: resend the same frame (idempotent)
+  const HELLO_TIMEOUT_MS = 10000;
+  const PING_IDLE_MS = 4 * 60 * 1000; // API Gateway drops sockets idle for 10 minutes
+  const PONG_TIMEOUT_MS = 20000;
+
+  function randomId(length) {
+    const bytes = new Uint8Array(length);
+    window.crypto.getRandomValues(bytes);
+    let out = '';
+    for (const b of bytes) out += ID_CHARS[b & 63];
+    return out;
+  }
+
+  /** localStorage / sessionStorage that never throws (private modes, disabled storage). */
+  function storage(kind) {
+    let area = null;
+    try {
+      area = kind === 'local' ? window.localStorage : window.sessionStorage;
+    } catch (e) {
+      area = null;
+    }
+    return {
+      get(key) {
+        try { return area ? area.getItem(key) : null; } catch (e) { return null; }
+      },
+      set(key, value) {
+        try {
+          if (!area) return;
+          if (value === null || value === undefined) area.removeItem(key);
+          else area.setItem(key, String(value));
+        } catch (e) { /* full or disabled: the chat still works for this page */ }
+      },
+    };
+  }
+
+  function socketUrl(params) {
+    const scheme = window.location.protocol === 'https:' ? 'wss:' : 'ws:';
+    return scheme + '//' + window.location.host + '/ws?' + new URLSearchParams(params).toString();
+  }
+
+  function apiUrl(path) {
+    return window.location.origin + '/api' + path;
+  }
+
+  /** Is the backend up? Tells "the server refused my token" from "the network is down". */
+  async function serverReachable() {
+    try {
+      const response = await fetch(apiUrl('/health'), { cache: 'no-store' });
+      return response.ok;
+    } catch (e) {
+      return false;
+    }
+  }
+
+  /** Some frames carry a conversation id, others a conversation summary. */
+  /** Create an element; `text` is set with textContent, attributes with setAttribute. */
+  function el(tag, attrs, text) {
+    const node = document.createElement(tag);
+    for (const [name, value] of Object.entries(attrs || {})) {
+      if (value === null || value === undefined || value === false) continue;
+      if (name === 'class') node.className = value;
+      else node.setAttribute(name, value === true ? '' : String(value));
+    }
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    return node;
+  }
+
+  /** Backoff with jitter: between half and all of min(cap, base * 2^attempt). */
+  function backoff(attempt, base, cap) {
+    const ceiling = Math.min(cap || 15000, (base || 500) * Math.pow(2, Math.min(attempt, 10)));
+    return Math.round(ceiling / 2 + Math.random() * (ceiling / 2));
+  }
+
+  class Link {
+    /**
+     * options:
+     *   params()            -> query parameters for the next connect ({token} or {site})
+     *   storagePrefix       -> sessionStorage prefix for client id, counter and outbox
+     *   onWelcome(frame)    -> after each (re)connect's welcome; sync from here
+     *   onFrame(frame)      -> every other server frame (acks and send errors included)
+     *   onAck(entry, ack), onFailed(entry, error) -> outcome of a queued message
+     *   onState(state, ms)  -> 'connecting' | 'online' | 'offline' (retry in ms) | 'stopped'
+     *   onRefused()         -> the server is up but refused the handshake twice (bad or
+     *                          expired token); return 'retry' (params changed), 'stop', or
+     *                          anything else to keep backing off. May be async.
+     */
+    constructor(options) {
+      this.o = options;
+      this.session = storage('session');
+      const prefix = options.storagePrefix || 'ctc';
+      this.keys = { client: prefix + '.client', counter: prefix + '.counter',
+                    outbox: prefix + '.outbox' };
+      this.clientId = this.session.get(this.keys.client);
+      if (!/^[A-Za-z0-9_-]{6,40}$/.test(this.clientId || '')) this._newClientId();
+      this.counter = Number(this.session.get(this.keys.counter)) || 0;
+      this.outbox = this._loadOutbox();
+      this._claimClientId();
+      this.inflight = null;
+      this.ws = null;
+      this.ready = false;
+      this.stopped = true;
+      this.attempt = 0;
+      this.refusals = 0;
+      this.timers = {};
+      this.lastHeard = 0;
+      this._wake = () => {
+        if (!this.stopped && !this.ws && document.visibilityState !== 'hidden') {
+          this.attempt = 0;
+          this._connect();
+        }
+      };
+    }
+
+    start() {
+      if (!this.stopped) return;
+      this.stopped = false;
+      window.addEventListener('online', this._wake);
+      document.addEventListener('visibilitychange', this._wake);
+      this._connect();
+    }
+
+    stop() {
+      this.stopped = true;
+      window.removeEventListener('online', this._wake);
+      document.removeEventListener('visibilitychange', this._wake);
+      this._clearTimers();
+      const ws = this.ws;
+      this.ws = null;
+      this.ready = false;
+      this.inflight = null;
+      if (ws) {
+        ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+        try { ws.close(1000); } catch (e) { /* already closing */ }
+      }
+      this._state('stopped');
+    }
+
+    /** Send a frame now if the connection is ready; false otherwise. */
+    send(frame) {
+      if (!this.ready || !this.ws || this.ws.readyState !== WebSocket.OPEN) return false;
+      this.ws.send(JSON.stringify(frame));
+      return true;
+    }
+
+    /** Queue a message; it is sent when its turn comes, and resent until answered. */
+    post(conversation, text) {
+      const entry = { key: randomId(10), id: this._nextId(), conversation, text, renamed: 0 };
+      this.outbox.push(entry);
+      this._saveOutbox();
+      this._pump();
+      return entry;
+    }
+
+    /** Queued messages for one conversation (for showing them as pending after a reload). */
+    queued(conversation) {
+      return this.outbox.filter((e) => e.conversation === conversation);
+    }
+
+    /** Forget queued messages of a conversation that closed; returns them. */
+    drop(conversation) {
+      const dropped = this.outbox.filter((e) => e.conversation === conversation);
+      this.outbox = this.outbox.filter((e) => e.conversation !== conversation);
+      if (this.inflight && this.inflight.conversation === conversation) this.inflight = null;
+      this._saveOutbox();
+      this._pump();
+      return dropped;
+    }
+
+    // ------------------------------------------------------------------ internals
+
+    _state(state, ms) {
+      if (this.o.onState) this.o.onState(state, ms);
+    }
+
+    _clearTimers() {
+      for (const name of Object.keys(this.timers)) {
+        clearTimeout(this.timers[name]);
+        clearInterval(this.timers[name]);
+      }
+      this.timers = {};
+    }
+
+    _newClientId() {
+      this.clientId = randomId(12);
+      this.counter = 0;
+      this.session.set(this.keys.client, this.clientId);
+      this.session.set(this.keys.counter, 0);
+    }
+
+    /** A duplicated tab inherits our sessionStorage (client id, counter, outbox). Two tabs
+     * sharing a client id would have their messages taken for resends of each other's (same
+     * id, different text, stored once), so the newer tab takes a fresh id and leaves the
+     * queued messages to the tab that wrote them. */
+    _claimClientId() {
+      if (typeof BroadcastChannel !== 'function') return;
+      const channel = new BroadcastChannel('ctc-client-ids');
+      const nonce = randomId(8);
+      channel.onmessage = (event) => {
+        const m = event.data || {};
+        if (m.claim === this.clientId && m.nonce !== nonce) {
+          channel.postMessage({ taken: m.claim, nonce: m.nonce });
+        } else if (m.taken === this.clientId && m.nonce === nonce) {
+          this._newClientId();
+          this.outbox = [];
+          this.inflight = null;
+          this._saveOutbox();
+        }
+      };
+      channel.postMessage({ claim: this.clientId, nonce });
+      this.channel = channel;
+    }
+
+    _nextId() {
+      this.counter += 1;
+      this.session.set(this.keys.counter, this.counter);
+      return this.clientId + ':' + this.counter;
+    }
+
+    _loadOutbox() {
+      try {
+        const items = JSON.parse(this.session.get(this.keys.outbox) || '[]');
+        return Array.isArray(items) ? items.filter((e) => e && typeof e.id === 'string'
+          && typeof e.conversation === 'string' && typeof e.text === 'string') : [];
+      } catch (e) {
+        return [];
+      }
+    }
+
+    _saveOutbox() {
+      this.session.set(this.keys.outbox, this.outbox.length ? JSON.stringify(this.outbox) : null);
+    }
+
+    _connect() {
+      clearTimeout(this.timers.reconnect);
+      if (this.stopped || this.ws) return;
+      this._state('connecting');
+      let ws;
+      try {
+        ws = new WebSocket(socketUrl(this.o.params()));
+      } catch (e) {
+        this._scheduleReconnect();
+        return;
+      }
+      this.ws = ws;
+      let opened = false;
+      ws.onopen = () => {
+        opened = true;
+        this.refusals = 0;
+        this.lastHeard = Date.now();
+        this._hello(ws, 0);
+      };
+      ws.onmessage = (event) => {
+        if (this.ws === ws) this._receive(event.data);
+      };
+      ws.onclose = () => {
+        if (this.ws === ws) this._closed(opened);
+      };
+    }
+
+    /** Give up on a socket that may be dead without the browser knowing. */
+    _abandon() {
+      const ws = this.ws;
+      if (!ws) return;
+      ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+      try { ws.close(4000, 'unresponsive'); } catch (e) { /* ignore */ }
+      this._closed(true);
+    }
+
+    async _closed(opened) {
+      this.ws = null;
+      this.ready = false;
+      this.inflight = null; // resent, same id, after the next welcome
+      for (const name of ['hello', 'ack', 'ping', 'pong', 'retry']) {
+        clearTimeout(this.timers[name]);
+        clearInterval(this.timers[name]);
+      }
+      if (this.stopped) return;
+      this._state('offline');
+      if (!opened && this.o.onRefused) {
+        this.refusals += 1;
+        // Twice refused before opening while the server answers HTTP: the server, not the
+        // network, said no. (One failure could be a blip; the second costs ~half a second.)
+        if (this.refusals >= 2 && await serverReachable()) {
+          this.refusals = 0;
+          const verdict = await this.o.onRefused();
+          if (this.stopped || this.ws) return;
+          if (verdict === 'stop') {
+            this.stop();
+            return;
+          }
+          if (verdict === 'retry') {
+            this.attempt = 0;
+            this._connect();
+            return;
+          }
+        }
+      }
+      this._scheduleReconnect();
+    }
+
+    _scheduleReconnect() {
+      if (this.stopped) return;
+      const delay = backoff(this.attempt++, 500, 15000);
+      this._state('offline', delay);
+      clearTimeout(this.timers.reconnect);
+      this.timers.reconnect = setTimeout(() => this._connect(), delay);
+    }
+
+    _hello(ws, tries) {
+      if (this.ws !== ws) return;
+      ws.send(JSON.stringify({ action: 'hello' }));
+      this.helloTries = tries;
+      clearTimeout(this.timers.hello);
+      this.timers.hello = setTimeout(() => {
+        if (this.ws === ws && !this.ready) this._abandon();
+      }, HELLO_TIMEOUT_MS);
+    }
+
+    _receive(data) {
+      let frame;
+      try {
+        frame = JSON.parse(data);
+      } catch (e) {
+        return;
+      }
+      if (!frame || typeof frame !== 'object') return;
+      this.lastHeard = Date.now();
+      clearTimeout(this.timers.pong);
+      const type = frame.type;
+      if (type === 'welcome') {
+        clearTimeout(this.timers.hello);
+        this.ready = true;
+        this.attempt = 0;
+        this._state('online');
+        this._heartbeat();
+        this.o.onWelcome(frame);
+        this._pump();
+        return;
+      }
+      if (!this.ready && type === 'error') {
+        // Refused before the welcome (e.g. the connection record is not readable yet):
+        // ask again shortly, then give up on this socket and reconnect.
+        const ws = this.ws;
+        clearTimeout(this.timers.hello);
+        if (this.helloTries < 4) {
+          this.timers.hello = setTimeout(() => this._hello(ws, this.helloTries + 1),
+            backoff(this.helloTries, 300, 3000));
+        } else {
+          this._abandon();
+        }
+        return;
+      }
+      if (type === 'pong') return;
+      // The answer to the message in flight; or a late ack for the head of the queue whose
+      // ack timer already fired (it would be resent and acknowledged again anyway).
+      const head = this.outbox[0];
+      const entry = this.inflight || (type === 'ack' && head && frame.ref === head.id ? head : null);
+      if (entry && frame.ref === entry.id && (type === 'ack' || type === 'error')) {
+        this._answered(entry, frame);
+        return;
+      }
+      this.o.onFrame(frame);
+    }
+
+    _answered(entry, frame) {
+      clearTimeout(this.timers.ack);
+      this.inflight = null;
+      if (frame.type === 'error' && frame.code === 'retry') {
+        entry.retries = (entry.retries || 0) + 1;
+        clearTimeout(this.timers.retry);
+        this.timers.retry = setTimeout(() => {
+          this.timers.retry = null;
+          this._pump();
+        }, backoff(entry.retries, 500, 10000));
+        return;
+      }
+      if (frame.type === 'error' && frame.code === 'stale_message' && entry.renamed < 2) {
+        // Our counter is behind the server's (e.g. a duplicated tab shares our client id):
+        // take a fresh client id, renumber everything queued and try again.
+        this._newClientId();
+        for (const e of this.outbox) e.id = this._nextId();
+        entry.renamed += 1;
+        this._saveOutbox();
+        this._pump();
+        return;
+      }
+      this.outbox = this.outbox.filter((e) => e !== entry);
+      this._saveOutbox();
+      if (frame.type === 'ack') {
+        if (this.o.onAck) this.o.onAck(entry, frame);
+      } else if (this.o.onFailed) {
+        this.o.onFailed(entry, frame);
+      }
+      this._pump();
+    }
+
+    /** Send the next queued message if none is in flight. */
+    _pump() {
+      if (!this.ready || this.inflight || this.timers.retry || !this.outbox.length) return;
+      const entry = this.outbox[0];
+      const frame = { action: 'send', conversation: entry.conversation, id: entry.id,
+                      text: entry.text };
+      if (!this.send(frame)) return;
+      this.inflight = entry;
+      clearTimeout(this.timers.ack);
+      this.timers.ack = setTimeout(() => {
+        if (this.inflight === entry) {
+          this.inflight = null;
+          this._pump();
+        }
+      }, ACK_TIMEOUT_MS);
+    }
+
+    _heartbeat() {
+      clearInterval(this.timers.ping);
+      this.timers.ping = setInterval(() => {
+        if (!this.ready || Date.now() - this.lastHeard < PING_IDLE_MS) return;
+        this.send({ action: 'ping' });
+        clearTimeout(this.timers.pong);
+        this.timers.pong = setTimeout(() => this._abandon(), PONG_TIMEOUT_MS);
+      }, 30000);
+    }
+  }
+
+  /**
+   * The messages of one conversation in `list` (an <ol>), one element per seq with
+   * data-seq, sorted by seq; pending (unacknowledged) messages of our own sit at the end.
+   * `render(message)` builds the element for a message frame.
+   */
+  class Transcript {
+    constructor(conversation, list, render) {
+      this.conversation = conversation;
+      this.list = list;
+      this.render = render;
+      this.bySeq = new Map();
+      this.pending = new Map(); // entry key -> {entry, node}
+      this.contig = 0; // every seq up to this one is here (or was accepted as a gap)
+      this.maxSeq = 0;
+      this.syncing = false;
+      this.gapTimer = null;
+    }
+
+    /** Add a message frame; false if it is a duplicate (same seq) or malformed. */
+    add(message) {
+      const seq = Number(message && message.seq);
+      if (!Number.isSafeInteger(seq) || seq < 1 || this.bySeq.has(seq)) return false;
+      if (typeof message.text !== 'string') return false;
+      for (const [key, p] of this.pending) {
+        if (p.entry.id === message.id) { // our own pending message, already stored
+          p.node.remove();
+          this.pending.delete(key);
+        }
+      }
+      const node = this.render(message);
+      node.setAttribute('data-seq', String(seq));
+      let after = this.list.lastElementChild;
+      while (after && (!after.hasAttribute('data-seq') || Number(after.getAttribute('data-seq')) > seq)) {
+        after = after.previousElementSibling;
+      }
+      this.list.insertBefore(node, after ? after.nextElementSibling : this.list.firstElementChild);
+      this.bySeq.set(seq, { message, node });
+      this.maxSeq = Math.max(this.maxSeq, seq);
+      while (this.bySeq.has(this.contig + 1)) this.contig += 1;
+      return true;
+    }
+
+    /** How many messages after `afterSeq` were written by `role`. */
+    countFrom(role, afterSeq) {
+      let n = 0;
+      for (const [seq, item] of this.bySeq) {
+        if (seq > afterSeq && item.message.from && item.message.from.role === role) n += 1;
+      }
+      return n;
+    }
+
+    addPending(entry, node) {
+      if (this.pending.has(entry.key)) return;
+      node.setAttribute('data-pending', '');
+      this.list.append(node);
+      this.pending.set(entry.key, { entry, node });
+    }
+
+    removePending(entry) {
+      const p = this.pending.get(entry.key);
+      if (p) p.node.remove();
+      this.pending.delete(entry.key);
+      return p ? p.node : null;
+    }
+
+    /** A live message arrived after a hole: sync once if the hole is still there shortly
+     * (the missing message is often just a moment behind, posted in parallel). */
+    watchGap(link) {
+      if (this.contig >= this.maxSeq || this.gapTimer) return;
+      this.gapTimer = setTimeout(() => {
+        this.gapTimer = null;
+        if (this.contig < this.maxSeq) this.sync(link);
+      }, 1500);
+    }
+
+    /** Ask for everything after the contiguous seq (after a reconnect: force=true). */
+    sync(link, force) {
+      if (this.syncing && !force) return;
+      this.syncing = link.send({ action: 'sync', conversation: this.conversation,
+                                 after: this.contig });
+    }
+
+    /** The reply to sync: add, page on while `more`, then accept any gap left. */
+    onMessages(frame, link) {
+      const items = Array.isArray(frame.items) ? frame.items : [];
+      let last = Number(frame.after) || 0;
+      for (const item of items) {
+        this.add(item);
+        last = Math.max(last, Number(item.seq) || 0);
+      }
+      if (frame.more && items.length) {
+        link.send({ action: 'sync', conversation: this.conversation, after: last });
+        return;
+      }
+      this.syncing = false;
+      this.contig = Math.max(this.contig, this.maxSeq);
+    }
+  }
+
+  /** Sends typing on (at most every 3 s while typing) and off (after 2.5 s idle or on send). */
+  class Typing {
+    constructor(link) {
+      this.link = link;
+      this.conversation = null;
+      this.lastOn = 0;
+      this.timer = null;
+    }
+
+    input(conversation) {
+      if (!conversation) return;
+      if (this.conversation && this.conversation !== conversation) this.stop();
+      this.conversation = conversation;
+      const now = Date.now();
+      if (now - this.lastOn > 3000 && this.link.send({ action: 'typing', conversation, on: true })) {
+        this.lastOn = now;
+      }
+      clearTimeout(this.timer);
+      this.timer = setTimeout(() => this.stop(), 2500);
+    }
+
+    stop() {
+      clearTimeout(this.timer);
+      if (this.conversation && this.lastOn) {
+        this.link.send({ action: 'typing', conversation: this.conversation, on: false });
+      }
+      this.lastOn = 0;
+      this.conversation = null;
+    }
+  }
+
+  /** Shows "… is typing" while the other side types; hides itself if "off" never comes. */
+  class TypingIndicator {
+    constructor(node) {
+      this.node = node;
+      this.timer = null;
+      this.hide();
+    }
+
+    show(text) {
+      this.node.textContent = text;
+      this.node.hidden = false;
+      clearTimeout(this.timer);
+      this.timer = setTimeout(() => this.hide(), 6000);
+    }
+
+    hide() {
+      clearTimeout(this.timer);
+      this.node.hidden = true;
+      this.node.textContent = '';
+    }
+  }
+
+  function formatTime(ts) {
+    const n = Number(ts);
+    if (!Number.isFinite(n) || n <= 0) return '';
+    return new Date(n).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+  }
+
+  window.ChatLink = {
+    Link, Transcript, Typing, TypingIndicator, el, storage, apiUrl,
+    formatTime, randomId, MAX_TEXT_CHARS,
+  };
+})();
