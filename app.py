@@ -6,14 +6,25 @@ a schedule sweeps agents whose grace period ended.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import boto3
 from aws_lambda_powertools import Logger
-from chalice import BadRequestError, Chalice, Rate, Response, UnauthorizedError
-from chalice.app import WebsocketEvent
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from chalice import (
+    BadRequestError,
+    Chalice,
+    ForbiddenError,
+    NotFoundError,
+    Rate,
+    Response,
+    UnauthorizedError,
+)
+from chalice.app import SQSEvent, WebsocketEvent
 
-from chalicelib import agents, config, dispatch, fanout, presence
+from chalicelib import agents, auth, availability, config, dispatch, fanout, offline, presence, sites
 from chalicelib.fanout import Outbox
 
 app = Chalice(app_name="clicktochat")
@@ -46,10 +57,12 @@ def _deliver(outbox: Outbox, url: str) -> None:
 
 @app.on_ws_connect()
 def connect(event: WebsocketEvent) -> dict[str, Any]:
-    query = event.to_dict().get("queryStringParameters") or {}
+    raw = event.to_dict()
+    query = raw.get("queryStringParameters") or {}
+    source_ip = raw["requestContext"].get("identity", {}).get("sourceIp")
     _log_context(event.connection_id)
     try:
-        who = presence.connect(event.connection_id, query)
+        who = presence.connect(event.connection_id, query, source_ip)
     except presence.Refused as refused:
         logger.info("connection refused", extra={"reason": str(refused)})
         return {"statusCode": refused.status}
@@ -74,13 +87,41 @@ def disconnect(event: WebsocketEvent) -> None:
 
 
 @app.schedule(Rate(1, unit=Rate.MINUTES))
-def presence_sweep(event: Any) -> None:
-    """Agents gone longer than the grace period go off shift; their chats go back in line."""
+def housekeeping(event: Any) -> None:
+    """The minute timer: agents gone past their grace period go off shift (their chats go
+    back in line); opening hours that began or ended are pushed to visitors; offline
+    messages stranded between store and queue are queued; quiet unanswered chats are mailed."""
     outbox = Outbox()
-    gone = presence.sweep(outbox)
-    if gone:
-        logger.info("agents timed out", extra={"count": len(gone)})
+    done: dict[str, int] = {}
+    steps: dict[str, Callable[[], list[str] | None]] = {
+        "agents_timed_out": lambda: presence.sweep(outbox),
+        "status": lambda: availability.refresh_all(outbox),
+        "requeued_offline": offline.sweep_unqueued,
+        "digests": offline.sweep_digests,
+    }
+    for name, step in steps.items():
+        try:  # one failing step (say, the queue is unreachable) must not stop the others
+            done[name] = len(step() or ())
+        except Exception:
+            logger.exception("housekeeping step failed", extra={"step": name})
+    logger.info("housekeeping", extra=done)
     _deliver(outbox, fanout.endpoint())
+
+
+_mail_batch = BatchProcessor(event_type=EventType.SQS)
+
+
+def _mail_record(record: SQSRecord) -> None:
+    offline.process(record.body)
+
+
+@app.on_sqs_message(queue=config.MAIL_QUEUE_NAME, batch_size=10)
+def send_mail(event: SQSEvent) -> dict[str, Any]:
+    """Mail jobs. Only failed records are reported back (partial batch response), so one bad
+    record does not resend the others; each email is sent at most once anyway."""
+    response = process_partial_response(event=event.to_dict(), record_handler=_mail_record,
+                                        processor=_mail_batch, context=event.context)  # type: ignore[arg-type]
+    return dict(response)
 
 
 @app.route("/auth/login", methods=["POST"], cors=True)
@@ -96,6 +137,84 @@ def login() -> Response:
     if token is None:
         raise UnauthorizedError("Wrong agent id or password.")
     return Response({"token": token}, status_code=200)
+
+
+def _json_body() -> Any:
+    request = app.current_request
+    return request.json_body if request is not None else None
+
+
+def _problem(status: int, code: str, message: str) -> Response:
+    return Response({"code": code, "message": message}, status_code=status)
+
+
+@app.route("/offline", methods=["POST"], cors=True)
+def leave_offline_message() -> Response:
+    """Leave a message for the team (the widget's form, or a site without WebSockets).
+    202 once it is stored; mailing happens after."""
+    body = _json_body()
+    site = body.get("site") if isinstance(body, dict) else None
+    if not isinstance(site, str) or not presence.SITE_ID.match(site):
+        return _problem(400, "bad_site", 'Send the "site" this message is for.')
+    request = app.current_request
+    source_ip = request.context.get("identity", {}).get("sourceIp") if request is not None else None
+    visitor_id = None
+    if isinstance(body.get("token"), str):
+        try:
+            claims = auth.verify(body["token"])
+        except auth.InvalidToken:
+            return _problem(403, "bad_token", "That visitor token is not valid.")
+        if claims.role != auth.VISITOR or claims.site != site:
+            return _problem(403, "bad_token", "That token is not a visitor token for this site.")
+        visitor_id = claims.subject
+    try:
+        message_id = offline.leave(site, body, visitor_id=visitor_id,
+                                   ip_hash=auth.fingerprint(source_ip) if source_ip else None)
+    except offline.Refused as refused:
+        return _problem(refused.status, refused.code, refused.message)
+    offline.dispatch(message_id)
+    return Response({"id": message_id}, status_code=202)
+
+
+@app.route("/sites/{site}/status", cors=True)
+def site_status(site: str) -> dict[str, Any]:
+    """Is anyone there? For pages that ask before opening a socket."""
+    if not presence.SITE_ID.match(site):
+        raise NotFoundError("No such site.")
+    current = availability.status(sites.get(site)).frame()
+    current.pop("type")
+    return current
+
+
+def _admin(site: str) -> None:
+    request = app.current_request
+    header = (request.headers.get("authorization") or "") if request is not None else ""
+    if not header.startswith("Bearer "):
+        raise UnauthorizedError("Sign in: send Authorization: Bearer <agent token>.")
+    try:
+        agents.require_admin(header[len("Bearer "):], site)
+    except agents.AgentError as exc:
+        raise ForbiddenError(str(exc)) from None
+
+
+@app.route("/sites/{site}", methods=["GET"], cors=True)
+def get_site(site: str) -> dict[str, Any]:
+    _admin(site)
+    return sites.public(sites.get(site))
+
+
+@app.route("/sites/{site}", methods=["PUT"], cors=True)
+def put_site(site: str) -> dict[str, Any]:
+    """Admins set business hours, the team's address and the site's name."""
+    _admin(site)
+    try:
+        sites.update(site, _json_body())
+    except ValueError as exc:
+        raise BadRequestError(str(exc)) from None
+    outbox = Outbox()
+    availability.refresh(site, outbox)
+    _deliver(outbox, fanout.endpoint())
+    return sites.public(sites.get(site))
 
 
 @app.route("/health", cors=True)

@@ -56,6 +56,23 @@ def sign_in(agent_id: str, password: str) -> str | None:
     return auth.issue(auth.AGENT, agent.id, agent.site)
 
 
+def require_admin(token: str, site: str) -> AgentModel:
+    """The admin agent a token speaks for, on this site; AgentError otherwise."""
+    try:
+        claims = auth.verify(token)
+    except auth.InvalidToken:
+        raise AgentError("Your sign-in has expired or is not valid.") from None
+    if claims.role != auth.AGENT or claims.site != site:
+        raise AgentError("Only admins of this site can do that.")
+    try:
+        agent = AgentModel.get(agent_key(claims.subject), META, consistent_read=True)
+    except DoesNotExist:
+        raise AgentError("Only admins of this site can do that.") from None
+    if agent.role != "admin":
+        raise AgentError("Only admins of this site can do that.")
+    return agent
+
+
 def public(agent: AgentModel) -> dict[str, Any]:
     """What the agent's own console may see about them."""
     return {"id": agent.id, "name": agent.name, "role": agent.role, "on_shift": agent.on_shift,

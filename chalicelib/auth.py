@@ -103,6 +103,11 @@ def check_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(candidate, _unb64(digest))
 
 
+def fingerprint(value: str) -> str:
+    """A keyed, irreversible stand-in for a value we must count but not keep (an IP)."""
+    return _mac(value)[:22]
+
+
 def new_id(nbytes: int = 12) -> str:
     """A random URL-safe identifier (conversations, visitors)."""
     return secrets.token_urlsafe(nbytes)

@@ -25,6 +25,18 @@ VISITOR_TOKEN_TTL = int(os.environ.get("VISITOR_TOKEN_TTL", str(30 * 86400)))
 # removes any that a lost $disconnect left behind.
 CONNECTION_TTL_SECONDS = 3 * 3600
 
+# After hours: where mail comes from and goes to, and the queue in between.
+MAIL_FROM = os.environ.get("MAIL_FROM", "chat@example.com")
+TEAM_EMAIL = os.environ.get("TEAM_EMAIL", "team@example.com")  # a site's own address wins
+MAIL_QUEUE_NAME = os.environ.get("MAIL_QUEUE_NAME", "clicktochat-mail")
+# Unanswered visitor lines in a waiting chat are mailed as one digest after this much quiet.
+DIGEST_QUIET_SECONDS = int(os.environ.get("DIGEST_QUIET_SECONDS", "120"))
+# A message stored but not on the queue this long is re-queued by the sweep.
+UNQUEUED_AFTER_SECONDS = int(os.environ.get("UNQUEUED_AFTER_SECONDS", "60"))
+# Offline messages: per source address and per visitor, per hour.
+OFFLINE_PER_IP_PER_HOUR = int(os.environ.get("OFFLINE_PER_IP_PER_HOUR", "10"))
+OFFLINE_PER_VISITOR_PER_HOUR = int(os.environ.get("OFFLINE_PER_VISITOR_PER_HOUR", "3"))
+
 # Concurrent posts to the management API per invocation.
 FANOUT_WORKERS = int(os.environ.get("FANOUT_WORKERS", "16"))
 

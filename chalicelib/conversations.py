@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalicelib import auth, clock, routing
+from chalicelib import auth, clock, offline, queue, routing
 from chalicelib.fanout import Outbox
 from chalicelib.models import (
     META,
@@ -97,7 +97,7 @@ def send(connection_id: str, frame: Frame, outbox: Outbox) -> int:
     ok, conv = update_or_old(
         C, key,
         [C.seq.set(C.seq + 1), C.cm[client].set(counter), C.cs[client].set(C.seq + 1),
-         C.preview.set(C.preview | text[:PREVIEW_CHARS])],
+         C.preview.set(C.preview | text[:PREVIEW_CHARS]), C.last_at.set(clock.now_ms())],
         C.conns[connection_id].exists() & C.status.is_in(*routing.OPEN_STATES)
         & (C.cm[client].does_not_exist() | (C.cm[client] < counter)))
     if conv is None or connection_id not in conv.connections():
@@ -130,6 +130,9 @@ def send(connection_id: str, frame: Frame, outbox: Outbox) -> int:
     if fresh:
         others = [c for c in conv.connections() if c != connection_id]
         outbox.to(others, message_frame(conv_id, message))
+        if role == auth.AGENT and conv.email and not conv.connections_of("v:"):
+            # The visitor left (an after-hours conversation): the reply goes by email.
+            queue.enqueue(offline.reply_job(conv_id, seq))
     return seq
 
 

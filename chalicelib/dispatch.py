@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from aws_lambda_powertools import Logger
 
-from chalicelib import config, conversations, presence, routing
+from chalicelib import availability, config, conversations, offline, presence, routing, sites
 from chalicelib.fanout import Outbox
 from chalicelib.protocol import RETRY, Frame, ProtocolError, error, parse
 
@@ -59,6 +59,22 @@ def _close(connection_id: str, frame: Frame, outbox: Outbox) -> None:
     conversations.close(connection_id, frame, outbox)
 
 
+def _leave_message(connection_id: str, frame: Frame, outbox: Outbox) -> None:
+    item = presence.connection(connection_id)
+    presence.require_visitor(presence.caller(connection_id))
+    try:
+        message_id = offline.leave(item.site, frame.body, visitor_id=item.subject, ip_hash=item.ip_hash)
+    except offline.Refused as refused:
+        raise ProtocolError(refused.code, refused.message, frame.ref) from None
+    outbox.to([connection_id], {"type": "message_left", "id": message_id, "ref": frame.ref})
+    offline.dispatch(message_id)
+
+
+def _status(connection_id: str, frame: Frame, outbox: Outbox) -> None:
+    who = presence.caller(connection_id)
+    outbox.to([connection_id], availability.status(sites.get(who.site)).frame())
+
+
 HANDLERS: dict[str, Handler] = {
     "ping": _ping,
     "hello": _hello,
@@ -71,6 +87,8 @@ HANDLERS: dict[str, Handler] = {
     "shift": _shift,
     "accept": _accept,
     "queue": _queue,
+    "leave_message": _leave_message,
+    "status": _status,
 }
 
 

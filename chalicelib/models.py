@@ -14,7 +14,12 @@ a visitor's open conversation and tabs          VISITOR#<id> / META             
 an agent: profile, capacity, chats, tabs        AGENT#<id> / META                  GetItem / UpdateItem
 agents on shift on a site (routing)             GSI shift: SHIFT#<site> / <agent>  Query (sparse)
 waiting conversations, oldest first             GSI queue: QUEUE#<site> / <ms>#id  Query (sparse)
-agents whose grace period ends before T         GSI grace: GRACE / <deadline ms>   Query (sparse)
+timers due before T (grace ends, sweeps)         GSI due: <kind> / <due ms>         Query (sparse)
+visitors connected to a site (status push)      GSI site_conns: VCONN#<site> / id  Query (sparse)
+site settings: hours, team address; all sites    SITE / <site id>                   GetItem; Query SITE
+offline message left for the team               OFFLINE#<id> / META                PutItem, UpdateItem
+an email sent at most once (idempotency)        MAIL#<job key> / META              UpdateItem, TTL
+rate-limit counter for one key and window       RATE#<key>#<window> / META         UpdateItem ADD, TTL
 ==============================================  =================================  =========================
 
 Capacity is derived, not counted: an agent's load is ``size(convs)``, checked in the same
@@ -98,6 +103,9 @@ class ConversationModel(Model):
     cs = MapAttribute[str, Any](default=dict)
     reads = MapAttribute[str, Any](default=dict)
     preview = UnicodeAttribute(null=True)
+    email = UnicodeAttribute(null=True)
+    last_at = NumberAttribute(null=True)
+    digested_seq = NumberAttribute(null=True)
     created_at = NumberAttribute()
     queued_at = NumberAttribute(null=True)
     assigned_at = NumberAttribute(null=True)
@@ -151,6 +159,17 @@ class MessageModel(Model):
     ts = NumberAttribute()
 
 
+class SiteConnectionsIndex(GlobalSecondaryIndex["ConnectionModel"]):
+    """Visitor connections per site, to push "are we open?" changes to everyone browsing."""
+
+    class Meta:
+        index_name = "site_conns"
+        projection = KeysOnlyProjection()
+
+    site_pk = UnicodeAttribute(hash_key=True)
+    site_sk = UnicodeAttribute(range_key=True)
+
+
 class ConnectionModel(Model):
     """What a WebSocket connection is; expires by TTL if a $disconnect never arrives."""
 
@@ -163,7 +182,12 @@ class ConnectionModel(Model):
     subject = UnicodeAttribute()
     site = UnicodeAttribute()
     connected_at = NumberAttribute()
+    # A keyed hash of the source address, for per-address rate limits without storing it.
+    ip_hash = UnicodeAttribute(null=True)
+    site_pk = UnicodeAttribute(null=True)
+    site_sk = UnicodeAttribute(null=True)
     ttl = TTLAttribute()
+    site_index = SiteConnectionsIndex()
 
 
 class VisitorModel(Model):
@@ -191,15 +215,26 @@ class ShiftIndex(GlobalSecondaryIndex["AgentModel"]):
     s_sk = UnicodeAttribute(range_key=True)
 
 
-class GraceIndex(GlobalSecondaryIndex["AgentModel"]):
-    """Agents whose last connection closed, by the end of their grace period."""
+class AgentDueIndex(GlobalSecondaryIndex["AgentModel"]):
+    """The "due" index, agent side: agents whose grace period ends (kind ``GRACE``)."""
 
     class Meta:
-        index_name = "grace"
+        index_name = "due"
         projection = KeysOnlyProjection()
 
-    g_pk = UnicodeAttribute(hash_key=True)
-    g_sk = UnicodeAttribute(range_key=True)
+    due_pk = UnicodeAttribute(hash_key=True)
+    due_sk = UnicodeAttribute(range_key=True)
+
+
+class OfflineDueIndex(GlobalSecondaryIndex["OfflineMessageModel"]):
+    """The "due" index, offline-message side: stored but not yet queued (kind ``UNQUEUED``)."""
+
+    class Meta:
+        index_name = "due"
+        projection = KeysOnlyProjection()
+
+    due_pk = UnicodeAttribute(hash_key=True)
+    due_sk = UnicodeAttribute(range_key=True)
 
 
 class AgentModel(Model):
@@ -221,10 +256,10 @@ class AgentModel(Model):
     on_shift = BooleanAttribute(default=False)
     s_pk = UnicodeAttribute(null=True)
     s_sk = UnicodeAttribute(null=True)
-    g_pk = UnicodeAttribute(null=True)
-    g_sk = UnicodeAttribute(null=True)
+    due_pk = UnicodeAttribute(null=True)
+    due_sk = UnicodeAttribute(null=True)
     shift_index = ShiftIndex()
-    grace_index = GraceIndex()
+    due_index = AgentDueIndex()
 
     @property
     def id(self) -> str:
@@ -233,6 +268,81 @@ class AgentModel(Model):
     @property
     def load(self) -> int:
         return len(self.convs or ())
+
+
+class SiteModel(Model):
+    """One site's settings. All sites share a partition, so listing them is one Query."""
+
+    class Meta(_Meta):
+        pass
+
+    pk = UnicodeAttribute(hash_key=True, default="SITE")
+    sk = UnicodeAttribute(range_key=True)
+    name = UnicodeAttribute(null=True)
+    team_email = UnicodeAttribute(null=True)
+    hours = UnicodeAttribute(null=True)  # JSON, see chalicelib.hours
+    online = BooleanAttribute(null=True)  # the status last pushed to visitors
+
+    @property
+    def id(self) -> str:
+        return self.sk
+
+
+class OfflineMessageModel(Model):
+    """A message left while nobody was on shift; stored before it is acknowledged."""
+
+    class Meta(_Meta):
+        pass
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True, default=META)
+    site = UnicodeAttribute()
+    visitor_id = UnicodeAttribute(null=True)
+    conv_id = UnicodeAttribute(null=True)
+    name = UnicodeAttribute(null=True)
+    email = UnicodeAttribute()
+    text = UnicodeAttribute()
+    page = UnicodeAttribute(null=True)
+    created_at = NumberAttribute()
+    due_pk = UnicodeAttribute(null=True)  # "UNQUEUED" until it is on the mail queue
+    due_sk = UnicodeAttribute(null=True)
+    due_index = OfflineDueIndex()
+
+    @property
+    def id(self) -> str:
+        return self.pk.split("#", 1)[1]
+
+
+class MailModel(Model):
+    """An email that must go out at most once: claimed with a lease, then marked sent."""
+
+    class Meta(_Meta):
+        pass
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True, default=META)
+    lease_until = NumberAttribute(null=True)
+    sent_at = NumberAttribute(null=True)
+    attempts = NumberAttribute(default=0)
+    provider_id = UnicodeAttribute(null=True)
+    ttl = TTLAttribute(null=True)
+
+
+class CounterModel(Model):
+    """A rate-limit counter for one key in one time window."""
+
+    class Meta(_Meta):
+        pass
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True, default=META)
+    n = NumberAttribute(default=0)
+    ttl = TTLAttribute(null=True)
+
+
+def due_sk(at_ms: int, suffix: str = "") -> str:
+    """Sort key of the "due" index: zero-padded milliseconds, so string order is time order."""
+    return f"{at_ms:015d}{suffix}"
 
 
 def _plain(value: Any) -> dict[str, Any]:
@@ -302,14 +412,16 @@ def _call_or_old(model: type[Model], operation: str, kwargs: dict[str, Any]) -> 
 
 
 ALL_MODELS: tuple[type[Model], ...] = (
-    ConversationModel, MessageModel, ConnectionModel, VisitorModel, AgentModel)
+    ConversationModel, MessageModel, ConnectionModel, VisitorModel, AgentModel, SiteModel,
+    OfflineMessageModel, MailModel, CounterModel)
 
 
 def table_definition() -> dict[str, Any]:
     """The CreateTable request for the one table, derived from the models' indexes."""
     attrs: dict[str, str] = {"pk": "S", "sk": "S"}
     indexes: list[dict[str, Any]] = []
-    for index in (ConversationModel.queue_index, AgentModel.shift_index, AgentModel.grace_index):
+    for index in (ConversationModel.queue_index, AgentModel.shift_index, AgentModel.due_index,
+                  ConnectionModel.site_index):
         schema = index._get_schema()
         for attr in schema["attribute_definitions"]:
             attrs[attr["AttributeName"]] = attr["AttributeType"]

@@ -16,7 +16,7 @@ from typing import Any
 from pynamodb.constants import ALL_OLD
 from pynamodb.expressions.update import Action
 
-from chalicelib import agents, auth, clock, config, routing
+from chalicelib import agents, auth, availability, clock, config, routing, sites
 from chalicelib.fanout import Outbox
 from chalicelib.models import (
     META,
@@ -58,7 +58,7 @@ class Refused(Exception):
         self.status = status
 
 
-def connect(connection_id: str, query: dict[str, str]) -> Caller:
+def connect(connection_id: str, query: dict[str, str], source_ip: str | None = None) -> Caller:
     """Register a new connection, or raise Refused (agents need a valid token; anyone who
     presents a token must present a valid one)."""
     token = query.get("token")
@@ -80,16 +80,20 @@ def connect(connection_id: str, query: dict[str, str]) -> Caller:
         _attach_agent(caller)
     else:
         _attach_visitor(caller, now)
-    ConnectionModel(connection_key(connection_id), role=caller.role, subject=caller.subject,
-                    site=caller.site, connected_at=now,
-                    ttl=timedelta(seconds=config.CONNECTION_TTL_SECONDS)).save()
+    item = ConnectionModel(connection_key(connection_id), role=caller.role, subject=caller.subject,
+                           site=caller.site, connected_at=now,
+                           ttl=timedelta(seconds=config.CONNECTION_TTL_SECONDS))
+    if caller.role == auth.VISITOR:
+        item.site_pk, item.site_sk = f"VCONN#{caller.site}", connection_id
+        item.ip_hash = auth.fingerprint(source_ip) if source_ip else None
+    item.save()
     return caller
 
 
 def _attach_agent(caller: Caller) -> None:
     A = AgentModel
     ok, agent = update_or_old(A, agent_key(caller.subject),
-                              [A.conns.add({caller.connection_id}), A.g_pk.remove(), A.g_sk.remove()],
+                              [A.conns.add({caller.connection_id}), A.due_pk.remove(), A.due_sk.remove()],
                               A.pk.exists())
     if not ok or agent is None:
         raise Refused(403, "unknown agent")
@@ -119,11 +123,18 @@ def _join(conv_id: str, caller: Caller) -> None:
 
 def caller(connection_id: str) -> Caller:
     """The identity of a live connection (one GetItem; not used on the message path)."""
+    return Caller(connection_id, *_identity(connection(connection_id)))
+
+
+def connection(connection_id: str) -> ConnectionModel:
     try:
-        item = ConnectionModel.get(connection_key(connection_id), META, consistent_read=True)
+        return ConnectionModel.get(connection_key(connection_id), META, consistent_read=True)
     except ConnectionModel.DoesNotExist:
         raise ProtocolError(FORBIDDEN, "This connection is not registered; reconnect.") from None
-    return Caller(connection_id, item.role, item.subject, item.site)
+
+
+def _identity(item: ConnectionModel) -> tuple[str, str, str]:
+    return item.role, item.subject, item.site
 
 
 def hello(who: Caller) -> dict[str, Any]:
@@ -139,6 +150,8 @@ def hello(who: Caller) -> dict[str, Any]:
         frame["queue"] = routing.queue_listing(routing.waiting(who.site))["items"]
     else:
         frame["visitor"] = who.subject
+        frame["status"] = {k: v for k, v in availability.status(sites.get(who.site)).frame().items()
+                           if k != "type"}
         visitor = VisitorModel.get(visitor_key(who.subject), META, consistent_read=True)
         frame["conversation"] = None
         if visitor.conv:
@@ -170,7 +183,7 @@ def disconnect(connection_id: str, outbox: Outbox) -> None:
         if not agent.conns and agent.on_shift:
             deadline = clock.now_ms() + config.AGENT_GRACE_SECONDS * 1000
             update_or_old(A, agent_key(item.subject),
-                          [A.g_pk.set("GRACE"), A.g_sk.set(f"{deadline:015d}")],
+                          [A.due_pk.set("GRACE"), A.due_sk.set(f"{deadline:015d}")],
                           A.conns.does_not_exist() & (A.on_shift == True))  # noqa: E712
     else:
         V = VisitorModel
@@ -199,6 +212,7 @@ def set_shift(who: Caller, on: bool, outbox: Outbox) -> AgentModel:
     outbox.to(sorted(agent.conns or ()), {"type": "shift", "on": on, "agent": agents.public(agent)})
     if on:
         routing.drain(who.site, outbox)
+    availability.refresh(who.site, outbox)
     return agent
 
 
@@ -207,26 +221,27 @@ def sweep(outbox: Outbox, now: int | None = None) -> list[str]:
     conversations back in line (front first, by original wait). Runs on a schedule."""
     A = AgentModel
     now = clock.now_ms() if now is None else now
-    expired = list(A.grace_index.query("GRACE", A.g_sk <= f"{now:015d}"))
+    expired = list(A.due_index.query("GRACE", A.due_sk <= f"{now:015d}"))
     gone: list[str] = []
-    sites: set[str] = set()
+    affected: set[str] = set()
     for entry in expired:
         ok, agent = update_or_old(
             A, entry.pk, [A.on_shift.set(False), A.s_pk.remove(), A.s_sk.remove(),
-                          A.g_pk.remove(), A.g_sk.remove()],
-            A.conns.does_not_exist() & A.g_pk.exists())
+                          A.due_pk.remove(), A.due_sk.remove()],
+            A.conns.does_not_exist() & A.due_pk.exists())
         if not ok or agent is None:
             continue
         gone.append(agent.id)
-        sites.add(agent.site)
+        affected.add(agent.site)
         for conv_id in sorted(agent.convs or ()):
             conv = routing.requeue(conv_id, agent.id)
             if conv is not None:
                 outbox.to(conv.connections(), {"type": "requeued", "conversation": conv.id,
                                                "message": "Your agent was disconnected; "
                                                           "connecting you to the next one."})
-    for site in sorted(sites):
+    for site in sorted(affected):
         routing.drain(site, outbox)
+        availability.refresh(site, outbox)
     return gone
 
 

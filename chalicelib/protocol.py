@@ -105,6 +105,14 @@ SCHEMAS: dict[str, dict[str, Field]] = {
     "shift": {"on": Field(bool)},
     "accept": {"conversation": CONVERSATION},
     "queue": {},
+    "leave_message": {
+        "email": Field(str),
+        "text": Field(str),
+        "name": Field(str, required=False),
+        "page": Field(str, required=False),
+        "website": Field(str, required=False),
+    },
+    "status": {},
 }
 
 # The optional correlation field every frame may carry; echoed as ``ref`` in replies.

@@ -17,12 +17,12 @@ def test_refresh_within_grace_keeps_shift_and_chats(visitor, agent, stack):
     conv = guest.start()
     console.expect("assigned")
     console.close()
-    eventually(lambda: _agent(console.agent_id).g_pk == "GRACE")
+    eventually(lambda: _agent(console.agent_id).due_pk == "GRACE")
     stack.gateway.run_schedules()  # the sweep runs, but the grace period has not ended
     refreshed = agent(agent_id=console.agent_id, shift=False)
     assert refreshed.welcome["agent"]["on_shift"] is True
     assert [c["id"] for c in refreshed.welcome["conversations"]] == [conv]
-    assert _agent(console.agent_id).g_pk is None
+    assert _agent(console.agent_id).due_pk is None
     guest.say(conv, "still there?")
     assert refreshed.expect("message", conversation=conv)["text"] == "still there?"
 
@@ -35,7 +35,7 @@ def test_agent_gone_past_grace_goes_off_shift_and_chats_are_rerouted(visitor, ag
     leaving.expect("assigned")
     staying = agent(max_chats=1)
     leaving.close()
-    eventually(lambda: _agent(leaving.agent_id).g_pk == "GRACE")
+    eventually(lambda: _agent(leaving.agent_id).due_pk == "GRACE")
 
     later = clock.now_ms() + (config.AGENT_GRACE_SECONDS + 1) * 1000
     monkeypatch.setattr(clock, "now_ms", lambda: later)

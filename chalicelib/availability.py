@@ -1,0 +1,60 @@
+"""Is anyone there? A site is online when it is inside its opening hours AND at least one
+agent is on shift. Visitors get the status on hello and a push whenever it flips."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from chalicelib import clock, routing, sites
+from chalicelib.fanout import Outbox
+from chalicelib.hours import from_ms, to_ms
+from chalicelib.models import ConnectionModel, SiteModel, update_or_old
+
+
+@dataclass(frozen=True)
+class Status:
+    online: bool
+    in_hours: bool
+    agents: bool
+    next_open: int | None  # ms since the epoch; the client shows it in the visitor's zone
+
+    def frame(self) -> dict[str, Any]:
+        return {"type": "status", "online": self.online, "in_hours": self.in_hours,
+                "agents": self.agents, "next_open": self.next_open}
+
+
+def status(site: SiteModel, now_ms: int | None = None) -> Status:
+    now = from_ms(clock.now_ms() if now_ms is None else now_ms)
+    plan = sites.schedule(site)
+    in_hours = plan.is_open(now)
+    agents = bool(routing.on_shift(site.id))
+    upcoming = None  # open but nobody on shift: back when someone signs on, no promise
+    if not in_hours:
+        opening = plan.next_open(now)
+        upcoming = to_ms(opening) if opening else None
+    return Status(online=in_hours and agents, in_hours=in_hours, agents=agents, next_open=upcoming)
+
+
+def refresh(site_id: str, outbox: Outbox) -> Status:
+    """Recompute a site's status; when it flipped, tell every visitor connected to the site.
+
+    The flip is detected with a conditional write on the site item, so concurrent triggers
+    (a shift change and the minute timer) push it once.
+    """
+    site = sites.get(site_id)
+    current = status(site)
+    S = SiteModel
+    changed, _ = update_or_old(S, "SITE", [S.online.set(current.online)],
+                               S.online.does_not_exist() | (S.online != current.online),
+                               range_key=site_id)
+    if changed:
+        conns = [c.pk.split("#", 1)[1] for c in ConnectionModel.site_index.query(f"VCONN#{site_id}")]
+        outbox.to(conns, current.frame())
+    return current
+
+
+def refresh_all(outbox: Outbox) -> None:
+    """The minute timer: opening hours begin and end without anyone doing anything."""
+    for site in sites.all_sites():
+        refresh(site.id, outbox)

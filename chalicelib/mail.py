@@ -1,0 +1,74 @@
+"""Email through SES (the sesv2 API), at most once per job key.
+
+``send_once`` claims the key with a short lease in DynamoDB, sends, then marks it sent. A
+redelivered queue record finds it sent and sends nothing; a worker that crashed mid-send
+leaves a lease that expires, so another attempt can go ahead.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import boto3
+
+from chalicelib import clock, config
+from chalicelib.hours import from_ms
+from chalicelib.models import MailModel, update_or_old
+
+LEASE_SECONDS = 60
+KEEP_DAYS = 30
+
+
+@dataclass(frozen=True)
+class Email:
+    to: str
+    subject: str
+    text: str
+    reply_to: str | None = None
+
+
+class Busy(Exception):
+    """Another worker holds the lease for this email; retry later."""
+
+
+@functools.cache
+def _client() -> Any:
+    return boto3.session.Session().client("sesv2")
+
+
+def send(email: Email) -> str:
+    """Send one plain-text email; returns SES's message id."""
+    kwargs: dict[str, Any] = {
+        "FromEmailAddress": config.MAIL_FROM,
+        "Destination": {"ToAddresses": [email.to]},
+        "Content": {"Simple": {"Subject": {"Data": email.subject, "Charset": "UTF-8"},
+                               "Body": {"Text": {"Data": email.text, "Charset": "UTF-8"}}}},
+    }
+    if email.reply_to:
+        kwargs["ReplyToAddresses"] = [email.reply_to]
+    return str(_client().send_email(**kwargs).get("MessageId", ""))
+
+
+def send_once(key: str, email: Email) -> bool:
+    """Send ``email`` unless ``key`` was sent already; True when this call sent it."""
+    M = MailModel
+    now = clock.now_ms()
+    ok, old = update_or_old(
+        M, f"MAIL#{key}", [M.lease_until.set(now + LEASE_SECONDS * 1000), M.attempts.add(1)],
+        M.sent_at.does_not_exist() & (M.lease_until.does_not_exist() | (M.lease_until < now)))
+    if not ok:
+        if old is not None and old.sent_at is not None:
+            return False
+        raise Busy(key)
+    try:
+        provider_id = send(email)
+    except Exception:
+        MailModel(f"MAIL#{key}").update(actions=[M.lease_until.remove()])
+        raise
+    MailModel(f"MAIL#{key}").update(actions=[
+        M.sent_at.set(clock.now_ms()), M.provider_id.set(provider_id), M.lease_until.remove(),
+        M.ttl.set(from_ms(clock.now_ms()) + timedelta(days=KEEP_DAYS))])
+    return True

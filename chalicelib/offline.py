@@ -1,0 +1,263 @@
+"""After hours: messages left for the team, digests of unanswered chats, replies by email.
+
+Durable first. A message left for the team is written to DynamoDB (marked ``UNQUEUED`` in the
+"due" index), acknowledged, then put on the mail queue and unmarked. If the process dies
+between store and queue, the scheduled sweep finds it by that mark and queues it. Every
+email is sent through ``mail.send_once`` with a key derived from the job, so a redelivered
+or re-queued job never sends a second email.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from chalicelib import auth, clock, config, limits, mail, queue, routing, sites
+from chalicelib.availability import status
+from chalicelib.hours import from_ms
+from chalicelib.models import (
+    META,
+    ConversationModel,
+    MessageModel,
+    OfflineMessageModel,
+    SiteModel,
+    VisitorModel,
+    conversation_key,
+    due_sk,
+    message_sk,
+    update_or_old,
+    visitor_key,
+)
+from chalicelib.protocol import MAX_TEXT_CHARS
+
+log = logging.getLogger(__name__)
+
+MAX_NAME = 100
+MAX_PAGE = 2048
+TRANSCRIPT_LIMIT = 200
+HONEYPOT = "website"  # a field people never see and bots fill in
+UNQUEUED = "UNQUEUED"
+_URL = re.compile(r"^https?://[^\s]{1,2040}$")
+
+
+class Refused(Exception):
+    """An offline message we will not take; ``status`` is the HTTP answer (400 or 429)."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Fields:
+    email: str
+    text: str
+    name: str | None
+    page: str | None
+
+
+def validate(doc: Any) -> Fields:
+    """Check a leave-a-message form; every refusal says which field and why."""
+    if not isinstance(doc, dict):
+        raise Refused(400, "bad_request", "Send a JSON object.")
+    if doc.get(HONEYPOT):
+        raise Refused(400, "spam", "This message looks automated and was not accepted.")
+    email, text = doc.get("email"), doc.get("text")
+    name, page = doc.get("name") or None, doc.get("page") or None
+    if not sites.valid_email(email):
+        raise Refused(400, "bad_email", "Please give a valid email address so we can answer.")
+    if not isinstance(text, str) or not text.strip():
+        raise Refused(400, "bad_text", "Please write a message.")
+    if len(text) > MAX_TEXT_CHARS:
+        raise Refused(400, "bad_text", f"Messages are limited to {MAX_TEXT_CHARS} characters.")
+    if name is not None and (not isinstance(name, str) or len(name) > MAX_NAME):
+        raise Refused(400, "bad_name", f"Names are limited to {MAX_NAME} characters.")
+    if page is not None and (not isinstance(page, str) or not _URL.match(page)):
+        raise Refused(400, "bad_page", "The page must be an http(s) address.")
+    return Fields(email=str(email), text=text, name=name.strip() if name else None, page=page)
+
+
+def leave(site_id: str, doc: Any, *, visitor_id: str | None = None,
+          ip_hash: str | None = None) -> str:
+    """Validate, rate-limit and durably store an offline message; returns its id.
+
+    The caller acknowledges after this returns and then calls ``dispatch``.
+    """
+    fields = validate(doc)
+    if ip_hash and not limits.allow(f"offline-ip#{ip_hash}", config.OFFLINE_PER_IP_PER_HOUR, 3600):
+        raise Refused(429, "rate_limited", "Too many messages from your network; try again later.")
+    if visitor_id and not limits.allow(f"offline-visitor#{visitor_id}",
+                                       config.OFFLINE_PER_VISITOR_PER_HOUR, 3600):
+        raise Refused(429, "rate_limited", "You have sent several messages already; we will answer "
+                                           "them soon.")
+    conv_id = _attach(visitor_id, fields.email) if visitor_id else None
+    now = clock.now_ms()
+    message_id = auth.new_id()
+    OfflineMessageModel(f"OFFLINE#{message_id}", site=site_id, visitor_id=visitor_id, conv_id=conv_id,
+                        name=fields.name, email=fields.email, text=fields.text, page=fields.page,
+                        created_at=now, due_pk=UNQUEUED, due_sk=due_sk(now, f"#{message_id}")).save()
+    return message_id
+
+
+def _attach(visitor_id: str, email: str) -> str | None:
+    """Remember the email on the visitor's open conversation, so an agent's later reply there
+    reaches them by email."""
+    try:
+        visitor = VisitorModel.get(visitor_key(visitor_id), META, consistent_read=True)
+    except VisitorModel.DoesNotExist:
+        return None
+    if not visitor.conv:
+        return None
+    C = ConversationModel
+    update_or_old(C, conversation_key(visitor.conv), [C.email.set(email)], C.pk.exists())
+    return visitor.conv
+
+
+def dispatch(message_id: str) -> None:
+    """Queue a stored message for mailing, then clear its "unqueued" mark. A failure here is
+    logged, not raised: the message is safe in DynamoDB and the sweep will queue it."""
+    try:
+        queue.enqueue({"kind": "offline", "id": message_id})
+    except Exception:
+        log.exception("offline message stored but not queued; the sweep will retry")
+        return
+    M = OfflineMessageModel
+    update_or_old(M, f"OFFLINE#{message_id}", [M.due_pk.remove(), M.due_sk.remove()], M.due_pk.exists())
+
+
+def sweep_unqueued(now_ms: int | None = None) -> list[str]:
+    """Queue messages that were stored but never queued (a crash between the two steps)."""
+    now = clock.now_ms() if now_ms is None else now_ms
+    cutoff = due_sk(now - config.UNQUEUED_AFTER_SECONDS * 1000)
+    stranded = [m.id for m in OfflineMessageModel.due_index.query(
+        UNQUEUED, OfflineMessageModel.due_sk < cutoff)]
+    for message_id in stranded:
+        dispatch(message_id)
+    return stranded
+
+
+def sweep_digests(now_ms: int | None = None) -> list[str]:
+    """Mail the team the unanswered lines of chats waiting on sites with nobody on shift,
+    once each chat has been quiet for a while: one email per burst, not per line."""
+    now = clock.now_ms() if now_ms is None else now_ms
+    quiet_since = now - config.DIGEST_QUIET_SECONDS * 1000
+    queued = []
+    for site in sites.all_sites():
+        if status(site, now).online:
+            continue
+        for conv in routing.waiting(site.id):
+            done = int(conv.digested_seq or 0)
+            if int(conv.seq or 0) <= done or int(conv.last_at or 0) > quiet_since:
+                continue
+            C = ConversationModel
+            claimed, _ = update_or_old(C, conv.pk, [C.digested_seq.set(int(conv.seq))],
+                                       C.digested_seq.does_not_exist() | (C.digested_seq < int(conv.seq)))
+            if claimed:
+                queue.enqueue({"kind": "digest", "conv": conv.id, "after": done, "upto": int(conv.seq)})
+                queued.append(conv.id)
+    return queued
+
+
+def reply_job(conv_id: str, seq: int) -> dict[str, Any]:
+    """The job that emails an agent's reply to a visitor who is no longer connected."""
+    return {"kind": "reply", "conv": conv_id, "seq": seq}
+
+
+# --- the consumer side: one queue record is one job -------------------------------------
+
+
+def process(body: str) -> None:
+    """Send the emails one job asks for; raises to have the record retried."""
+    job = json.loads(body)
+    kind = job.get("kind")
+    if kind == "offline":
+        _offline(str(job["id"]))
+    elif kind == "digest":
+        _digest(str(job["conv"]), int(job["after"]), int(job["upto"]))
+    elif kind == "reply":
+        _reply(str(job["conv"]), int(job["seq"]))
+    else:
+        raise ValueError(f"unknown mail job {kind!r}")
+
+
+def _offline(message_id: str) -> None:
+    msg = OfflineMessageModel.get(f"OFFLINE#{message_id}", META, consistent_read=True)
+    site = sites.get(msg.site)
+    who = f"{msg.name} <{msg.email}>" if msg.name else msg.email
+    lines = [f"{who} left a message on {sites.display_name(site)} "
+             f"({_local(site, msg.created_at)}):", "", msg.text, ""]
+    if msg.page:
+        lines += [f"Page: {msg.page}", ""]
+    if msg.conv_id:
+        lines += _transcript(site, msg.conv_id)
+    lines += [f"Reply to this email to answer {msg.name or msg.email}."]
+    mail.send_once(f"offline:{message_id}:team", mail.Email(
+        to=sites.team_email(site), reply_to=msg.email,
+        subject=f"[{sites.display_name(site)}] Message from {msg.name or msg.email}",
+        text="\n".join(lines)))
+    back = status(site).next_open
+    when = (f"We are back {_local(site, back)}." if back else "We will answer as soon as we can.")
+    mail.send_once(f"offline:{message_id}:confirm", mail.Email(
+        to=msg.email, reply_to=sites.team_email(site),
+        subject=f"We got your message - {sites.display_name(site)}",
+        text="\n".join([f"Hello{' ' + msg.name if msg.name else ''},", "",
+                        f"Thank you for writing to {sites.display_name(site)}. Nobody could chat "
+                        f"just now, but your message has reached the team. {when}", "",
+                        "Your message:", "", msg.text])))
+
+
+def _digest(conv_id: str, after: int, upto: int) -> None:
+    conv = ConversationModel.get(conversation_key(conv_id), META, consistent_read=True)
+    site = sites.get(conv.site)
+    unanswered = [m for m in _messages(conv_id, after, upto) if m.role == auth.VISITOR]
+    if not unanswered:
+        return
+    lines = [f"A visitor wrote on {sites.display_name(site)} while nobody was on shift:", ""]
+    lines += [f"[{_local(site, m.ts)}] {m.text}" for m in unanswered]
+    lines += ["", "Open the conversation in the console to answer"
+              + (f", or reply to this email to write to {conv.email}." if conv.email else ".")]
+    mail.send_once(f"digest:{conv_id}:{upto}", mail.Email(
+        to=sites.team_email(site), reply_to=conv.email,
+        subject=f"[{sites.display_name(site)}] Unanswered chat ({len(unanswered)} "
+                f"message{'s' if len(unanswered) != 1 else ''})",
+        text="\n".join(lines)))
+
+
+def _reply(conv_id: str, seq: int) -> None:
+    conv = ConversationModel.get(conversation_key(conv_id), META, consistent_read=True)
+    if not conv.email:
+        return
+    site = sites.get(conv.site)
+    message = MessageModel.get(conv.pk, message_sk(seq), consistent_read=True)
+    mail.send_once(f"reply:{conv_id}:{seq}", mail.Email(
+        to=conv.email, reply_to=sites.team_email(site),
+        subject=f"{message.name or 'Our team'} replied - {sites.display_name(site)}",
+        text="\n".join([message.text, "", f"- {message.name or 'The team'}, {sites.display_name(site)}"])))
+
+
+def _messages(conv_id: str, after: int, upto: int) -> list[MessageModel]:
+    return list(MessageModel.query(conversation_key(conv_id), MessageModel.sk.between(
+        message_sk(after + 1), message_sk(upto)), consistent_read=True, limit=TRANSCRIPT_LIMIT))
+
+
+def _transcript(site: SiteModel, conv_id: str) -> list[str]:
+    items = _messages(conv_id, 0, 10**12 - 1)
+    if not items:
+        return []
+    lines = ["--- Conversation so far ---"]
+    for m in items:
+        speaker = (m.name or "Agent") if m.role == auth.AGENT else "Visitor"
+        lines.append(f"[{_local(site, m.ts)}] {speaker}: {m.text}")
+    return [*lines, ""]
+
+
+def _local(site: SiteModel, ms: int | float) -> str:
+    """A time as the team reads it: in the site's zone, with the zone named."""
+    zone = sites.schedule(site).zone if site.hours else None
+    at = from_ms(int(ms))
+    return (at.astimezone(zone) if zone else at).strftime("%a %d %b %Y %H:%M %Z")

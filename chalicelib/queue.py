@@ -1,0 +1,27 @@
+"""The mail job queue (SQS): enqueue adapter. The consumer is ``app.send_mail``."""
+
+from __future__ import annotations
+
+import functools
+import json
+from typing import Any
+
+import boto3
+
+from chalicelib import config
+
+
+@functools.cache
+def _client() -> Any:
+    return boto3.session.Session().client("sqs")
+
+
+@functools.cache
+def _url() -> str:
+    """Resolved once per cold start (the queue's name is configuration, its URL is not)."""
+    return str(_client().get_queue_url(QueueName=config.MAIL_QUEUE_NAME)["QueueUrl"])
+
+
+def enqueue(job: dict[str, Any]) -> None:
+    """Put one mail job on the queue. Jobs are idempotent, so enqueueing twice is harmless."""
+    _client().send_message(QueueUrl=_url(), MessageBody=json.dumps(job, separators=(",", ":")))
