@@ -29,6 +29,9 @@ CONNECTION_TTL_SECONDS = 3 * 3600
 MAIL_FROM = os.environ.get("MAIL_FROM", "chat@example.com")
 TEAM_EMAIL = os.environ.get("TEAM_EMAIL", "team@example.com")  # a site's own address wins
 MAIL_QUEUE_NAME = os.environ.get("MAIL_QUEUE_NAME", "clicktochat-mail")
+MAIL_DLQ_NAME = os.environ.get("MAIL_DLQ_NAME", f"{MAIL_QUEUE_NAME}-dlq")
+# Deliveries before a mail job is parked in the dead-letter queue (the queue's redrive policy).
+MAIL_MAX_RECEIVES = int(os.environ.get("MAIL_MAX_RECEIVES", "5"))
 # Unanswered visitor lines in a waiting chat are mailed as one digest after this much quiet.
 DIGEST_QUIET_SECONDS = int(os.environ.get("DIGEST_QUIET_SECONDS", "120"))
 # A message stored but not on the queue this long is re-queued by the sweep.

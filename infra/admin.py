@@ -1,6 +1,9 @@
-"""Admin command: manage agent accounts in a deployment's table (or the local stand-in's).
+"""Admin command for a deployment (or, with ``--local``, the running ``make dev``).
 
     python -m infra.admin create-agent alice --name "Alice" [--role admin] [--max-chats 4]
+    python -m infra.admin site default --hours hours.json --team-email team@example.com
+    python -m infra.admin dlq list              # mail jobs that failed every attempt
+    python -m infra.admin dlq redrive [--all | ID ...]
 
 The password is read from ``$AGENT_PASSWORD`` or prompted for, never taken from argv (it
 would land in shell history). With ``--local`` the command targets a running ``make dev``.
@@ -13,6 +16,9 @@ import getpass
 import json
 import os
 import sys
+from typing import Any
+
+import boto3
 
 from infra.local.stack import LOCAL_DIR
 
@@ -23,6 +29,51 @@ def _use_local() -> None:
     if not DEV_ENV.exists():
         sys.exit("The local stand-in is not running: start it with `make dev` first.")
     os.environ.update(json.loads(DEV_ENV.read_text()))
+
+
+def dead_letters(limit: int = 100) -> list[dict[str, Any]]:
+    """Peek at the mail dead-letter queue (messages stay there)."""
+    from chalicelib import config  # after --local has set the environment
+
+    sqs = boto3.session.Session().client("sqs")
+    url = sqs.get_queue_url(QueueName=config.MAIL_DLQ_NAME)["QueueUrl"]
+    seen: dict[str, dict[str, Any]] = {}
+    while len(seen) < limit:
+        batch = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0,
+                                    AttributeNames=["All"], WaitTimeSeconds=0).get("Messages", [])
+        fresh = [m for m in batch if m["MessageId"] not in seen]
+        if not fresh:
+            break
+        for m in fresh:
+            seen[m["MessageId"]] = {"id": m["MessageId"], "body": m["Body"],
+                                    "receives": int(m["Attributes"].get("ApproximateReceiveCount", 0)),
+                                    "sent": int(m["Attributes"].get("SentTimestamp", 0))}
+    return list(seen.values())
+
+
+def redrive(ids: list[str] | None = None) -> list[str]:
+    """Move dead-lettered mail jobs (all, or those ids) back to the mail queue. Safe to repeat:
+    every email is sent at most once, whatever happens to its job."""
+    from chalicelib import config
+
+    sqs = boto3.session.Session().client("sqs")
+    dlq = sqs.get_queue_url(QueueName=config.MAIL_DLQ_NAME)["QueueUrl"]
+    main_queue = sqs.get_queue_url(QueueName=config.MAIL_QUEUE_NAME)["QueueUrl"]
+    moved: list[str] = []
+    while True:
+        batch = sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10, VisibilityTimeout=30,
+                                    WaitTimeSeconds=0).get("Messages", [])
+        wanted = [m for m in batch if ids is None or m["MessageId"] in ids]
+        for m in batch:
+            if m in wanted:
+                sqs.send_message(QueueUrl=main_queue, MessageBody=m["Body"])
+                sqs.delete_message(QueueUrl=dlq, ReceiptHandle=m["ReceiptHandle"])
+                moved.append(m["MessageId"])
+            else:
+                sqs.change_message_visibility(QueueUrl=dlq, ReceiptHandle=m["ReceiptHandle"],
+                                              VisibilityTimeout=0)
+        if not wanted:
+            return moved
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,9 +87,22 @@ def main(argv: list[str] | None = None) -> int:
     create.add_argument("--email")
     create.add_argument("--role", default="agent", choices=["agent", "admin"])
     create.add_argument("--max-chats", type=int, default=None)
+    site = sub.add_parser("site", help="set a site's hours, team address or name")
+    site.add_argument("site_id")
+    site.add_argument("--hours", type=argparse.FileType("r"), help="JSON file, see chalicelib/hours.py")
+    site.add_argument("--team-email")
+    site.add_argument("--name")
+    dlq = sub.add_parser("dlq", help="mail jobs that failed every attempt")
+    dlq.add_argument("operation", choices=["list", "redrive"])
+    dlq.add_argument("ids", nargs="*")
+    dlq.add_argument("--all", action="store_true")
     args = parser.parse_args(argv)
     if args.local:
         _use_local()
+    if args.command == "site":
+        return _site(args)
+    if args.command == "dlq":
+        return _dlq(args)
     from chalicelib import agents
 
     password = os.environ.get("AGENT_PASSWORD") or getpass.getpass("Password: ")
@@ -49,6 +113,38 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"created {agent.role} {agent.id!r} (max {agent.max_chats} chats)")
+    return 0
+
+
+def _site(args: argparse.Namespace) -> int:
+    from chalicelib import sites
+
+    doc: dict[str, Any] = {}
+    if args.hours:
+        doc["hours"] = json.load(args.hours)
+    if args.team_email:
+        doc["team_email"] = args.team_email
+    if args.name:
+        doc["name"] = args.name
+    try:
+        sites.update(args.site_id, doc)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(sites.public(sites.get(args.site_id)), indent=2))
+    return 0
+
+
+def _dlq(args: argparse.Namespace) -> int:
+    if args.operation == "list":
+        for item in dead_letters():
+            print(json.dumps(item))
+        return 0
+    if not args.all and not args.ids:
+        print("error: name the ids to redrive, or --all", file=sys.stderr)
+        return 1
+    moved = redrive(None if args.all else args.ids)
+    print(f"moved {len(moved)} job(s) back to the mail queue")
     return 0
 
 
