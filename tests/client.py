@@ -145,3 +145,18 @@ def settle(stack: Any, quiet: float = 0.4, timeout: float = 10.0) -> None:
         now = invocations()
         if now != last:
             last, since = now, time.monotonic()
+
+
+def rest(http_url: str, method: str, path: str, body: Any = None,
+         token: str | None = None) -> tuple[int, Any]:
+    """Call a REST route of the local stand-in; returns (status, parsed JSON body)."""
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(f"{http_url}/api{path}", method=method, headers=headers,
+                                     data=None if body is None else json.dumps(body).encode())
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")

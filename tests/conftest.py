@@ -29,8 +29,8 @@ PASSWORD = "correct horse battery"
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Stack]:
-    running = Stack(table=os.environ["TABLE_NAME"], schedule_interval=None,
-                    token_secret=os.environ["TOKEN_SECRET"]).start()
+    running = Stack(table=os.environ["TABLE_NAME"], schedule_interval=None, poll_queues=False,
+                    retry_delay=0, token_secret=os.environ["TOKEN_SECRET"]).start()
     yield running
     running.stop()
 

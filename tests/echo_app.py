@@ -2,7 +2,8 @@
 
 Used by ``tests/test_gateway.py`` to exercise the local gateway, and as the
 "floor" handler for benchmarks (a handler that does nothing but one
-``PostToConnection``), so keep it cheap.
+``PostToConnection``), so keep it cheap. Its SQS handler (``jobs``) serves
+``tests/test_local_aws.py``, which plays Lambda's SQS trigger with ``infra/local/sqs.py``.
 
 Why it builds its own management client instead of ``app.websocket_api.send``:
 Chalice's ``WebsocketAPI`` derives its endpoint from ``apiId`` and the region
@@ -24,6 +25,7 @@ from chalice.app import (
     Chalice,
     CloudWatchEvent,
     Rate,
+    SQSEvent,
     WebsocketDisconnectedError,
     WebsocketEvent,
 )
@@ -103,3 +105,18 @@ def ping() -> dict[str, str]:
 def tick(event: CloudWatchEvent) -> None:
     """Record the scheduled event so tests can see it fired."""
     schedule_runs.append(event.to_dict())
+
+
+#: Every SQS batch the ``jobs`` handler received: one list of raw Lambda records per invocation.
+sqs_batches: list[list[dict[str, Any]]] = []
+
+
+@app.on_sqs_message(queue="echo-jobs", batch_size=5)
+def jobs(event: SQSEvent) -> dict[str, Any]:
+    """Record each batch; body ``fail`` is reported as a failed item, body ``crash`` raises."""
+    records = [record.to_dict() for record in event]
+    sqs_batches.append(records)
+    if any(record["body"] == "crash" for record in records):
+        raise RuntimeError("crash requested")
+    return {"batchItemFailures": [{"itemIdentifier": record["messageId"]}
+                                  for record in records if record["body"] == "fail"]}

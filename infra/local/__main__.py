@@ -30,9 +30,10 @@ def main() -> int:
     except Unavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    assert stack.gateway is not None and stack.dynamodb is not None
-    keys = ("AWS_ENDPOINT_URL_DYNAMODB", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-            "AWS_DEFAULT_REGION", "TABLE_NAME", "TOKEN_SECRET")
+    assert stack.gateway and stack.dynamodb and stack.ses and stack.sqs
+    keys = ("AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_SQS", "AWS_ENDPOINT_URL_SESV2",
+            "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "TABLE_NAME",
+            "TOKEN_SECRET")
     (LOCAL_DIR / "dev.json").write_text(json.dumps({k: os.environ[k] for k in keys}))
     from chalicelib import agents
 
@@ -50,6 +51,8 @@ click-to-chat is running locally (Ctrl-C to stop)
   REST API                 {http}/api/
   management API           {stack.gateway.management_endpoint}/@connections/<id>
   DynamoDB Local           {stack.dynamodb.endpoint}   (table {os.environ['TABLE_NAME']})
+  emails sent (SES)        {stack.ses.endpoint}/        (aws-ses-v2-local: every email, nothing leaves)
+  mail queue (SQS, moto)   {stack.sqs.endpoint}
 
   more agents:  make agent ID=alice NAME="Alice"
 """, flush=True)

@@ -16,6 +16,8 @@ from types import ModuleType
 
 from infra.local.dynamodb import ROOT, DynamoDBLocal
 from infra.local.gateway import GatewayServer
+from infra.local.ses import SesLocal
+from infra.local.sqs import SqsLocal, SqsPoller
 
 LOCAL_DIR = ROOT / ".local"
 
@@ -34,21 +36,33 @@ class Stack:
     """Start and stop every local part in the right order."""
 
     def __init__(self, *, port: int = 0, table: str = "chat", data_dir: Path | None = None,
-                 schedule_interval: float | None = 5.0, token_secret: str | None = None) -> None:
+                 schedule_interval: float | None = 5.0, token_secret: str | None = None,
+                 poll_queues: bool = True, retry_delay: float | None = None) -> None:
         self.port = port
         self.table = table
         self.data_dir = data_dir
         self.schedule_interval = schedule_interval
         self.token_secret = token_secret
+        self.poll_queues = poll_queues
+        self.retry_delay = retry_delay
         self.dynamodb: DynamoDBLocal | None = None
+        self.sqs: SqsLocal | None = None
+        self.ses: SesLocal | None = None
+        self.poller: SqsPoller | None = None
         self.gateway: GatewayServer | None = None
         self.app_module: ModuleType | None = None
 
     def start(self) -> Stack:
         self.dynamodb = DynamoDBLocal(data_dir=self.data_dir)
         self.dynamodb.start()
+        self.sqs = SqsLocal()
+        self.sqs.start()
+        self.ses = SesLocal()
+        self.ses.start()
         os.environ.update({
             "AWS_ENDPOINT_URL_DYNAMODB": self.dynamodb.endpoint,
+            "AWS_ENDPOINT_URL_SQS": self.sqs.endpoint,
+            "AWS_ENDPOINT_URL_SESV2": self.ses.endpoint,
             "AWS_ACCESS_KEY_ID": os.environ.get("AWS_ACCESS_KEY_ID", "local"),
             "AWS_SECRET_ACCESS_KEY": os.environ.get("AWS_SECRET_ACCESS_KEY", "local"),
             "AWS_DEFAULT_REGION": "us-east-1",
@@ -57,19 +71,26 @@ class Stack:
             "TOKEN_SECRET": self.token_secret or local_secret(),
         })
         self.app_module = importlib.import_module("app")
-        from chalicelib import models
+        from chalicelib import config, models
 
         models.create_table()
+        self.sqs.create_queue(config.MAIL_QUEUE_NAME, dlq_name=config.MAIL_DLQ_NAME,
+                              max_receive_count=config.MAIL_MAX_RECEIVES)
         self.gateway = GatewayServer(
             self.app_module.app, port=self.port, schedule_interval=self.schedule_interval,
             static_dirs={"/": ROOT / "demo", "/widget/": ROOT / "widget",
                          "/console/": ROOT / "console"})
         self.gateway.start()
         os.environ["AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI"] = self.gateway.management_endpoint
+        self.poller = SqsPoller(self.app_module.app, self.sqs, retry_delay=self.retry_delay)
+        if self.poll_queues:
+            self.poller.start()
         return self
 
     def stop(self) -> None:
-        if self.gateway is not None:
-            self.gateway.stop()
-        if self.dynamodb is not None:
-            self.dynamodb.stop()
+        """Stop in reverse order; the poller finishes the batch in hand first."""
+        if self.poller is not None and self.poll_queues:
+            self.poller.stop()
+        for part in (self.gateway, self.ses, self.sqs, self.dynamodb):
+            if part is not None:
+                part.stop()
