@@ -438,13 +438,22 @@ def table_definition() -> dict[str, Any]:
 
 
 def create_table() -> None:
-    """Create the table and enable TTL (local stand-in and tests; AWS uses infra/)."""
+    """Create the table and enable TTL, or add the indexes a kept table lacks (local
+    stand-in and tests; AWS uses infra/)."""
     client = ConversationModel._get_connection().connection.client
+    wanted = table_definition()
     try:
-        client.create_table(**table_definition())
+        client.create_table(**wanted)
     except ClientError as exc:
         if exc.response["Error"]["Code"] != "ResourceInUseException":
             raise
+        described = client.describe_table(TableName=config.TABLE_NAME)["Table"]
+        have = {i["IndexName"] for i in described.get("GlobalSecondaryIndexes", [])}
+        for index in wanted["GlobalSecondaryIndexes"]:
+            if index["IndexName"] not in have:
+                client.update_table(TableName=config.TABLE_NAME,
+                                    AttributeDefinitions=wanted["AttributeDefinitions"],
+                                    GlobalSecondaryIndexUpdates=[{"Create": index}])
         return
     client.get_waiter("table_exists").wait(TableName=config.TABLE_NAME)
     client.update_time_to_live(TableName=config.TABLE_NAME,
