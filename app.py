@@ -186,6 +186,19 @@ def site_status(site: str) -> dict[str, Any]:
     return current
 
 
+@app.route("/sites/{site}/widget", cors=True)
+def widget_config(site: str) -> dict[str, Any]:
+    """Everything the embedded widget needs on first open: look, FAQ links, pre-chat form,
+    and whether anyone is there. Public: it holds nothing secret."""
+    if not presence.SITE_ID.match(site):
+        raise NotFoundError("No such site.")
+    settings = sites.get(site)
+    current = availability.status(settings).frame()
+    current.pop("type")
+    return {"site": site, "name": sites.display_name(settings), **sites.widget(settings),
+            "status": current}
+
+
 def _admin(site: str) -> None:
     request = app.current_request
     header = (request.headers.get("authorization") or "") if request is not None else ""

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalicelib import auth, clock, offline, queue, routing
+from chalicelib import auth, clock, offline, queue, routing, sites
 from chalicelib.fanout import Outbox
 from chalicelib.models import (
     META,
@@ -37,6 +37,7 @@ from chalicelib.models import (
 )
 from chalicelib.presence import Caller
 from chalicelib.protocol import (
+    BAD_FRAME,
     CLOSED,
     CONFLICT,
     FORBIDDEN,
@@ -50,8 +51,13 @@ PREVIEW_CHARS = 140
 NOT_PARTICIPANT = "You are not a participant in that conversation."
 
 
-def start(who: Caller, outbox: Outbox) -> ConversationModel:
-    """Open the visitor's conversation (or return the one already open) and route it."""
+def start(who: Caller, outbox: Outbox, *, name: str | None = None, email: str | None = None,
+          route: bool = True) -> ConversationModel:
+    """Open the visitor's conversation (or return the one already open) and route it. The
+    pre-chat answers (name, email) go on the conversation: the agent sees them, and an email
+    lets a later reply reach a visitor who has left."""
+    if email is not None and not sites.valid_email(email):
+        raise ProtocolError(BAD_FRAME, '"email" must be a valid email address.')
     V, C = VisitorModel, ConversationModel
     conv_id = auth.new_id()
     claimed, visitor = update_or_old(V, visitor_key(who.subject), [V.conv.set(conv_id)],
@@ -69,11 +75,13 @@ def start(who: Caller, outbox: Outbox) -> ConversationModel:
     tabs = sorted(visitor.conns or ()) or [who.connection_id]
     conv = C(conversation_key(conv_id), site=who.site, visitor_id=who.subject,
              status=routing.QUEUED, seq=0, conns={c: who.tag for c in tabs}, created_at=now,
-             queued_at=now, q_pk=q_pk, q_sk=q_sk)
+             queued_at=now, q_pk=q_pk, q_sk=q_sk, visitor_name=(name or "").strip() or None,
+             email=email)
     conv.save()
     outbox.to(tabs, {"type": "conversation", "conversation": conv.id,
                      "summary": conv.summary()})
-    routing.drain(who.site, outbox)
+    if route:
+        routing.drain(who.site, outbox)
     return conv
 
 

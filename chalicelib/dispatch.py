@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from aws_lambda_powertools import Logger
 
-from chalicelib import availability, config, conversations, offline, presence, routing, sites
+from chalicelib import availability, config, conversations, offline, presence, routing, sites, visitors
 from chalicelib.fanout import Outbox
 from chalicelib.protocol import RETRY, Frame, ProtocolError, error, parse
 
@@ -30,7 +30,7 @@ def _hello(connection_id: str, frame: Frame, outbox: Outbox) -> None:
 def _start(connection_id: str, frame: Frame, outbox: Outbox) -> None:
     who = presence.caller(connection_id)
     presence.require_visitor(who)
-    conversations.start(who, outbox)
+    conversations.start(who, outbox, name=frame.get("name"), email=frame.get("email"))
 
 
 def _shift(connection_id: str, frame: Frame, outbox: Outbox) -> None:
@@ -75,6 +75,26 @@ def _status(connection_id: str, frame: Frame, outbox: Outbox) -> None:
     outbox.to([connection_id], availability.status(sites.get(who.site)).frame())
 
 
+def _page(connection_id: str, frame: Frame, outbox: Outbox) -> None:
+    who = presence.caller(connection_id)
+    presence.require_visitor(who)
+    visitors.record_page(who, frame, outbox)
+
+
+def _invite(connection_id: str, frame: Frame, outbox: Outbox) -> None:
+    who = presence.caller(connection_id)
+    presence.require_agent(who)
+    invitation = visitors.invite(who, frame["visitor"], frame["text"], outbox)
+    outbox.to([connection_id], {"type": "invited", "id": invitation, "visitor": frame["visitor"],
+                                "ref": frame.ref})
+
+
+def _invitation(connection_id: str, frame: Frame, outbox: Outbox) -> None:
+    who = presence.caller(connection_id)
+    presence.require_visitor(who)
+    visitors.answer(who, frame, outbox)
+
+
 HANDLERS: dict[str, Handler] = {
     "ping": _ping,
     "hello": _hello,
@@ -89,6 +109,9 @@ HANDLERS: dict[str, Handler] = {
     "queue": _queue,
     "leave_message": _leave_message,
     "status": _status,
+    "page": _page,
+    "invite": _invite,
+    "invitation": _invitation,
 }
 
 

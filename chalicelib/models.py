@@ -40,6 +40,7 @@ from typing import Any, TypeVar
 from botocore.exceptions import ClientError
 from pynamodb.attributes import (
     BooleanAttribute,
+    ListAttribute,
     MapAttribute,
     NumberAttribute,
     TTLAttribute,
@@ -104,6 +105,7 @@ class ConversationModel(Model):
     reads = MapAttribute[str, Any](default=dict)
     preview = UnicodeAttribute(null=True)
     email = UnicodeAttribute(null=True)
+    visitor_name = UnicodeAttribute(null=True)
     last_at = NumberAttribute(null=True)
     digested_seq = NumberAttribute(null=True)
     created_at = NumberAttribute()
@@ -139,6 +141,7 @@ class ConversationModel(Model):
                 "agent": self.agent_name, "visitor": self.visitor_id,
                 "created_at": self.created_at, "queued_at": self.queued_at,
                 "assigned_at": self.assigned_at, "preview": self.preview,
+                "visitor_name": self.visitor_name, "email": self.email,
                 "reads": {k: int(v) for k, v in _plain(self.reads).items()}}
 
 
@@ -202,6 +205,9 @@ class VisitorModel(Model):
     conv = UnicodeAttribute(null=True)
     conns = UnicodeSetAttribute(null=True)
     created_at = NumberAttribute(null=True)
+    page = MapAttribute[str, Any](null=True)  # where the visitor is now: url, title, referrer, ts
+    pages = ListAttribute[Any](null=True)  # the pages of this visit, oldest first (bounded)
+    invite = MapAttribute[str, Any](null=True)  # the pending proactive invitation
 
 
 class ShiftIndex(GlobalSecondaryIndex["AgentModel"]):
@@ -281,6 +287,7 @@ class SiteModel(Model):
     name = UnicodeAttribute(null=True)
     team_email = UnicodeAttribute(null=True)
     hours = UnicodeAttribute(null=True)  # JSON, see chalicelib.hours
+    widget = UnicodeAttribute(null=True)  # JSON, see chalicelib.sites.validate_widget
     online = BooleanAttribute(null=True)  # the status last pushed to visitors
 
     @property
@@ -374,8 +381,9 @@ M = TypeVar("M", bound=Model)
 
 
 def update_or_old(model: type[M], hash_key: str, actions: Sequence[Action], condition: Condition,
-                  range_key: str = META) -> tuple[bool, M | None]:
-    """One conditional UpdateItem that returns the new item, or the old one if it failed.
+                  range_key: str = META, returning: str = "ALL_NEW") -> tuple[bool, M | None]:
+    """One conditional UpdateItem that returns the new item (or, with ``returning="ALL_OLD"``,
+    the item as it was), or the old one if it failed.
 
     PynamoDB's ``Model.update`` drops ``ReturnValuesOnConditionCheckFailure``; with it, a
     refused write tells us why (not a participant? a resend?) without a second read, which
@@ -384,7 +392,7 @@ def update_or_old(model: type[M], hash_key: str, actions: Sequence[Action], cond
     conn = model._get_connection().connection
     kwargs = conn.get_operation_kwargs(
         table_name=model.Meta.table_name, hash_key=hash_key, range_key=range_key,
-        actions=list(actions), condition=condition, return_values="ALL_NEW")
+        actions=list(actions), condition=condition, return_values=returning)
     ok, data = _call_or_old(model, "UpdateItem", kwargs)
     return ok, (model.from_raw_data(data) if data else None)
 

@@ -71,6 +71,10 @@ def _text(value: Any) -> bool:
     return isinstance(value, str) and len(value.strip()) > 0 and len(value) <= MAX_TEXT_CHARS
 
 
+def _short(value: str, limit: int) -> bool:
+    return len(value) <= limit
+
+
 def _conv_id(value: Any) -> bool:
     return isinstance(value, str) and bool(CONVERSATION_ID.match(value))
 
@@ -86,7 +90,10 @@ SEQ = Field(int, check=_seq, rule="a non-negative integer")
 SCHEMAS: dict[str, dict[str, Field]] = {
     "ping": {},
     "hello": {},
-    "start": {},
+    "start": {
+        "name": Field(str, required=False, check=lambda v: len(v) <= 100, rule="at most 100 characters"),
+        "email": Field(str, required=False, check=lambda v: len(v) <= 254, rule="an email address"),
+    },
     "send": {
         "conversation": CONVERSATION,
         "id": Field(str, check=lambda v: bool(CLIENT_MESSAGE_ID.match(v)),
@@ -113,6 +120,21 @@ SCHEMAS: dict[str, dict[str, Field]] = {
         "website": Field(str, required=False),
     },
     "status": {},
+    "page": {
+        "url": Field(str, check=lambda v: _short(v, 2048) and v.startswith(("http://", "https://")),
+                     rule="an http(s) address of at most 2048 characters"),
+        "title": Field(str, required=False, check=lambda v: len(v) <= 300, rule="at most 300 characters"),
+        "referrer": Field(str, required=False, check=lambda v: _short(v, 2048),
+                          rule="at most 2048 characters"),
+    },
+    "invite": {
+        "visitor": Field(str, check=lambda v: _short(v, 40) and len(v) > 0, rule="a visitor id"),
+        "text": Field(str, check=lambda v: len(v.strip()) > 0 and len(v) <= 300, rule="1 to 300 characters"),
+    },
+    "invitation": {
+        "id": Field(str, check=lambda v: _short(v, 40) and len(v) > 0, rule="an invitation id"),
+        "accept": Field(bool),
+    },
 }
 
 # The optional correlation field every frame may carry; echoed as ``ref`` in replies.

@@ -50,13 +50,47 @@ def all_sites() -> list[SiteModel]:
 
 def public(site: SiteModel) -> dict[str, Any]:
     return {"site": site.id, "name": display_name(site), "team_email": team_email(site),
-            "hours": schedule(site).to_dict()}
+            "hours": schedule(site).to_dict(), "widget": widget(site)}
+
+
+WIDGET_DEFAULTS: dict[str, Any] = {"color": "#1f6f5c", "greeting": "", "prechat": False, "faq": []}
+_COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
+_URL = re.compile(r"^https?://\S{1,2040}$")
+
+
+def widget(site: SiteModel) -> dict[str, Any]:
+    """What the embedded widget needs to draw itself; public, no secrets."""
+    return {**WIDGET_DEFAULTS, **(json.loads(site.widget) if site.widget else {})}
+
+
+def validate_widget(doc: Any) -> dict[str, Any]:
+    """Check the widget settings an admin sends; every refusal names the field."""
+    if not isinstance(doc, dict) or not set(doc) <= set(WIDGET_DEFAULTS):
+        raise ValueError(f"widget: an object with any of {', '.join(WIDGET_DEFAULTS)}.")
+    if "color" in doc and not (isinstance(doc["color"], str) and _COLOR.match(doc["color"])):
+        raise ValueError("widget.color: a color like #1f6f5c.")
+    if "greeting" in doc and not (isinstance(doc["greeting"], str) and len(doc["greeting"]) <= 200):
+        raise ValueError("widget.greeting: at most 200 characters.")
+    if "prechat" in doc and not isinstance(doc["prechat"], bool):
+        raise ValueError("widget.prechat: true or false.")
+    faq = doc.get("faq", [])
+    if not isinstance(faq, list) or len(faq) > 50:
+        raise ValueError("widget.faq: a list of at most 50 links.")
+    for item in faq:
+        ok = (isinstance(item, dict) and isinstance(item.get("title"), str) and 0 < len(item["title"]) <= 100
+              and isinstance(item.get("url"), str) and _URL.match(item["url"])
+              and isinstance(item.get("keywords", []), list) and len(item.get("keywords", [])) <= 10
+              and all(isinstance(k, str) and 0 < len(k) <= 30 for k in item.get("keywords", [])))
+        if not ok:
+            raise ValueError("widget.faq: each is {title (1-100 chars), url (http/https), "
+                             "keywords (up to 10 words)}.")
+    return doc
 
 
 def update(site_id: str, doc: Any) -> SiteModel:
     """Apply a settings document (any of hours, team_email, name); raises ValueError."""
-    if not isinstance(doc, dict) or not set(doc) <= {"hours", "team_email", "name"} or not doc:
-        raise ValueError("Send an object with any of: hours, team_email, name.")
+    if not isinstance(doc, dict) or not set(doc) <= {"hours", "team_email", "name", "widget"} or not doc:
+        raise ValueError("Send an object with any of: hours, team_email, name, widget.")
     S = SiteModel
     actions: list[Action] = []
     if "hours" in doc:
@@ -69,6 +103,8 @@ def update(site_id: str, doc: Any) -> SiteModel:
         if not valid_email(doc["team_email"]):
             raise ValueError("team_email: not a valid email address.")
         actions.append(S.team_email.set(doc["team_email"]))
+    if "widget" in doc:
+        actions.append(S.widget.set(json.dumps(validate_widget(doc["widget"]))))
     if "name" in doc:
         if not isinstance(doc["name"], str) or not 0 < len(doc["name"]) <= 100:
             raise ValueError("name: 1 to 100 characters.")
