@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalicelib import auth, clock, offline, queue, routing, sites
+from chalicelib import auth, availability, clock, offline, queue, routing, sites
 from chalicelib.fanout import Outbox
 from chalicelib.models import (
     META,
@@ -80,8 +80,10 @@ def start(who: Caller, outbox: Outbox, *, name: str | None = None, email: str | 
     conv.save()
     outbox.to(tabs, {"type": "conversation", "conversation": conv.id,
                      "summary": conv.summary()})
-    if route:
-        routing.drain(who.site, outbox)
+    if route and not routing.drain(who.site, outbox):
+        # Waiting: make sure the site is known to the minute timer, which mails digests of
+        # chats nobody can answer (a site nobody configured has no settings item yet).
+        availability.refresh(who.site, outbox)
     return conv
 
 

@@ -266,3 +266,14 @@ def test_agent_reply_to_an_offline_conversation_is_emailed_and_kept(stack, site,
     assert len(replies) == 1 and "Good morning! Happy to help." in replies[0]["body"]["text"]
     page = console.request({"action": "sync", "conversation": conv, "after": 0}, "messages")
     assert [m["text"] for m in page["items"]] == ["Please call me back", "Good morning! Happy to help."]
+
+
+def test_a_site_nobody_configured_still_gets_its_digest_at_the_default_address(stack, site, frozen,
+                                                                             visitor, mailbox):
+    guest = visitor()
+    conv = guest.start()
+    guest.say(conv, "Is anybody there?")
+    frozen.advance(config.DIGEST_QUIET_SECONDS + 1)
+    stack.gateway.run_schedules()
+    digests = [e for e in mailbox(config.TEAM_EMAIL) if "Is anybody there?" in e["body"]["text"]]
+    assert len(digests) == 1 and digests[0]["subject"] == f"[{site}] Unanswered chat (1 message)"
