@@ -51,8 +51,8 @@ def _deliver(outbox: Outbox, url: str) -> None:
     while gone:
         follow_up = Outbox()
         for connection_id in gone:
-            presence.disconnect(connection_id, follow_up)
-        gone = fanout.deliver(follow_up, url)
+            presence.forget(connection_id, outbox.conversations.get(connection_id, set()), follow_up)
+        outbox, gone = follow_up, fanout.deliver(follow_up, url)
 
 
 @app.on_ws_connect()
@@ -133,7 +133,11 @@ def login() -> Response:
     agent_id, password = body.get("agent"), body.get("password")
     if not isinstance(agent_id, str) or not isinstance(password, str):
         raise BadRequestError('Send {"agent": "...", "password": "..."}.')
-    token = agents.sign_in(agent_id, password)
+    source = request.context.get("identity", {}).get("sourceIp") if request is not None else None
+    try:
+        token = agents.sign_in(agent_id, password, auth.fingerprint(source) if source else None)
+    except agents.TooManyAttempts as exc:
+        return Response({"code": "rate_limited", "message": str(exc)}, status_code=429)
     if token is None:
         raise UnauthorizedError("Wrong agent id or password.")
     return Response({"token": token}, status_code=200)

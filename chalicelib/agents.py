@@ -7,12 +7,14 @@ from typing import Any
 
 from pynamodb.exceptions import DoesNotExist, PutError
 
-from chalicelib import auth, config
+from chalicelib import auth, config, limits
 from chalicelib.models import META, AgentModel, agent_key
 
 AGENT_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{1,39}$")
 ROLES = ("agent", "admin")
 MIN_PASSWORD = 10
+# Failed sign-ins allowed per 15 minutes: per account, and (higher: offices share one) per address.
+LOGIN_WINDOW, LOGIN_FAILURES, LOGIN_FAILURES_PER_ADDRESS = 900, 10, 50
 
 
 class AgentError(ValueError):
@@ -44,8 +46,27 @@ def create(agent_id: str, name: str, password: str, *, role: str = "agent",
     return agent
 
 
-def sign_in(agent_id: str, password: str) -> str | None:
-    """A fresh agent token for correct credentials, else None (same answer for both faults)."""
+class TooManyAttempts(AgentError):
+    """Sign-in refused for a while after repeated failures (guessing protection)."""
+
+
+def sign_in(agent_id: str, password: str, source: str | None = None) -> str | None:
+    """A fresh agent token for correct credentials, else None (same answer for both faults).
+    Failed attempts are limited per account and per source address (a whole office signing
+    in at nine behind one address is fine; guessing is not)."""
+    limited = {f"login#{agent_id.strip().lower()}": LOGIN_FAILURES}
+    if source:
+        limited[f"login-ip#{source}"] = LOGIN_FAILURES_PER_ADDRESS
+    if any(limits.blocked(k, n, LOGIN_WINDOW) for k, n in limited.items()):
+        raise TooManyAttempts("Too many failed sign-in attempts; wait a few minutes.")
+    token = _check(agent_id, password)
+    if token is None:
+        for k in limited:
+            limits.record(k, LOGIN_WINDOW)
+    return token
+
+
+def _check(agent_id: str, password: str) -> str | None:
     try:
         agent = AgentModel.get(agent_key(agent_id.strip().lower()), META)
     except DoesNotExist:
@@ -68,7 +89,7 @@ def require_admin(token: str, site: str) -> AgentModel:
         agent = AgentModel.get(agent_key(claims.subject), META, consistent_read=True)
     except DoesNotExist:
         raise AgentError("Only admins of this site can do that.") from None
-    if agent.role != "admin":
+    if agent.role != "admin" or agent.site != site:
         raise AgentError("Only admins of this site can do that.")
     return agent
 

@@ -40,6 +40,21 @@ class Claims:
     expires: int
 
 
+@dataclass(frozen=True)
+class Caller:
+    """The identity behind a connection."""
+
+    connection_id: str
+    role: str
+    subject: str
+    site: str
+
+    @property
+    def tag(self) -> str:
+        """The value stored in a conversation's ``conns`` map for this caller."""
+        return f"{self.role[0]}:{self.subject}"
+
+
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
@@ -105,7 +120,7 @@ def check_password(password: str, stored: str) -> bool:
 
 def fingerprint(value: str) -> str:
     """A keyed, irreversible stand-in for a value we must count but not keep (an IP)."""
-    return _mac(value)[:22]
+    return _mac(f"fingerprint:{value}")[:22]
 
 
 def new_id(nbytes: int = 12) -> str:

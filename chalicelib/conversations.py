@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 from chalicelib import auth, availability, clock, offline, queue, routing, sites
+from chalicelib.auth import Caller
 from chalicelib.fanout import Outbox
 from chalicelib.models import (
     META,
@@ -35,7 +36,6 @@ from chalicelib.models import (
     update_or_old,
     visitor_key,
 )
-from chalicelib.presence import Caller
 from chalicelib.protocol import (
     BAD_FRAME,
     CLOSED,
@@ -65,7 +65,9 @@ def start(who: Caller, outbox: Outbox, *, name: str | None = None, email: str | 
     if not claimed:
         if visitor is None or not visitor.conv:
             raise ProtocolError(FORBIDDEN, "This connection is not registered; reconnect.")
-        existing = C.get(conversation_key(visitor.conv), META, consistent_read=True)
+        existing = open_conversation(visitor)
+        if existing is None:  # an earlier start died between its two writes; try again
+            return start(who, outbox, name=name, email=email, route=route)
         outbox.to([who.connection_id], {"type": "conversation", "conversation": existing.id,
                                         "summary": existing.summary()})
         return existing
@@ -87,6 +89,19 @@ def start(who: Caller, outbox: Outbox, *, name: str | None = None, email: str | 
     return conv
 
 
+def open_conversation(visitor: VisitorModel) -> ConversationModel | None:
+    """The visitor's open conversation. A pointer to one that was never written (a start
+    that died between claiming and writing) is cleared, so the visitor is never stranded."""
+    if not visitor.conv:
+        return None
+    try:
+        return ConversationModel.get(conversation_key(visitor.conv), META, consistent_read=True)
+    except ConversationModel.DoesNotExist:
+        V = VisitorModel
+        update_or_old(V, visitor.pk, [V.conv.remove()], V.conv == visitor.conv)
+        return None
+
+
 def _client_counter(message_id: str) -> tuple[str, int]:
     client, counter = message_id.split(":")
     return client, int(counter)
@@ -104,11 +119,15 @@ def send(connection_id: str, frame: Frame, outbox: Outbox) -> int:
     conv_id, text, message_id = frame["conversation"], frame["text"], frame["id"]
     client, counter = _client_counter(message_id)
     key = conversation_key(conv_id)
+    # A client id belongs to the participant who first used it (``co`` records their tag,
+    # copied from the conns map inside the write), so nobody can jam another's counter.
     ok, conv = update_or_old(
         C, key,
         [C.seq.set(C.seq + 1), C.cm[client].set(counter), C.cs[client].set(C.seq + 1),
+         C.co[client].set(C.conns[connection_id]),
          C.preview.set(C.preview | text[:PREVIEW_CHARS]), C.last_at.set(clock.now_ms())],
         C.conns[connection_id].exists() & C.status.is_in(*routing.OPEN_STATES)
+        & (C.co[client].does_not_exist() | (C.co[client] == C.conns[connection_id]))
         & (C.cm[client].does_not_exist() | (C.cm[client] < counter)))
     if conv is None or connection_id not in conv.connections():
         raise ProtocolError(FORBIDDEN, NOT_PARTICIPANT, message_id)
@@ -116,6 +135,10 @@ def send(connection_id: str, frame: Frame, outbox: Outbox) -> int:
         seq = int(conv.seq)
     else:
         sent = conv.client_state(client)
+        owner = conv.client_owner(client)
+        if owner is not None and owner != conv.connections()[connection_id]:
+            raise ProtocolError(CONFLICT, "That client id belongs to another participant; pick a "
+                                          "new random one.", message_id)
         if sent is not None and sent[0] == counter:
             seq = sent[1]  # a resend: same message, same seq
         elif conv.status not in routing.OPEN_STATES:
@@ -135,14 +158,16 @@ def send(connection_id: str, frame: Frame, outbox: Outbox) -> int:
             raise ProtocolError(CONFLICT, "This message id was already used for another message.",
                                 message_id)
         now = int(stored.ts)
+    if role == auth.AGENT and conv.email and not conv.connections_of("v:"):
+        # The visitor left (an after-hours conversation): the reply goes by email. Queued
+        # before the ack and again on every resend, so a failed enqueue is retried with the
+        # message; the email itself goes out once (its key is the message).
+        queue.enqueue(offline.reply_job(conv_id, seq))
     outbox.to([connection_id], {"type": "ack", "ref": message_id, "conversation": conv_id,
                                 "seq": seq, "ts": now})
     if fresh:
         others = [c for c in conv.connections() if c != connection_id]
         outbox.to(others, message_frame(conv_id, message))
-        if role == auth.AGENT and conv.email and not conv.connections_of("v:"):
-            # The visitor left (an after-hours conversation): the reply goes by email.
-            queue.enqueue(offline.reply_job(conv_id, seq))
     return seq
 
 
@@ -189,7 +214,7 @@ def read(connection_id: str, frame: Frame, outbox: Outbox) -> None:
     if role == auth.AGENT and conv.status == routing.ASSIGNED:
         actions.append(C.status.set(routing.ACTIVE))
     ok, _ = update_or_old(C, conv.pk, actions,
-                          C.conns[connection_id].exists()
+                          C.conns[connection_id].exists() & C.status.is_in(*routing.OPEN_STATES)
                           & (C.reads[role].does_not_exist() | (C.reads[role] < seq)))
     if ok:
         outbox.to(_other_side(conv, connection_id),

@@ -10,9 +10,9 @@ from collections.abc import Callable
 
 from aws_lambda_powertools import Logger
 
-from chalicelib import availability, config, conversations, offline, presence, routing, sites, visitors
+from chalicelib import auth, availability, config, conversations, offline, presence, routing, sites, visitors
 from chalicelib.fanout import Outbox
-from chalicelib.protocol import RETRY, Frame, ProtocolError, error, parse
+from chalicelib.protocol import FORBIDDEN, RETRY, Frame, ProtocolError, error, parse
 
 logger = Logger(service=config.SERVICE, child=True)
 
@@ -61,7 +61,8 @@ def _close(connection_id: str, frame: Frame, outbox: Outbox) -> None:
 
 def _leave_message(connection_id: str, frame: Frame, outbox: Outbox) -> None:
     item = presence.connection(connection_id)
-    presence.require_visitor(presence.caller(connection_id))
+    if item.role != auth.VISITOR:
+        raise ProtocolError(FORBIDDEN, "Only visitors can do that.", frame.ref)
     try:
         message_id = offline.leave(item.site, frame.body, visitor_id=item.subject, ip_hash=item.ip_hash)
     except offline.Refused as refused:

@@ -8,6 +8,7 @@ connections that turn out to be gone (410) are returned so the caller can forget
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections import defaultdict
@@ -22,6 +23,7 @@ from botocore.exceptions import ClientError
 from chalicelib import config
 from chalicelib.protocol import encode
 
+log = logging.getLogger(__name__)
 _clients: dict[str, Any] = {}
 _lock = threading.Lock()
 _pool = ThreadPoolExecutor(max_workers=config.FANOUT_WORKERS, thread_name_prefix="fanout")
@@ -32,11 +34,17 @@ class Outbox:
 
     def __init__(self) -> None:
         self.frames: dict[str, list[bytes]] = defaultdict(list)
+        # Which conversations each connection was addressed for: a connection found gone is
+        # removed from those even if its own record has already expired.
+        self.conversations: dict[str, set[str]] = defaultdict(set)
 
     def to(self, connection_ids: Iterable[str], frame: dict[str, Any]) -> None:
         data = encode(frame)
+        conversation = frame.get("conversation")
         for connection_id in connection_ids:
             self.frames[connection_id].append(data)
+            if isinstance(conversation, str):
+                self.conversations[connection_id].add(conversation)
 
     def __len__(self) -> int:
         return sum(len(v) for v in self.frames.values())
@@ -89,16 +97,17 @@ def deliver(outbox: Outbox, url: str) -> list[str]:
     client = _client(url)
     items = list(outbox.frames.items())
     if len(items) == 1:
-        connection_id, frames = items[0]
-        return [] if _post_all(client, connection_id, frames) else [connection_id]
-    futures = {cid: _pool.submit(_post_all, client, cid, frames) for cid, frames in items}
-    gone = []
-    for connection_id, future in futures.items():
-        try:
-            if not future.result():
-                gone.append(connection_id)
-        except ClientError:
-            # A 5xx that survived retries for one recipient must not stop the others; the
-            # recipient catches up with "sync" when it notices the gap in sequence numbers.
-            continue
-    return gone
+        return [] if _post_safely(client, *items[0]) else [items[0][0]]
+    futures = {cid: _pool.submit(_post_safely, client, cid, frames) for cid, frames in items}
+    return [connection_id for connection_id, future in futures.items() if not future.result()]
+
+
+def _post_safely(client: Any, connection_id: str, frames: list[bytes]) -> bool:
+    """Like ``_post_all``, but an error other than "gone" (a 5xx or a timeout that survived
+    the retries) only costs that recipient this delivery: it catches up with ``sync`` when it
+    notices the gap in sequence numbers. Never stops the other recipients."""
+    try:
+        return _post_all(client, connection_id, frames)
+    except Exception:
+        log.warning("post to a connection failed", exc_info=True)
+        return True

@@ -6,15 +6,33 @@ from datetime import timedelta
 
 from chalicelib import clock
 from chalicelib.hours import from_ms
-from chalicelib.models import CounterModel, update_or_old
+from chalicelib.models import META, CounterModel, update_or_old
+
+
+def _key(key: str, window_seconds: int) -> str:
+    return f"RATE#{key}#{clock.now_ms() // (window_seconds * 1000)}"
 
 
 def allow(key: str, limit: int, window_seconds: int) -> bool:
     """Count one event for ``key``; False (and nothing counted) once the window is full."""
-    window = clock.now_ms() // (window_seconds * 1000)
     C = CounterModel
     ok, _ = update_or_old(
-        C, f"RATE#{key}#{window}",
+        C, _key(key, window_seconds),
         [C.n.add(1), C.ttl.set(from_ms(clock.now_ms()) + timedelta(seconds=2 * window_seconds))],
         C.n.does_not_exist() | (C.n < limit))
     return ok
+
+
+def blocked(key: str, limit: int, window_seconds: int) -> bool:
+    """Whether ``key`` has reached ``limit`` events in this window (counted by ``record``);
+    for limits on failures only, such as wrong passwords."""
+    try:
+        return int(CounterModel.get(_key(key, window_seconds), META, consistent_read=True).n) >= limit
+    except CounterModel.DoesNotExist:
+        return False
+
+
+def record(key: str, window_seconds: int) -> None:
+    C = CounterModel
+    C(_key(key, window_seconds)).update(actions=[
+        C.n.add(1), C.ttl.set(from_ms(clock.now_ms()) + timedelta(seconds=2 * window_seconds))])

@@ -1,8 +1,10 @@
 """Email through SES (the sesv2 API), at most once per job key.
 
-``send_once`` claims the key with a short lease in DynamoDB, sends, then marks it sent. A
-redelivered queue record finds it sent and sends nothing; a worker that crashed mid-send
-leaves a lease that expires, so another attempt can go ahead.
+``send_once`` claims the key with a lease in DynamoDB, sends, then marks it sent. A
+redelivered or re-queued job finds it sent and sends nothing. A send that certainly failed
+releases the lease at once; a worker that died or timed out mid-send leaves the lease to
+expire, and only then can another attempt go ahead (the one case where SES may have sent it
+and a second email is possible).
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ from datetime import timedelta
 from typing import Any
 
 import boto3
+from botocore.exceptions import ClientError, ConnectTimeoutError, EndpointConnectionError
 
 from chalicelib import clock, config
 from chalicelib.hours import from_ms
 from chalicelib.models import MailModel, update_or_old
 
-LEASE_SECONDS = 60
+# Longer than the sender's Lambda timeout, so a worker killed mid-send is not overtaken.
+LEASE_SECONDS = 300
 KEEP_DAYS = 30
 
 
@@ -65,9 +69,12 @@ def send_once(key: str, email: Email) -> bool:
         raise Busy(key)
     try:
         provider_id = send(email)
-    except Exception:
+    except (ClientError, EndpointConnectionError, ConnectTimeoutError):
+        # SES refused it or was unreachable: certainly not sent, so retry at once.
         MailModel(f"MAIL#{key}").update(actions=[M.lease_until.remove()])
         raise
+    # Any other failure (a read timeout: SES may have sent it) keeps the lease, so a retry
+    # waits for it to expire; that rare unknown outcome is the only way to a second email.
     MailModel(f"MAIL#{key}").update(actions=[
         M.sent_at.set(clock.now_ms()), M.provider_id.set(provider_id), M.lease_until.remove(),
         M.ttl.set(from_ms(clock.now_ms()) + timedelta(days=KEEP_DAYS))])

@@ -102,6 +102,7 @@ class ConversationModel(Model):
     # Resend detection: last client counter per client instance, and the seq it received.
     cm = MapAttribute[str, Any](default=dict)
     cs = MapAttribute[str, Any](default=dict)
+    co = MapAttribute[str, Any](default=dict)  # client instance -> the participant tag that owns it
     reads = MapAttribute[str, Any](default=dict)
     preview = UnicodeAttribute(null=True)
     email = UnicodeAttribute(null=True)
@@ -122,7 +123,7 @@ class ConversationModel(Model):
 
     def connections(self) -> dict[str, str]:
         """The conns map as a plain dict (PynamoDB returns a raw MapAttribute)."""
-        return _plain(self.conns)
+        return plain_map(self.conns)
 
     def connections_of(self, role_prefix: str) -> list[str]:
         """Connection ids of one side: ``"v:"`` for the visitor's tabs, ``"a:"`` for the agent."""
@@ -130,10 +131,15 @@ class ConversationModel(Model):
 
     def client_state(self, client: str) -> tuple[int, int] | None:
         """(last counter, its seq) for one client instance, if it has sent here."""
-        counters, seqs = _plain(self.cm), _plain(self.cs)
+        counters, seqs = plain_map(self.cm), plain_map(self.cs)
         if client not in counters:
             return None
         return int(counters[client]), int(seqs[client])
+
+    def client_owner(self, client: str) -> str | None:
+        """The participant tag that owns a client instance id, if it has been used here."""
+        owner = plain_map(self.co).get(client)
+        return None if owner is None else str(owner)
 
     def summary(self) -> dict[str, Any]:
         """The conversation as both clients see it (no connection ids, no dedupe state)."""
@@ -142,7 +148,7 @@ class ConversationModel(Model):
                 "created_at": self.created_at, "queued_at": self.queued_at,
                 "assigned_at": self.assigned_at, "preview": self.preview,
                 "visitor_name": self.visitor_name, "email": self.email,
-                "reads": {k: int(v) for k, v in _plain(self.reads).items()}}
+                "reads": {k: int(v) for k, v in plain_map(self.reads).items()}}
 
 
 class MessageModel(Model):
@@ -352,7 +358,8 @@ def due_sk(at_ms: int, suffix: str = "") -> str:
     return f"{at_ms:015d}{suffix}"
 
 
-def _plain(value: Any) -> dict[str, Any]:
+def plain_map(value: Any) -> dict[str, Any]:
+    """A raw MapAttribute (or None) as a plain dict."""
     raw = value.as_dict() if isinstance(value, MapAttribute) else value
     return dict(raw or {})
 

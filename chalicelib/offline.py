@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +30,7 @@ from chalicelib.models import (
     update_or_old,
     visitor_key,
 )
-from chalicelib.protocol import MAX_TEXT_CHARS
+from chalicelib.protocol import MAX_TEXT_CHARS, is_web_url
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +39,6 @@ MAX_PAGE = 2048
 TRANSCRIPT_LIMIT = 200
 HONEYPOT = "website"  # a field people never see and bots fill in
 UNQUEUED = "UNQUEUED"
-_URL = re.compile(r"^https?://[^\s]{1,2040}$")
 
 
 class Refused(Exception):
@@ -75,9 +73,10 @@ def validate(doc: Any) -> Fields:
         raise Refused(400, "bad_text", "Please write a message.")
     if len(text) > MAX_TEXT_CHARS:
         raise Refused(400, "bad_text", f"Messages are limited to {MAX_TEXT_CHARS} characters.")
-    if name is not None and (not isinstance(name, str) or len(name) > MAX_NAME):
-        raise Refused(400, "bad_name", f"Names are limited to {MAX_NAME} characters.")
-    if page is not None and (not isinstance(page, str) or not _URL.match(page)):
+    if name is not None and (not isinstance(name, str) or len(name) > MAX_NAME
+                             or not name.isprintable()):
+        raise Refused(400, "bad_name", f"A name is one line of at most {MAX_NAME} characters.")
+    if page is not None and not is_web_url(page):
         raise Refused(400, "bad_page", "The page must be an http(s) address.")
     return Fields(email=str(email), text=text, name=name.strip() if name else None, page=page)
 
@@ -89,12 +88,12 @@ def leave(site_id: str, doc: Any, *, visitor_id: str | None = None,
     The caller acknowledges after this returns and then calls ``dispatch``.
     """
     fields = validate(doc)
-    if ip_hash and not limits.allow(f"offline-ip#{ip_hash}", config.OFFLINE_PER_IP_PER_HOUR, 3600):
-        raise Refused(429, "rate_limited", "Too many messages from your network; try again later.")
     if visitor_id and not limits.allow(f"offline-visitor#{visitor_id}",
                                        config.OFFLINE_PER_VISITOR_PER_HOUR, 3600):
         raise Refused(429, "rate_limited", "You have sent several messages already; we will answer "
                                            "them soon.")
+    if ip_hash and not limits.allow(f"offline-ip#{ip_hash}", config.OFFLINE_PER_IP_PER_HOUR, 3600):
+        raise Refused(429, "rate_limited", "Too many messages from your network; try again later.")
     conv_id = _attach(visitor_id, fields.email) if visitor_id else None
     now = clock.now_ms()
     message_id = auth.new_id()
@@ -154,12 +153,13 @@ def sweep_digests(now_ms: int | None = None) -> list[str]:
             done = int(conv.digested_seq or 0)
             if int(conv.seq or 0) <= done or int(conv.last_at or 0) > quiet_since:
                 continue
+            # Queue first, then mark: a failed enqueue leaves it unmarked for the next round,
+            # and a double enqueue (two sweeps) is one email, its key being the lines it covers.
+            queue.enqueue({"kind": "digest", "conv": conv.id, "after": done, "upto": int(conv.seq)})
             C = ConversationModel
-            claimed, _ = update_or_old(C, conv.pk, [C.digested_seq.set(int(conv.seq))],
-                                       C.digested_seq.does_not_exist() | (C.digested_seq < int(conv.seq)))
-            if claimed:
-                queue.enqueue({"kind": "digest", "conv": conv.id, "after": done, "upto": int(conv.seq)})
-                queued.append(conv.id)
+            update_or_old(C, conv.pk, [C.digested_seq.set(int(conv.seq))],
+                          C.digested_seq.does_not_exist() | (C.digested_seq < int(conv.seq)))
+            queued.append(conv.id)
     return queued
 
 
@@ -207,8 +207,7 @@ def _offline(message_id: str) -> None:
         subject=f"We got your message - {sites.display_name(site)}",
         text="\n".join([f"Hello{' ' + msg.name if msg.name else ''},", "",
                         f"Thank you for writing to {sites.display_name(site)}. Nobody could chat "
-                        f"just now, but your message has reached the team. {when}", "",
-                        "Your message:", "", msg.text])))
+                        f"just now, but your message has reached the team. {when}"])))
 
 
 def _digest(conv_id: str, after: int, upto: int) -> None:

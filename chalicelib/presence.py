@@ -9,14 +9,14 @@ conversation (fan-out and authorization on the hot path).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from pynamodb.constants import ALL_OLD
 from pynamodb.expressions.update import Action
 
-from chalicelib import agents, auth, availability, clock, config, routing, sites
+from chalicelib import agents, auth, availability, clock, config, conversations, routing, sites
+from chalicelib.auth import Caller
 from chalicelib.fanout import Outbox
 from chalicelib.models import (
     META,
@@ -33,21 +33,6 @@ from chalicelib.models import (
 from chalicelib.protocol import FORBIDDEN, ProtocolError
 
 SITE_ID = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
-
-
-@dataclass(frozen=True)
-class Caller:
-    """The identity behind a connection."""
-
-    connection_id: str
-    role: str
-    subject: str
-    site: str
-
-    @property
-    def tag(self) -> str:
-        """The value stored in a conversation's ``conns`` map for this caller."""
-        return f"{self.role[0]}:{self.subject}"
 
 
 class Refused(Exception):
@@ -154,8 +139,8 @@ def hello(who: Caller) -> dict[str, Any]:
                            if k != "type"}
         visitor = VisitorModel.get(visitor_key(who.subject), META, consistent_read=True)
         frame["conversation"] = None
-        if visitor.conv:
-            conv = ConversationModel.get(conversation_key(visitor.conv), META, consistent_read=True)
+        conv = conversations.open_conversation(visitor)
+        if conv is not None:
             frame["conversation"] = conv.summary()
             if conv.status == routing.QUEUED:
                 queue = [c.id for c in routing.waiting(who.site)]
@@ -180,17 +165,27 @@ def disconnect(connection_id: str, outbox: Outbox) -> None:
             return
         for conv_id in sorted(agent.convs or ()):
             _leave(conv_id, connection_id)
-        if not agent.conns and agent.on_shift:
+        if not agent.conns and (agent.on_shift or agent.convs):
+            # Also off shift with chats still open (finishing up): they must not wait for ever.
             deadline = clock.now_ms() + config.AGENT_GRACE_SECONDS * 1000
             update_or_old(A, agent_key(item.subject),
                           [A.due_pk.set("GRACE"), A.due_sk.set(f"{deadline:015d}")],
-                          A.conns.does_not_exist() & (A.on_shift == True))  # noqa: E712
+                          A.conns.does_not_exist() & ((A.on_shift == True) | A.convs.exists()))  # noqa: E712
     else:
         V = VisitorModel
         visitor = V(visitor_key(item.subject))
         visitor.update(actions=[V.conns.delete({connection_id})])
         if visitor.conv:
             _leave(visitor.conv, connection_id)
+
+
+def forget(connection_id: str, conversations: set[str], outbox: Outbox) -> None:
+    """A post found this connection gone (410): forget it like a $disconnect, and take it out
+    of the conversations it was posted for even if its own record is already gone (expired,
+    or a $disconnect that raced the post)."""
+    disconnect(connection_id, outbox)
+    for conv_id in sorted(conversations):
+        _leave(conv_id, connection_id)
 
 
 def _leave(conv_id: str, connection_id: str) -> None:

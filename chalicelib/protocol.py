@@ -71,6 +71,14 @@ def _text(value: Any) -> bool:
     return isinstance(value, str) and len(value.strip()) > 0 and len(value) <= MAX_TEXT_CHARS
 
 
+_WEB_URL = re.compile(r"^https?://[^\s\x00-\x1f\x7f]+$")
+
+
+def is_web_url(value: Any, limit: int = 2048) -> bool:
+    """An http(s) address on one line: the one rule for every URL we store or show."""
+    return isinstance(value, str) and len(value) <= limit and bool(_WEB_URL.match(value))
+
+
 def _short(value: str, limit: int) -> bool:
     return len(value) <= limit
 
@@ -121,8 +129,7 @@ SCHEMAS: dict[str, dict[str, Field]] = {
     },
     "status": {},
     "page": {
-        "url": Field(str, check=lambda v: _short(v, 2048) and v.startswith(("http://", "https://")),
-                     rule="an http(s) address of at most 2048 characters"),
+        "url": Field(str, check=is_web_url, rule="an http(s) address of at most 2048 characters"),
         "title": Field(str, required=False, check=lambda v: len(v) <= 300, rule="at most 300 characters"),
         "referrer": Field(str, required=False, check=lambda v: _short(v, 2048),
                           rule="at most 2048 characters"),

@@ -16,6 +16,7 @@ from pynamodb.expressions.update import Action
 from chalicelib import config
 from chalicelib.hours import Schedule, ScheduleError
 from chalicelib.models import SiteModel
+from chalicelib.protocol import is_web_url
 
 EMAIL = re.compile(r"^[^@\s<>\"',;]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$")
 
@@ -55,7 +56,6 @@ def public(site: SiteModel) -> dict[str, Any]:
 
 WIDGET_DEFAULTS: dict[str, Any] = {"color": "#1f6f5c", "greeting": "", "prechat": False, "faq": []}
 _COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
-_URL = re.compile(r"^https?://\S{1,2040}$")
 
 
 def widget(site: SiteModel) -> dict[str, Any]:
@@ -78,7 +78,7 @@ def validate_widget(doc: Any) -> dict[str, Any]:
         raise ValueError("widget.faq: a list of at most 50 links.")
     for item in faq:
         ok = (isinstance(item, dict) and isinstance(item.get("title"), str) and 0 < len(item["title"]) <= 100
-              and isinstance(item.get("url"), str) and _URL.match(item["url"])
+              and is_web_url(item.get("url"))
               and isinstance(item.get("keywords", []), list) and len(item.get("keywords", [])) <= 10
               and all(isinstance(k, str) and 0 < len(k) <= 30 for k in item.get("keywords", [])))
         if not ok:

@@ -8,6 +8,7 @@ from typing import Any
 from pynamodb.expressions.condition import size
 
 from chalicelib import auth, clock, conversations, routing
+from chalicelib.auth import Caller
 from chalicelib.fanout import Outbox
 from chalicelib.models import (
     META,
@@ -19,7 +20,6 @@ from chalicelib.models import (
     update_or_old,
     visitor_key,
 )
-from chalicelib.presence import Caller
 from chalicelib.protocol import CONFLICT, NOT_FOUND, Frame, ProtocolError
 
 MAX_PAGES = 50  # pages kept per visit, enough for "where have they been" without growing

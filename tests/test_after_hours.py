@@ -142,6 +142,7 @@ def test_message_left_over_rest_is_stored_first_and_acknowledged_202(stack, site
     ({"email": "a@example.org", "text": "x" * 4001}, "bad_text"),
     ({"email": "a@example.org", "text": "hi", "page": "javascript:alert(1)"}, "bad_page"),
     ({"email": "a@example.org", "text": "hi", "website": "http://spam.example"}, "spam"),
+    ({"email": "a@example.org", "text": "hi", "name": "Eve\nBcc: all@example.org"}, "bad_name"),
 ])
 def test_bad_offline_messages_are_refused_clearly_and_nothing_is_stored(stack, site, doc, code,
                                                                        dynamodb_calls):

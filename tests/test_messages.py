@@ -154,3 +154,41 @@ def test_message_path_costs_one_invocation_and_two_dynamodb_requests(visitor, ag
     assert dynamodb_calls == ["UpdateItem", "PutItem"]
     assert stack.gateway.counters["invoke:$default"] == invocations + 1
     assert stack.gateway.counters["post"] == posts + 3  # ack + two consoles
+
+
+def test_a_participant_cannot_jam_another_participants_client_id(visitor, agent):
+    guest, console, conv = _chat(visitor, agent)
+    console.say(conv, "Hello, how can I help?")
+    agent_client = console.client_id
+    jam = guest.say(conv, "gotcha", f"{agent_client}:999999999999")
+    assert jam["type"] == "error" and jam["code"] == "conflict"
+    assert console.say(conv, "Still talking")["type"] == "ack"
+    assert _stored(conv) == [(1, "Hello, how can I help?"), (2, "Still talking")]
+
+
+def test_a_gone_tab_whose_record_expired_is_cleaned_from_the_conversation(visitor, agent, stack,
+                                                                         dynamodb_calls):
+    from chalicelib.models import ConnectionModel, connection_key
+
+    guest, console, conv = _chat(visitor, agent)
+    before = set(_conns(conv))
+    visitor(token=guest.welcome["token"])
+    (tab,) = set(_conns(conv)) - before
+    stack.gateway.drop(tab)
+    ConnectionModel(connection_key(tab)).delete()  # its record expired (TTL) meanwhile
+    console.say(conv, "first after the tab vanished")
+    eventually(lambda: tab not in _conns(conv))
+    settle(stack)
+    dynamodb_calls.clear()
+    console.say(conv, "and the next one is back on budget")
+    guest.expect("message", seq=2)
+    assert dynamodb_calls == ["UpdateItem", "PutItem"]
+
+
+def test_read_after_close_does_not_reopen_the_conversation(visitor, agent):
+    guest, console, conv = _chat(visitor, agent)
+    guest.say(conv, "bye")
+    guest.request({"action": "close", "conversation": conv}, "closed")
+    console.send({"action": "read", "conversation": conv, "seq": 1})
+    console.request({"action": "ping", "ref": "after-read"}, "pong", ref="after-read")
+    assert ConversationModel.get(conversation_key(conv), META, consistent_read=True).status == "closed"

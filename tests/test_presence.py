@@ -60,3 +60,18 @@ def test_disconnect_removes_the_connection_everywhere(visitor, agent):
     guest.close()
     eventually(lambda: len(ConversationModel.get(conversation_key(conv), META,
                                                  consistent_read=True).connections()) == 1)
+
+
+def test_an_off_shift_agent_who_leaves_still_hands_on_their_chats(visitor, agent, stack, monkeypatch):
+    leaving = agent(max_chats=1)
+    guest = visitor()
+    conv = guest.start()
+    leaving.expect("assigned")
+    leaving.request({"action": "shift", "on": False}, "shift")  # finishing up, no new chats
+    leaving.close()
+    eventually(lambda: _agent(leaving.agent_id).due_pk == "GRACE")
+    staying = agent(max_chats=1)
+    later = clock.now_ms() + (config.AGENT_GRACE_SECONDS + 1) * 1000
+    monkeypatch.setattr(clock, "now_ms", lambda: later)
+    stack.gateway.run_schedules()
+    assert staying.expect("assigned")["conversation"] == conv

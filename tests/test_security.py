@@ -153,3 +153,27 @@ def test_wrong_password_is_refused_over_rest(stack, agent):
     console = agent()
     assert http_error(lambda: Client.login(stack.gateway.http_url, console.agent_id, "wrong")) == 401
     assert http_error(lambda: Client.login(stack.gateway.http_url, "no-such-agent", "x" * 12)) == 401
+
+
+def test_a_start_that_died_halfway_does_not_strand_the_visitor(visitor):
+    from chalicelib.models import VisitorModel, visitor_key
+
+    guest = visitor()
+    V = VisitorModel
+    V(visitor_key(guest.welcome["visitor"])).update(actions=[V.conv.set("neverwritten01")])
+    again = visitor(token=guest.welcome["token"])
+    assert again.welcome["conversation"] is None
+    conv = again.start()
+    assert conv != "neverwritten01"
+    assert again.say(conv, "hello")["type"] == "ack"
+
+
+def test_repeated_wrong_passwords_lock_sign_in_for_a_while(stack, agent):
+    from tests.client import http_error
+
+    console = agent()
+    for _ in range(10):
+        assert http_error(lambda: Client.login(stack.gateway.http_url, console.agent_id, "wrong")) == 401
+    from tests.conftest import PASSWORD
+
+    assert http_error(lambda: Client.login(stack.gateway.http_url, console.agent_id, PASSWORD)) == 429
