@@ -24,7 +24,19 @@ from chalice import (
 )
 from chalice.app import SQSEvent, WebsocketEvent
 
-from chalicelib import agents, auth, availability, config, dispatch, fanout, offline, presence, sites
+from chalicelib import (
+    agents,
+    auth,
+    availability,
+    config,
+    dispatch,
+    fanout,
+    holding,
+    offline,
+    presence,
+    sites,
+    visitors,
+)
 from chalicelib.fanout import Outbox
 
 app = Chalice(app_name="clicktochat")
@@ -98,6 +110,8 @@ def housekeeping(event: Any) -> None:
         "status": lambda: availability.refresh_all(outbox),
         "requeued_offline": offline.sweep_unqueued,
         "digests": offline.sweep_digests,
+        "holding_messages": lambda: holding.sweep(outbox),
+        "invitation_rules": lambda: visitors.sweep_rules(outbox),
     }
     for name, step in steps.items():
         try:  # one failing step (say, the queue is unreachable) must not stop the others

@@ -97,5 +97,6 @@ def require_admin(token: str, site: str) -> AgentModel:
 def public(agent: AgentModel) -> dict[str, Any]:
     """What the agent's own console may see about them."""
     return {"id": agent.id, "name": agent.name, "role": agent.role, "on_shift": agent.on_shift,
+            "away": bool(agent.away),
             "max_chats": agent.max_chats, "load": agent.load,
             "conversations": sorted(agent.convs or ())}

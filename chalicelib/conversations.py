@@ -48,6 +48,7 @@ from chalicelib.protocol import (
 )
 
 PREVIEW_CHARS = 140
+SYSTEM = "system"  # the role of messages the product writes itself
 NOT_PARTICIPANT = "You are not a participant in that conversation."
 
 
@@ -125,7 +126,8 @@ def send(connection_id: str, frame: Frame, outbox: Outbox) -> int:
         C, key,
         [C.seq.set(C.seq + 1), C.cm[client].set(counter), C.cs[client].set(C.seq + 1),
          C.co[client].set(C.conns[connection_id]),
-         C.preview.set(C.preview | text[:PREVIEW_CHARS]), C.last_at.set(clock.now_ms())],
+         C.preview.set(C.preview | text[:PREVIEW_CHARS]), C.last_at.set(clock.now_ms()),
+         C.last_by.set(C.conns[connection_id])],
         C.conns[connection_id].exists() & C.status.is_in(*routing.OPEN_STATES)
         & (C.co[client].does_not_exist() | (C.co[client] == C.conns[connection_id]))
         & (C.cm[client].does_not_exist() | (C.cm[client] < counter)))
@@ -168,6 +170,26 @@ def send(connection_id: str, frame: Frame, outbox: Outbox) -> int:
     if fresh:
         others = [c for c in conv.connections() if c != connection_id]
         outbox.to(others, message_frame(conv_id, message))
+    return seq
+
+
+def post_system(conv: ConversationModel, text: str, outbox: Outbox,
+                condition: Any = None) -> int | None:
+    """Store and deliver a message from the system itself (holding message, transfer notice):
+    the same two writes as a person's message, so it has its own seq and nobody misses it.
+    Returns the seq, or None when ``condition`` no longer held."""
+    C = ConversationModel
+    guard = C.status.is_in(*routing.OPEN_STATES)
+    ok, fresh = update_or_old(C, conv.pk, [C.seq.set(C.seq + 1), C.last_at.set(clock.now_ms()),
+                                           C.last_by.set("s:system")],
+                              guard if condition is None else guard & condition)
+    if not ok or fresh is None:
+        return None
+    seq = int(fresh.seq)
+    message = MessageModel(conv.pk, message_sk(seq), seq=seq, role=SYSTEM, author="system", name=None,
+                           text=text, cmid=f"system:{seq}", ts=clock.now_ms())
+    message.save()
+    outbox.to(fresh.connections(), message_frame(fresh.id, message))
     return seq
 
 
@@ -238,16 +260,20 @@ def close(connection_id: str, frame: Frame, outbox: Outbox) -> ConversationModel
     """Either side ends the conversation: capacity returns to the agent, the queue moves."""
     C = ConversationModel
     conv_id = frame["conversation"]
+    now = clock.now_ms()
     ok, conv = update_or_old(
         C, conversation_key(conv_id),
-        [C.status.set(routing.CLOSED), C.closed_at.set(clock.now_ms()), C.q_pk.remove(),
-         C.q_sk.remove()],
+        [C.status.set(routing.CLOSED), C.closed_at.set(now), C.q_pk.remove(), C.q_sk.remove()],
         C.conns[connection_id].exists() & C.status.is_in(*routing.OPEN_STATES))
     if conv is None or connection_id not in conv.connections():
         raise ProtocolError(FORBIDDEN, NOT_PARTICIPANT, frame.ref)
     if not ok:
         raise ProtocolError(CONFLICT, "This conversation is already closed.", frame.ref)
     role, _, _ = _sender(conv, connection_id)
+    # Closed chats move to the site's history: the other partition of the same sparse index.
+    C(conv.pk).update(actions=[C.q_pk.set(f"HIST#{conv.site}"), C.q_sk.set(f"{now:015d}#{conv_id}")])
+    if frame.get("transcript") and conv.email:
+        queue.enqueue({"kind": "transcript", "conv": conv_id})
     V = VisitorModel
     update_or_old(V, visitor_key(conv.visitor_id), [V.conv.remove()], V.conv == conv_id)
     outbox.to(conv.connections(), {"type": "closed", "conversation": conv.id,

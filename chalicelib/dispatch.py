@@ -10,7 +10,20 @@ from collections.abc import Callable
 
 from aws_lambda_powertools import Logger
 
-from chalicelib import auth, availability, config, conversations, offline, presence, routing, sites, visitors
+from chalicelib import (
+    auth,
+    availability,
+    config,
+    conversations,
+    notes,
+    offline,
+    presence,
+    routing,
+    sites,
+    supervision,
+    transfers,
+    visitors,
+)
 from chalicelib.fanout import Outbox
 from chalicelib.protocol import FORBIDDEN, RETRY, Frame, ProtocolError, error, parse
 
@@ -96,6 +109,44 @@ def _invitation(connection_id: str, frame: Frame, outbox: Outbox) -> None:
     visitors.answer(who, frame, outbox)
 
 
+def _agent(connection_id: str) -> auth.Caller:
+    who = presence.caller(connection_id)
+    presence.require_agent(who)
+    return who
+
+
+def _note(connection_id: str, frame: Frame, outbox: Outbox) -> None:
+    notes.add(_agent(connection_id), frame["conversation"], frame["text"], outbox)
+
+
+def _notes(connection_id: str, frame: Frame, outbox: Outbox) -> None:
+    outbox.to([connection_id], notes.history(_agent(connection_id), frame["conversation"]))
+
+
+def _transfer(connection_id: str, frame: Frame, outbox: Outbox) -> None:
+    transfers.offer(_agent(connection_id), frame["conversation"], frame["to"], frame.get("note"), outbox)
+
+
+def _transfer_answer(connection_id: str, frame: Frame, outbox: Outbox) -> None:
+    transfers.answer(_agent(connection_id), frame["conversation"], frame["accept"], outbox)
+
+
+def _away(connection_id: str, frame: Frame, outbox: Outbox) -> None:
+    presence.set_shift(_agent(connection_id), None, outbox, away=frame["on"])
+
+
+def _overview(connection_id: str, frame: Frame, outbox: Outbox) -> None:
+    outbox.to([connection_id], supervision.overview(_agent(connection_id)))
+
+
+def _history(connection_id: str, frame: Frame, outbox: Outbox) -> None:
+    outbox.to([connection_id], supervision.history(_agent(connection_id), frame["text"]))
+
+
+def _visitors(connection_id: str, frame: Frame, outbox: Outbox) -> None:
+    outbox.to([connection_id], visitors.live(_agent(connection_id)))
+
+
 HANDLERS: dict[str, Handler] = {
     "ping": _ping,
     "hello": _hello,
@@ -113,6 +164,14 @@ HANDLERS: dict[str, Handler] = {
     "page": _page,
     "invite": _invite,
     "invitation": _invitation,
+    "note": _note,
+    "notes": _notes,
+    "transfer": _transfer,
+    "transfer_answer": _transfer_answer,
+    "away": _away,
+    "overview": _overview,
+    "history": _history,
+    "visitors": _visitors,
 }
 
 

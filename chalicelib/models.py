@@ -15,7 +15,7 @@ an agent: profile, capacity, chats, tabs        AGENT#<id> / META               
 agents on shift on a site (routing)             GSI shift: SHIFT#<site> / <agent>  Query (sparse)
 waiting conversations, oldest first             GSI queue: QUEUE#<site> / <ms>#id  Query (sparse)
 timers due before T (grace ends, sweeps)         GSI due: <kind> / <due ms>         Query (sparse)
-visitors connected to a site (status push)      GSI site_conns: VCONN#<site> / id  Query (sparse)
+visitors on a site now (status push, live list)  GSI site_visitors: VCONN#<site>/id  Query (sparse)
 site settings: hours, team address; all sites    SITE / <site id>                   GetItem; Query SITE
 offline message left for the team               OFFLINE#<id> / META                PutItem, UpdateItem
 an email sent at most once (idempotency)        MAIL#<job key> / META              UpdateItem, TTL
@@ -108,6 +108,8 @@ class ConversationModel(Model):
     email = UnicodeAttribute(null=True)
     visitor_name = UnicodeAttribute(null=True)
     last_at = NumberAttribute(null=True)
+    last_by = UnicodeAttribute(null=True)  # tag of the last writer: "v:..", "a:..", "s:system"
+    transfer = MapAttribute[str, Any](null=True)  # a pending transfer offer: to, from, note
     digested_seq = NumberAttribute(null=True)
     created_at = NumberAttribute()
     queued_at = NumberAttribute(null=True)
@@ -172,8 +174,8 @@ class SiteConnectionsIndex(GlobalSecondaryIndex["ConnectionModel"]):
     """Visitor connections per site, to push "are we open?" changes to everyone browsing."""
 
     class Meta:
-        index_name = "site_conns"
-        projection = KeysOnlyProjection()
+        index_name = "site_visitors"
+        projection = IncludeProjection(["subject", "connected_at"])
 
     site_pk = UnicodeAttribute(hash_key=True)
     site_sk = UnicodeAttribute(range_key=True)
@@ -213,6 +215,13 @@ class VisitorModel(Model):
     created_at = NumberAttribute(null=True)
     page = MapAttribute[str, Any](null=True)  # where the visitor is now: url, title, referrer, ts
     pages = ListAttribute[Any](null=True)  # the pages of this visit, oldest first (bounded)
+    fired = UnicodeSetAttribute(null=True)  # invitation rules already fired this visit
+
+    def current_page(self) -> dict[str, Any] | None:
+        return plain_map(self.page) if self.page else None
+
+    def visit_pages(self) -> list[dict[str, Any]]:
+        return [plain_map(p) for p in self.pages or []]
     invite = MapAttribute[str, Any](null=True)  # the pending proactive invitation
 
 
@@ -270,6 +279,7 @@ class AgentModel(Model):
     s_sk = UnicodeAttribute(null=True)
     due_pk = UnicodeAttribute(null=True)
     due_sk = UnicodeAttribute(null=True)
+    away = BooleanAttribute(default=False)
     shift_index = ShiftIndex()
     due_index = AgentDueIndex()
 
@@ -294,6 +304,7 @@ class SiteModel(Model):
     team_email = UnicodeAttribute(null=True)
     hours = UnicodeAttribute(null=True)  # JSON, see chalicelib.hours
     widget = UnicodeAttribute(null=True)  # JSON, see chalicelib.sites.validate_widget
+    console = UnicodeAttribute(null=True)  # JSON, see chalicelib.sites.validate_console
     online = BooleanAttribute(null=True)  # the status last pushed to visitors
 
     @property

@@ -181,6 +181,8 @@ def process(body: str) -> None:
         _digest(str(job["conv"]), int(job["after"]), int(job["upto"]))
     elif kind == "reply":
         _reply(str(job["conv"]), int(job["seq"]))
+    elif kind == "transcript":
+        _transcript_mail(str(job["conv"]))
     else:
         raise ValueError(f"unknown mail job {kind!r}")
 
@@ -239,6 +241,18 @@ def _reply(conv_id: str, seq: int) -> None:
         text="\n".join([message.text, "", f"- {message.name or 'The team'}, {sites.display_name(site)}"])))
 
 
+def _transcript_mail(conv_id: str) -> None:
+    """The whole conversation, for the visitor (asked for at the end of a chat)."""
+    conv = ConversationModel.get(conversation_key(conv_id), META, consistent_read=True)
+    if not conv.email:
+        return
+    site = sites.get(conv.site)
+    lines = [f"Your conversation with {sites.display_name(site)}:", "", *_transcript(site, conv_id)]
+    mail.send_once(f"transcript:{conv_id}", mail.Email(
+        to=conv.email, reply_to=sites.team_email(site),
+        subject=f"Your chat with {sites.display_name(site)}", text="\n".join(lines)))
+
+
 def _messages(conv_id: str, after: int, upto: int) -> list[MessageModel]:
     return list(MessageModel.query(conversation_key(conv_id), MessageModel.sk.between(
         message_sk(after + 1), message_sk(upto)), consistent_read=True, limit=TRANSCRIPT_LIMIT))
@@ -250,7 +264,9 @@ def _transcript(site: SiteModel, conv_id: str) -> list[str]:
         return []
     lines = ["--- Conversation so far ---"]
     for m in items:
-        speaker = (m.name or "Agent") if m.role == auth.AGENT else "Visitor"
+        speaker = {auth.AGENT: m.name or "Agent", auth.VISITOR: "Visitor"}.get(m.role, "")
+        if not speaker:
+            continue  # system notices are not part of what people said
         lines.append(f"[{_local(site, m.ts)}] {speaker}: {m.text}")
     return [*lines, ""]
 

@@ -33,6 +33,7 @@ from chalicelib.models import (
 from chalicelib.protocol import FORBIDDEN, ProtocolError
 
 SITE_ID = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
+VISIT_GAP_MS = 30 * 60 * 1000  # a visitor gone this long starts a new visit when they return
 
 
 class Refused(Exception):
@@ -93,6 +94,10 @@ def _attach_visitor(caller: Caller, now: int) -> None:
                             V.created_at.set(V.created_at | now)])
     if visitor.site != caller.site:
         raise Refused(403, "token for another site")
+    page = visitor.current_page()
+    if visitor.conns == {caller.connection_id} and page and now - int(page["ts"]) > VISIT_GAP_MS:
+        # Back after a long while: a new visit, so its pages and fired rules start afresh.
+        visitor.update(actions=[V.pages.remove(), V.fired.remove(), V.page.remove()])
     if visitor.conv:
         _join(visitor.conv, caller)
 
@@ -131,6 +136,7 @@ def hello(who: Caller) -> dict[str, Any]:
         convs = [ConversationModel.get(conversation_key(c), META, consistent_read=True)
                  for c in sorted(agent.convs or ())]
         frame["agent"] = agents.public(agent)
+        frame["snippets"] = sites.console(sites.get(who.site))["snippets"]
         frame["conversations"] = [c.summary() for c in convs]
         frame["queue"] = routing.queue_listing(routing.waiting(who.site))["items"]
     else:
@@ -193,19 +199,24 @@ def _leave(conv_id: str, connection_id: str) -> None:
     update_or_old(C, conversation_key(conv_id), [C.conns[connection_id].remove()], C.pk.exists())
 
 
-def set_shift(who: Caller, on: bool, outbox: Outbox) -> AgentModel:
-    """Go on or off shift. On shift joins the routing index and pulls from the queue; off
-    shift stops new assignments while the agent's open chats carry on."""
+def set_shift(who: Caller, on: bool | None, outbox: Outbox, away: bool | None = None) -> AgentModel:
+    """Go on or off shift, or set yourself away. Only an agent on shift and not away is in the
+    routing index (gets new chats, counts as "someone is there"); going off shift or away
+    stops new assignments while the agent's open chats carry on."""
     A = AgentModel
-    agent = A(agent_key(who.subject))
-    actions: list[Action]
-    if on:
-        actions = [A.on_shift.set(True), A.s_pk.set(f"SHIFT#{who.site}"), A.s_sk.set(who.subject)]
+    current = A.get(agent_key(who.subject), META, consistent_read=True)
+    on_shift = current.on_shift if on is None else on
+    is_away = bool(current.away) if away is None else away
+    actions: list[Action] = [A.on_shift.set(on_shift), A.away.set(is_away)]
+    if on_shift and not is_away:
+        actions += [A.s_pk.set(f"SHIFT#{who.site}"), A.s_sk.set(who.subject)]
     else:
-        actions = [A.on_shift.set(False), A.s_pk.remove(), A.s_sk.remove()]
+        actions += [A.s_pk.remove(), A.s_sk.remove()]
+    agent = A(agent_key(who.subject))
     agent.update(actions=actions, condition=A.pk.exists())
-    outbox.to(sorted(agent.conns or ()), {"type": "shift", "on": on, "agent": agents.public(agent)})
-    if on:
+    outbox.to(sorted(agent.conns or ()), {"type": "shift", "on": on_shift, "away": is_away,
+                                          "agent": agents.public(agent)})
+    if on_shift and not is_away:
         routing.drain(who.site, outbox)
     availability.refresh(who.site, outbox)
     return agent
@@ -221,7 +232,7 @@ def sweep(outbox: Outbox, now: int | None = None) -> list[str]:
     affected: set[str] = set()
     for entry in expired:
         ok, agent = update_or_old(
-            A, entry.pk, [A.on_shift.set(False), A.s_pk.remove(), A.s_sk.remove(),
+            A, entry.pk, [A.on_shift.set(False), A.away.set(False), A.s_pk.remove(), A.s_sk.remove(),
                           A.due_pk.remove(), A.due_sk.remove()],
             A.conns.does_not_exist() & A.due_pk.exists())
         if not ok or agent is None:

@@ -1,4 +1,5 @@
-"""Site settings: business hours, the team's address, a display name.
+"""Site settings: business hours, the team's address, a display name, the widget's look and
+FAQ, and the console's snippets, holding message, invitation rules and allowed origins.
 
 All sites live in one partition (``SITE``), so the scheduled status check lists them with
 one Query. A site nobody configured has no item: it is always open, mail goes to the
@@ -51,7 +52,7 @@ def all_sites() -> list[SiteModel]:
 
 def public(site: SiteModel) -> dict[str, Any]:
     return {"site": site.id, "name": display_name(site), "team_email": team_email(site),
-            "hours": schedule(site).to_dict(), "widget": widget(site)}
+            "hours": schedule(site).to_dict(), "widget": widget(site), "console": console(site)}
 
 
 WIDGET_DEFAULTS: dict[str, Any] = {"color": "#1f6f5c", "greeting": "", "prechat": False, "faq": []}
@@ -87,10 +88,70 @@ def validate_widget(doc: Any) -> dict[str, Any]:
     return doc
 
 
+CONSOLE_DEFAULTS: dict[str, Any] = {
+    "snippets": [],
+    "holding": {"enabled": True, "after_seconds": 90,
+                "text": "Your agent is looking into your question and will be right back."},
+    "rules": [],
+    "origins": [],
+}
+_SHORTCUT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,29}$")
+_RULE_ID = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
+_ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
+
+
+def console(site: SiteModel) -> dict[str, Any]:
+    """Snippets, holding message, invitation rules and allowed origins, with defaults."""
+    return {**CONSOLE_DEFAULTS, **(json.loads(site.console) if site.console else {})}
+
+
+def validate_console(doc: Any) -> dict[str, Any]:
+    """Check console settings an admin sends; every refusal names the field."""
+    if not isinstance(doc, dict) or not set(doc) <= set(CONSOLE_DEFAULTS):
+        raise ValueError(f"console: an object with any of {', '.join(CONSOLE_DEFAULTS)}.")
+    snippets = doc.get("snippets", [])
+    if not isinstance(snippets, list) or len(snippets) > 200:
+        raise ValueError("console.snippets: a list of at most 200 snippets.")
+    for item in snippets:
+        if not (isinstance(item, dict) and isinstance(item.get("shortcut"), str)
+                and _SHORTCUT.match(item["shortcut"]) and isinstance(item.get("text"), str)
+                and 0 < len(item["text"]) <= 2000):
+            raise ValueError("console.snippets: each is {shortcut (a-z, 0-9, - or _), text "
+                             "(1-2000 chars)}.")
+    if len({s["shortcut"] for s in snippets}) != len(snippets):
+        raise ValueError("console.snippets: shortcuts must be unique.")
+    holding = doc.get("holding", CONSOLE_DEFAULTS["holding"])
+    if not (isinstance(holding, dict) and set(holding) <= {"enabled", "after_seconds", "text"}
+            and isinstance(holding.get("enabled", True), bool)
+            and isinstance(holding.get("after_seconds", 90), int)
+            and 15 <= holding.get("after_seconds", 90) <= 3600
+            and isinstance(holding.get("text", "x"), str) and 0 < len(holding.get("text", "x")) <= 300):
+        raise ValueError("console.holding: {enabled, after_seconds (15-3600), text (1-300 chars)}.")
+    rules = doc.get("rules", [])
+    if not isinstance(rules, list) or len(rules) > 20:
+        raise ValueError("console.rules: a list of at most 20 rules.")
+    for rule in rules:
+        ok = (isinstance(rule, dict) and isinstance(rule.get("id"), str) and _RULE_ID.match(rule["id"])
+              and isinstance(rule.get("text"), str) and 0 < len(rule["text"]) <= 300
+              and isinstance(rule.get("url_contains"), str) and 0 < len(rule["url_contains"]) <= 200
+              and (("min_seconds" in rule) != ("min_pages" in rule))
+              and all(isinstance(rule.get(k, 1), int) and 1 <= rule.get(k, 1) <= 3600
+                      for k in ("min_seconds", "min_pages")))
+        if not ok:
+            raise ValueError("console.rules: each is {id, text, url_contains, and either min_seconds "
+                             "(time on a matching page) or min_pages (matching pages this visit)}.")
+    origins = doc.get("origins", [])
+    if not (isinstance(origins, list) and len(origins) <= 50
+            and all(isinstance(o, str) and _ORIGIN.match(o) for o in origins)):
+        raise ValueError("console.origins: a list of origins like https://shop.example.com.")
+    return doc
+
+
 def update(site_id: str, doc: Any) -> SiteModel:
     """Apply a settings document (any of hours, team_email, name); raises ValueError."""
-    if not isinstance(doc, dict) or not set(doc) <= {"hours", "team_email", "name", "widget"} or not doc:
-        raise ValueError("Send an object with any of: hours, team_email, name, widget.")
+    keys = {"hours", "team_email", "name", "widget", "console"}
+    if not isinstance(doc, dict) or not set(doc) <= keys or not doc:
+        raise ValueError(f"Send an object with any of: {', '.join(sorted(keys))}.")
     S = SiteModel
     actions: list[Action] = []
     if "hours" in doc:
@@ -105,6 +166,8 @@ def update(site_id: str, doc: Any) -> SiteModel:
         actions.append(S.team_email.set(doc["team_email"]))
     if "widget" in doc:
         actions.append(S.widget.set(json.dumps(validate_widget(doc["widget"]))))
+    if "console" in doc:
+        actions.append(S.console.set(json.dumps(validate_console(doc["console"]))))
     if "name" in doc:
         if not isinstance(doc["name"], str) or not 0 < len(doc["name"]) <= 100:
             raise ValueError("name: 1 to 100 characters.")

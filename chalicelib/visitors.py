@@ -6,13 +6,15 @@ from __future__ import annotations
 from typing import Any
 
 from pynamodb.expressions.condition import size
+from pynamodb.expressions.update import Action
 
-from chalicelib import auth, clock, conversations, routing
+from chalicelib import auth, clock, conversations, routing, sites
 from chalicelib.auth import Caller
 from chalicelib.fanout import Outbox
 from chalicelib.models import (
     META,
     AgentModel,
+    ConnectionModel,
     ConversationModel,
     VisitorModel,
     agent_key,
@@ -36,28 +38,63 @@ def record_page(who: Caller, frame: Frame, outbox: Outbox) -> None:
                                 V.pk.exists() & (V.pages.does_not_exist() | (size(V.pages) < MAX_PAGES)))
     if not ok:  # the visit's list is full: keep the current page only
         ok, visitor = update_or_old(V, visitor_key(who.subject), [V.page.set(page)], V.pk.exists())
-    if visitor is None or not visitor.conv:
+    if visitor is None:
+        return
+    if not visitor.conv:
+        apply_rules(who.site, visitor, outbox)
         return
     conv = ConversationModel.get(conversation_key(visitor.conv), META)
     outbox.to(conv.connections_of("a:"), {"type": "page", "conversation": conv.id,
                                           "visitor": who.subject, **page})
 
 
+def live(who: Caller) -> dict[str, Any]:
+    """Visitors on the site right now: where they are, since when, where they have been."""
+    seen: dict[str, int] = {}
+    for conn in ConnectionModel.site_index.query(f"VCONN#{who.site}"):
+        seen[conn.subject] = int(min(seen.get(conn.subject, conn.connected_at), conn.connected_at))
+    now = clock.now_ms()
+    items = []
+    for visitor_id in sorted(seen):
+        try:
+            visitor = VisitorModel.get(visitor_key(visitor_id), META)
+        except VisitorModel.DoesNotExist:
+            continue
+        page = visitor.current_page()
+        items.append({"visitor": visitor_id, "page": page,
+                      "on_page_ms": now - int(page["ts"]) if page else None,
+                      "pages": visitor.visit_pages(), "chatting": bool(visitor.conv),
+                      "since": seen[visitor_id], "invited": bool(visitor.invite)})
+    return {"type": "visitors", "items": items}
+
+
 def invite(agent: Caller, visitor_id: str, text: str, outbox: Outbox) -> str:
     """An agent invites a visitor browsing the site to chat."""
+    name = AgentModel.get(agent_key(agent.subject), META).name
+    return _invite(agent.site, visitor_id, text, outbox, agent=agent.subject, name=name)
+
+
+def _invite(site: str, visitor_id: str, text: str, outbox: Outbox, *, agent: str | None,
+            name: str, rule: str | None = None) -> str:
     try:
         visitor = VisitorModel.get(visitor_key(visitor_id), META, consistent_read=True)
     except VisitorModel.DoesNotExist:
         raise ProtocolError(NOT_FOUND, "That visitor is not on the site.") from None
-    if visitor.site != agent.site or not visitor.conns:
+    if visitor.site != site or not visitor.conns:
         raise ProtocolError(NOT_FOUND, "That visitor is not on the site.")
     if visitor.conv:
         raise ProtocolError(CONFLICT, "That visitor is already chatting.")
-    name = AgentModel.get(agent_key(agent.subject), META).name
-    invitation = {"id": auth.new_id(6), "agent": agent.subject, "name": name, "text": text,
+    invitation = {"id": auth.new_id(6), "agent": agent, "name": name, "text": text,
                   "ts": clock.now_ms()}
     V = VisitorModel
-    VisitorModel(visitor_key(visitor_id)).update(actions=[V.invite.set(invitation)])
+    actions: list[Action] = [V.invite.set(invitation)]
+    condition = V.pk.exists()
+    if rule is not None:  # each rule at most once per visit
+        actions.append(V.fired.add({rule}))
+        condition = condition & ~V.fired.contains(rule) & V.invite.does_not_exist()
+    ok, _ = update_or_old(V, visitor_key(visitor_id), actions, condition)
+    if not ok:
+        raise ProtocolError(CONFLICT, "That visitor has an invitation already.")
     outbox.to(sorted(visitor.conns), {"type": "invitation", "id": invitation["id"], "text": text,
                                       "from": {"name": name}})
     return str(invitation["id"])
@@ -72,16 +109,62 @@ def answer(who: Caller, frame: Frame, outbox: Outbox) -> None:
     if not ok or visitor is None or visitor.invite is None:
         raise ProtocolError(NOT_FOUND, "That invitation is no longer open.", frame.ref)
     invitation: dict[str, Any] = dict(visitor.invite.as_dict())
-    agent_id = str(invitation["agent"])
-    agent = AgentModel.get(agent_key(agent_id), META)
-    outbox.to(sorted(agent.conns or ()), {"type": "invitation_answer", "id": frame["id"],
-                                          "visitor": who.subject, "accepted": frame["accept"]})
+    agent_id = invitation.get("agent")
+    if agent_id:
+        agent = AgentModel.get(agent_key(str(agent_id)), META)
+        outbox.to(sorted(agent.conns or ()), {"type": "invitation_answer", "id": frame["id"],
+                                              "visitor": who.subject, "accepted": frame["accept"]})
     if not frame["accept"]:
         return
-    conv = conversations.start(who, outbox, route=False)
-    if conv.status == routing.QUEUED:
-        result = routing.assign(conv.id, agent_id, require_shift=False)
+    conv = conversations.start(who, outbox, route=not agent_id)
+    if agent_id and conv.status == routing.QUEUED:
+        result = routing.assign(conv.id, str(agent_id), require_shift=False)
         if isinstance(result, routing.Assignment):
             routing.announce(result, outbox)
         routing.drain(who.site, outbox)
 
+
+
+def apply_rules(site_id: str, visitor: VisitorModel, outbox: Outbox, now_ms: int | None = None) -> list[str]:
+    """Fire the site's invitation rules that this visitor now meets (each once per visit):
+    ``min_pages`` counts matching pages this visit; ``min_seconds`` is time on a matching
+    page, checked on each page event and by the minute timer."""
+    if visitor.conv or visitor.invite or not visitor.conns:
+        return []
+    rules = sites.console(sites.get(site_id))["rules"]
+    fired = set(visitor.fired or ())
+    now = clock.now_ms() if now_ms is None else now_ms
+    page, pages = visitor.current_page(), visitor.visit_pages()
+    for rule in rules:
+        if rule["id"] in fired:
+            continue
+        needle = rule["url_contains"]
+        if "min_pages" in rule:
+            met = sum(needle in str(p.get("url", "")) for p in pages) >= int(rule["min_pages"])
+        else:
+            met = (page is not None and needle in str(page.get("url", ""))
+                   and now - int(page.get("ts", now)) >= int(rule["min_seconds"]) * 1000)
+        if met:
+            try:
+                _invite(site_id, visitor.pk.split("#", 1)[1], rule["text"], outbox, agent=None,
+                        name=sites.display_name(sites.get(site_id)), rule=rule["id"])
+            except ProtocolError:
+                return []
+            return [rule["id"]]  # one invitation at a time
+    return []
+
+
+def sweep_rules(outbox: Outbox, now_ms: int | None = None) -> list[str]:
+    """The minute timer: time-on-page rules fire without the visitor doing anything."""
+    fired = []
+    for site in sites.all_sites():
+        if not sites.console(site)["rules"]:
+            continue
+        subjects = {c.subject for c in ConnectionModel.site_index.query(f"VCONN#{site.id}")}
+        for visitor_id in sorted(subjects):
+            try:
+                visitor = VisitorModel.get(visitor_key(visitor_id), META, consistent_read=True)
+            except VisitorModel.DoesNotExist:
+                continue
+            fired += apply_rules(site.id, visitor, outbox, now_ms)
+    return fired

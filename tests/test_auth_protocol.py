@@ -32,7 +32,8 @@ def test_passwords_are_salted_slow_hashes():
 def test_parse_accepts_every_schema_with_its_required_fields():
     samples = {"conversation": "abcdefgh12", "id": "client1:1", "text": "hi", "on": True,
                "seq": 3, "after": 0, "limit": 5, "email": "a@b.co",
-               "url": "https://x.example/", "visitor": "v1", "accept": True}
+               "url": "https://x.example/", "visitor": "v1", "accept": True,
+               "to": "bob"}
     for action, schema in SCHEMAS.items():
         body = {name: samples[name] for name, f in schema.items() if f.required}
         frame = parse(__import__("json").dumps({"action": action, **body}))

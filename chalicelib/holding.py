@@ -1,0 +1,39 @@
+"""Holding messages: when a visitor has waited too long for their agent's reply, the product
+says so on the agent's behalf ("Your agent is looking into your question"), once per wait.
+
+Found without scanning: the agents on shift (one Query per site) list their chats; a chat
+needs one when its last writer is the visitor, longer ago than the site's setting. The
+holding message itself becomes the last writer, so it is sent once per wait, and the write
+that adds it is conditional on nothing having changed, so two timers never send two.
+"""
+
+from __future__ import annotations
+
+from chalicelib import clock, conversations, routing, sites
+from chalicelib.fanout import Outbox
+from chalicelib.models import META, ConversationModel, conversation_key
+
+
+def sweep(outbox: Outbox, now_ms: int | None = None) -> list[str]:
+    now = clock.now_ms() if now_ms is None else now_ms
+    held = []
+    for site in sites.all_sites():
+        settings = sites.console(site)["holding"]
+        if not settings.get("enabled", True):
+            continue
+        cutoff = now - int(settings.get("after_seconds", 90)) * 1000
+        for agent in routing.on_shift(site.id):
+            for conv_id in sorted(agent.convs or ()):
+                conv = ConversationModel.get(conversation_key(conv_id), META, consistent_read=True)
+                waiting = (conv.status in (routing.ASSIGNED, routing.ACTIVE)
+                           and (conv.last_by or "").startswith("v:")
+                           and int(conv.last_at or now) <= cutoff)
+                if not waiting:
+                    continue
+                C = ConversationModel
+                seq = conversations.post_system(
+                    conv, settings["text"], outbox,
+                    condition=(C.seq == int(conv.seq)) & C.last_by.startswith("v:"))
+                if seq is not None:
+                    held.append(conv_id)
+    return held

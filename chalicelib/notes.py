@@ -1,0 +1,50 @@
+"""Private notes: what agents write about a conversation for each other. Kept beside the
+messages (``NOTE#<ms>#<id>``), outside the message sequence, and never sent to a visitor."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalicelib import auth, clock
+from chalicelib.auth import Caller
+from chalicelib.fanout import Outbox
+from chalicelib.models import META, AgentModel, ConversationModel, MessageModel, agent_key, conversation_key
+from chalicelib.protocol import FORBIDDEN, ProtocolError
+
+NOTE = "note"
+
+
+def _agents_conversation(who: Caller, conv_id: str) -> ConversationModel:
+    """The conversation, if ``who`` is its agent (notes are for the agent who holds it)."""
+    try:
+        conv = ConversationModel.get(conversation_key(conv_id), META, consistent_read=True)
+    except ConversationModel.DoesNotExist:
+        raise ProtocolError(FORBIDDEN, "That is not one of your conversations.") from None
+    if conv.agent_id != who.subject or conv.site != who.site:
+        raise ProtocolError(FORBIDDEN, "That is not one of your conversations.")
+    return conv
+
+
+def add(who: Caller, conv_id: str, text: str, outbox: Outbox | None = None,
+        conv: ConversationModel | None = None) -> dict[str, Any]:
+    conv = conv or _agents_conversation(who, conv_id)
+    name = AgentModel.get(agent_key(who.subject), META).name
+    now = clock.now_ms()
+    note = MessageModel(conv.pk, f"NOTE#{now:015d}#{auth.new_id(4)}", seq=0, role=NOTE,
+                        author=who.subject, name=name, text=text, cmid="", ts=now)
+    note.save()
+    frame = note_frame(conv.id, note)
+    if outbox is not None:
+        outbox.to(conv.connections_of("a:"), frame)
+    return frame
+
+
+def note_frame(conv_id: str, note: MessageModel) -> dict[str, Any]:
+    return {"type": "note", "conversation": conv_id, "text": note.text,
+            "from": {"id": note.author, "name": note.name}, "ts": int(note.ts)}
+
+
+def history(who: Caller, conv_id: str) -> dict[str, Any]:
+    conv = _agents_conversation(who, conv_id)
+    items = MessageModel.query(conv.pk, MessageModel.sk.startswith("NOTE#"), consistent_read=True)
+    return {"type": "notes", "conversation": conv.id, "items": [note_frame(conv.id, n) for n in items]}

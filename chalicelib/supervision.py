@@ -1,0 +1,49 @@
+"""What a team lead sees: everyone's load, the queue, all open chats; and past conversations
+found by the visitor's email, name or first words."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalicelib import routing
+from chalicelib.auth import Caller
+from chalicelib.models import META, AgentModel, ConversationModel, agent_key, conversation_key
+from chalicelib.protocol import FORBIDDEN, ProtocolError
+
+HISTORY_PAGE = 50
+
+
+def require_lead(who: Caller) -> AgentModel:
+    agent = AgentModel.get(agent_key(who.subject), META, consistent_read=True)
+    if agent.role != "admin" or agent.site != who.site:
+        raise ProtocolError(FORBIDDEN, "Only admins can see the whole team.")
+    return agent
+
+
+def overview(who: Caller) -> dict[str, Any]:
+    """Every agent on shift with their load and chats, the queue, and the open chats."""
+    require_lead(who)
+    team = routing.on_shift(who.site)
+    chats = [ConversationModel.get(conversation_key(c), META) for a in team for c in sorted(a.convs or ())]
+    queue = routing.waiting(who.site)
+    return {"type": "overview",
+            "agents": [{"id": a.id, "name": a.name, "load": a.load, "max_chats": a.max_chats,
+                        "online": bool(a.conns), "conversations": sorted(a.convs or ())} for a in team],
+            "queue_length": len(queue), "queue": routing.queue_listing(queue)["items"],
+            "conversations": [c.summary() for c in chats]}
+
+
+def history(who: Caller, text: str) -> dict[str, Any]:
+    """Closed conversations of this site, newest first, whose visitor email, name or first
+    message contains ``text`` (one Query on the site's history, filtered; no Scan)."""
+    needle = text.strip().lower()
+    found = []
+    for conv in ConversationModel.queue_index.query(f"HIST#{who.site}", scan_index_forward=False,
+                                                    limit=1000):
+        haystack = " ".join(filter(None, (conv.email, conv.visitor_name, conv.preview))).lower()
+        if needle in haystack:
+            found.append(conv.summary())
+            if len(found) >= HISTORY_PAGE:
+                break
+    return {"type": "history", "query": text, "items": found}
+

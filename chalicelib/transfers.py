@@ -1,0 +1,98 @@
+"""Transfers: an agent hands a conversation to another agent, with a private note.
+
+Two steps, so the receiving agent can decline: the offer is recorded on the conversation
+(``transfer``); accepting moves it with conditional writes (capacity reserved on the
+receiver first, the conversation moved only if the offer still stands, the giver's capacity
+released last), so a chat is never held by two agents or by none. The history goes with it:
+it is the same conversation; the visitor sees a short notice.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pynamodb.expressions.condition import size
+from pynamodb.expressions.update import Action
+
+from chalicelib import clock, conversations, notes, routing
+from chalicelib.auth import Caller
+from chalicelib.fanout import Outbox
+from chalicelib.models import (
+    META,
+    AgentModel,
+    ConversationModel,
+    agent_key,
+    conversation_key,
+    update_or_old,
+)
+from chalicelib.protocol import AT_CAPACITY, CONFLICT, FORBIDDEN, NOT_FOUND, ProtocolError
+
+
+def offer(who: Caller, conv_id: str, to_agent: str, note: str | None, outbox: Outbox) -> None:
+    if to_agent == who.subject:
+        raise ProtocolError(CONFLICT, "That conversation is already yours.")
+    try:
+        target = AgentModel.get(agent_key(to_agent), META, consistent_read=True)
+    except AgentModel.DoesNotExist:
+        raise ProtocolError(NOT_FOUND, "No such agent.") from None
+    if target.site != who.site or not target.on_shift or not target.conns:
+        raise ProtocolError(NOT_FOUND, "That agent is not on shift.")
+    if target.load >= target.max_chats:
+        raise ProtocolError(AT_CAPACITY, f"{target.name} has no room for another chat.")
+    C = ConversationModel
+    giver = AgentModel.get(agent_key(who.subject), META).name
+    pending = {"to": to_agent, "from": who.subject, "from_name": giver, "ts": clock.now_ms()}
+    ok, conv = update_or_old(C, conversation_key(conv_id), [C.transfer.set(pending)],
+                             (C.agent_id == who.subject) & C.status.is_in(routing.ASSIGNED, routing.ACTIVE)
+                             & C.transfer.does_not_exist())
+    if conv is None or conv.agent_id != who.subject:
+        raise ProtocolError(FORBIDDEN, "That is not one of your conversations.")
+    if not ok:
+        raise ProtocolError(CONFLICT, "That conversation is closed or already being transferred.")
+    note_frame = notes.add(who, conv_id, note, conv=conv) if note else None
+    outbox.to(sorted(target.conns or ()), {"type": "transfer_offer", "conversation": conv.id,
+                                           "summary": conv.summary(), "from": {"id": who.subject,
+                                                                               "name": giver},
+                                           "note": note_frame})
+    outbox.to(conv.connections_of("a:"), {"type": "transfer_pending", "conversation": conv.id,
+                                          "to": {"id": to_agent, "name": target.name}})
+
+
+def answer(who: Caller, conv_id: str, accept: bool, outbox: Outbox) -> None:
+    C, A = ConversationModel, AgentModel
+    try:
+        conv = C.get(conversation_key(conv_id), META, consistent_read=True)
+    except C.DoesNotExist:
+        raise ProtocolError(NOT_FOUND, "That transfer is no longer open.") from None
+    pending: dict[str, Any] = dict(conv.transfer.as_dict()) if conv.transfer else {}
+    if pending.get("to") != who.subject:
+        raise ProtocolError(NOT_FOUND, "That transfer is no longer open.")
+    giver = str(pending["from"])
+    giver_agent = A.get(agent_key(giver), META)
+    if not accept:
+        update_or_old(C, conv.pk, [C.transfer.remove()], C.transfer["to"] == who.subject)
+        outbox.to(sorted(giver_agent.conns or ()), {"type": "transfer_declined", "conversation": conv.id,
+                                                    "by": who.subject})
+        return
+    reserved, receiver = update_or_old(
+        A, agent_key(who.subject), [A.convs.add({conv.id})],
+        (A.convs.does_not_exist() | (size(A.convs) < A.max_chats)) & ~A.convs.contains(conv.id))
+    if not reserved or receiver is None:
+        raise ProtocolError(AT_CAPACITY, "You already have your maximum number of chats.")
+    actions: list[Action] = [C.agent_id.set(who.subject), C.agent_name.set(receiver.name),
+                             C.assigned_at.set(clock.now_ms()), C.transfer.remove()]
+    actions += [C.conns[c].remove() for c in conv.connections_of(f"a:{giver}")]
+    actions += [C.conns[c].set(f"a:{who.subject}") for c in sorted(receiver.conns or ())]
+    moved, fresh = update_or_old(C, conv.pk, actions,
+                                 (C.agent_id == giver) & (C.transfer["to"] == who.subject)
+                                 & C.status.is_in(routing.ASSIGNED, routing.ACTIVE))
+    if not moved or fresh is None:
+        routing.release(who.subject, conv.id)
+        raise ProtocolError(CONFLICT, "That transfer is no longer open.")
+    routing.release(giver, conv.id)
+    outbox.to(sorted(giver_agent.conns or ()), {"type": "transferred", "conversation": conv.id,
+                                                "to": {"id": who.subject, "name": receiver.name}})
+    outbox.to(fresh.connections(), {"type": "assigned", "conversation": fresh.id,
+                                    "summary": fresh.summary()})
+    conversations.post_system(fresh, f"You are now chatting with {receiver.name}.", outbox)
+    routing.drain(fresh.site, outbox)  # the giver has room again
