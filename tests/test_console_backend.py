@@ -1,0 +1,202 @@
+"""The agent console's backend: holding messages, notes, transfers, away, overview, history,
+live visitors, invitation rules, snippets and transcripts."""
+
+from __future__ import annotations
+
+import secrets
+
+import pytest
+
+from chalicelib import agents, clock, config
+from chalicelib.models import META, AgentModel, agent_key
+from tests.client import Client, rest
+from tests.conftest import PASSWORD
+
+
+class Clock:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.now = clock.now_ms()
+        monkeypatch.setattr(clock, "now_ms", lambda: self.now)
+
+    def advance(self, seconds: float) -> None:
+        self.now += int(seconds * 1000)
+
+
+@pytest.fixture
+def admin(stack, site):
+    """An admin's REST token for this site, and a helper to PUT settings."""
+    boss = f"boss{secrets.token_hex(3)}"
+    agents.create(boss, "Boss", PASSWORD, role="admin", site=site)
+    token = Client.login(stack.gateway.http_url, boss, PASSWORD)
+
+    def put(doc):
+        status, body = rest(stack.gateway.http_url, "PUT", f"/sites/{site}", doc, token)
+        assert status == 200, body
+        return body
+
+    put.agent_id = boss
+    return put
+
+
+def _chat(visitor, agent, **kwargs):
+    console = agent(**kwargs)
+    guest = visitor()
+    conv = guest.start()
+    console.expect("assigned")
+    return guest, console, conv
+
+
+def test_holding_message_after_the_configured_wait_once_per_wait(stack, visitor, agent, admin,
+                                                                  monkeypatch):
+    admin({"console": {"holding": {"enabled": True, "after_seconds": 60,
+                                   "text": "Your agent is researching your question."}}})
+    guest, console, conv = _chat(visitor, agent)
+    frozen = Clock(monkeypatch)
+    guest.say(conv, "Which plan fits a team of 12?")
+    frozen.advance(30)
+    stack.gateway.run_schedules()
+    guest.quiet("message", wait=0.3)
+    frozen.advance(31)
+    stack.gateway.run_schedules()
+    held = guest.expect("message", conversation=conv)
+    assert held["text"] == "Your agent is researching your question." and held["from"]["role"] == "system"
+    assert console.expect("message", conversation=conv, seq=2)["from"]["role"] == "system"
+    frozen.advance(120)
+    stack.gateway.run_schedules()
+    guest.quiet("message", wait=0.3)  # once per wait, not once per minute
+    console.say(conv, "The Team plan.")
+    guest.say(conv, "And the price?")
+    frozen.advance(61)
+    stack.gateway.run_schedules()
+    assert guest.expect("message", conversation=conv, seq=5)["from"]["role"] == "system"
+
+
+def test_transfer_with_a_note_moves_chat_history_and_capacity(visitor, agent):
+    guest, first, conv = _chat(visitor, agent, max_chats=2)
+    guest.say(conv, "I want to change my billing address")
+    first.expect("message", conversation=conv)
+    second = agent(max_chats=2)
+    first.send({"action": "transfer", "conversation": conv, "to": second.agent_id,
+                "note": "Billing question, already verified identity"})
+    offer = second.expect("transfer_offer")
+    assert offer["conversation"] == conv and offer["note"]["text"].startswith("Billing question")
+    second.send({"action": "transfer_answer", "conversation": conv, "accept": True})
+    assert second.expect("assigned")["conversation"] == conv
+    assert first.expect("transferred")["to"]["id"] == second.agent_id
+    notice = guest.expect("message", conversation=conv, seq=2)
+    assert notice["from"]["role"] == "system" and second.welcome["agent"]["name"] in notice["text"]
+    history = second.request({"action": "sync", "conversation": conv, "after": 0}, "messages")
+    assert history["items"][0]["text"] == "I want to change my billing address"
+    notes = second.request({"action": "notes", "conversation": conv}, "notes")
+    assert [n["text"] for n in notes["items"]] == ["Billing question, already verified identity"]
+    guest.quiet("note")  # private
+    assert AgentModel.get(agent_key(first.agent_id), META, consistent_read=True).load == 0
+    assert AgentModel.get(agent_key(second.agent_id), META, consistent_read=True).load == 1
+    denied = first.say(conv, "still me?")
+    assert denied["type"] == "error" and denied["code"] == "forbidden"
+    second.say(conv, "Hi, I can help with billing.")
+    reply = guest.expect("message", conversation=conv, seq=3)
+    assert reply["from"]["name"] == second.welcome["agent"]["name"]
+
+
+def test_a_declined_transfer_returns_and_changes_nothing(visitor, agent):
+    guest, first, conv = _chat(visitor, agent)
+    second = agent()
+    first.send({"action": "transfer", "conversation": conv, "to": second.agent_id})
+    second.expect("transfer_offer")
+    second.send({"action": "transfer_answer", "conversation": conv, "accept": False})
+    assert first.expect("transfer_declined")["by"] == second.agent_id
+    assert first.say(conv, "Still with you")["type"] == "ack"
+    assert guest.expect("message", conversation=conv)["text"] == "Still with you"
+    second.send({"action": "transfer_answer", "conversation": conv, "accept": True})
+    assert second.expect("error")["code"] == "not_found"
+
+
+def test_away_agents_get_no_new_chats_and_visitors_see_nobody(visitor, agent):
+    console = agent()
+    console.request({"action": "away", "on": True}, "shift")
+    guest = visitor()
+    assert guest.welcome["status"]["online"] is False
+    guest.start()
+    console.quiet("assigned", wait=0.5)
+    console.request({"action": "away", "on": False}, "shift")
+    assert console.expect("assigned")
+
+
+def test_supervisor_overview_and_history_search(visitor, agent, admin, stack, site):
+    guest, console, conv = _chat(visitor, agent)
+    waiting_guest = visitor()
+    lead = agent(agent_id=admin.agent_id, shift=False)
+    view = lead.request({"action": "overview"}, "overview")
+    mine = [a for a in view["agents"] if a["id"] == console.agent_id]
+    assert mine and mine[0]["load"] == 1 and conv in [c["id"] for c in view["conversations"]]
+    assert view["queue_length"] == 0
+    console.send({"action": "overview"})
+    assert console.expect("error")["code"] == "forbidden"
+    guest.send({"action": "start", "email": "x@example.org"})
+    guest.expect("conversation")
+    guest.say(conv, "My parcel to Lyon is late")
+    guest.request({"action": "close", "conversation": conv}, "closed")
+    found = lead.request({"action": "history", "text": "parcel to lyon"}, "history")
+    assert [c["id"] for c in found["items"]] == [conv]
+    assert lead.request({"action": "history", "text": "nothing like this"}, "history")["items"] == []
+    assert waiting_guest.welcome["conversation"] is None
+
+
+def test_live_visitors_and_rules_that_invite_automatically(visitor, agent, admin, stack, monkeypatch):
+    admin({"console": {"rules": [
+        {"id": "products", "text": "Comparing products? We can help.", "url_contains": "/products/",
+         "min_pages": 2},
+        {"id": "pricing", "text": "Can I help you decide?", "url_contains": "/pricing", "min_seconds": 30}]}})
+    console = agent()
+    browsing = visitor()
+    browsing.send({"action": "page", "url": "https://shop.example/products/a"})
+    browsing.send({"action": "page", "url": "https://shop.example/products/b"})
+    card = browsing.expect("invitation")
+    assert card["text"] == "Comparing products? We can help."
+    browsing.send({"action": "invitation", "id": card["id"], "accept": False})
+    browsing.send({"action": "page", "url": "https://shop.example/products/c"})
+    browsing.quiet("invitation", wait=0.5)  # that rule fired once this visit
+    live = console.request({"action": "visitors"}, "visitors")
+    me = [v for v in live["items"] if v["visitor"] == browsing.welcome["visitor"]]
+    assert me and me[0]["page"]["url"] == "https://shop.example/products/c" and len(me[0]["pages"]) == 3
+
+    frozen = Clock(monkeypatch)
+    pricing = visitor()
+    pricing.send({"action": "page", "url": "https://shop.example/pricing", "ref": "p"})
+    pricing.request({"action": "ping", "ref": "sync"}, "pong", ref="sync")
+    stack.gateway.run_schedules()
+    pricing.quiet("invitation", wait=0.3)  # not 30 s yet
+    frozen.advance(31)
+    stack.gateway.run_schedules()
+    card = pricing.expect("invitation")
+    assert card["text"] == "Can I help you decide?"
+    pricing.send({"action": "invitation", "id": card["id"], "accept": True})
+    assert console.expect("assigned")
+
+
+def test_snippets_reach_the_console_and_bad_settings_are_refused(agent, admin, stack, site):
+    admin({"console": {"snippets": [{"shortcut": "hours", "text": "We are open 9 to 6."}]}})
+    console = agent()
+    assert console.welcome["snippets"] == [{"shortcut": "hours", "text": "We are open 9 to 6."}]
+    token = Client.login(stack.gateway.http_url, admin.agent_id, PASSWORD)
+    bad = rest(stack.gateway.http_url, "PUT", f"/sites/{site}",
+               {"console": {"snippets": [{"shortcut": "Has Space", "text": "x"}]}}, token)
+    assert bad[0] == 400 and "console.snippets" in bad[1]["Message"]
+
+
+def test_transcript_is_emailed_when_the_chat_closes(visitor, agent, stack):
+    stack.poller.drain()
+    stack.ses.clear()
+    console = agent()
+    guest = visitor()
+    guest.send({"action": "start", "email": "tina@example.org", "name": "Tina"})
+    conv = guest.expect("conversation")["conversation"]
+    console.expect("assigned")
+    guest.say(conv, "Thanks for the help")
+    console.say(conv, "You're welcome!")
+    guest.request({"action": "close", "conversation": conv, "transcript": True}, "closed")
+    stack.poller.drain()
+    (mail,) = [e for e in stack.ses.emails() if "tina@example.org" in e["destination"]["to"]]
+    assert "Thanks for the help" in mail["body"]["text"] and "You're welcome!" in mail["body"]["text"]
+    assert config.MAIL_FROM in mail["from"]
