@@ -213,7 +213,7 @@ def widget_config(site: str) -> dict[str, Any]:
     settings = sites.get(site)
     current = availability.status(settings).frame()
     current.pop("type")
-    return {"site": site, "name": sites.display_name(settings), **sites.widget(settings),
+    return {"site": site, "name": settings.name, **sites.widget(settings),
             "status": current}
 
 

@@ -109,6 +109,9 @@ def answer(who: Caller, frame: Frame, outbox: Outbox) -> None:
     if not ok or visitor is None or visitor.invite is None:
         raise ProtocolError(NOT_FOUND, "That invitation is no longer open.", frame.ref)
     invitation: dict[str, Any] = dict(visitor.invite.as_dict())
+    # every tab showed the card: take it down everywhere
+    outbox.to(sorted(visitor.conns or ()), {"type": "invitation_closed", "id": frame["id"],
+                                            "accepted": frame["accept"]})
     agent_id = invitation.get("agent")
     if agent_id:
         agent = AgentModel.get(agent_key(str(agent_id)), META)

@@ -1,5 +1,5 @@
 /* The agent console: sign in, shift on/off, the waiting queue, my chats, replies
- * (uses /chatlink.js). The agent token lives in sessionStorage ("ctc.agent.token"): closing
+ * (uses /widget/chatlink.js). The agent token lives in sessionStorage ("ctc.agent.token"): closing
  * the tab signs out. Everything people wrote is rendered with textContent.
  */
 (function () {

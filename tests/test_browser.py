@@ -1,4 +1,5 @@
-"""The demo page (visitor) and the agent console in a real browser, against the local stack.
+"""The demo shop's chat widget (visitor) and the agent console in a real browser, against the
+local stack. The widget's own features are covered in tests/test_widget.py.
 
 Drives Debian's Chromium (/usr/bin/chromium) with Playwright; ``playwright install`` is not
 needed. Without Chromium the tests skip, except in CI (CI=true), where they must run.
@@ -23,6 +24,7 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
 IMG = '<img src=x onerror="window.__xss=1">'
 SCRIPT = "<script>window.__xss=2</script>"
 BOLD = "<b>bold?</b>"
+W = "[data-chat-widget]"  # the widget's host; Playwright's CSS selectors pierce its shadow root
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +64,12 @@ def texts(page: Any, selector: str) -> list[tuple[str | None, str | None]]:
     return [(e.get_attribute("data-seq"), e.text_content()) for e in page.query_selector_all(selector)]
 
 
+def widget_texts(page: Any) -> list[tuple[str | None, str | None]]:
+    """(data-seq, message text) of each message in the widget, in order."""
+    return [(li.get_attribute("data-seq"), li.locator(".t").text_content())
+            for li in page.locator(f"{W} .log > li").all()]
+
+
 def test_visitor_and_agent_chat_render_text_literally_and_resume(stack, site, page_factory):
     from playwright.sync_api import expect
 
@@ -82,13 +90,13 @@ def test_visitor_and_agent_chat_render_text_literally_and_resume(stack, site, pa
     expect(console.locator("#shift-toggle")).to_have_attribute("aria-pressed", "true")
 
     guest = page_factory()
-    guest.goto(f"{base}/?site={site}")
-    guest.click("#chat-open")
-    expect(guest.locator("#chat-status")).to_have_text(f"You're chatting with {agent_name}")
+    guest.goto(f"{base}/?site={site}")  # the demo shop passes ?site= to the widget
+    guest.click(f"{W} .launcher")
     for seq, payload in ((1, IMG), (2, SCRIPT)):
-        guest.fill("#chat-input", payload)
-        guest.click("#chat-send")
-        expect(guest.locator(f'#chat-log [data-seq="{seq}"]')).to_have_text(payload)
+        guest.fill(f"{W} .input", payload)
+        guest.click(f"{W} .send")
+        expect(guest.locator(f'{W} .log [data-seq="{seq}"] .t')).to_have_text(payload)
+    expect(guest.locator(f"{W} .status")).to_have_text(f"You're chatting with {agent_name}")
 
     # The agent's first chat opens by itself; clicking it is what an agent would do anyway.
     console.click("#conversations [data-conversation]")
@@ -97,23 +105,23 @@ def test_visitor_and_agent_chat_render_text_literally_and_resume(stack, site, pa
     console.fill("#reply-input", BOLD)
     console.click("#reply-send")
     expect(console.locator('#messages [data-seq="3"]')).to_have_text(BOLD)
-    expect(guest.locator('#chat-log [data-seq="3"]')).to_have_text(BOLD)
+    expect(guest.locator(f'{W} .log [data-seq="3"] .t')).to_have_text(BOLD)
 
-    for page, log in ((guest, "#chat-log"), (console, "#messages")):
+    for page, log in ((guest, f"{W} .log"), (console, "#messages")):
         assert page.locator(f"{log} img, {log} script, {log} b, {log} i").count() == 0
         assert page.evaluate("typeof window.__xss") == "undefined"
     assert console.locator("#agent-name").text_content() == f"{agent_name} ({agent_id})"
 
     # A reload resumes the same conversation: every message once, in order.
     guest.reload()
-    expect(guest.locator("#chat-status")).to_have_text(f"You're chatting with {agent_name}")
-    expect(guest.locator('#chat-log [data-seq="3"]')).to_have_count(1)
-    assert texts(guest, "#chat-log > *") == [("1", IMG), ("2", SCRIPT), ("3", BOLD)]
+    expect(guest.locator(f"{W} .status")).to_have_text(f"You're chatting with {agent_name}")
+    expect(guest.locator(f'{W} .log [data-seq="3"]')).to_have_count(1)
+    assert widget_texts(guest) == [("1", IMG), ("2", SCRIPT), ("3", BOLD)]
     assert guest.evaluate("typeof window.__xss") == "undefined"
 
     # The agent sees the visitor come back and still gets their messages.
-    guest.fill("#chat-input", "still there?")
-    guest.click("#chat-send")
+    guest.fill(f"{W} .input", "still there?")
+    guest.click(f"{W} .send")
     expect(console.locator('#messages [data-seq="4"]')).to_have_text("still there?")
     assert len(texts(console, "#messages > ol > *")) == 4
 
@@ -126,13 +134,12 @@ def test_visitor_with_an_expired_token_starts_over_as_a_new_visitor(stack, site,
     expired = auth.issue(auth.VISITOR, f"v{secrets.token_hex(6)}", site, ttl=60, now=time.time() - 3600)
     guest = page_factory()
     guest.goto(f"{stack.gateway.http_url}/?site={site}")
-    # An expired stored token and a chat to resume: the server refuses the handshake.
-    guest.evaluate("([token]) => { localStorage.setItem('ctc.token', token); "
-                   "localStorage.setItem('ctc.conv', 'conversation123'); }", [expired])
+    # A returning visitor whose stored token expired: the server refuses the handshake, the
+    # widget forgets the token and comes back as a new visitor with a fresh one.
+    guest.evaluate("([token]) => localStorage.setItem('ctc.token', token)", [expired])
     guest.reload()
-    expect(guest.locator("#chat-status")).to_have_text("Your previous chat has ended.")
-    assert guest.evaluate("localStorage.getItem('ctc.token')") is None
-    guest.click("#chat-restart")
-    expect(guest.locator("#chat-status")).to_have_text("You are number 1 in line")
+    guest.wait_for_function("([old]) => (localStorage.getItem('ctc.token') || old) !== old", arg=[expired])
     token = guest.evaluate("localStorage.getItem('ctc.token')")
-    assert token and token != expired and auth.verify(token).site == site
+    assert auth.verify(token).site == site
+    guest.click(f"{W} .launcher")  # nobody on shift: the leave-a-message form
+    expect(guest.locator(f"{W} .away-text")).to_have_text("We'll reply by email as soon as we can")

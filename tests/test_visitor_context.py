@@ -7,14 +7,20 @@ import secrets
 from chalicelib import agents
 from chalicelib.models import META, VisitorModel, visitor_key
 from chalicelib.visitors import MAX_PAGES
-from tests.client import Client, rest
+from tests.client import Client, eventually, rest
 from tests.conftest import PASSWORD
+
+
+def _visitor(client):
+    return VisitorModel.get(visitor_key(client.welcome["visitor"]), META, consistent_read=True)
 
 
 def test_page_views_reach_the_agent_of_the_conversation_and_are_kept(visitor, agent):
     console = agent()
     guest = visitor()
     guest.send({"action": "page", "url": "https://shop.example/", "title": "Home"})
+    # frames of one connection are handled concurrently (as on Lambda): let this one land
+    eventually(lambda: _visitor(guest).page is not None)
     conv = guest.start()
     console.expect("assigned")
     guest.send({"action": "page", "url": "https://shop.example/pricing", "title": "Pricing",
@@ -22,8 +28,7 @@ def test_page_views_reach_the_agent_of_the_conversation_and_are_kept(visitor, ag
     seen = console.expect("page")
     assert seen["conversation"] == conv and seen["url"] == "https://shop.example/pricing"
     assert seen["title"] == "Pricing" and seen["visitor"] == guest.welcome["visitor"]
-    stored = VisitorModel.get(visitor_key(guest.welcome["visitor"]), META, consistent_read=True)
-    assert [p["url"] for p in stored.pages] == ["https://shop.example/", "https://shop.example/pricing"]
+    assert [p["url"] for p in _visitor(guest).visit_pages()] == ["https://shop.example/", "https://shop.example/pricing"]
     guest.send({"action": "page", "url": "javascript:alert(1)"})
     assert guest.expect("error")["code"] == "bad_frame"
 
@@ -37,8 +42,6 @@ def test_the_pages_of_a_visit_are_bounded(visitor):
 
     def pages():
         return VisitorModel.get(visitor_key(vid), META, consistent_read=True)
-
-    from tests.client import eventually
 
     eventually(lambda: pages().page is not None and len(pages().pages) == MAX_PAGES)
     eventually(lambda: pages().page.as_dict()["url"].startswith("https://shop.example/p/"))
@@ -79,8 +82,10 @@ def test_a_dismissed_invitation_tells_the_agent_and_starts_nothing(visitor, agen
     guest = visitor()
     inviter.request({"action": "invite", "visitor": guest.welcome["visitor"], "text": "Hi!"}, "invited")
     card = guest.expect("invitation")
+    second_tab = visitor(token=guest.welcome["token"])
     guest.send({"action": "invitation", "id": card["id"], "accept": False})
     assert inviter.expect("invitation_answer")["accepted"] is False
+    assert second_tab.expect("invitation_closed")["id"] == card["id"]
     inviter.quiet("assigned")
     guest.send({"action": "invite", "visitor": "x", "text": "visitors cannot invite"})
     assert guest.expect("error")["code"] == "forbidden"

@@ -1,6 +1,11 @@
 /* chatlink.js: the browser side of the chat protocol (docs/protocol.md), shared by the
- * demo page (visitor) and the agent console. Plain script, no build step; exposes
+ * visitor widget and the agent console. Plain script, no build step of its own.
+ *
+ * Loaded as a page script (the console: <script src="/widget/chatlink.js">) it sets
  * window.ChatLink = { Link, Transcript, Typing, TypingIndicator, el, storage, ... }.
+ * widget/build.py compiles it INTO widget/widget.js inside a closure that declares
+ * `CTC_BUNDLE`: then it attaches ChatLink to that object instead, so the widget adds no
+ * global of its own beyond window.ChatWidget.
  *
  * Link: one WebSocket with reconnect (exponential backoff with jitter), the hello/welcome
  * handshake, a heartbeat, and the message outbox: messages get an id "<client id>:<counter>"
@@ -15,7 +20,7 @@
  * Rule for every caller: text from people (messages, names, previews) goes into the page
  * with textContent / setAttribute only, never as HTML.
  */
-(function () {
+(function (target) {
   'use strict';
 
   const ID_CHARS = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-';
@@ -24,6 +29,7 @@
   const HELLO_TIMEOUT_MS = 10000;
   const PING_IDLE_MS = 4 * 60 * 1000; // API Gateway drops sockets idle for 10 minutes
   const PONG_TIMEOUT_MS = 20000;
+  const MAX_AGE_MS = 110 * 60 * 1000; // API Gateway ends every socket after 2 hours
 
   function randomId(length) {
     const bytes = new Uint8Array(length);
@@ -55,19 +61,23 @@
     };
   }
 
-  function socketUrl(params) {
+  /** The WebSocket address: `base` (e.g. "wss://abc.execute-api.../prod"), or by default
+   * this page's own host at /ws (the local stand-in). */
+  function socketUrl(params, base) {
     const scheme = window.location.protocol === 'https:' ? 'wss:' : 'ws:';
-    return scheme + '//' + window.location.host + '/ws?' + new URLSearchParams(params).toString();
+    const root = base || scheme + '//' + window.location.host + '/ws';
+    return root + (root.indexOf('?') < 0 ? '?' : '&') + new URLSearchParams(params).toString();
   }
 
-  function apiUrl(path) {
-    return window.location.origin + '/api' + path;
+  /** A REST address under `base` (default: this page's origin + /api). */
+  function apiUrl(path, base) {
+    return (base || window.location.origin + '/api') + path;
   }
 
   /** Is the backend up? Tells "the server refused my token" from "the network is down". */
-  async function serverReachable() {
+  async function serverReachable(base) {
     try {
-      const response = await fetch(apiUrl('/health'), { cache: 'no-store' });
+      const response = await fetch(apiUrl('/health', base), { cache: 'no-store' });
       return response.ok;
     } catch (e) {
       return false;
@@ -97,6 +107,9 @@
     /**
      * options:
      *   params()            -> query parameters for the next connect ({token} or {site})
+     *   url, api            -> WebSocket and REST bases (default: this page's host, /ws, /api)
+     *   maxAge              -> ms before a connection is replaced by a fresh one (default
+     *                          110 min: API Gateway closes every socket at 2 hours)
      *   storagePrefix       -> sessionStorage prefix for client id, counter and outbox
      *   onWelcome(frame)    -> after each (re)connect's welcome; sync from here
      *   onFrame(frame)      -> every other server frame (acks and send errors included)
@@ -125,6 +138,7 @@
       this.refusals = 0;
       this.timers = {};
       this.lastHeard = 0;
+      this.openedAt = 0;
       this._wake = () => {
         if (!this.stopped && !this.ws && document.visibilityState !== 'hidden') {
           this.attempt = 0;
@@ -258,7 +272,7 @@
       this._state('connecting');
       let ws;
       try {
-        ws = new WebSocket(socketUrl(this.o.params()));
+        ws = new WebSocket(socketUrl(this.o.params(), this.o.url));
       } catch (e) {
         this._scheduleReconnect();
         return;
@@ -268,7 +282,7 @@
       ws.onopen = () => {
         opened = true;
         this.refusals = 0;
-        this.lastHeard = Date.now();
+        this.lastHeard = this.openedAt = Date.now();
         this._hello(ws, 0);
       };
       ws.onmessage = (event) => {
@@ -280,11 +294,11 @@
     }
 
     /** Give up on a socket that may be dead without the browser knowing. */
-    _abandon() {
+    _abandon(code, reason) {
       const ws = this.ws;
       if (!ws) return;
       ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
-      try { ws.close(4000, 'unresponsive'); } catch (e) { /* ignore */ }
+      try { ws.close(code || 4000, reason || 'unresponsive'); } catch (e) { /* ignore */ }
       this._closed(true);
     }
 
@@ -302,7 +316,7 @@
         this.refusals += 1;
         // Twice refused before opening while the server answers HTTP: the server, not the
         // network, said no. (One failure could be a blip; the second costs ~half a second.)
-        if (this.refusals >= 2 && await serverReachable()) {
+        if (this.refusals >= 2 && await serverReachable(this.o.api)) {
           this.refusals = 0;
           const verdict = await this.o.onRefused();
           if (this.stopped || this.ws) return;
@@ -433,9 +447,23 @@
       }, ACK_TIMEOUT_MS);
     }
 
+    /** Replace the connection now (at most a moment of 'offline'; the outbox resends). */
+    refresh() {
+      if (this.stopped || !this.ws) return;
+      this._abandon(1000, 'refresh');
+      this.attempt = 0;
+      this._connect(); // at once, not after a backoff
+    }
+
     _heartbeat() {
       clearInterval(this.timers.ping);
       this.timers.ping = setInterval(() => {
+        // Close to API Gateway's 2-hour limit: a fresh connection at a moment we choose
+        // (between messages) rather than a cut at one we do not.
+        if (this.ready && !this.inflight && Date.now() - this.openedAt > (this.o.maxAge || MAX_AGE_MS)) {
+          this.refresh();
+          return;
+        }
         if (!this.ready || Date.now() - this.lastHeard < PING_IDLE_MS) return;
         this.send({ action: 'ping' });
         clearTimeout(this.timers.pong);
@@ -602,8 +630,8 @@
     return new Date(n).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
   }
 
-  window.ChatLink = {
+  target.ChatLink = {
     Link, Transcript, Typing, TypingIndicator, el, storage, apiUrl,
     formatTime, randomId, MAX_TEXT_CHARS,
   };
-})();
+})(typeof CTC_BUNDLE === 'object' ? CTC_BUNDLE : window);

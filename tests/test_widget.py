@@ -1,0 +1,642 @@
+"""The embeddable visitor widget (widget/widget.js) on the demo shop, in headless Chromium.
+
+The agent side is the test WebSocket client (or the real console where both ends must
+render something). Playwright's CSS selectors pierce the widget's open shadow root, so
+``[data-chat-widget] .launcher`` reaches inside it. Screenshots of the main states go to
+tests/artifacts/ (untracked); set UPDATE_SCREENSHOTS=1 to refresh docs/widget-*.png too.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from tests.client import Client, rest
+from tests.conftest import PASSWORD
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required"]
+ARTIFACTS = ROOT / "tests" / "artifacts"
+W = "[data-chat-widget]"
+
+# Counts the widget's notification beeps (it synthesises them; there is no audio file).
+COUNT_BEEPS = """(() => {
+  window.__beeps = 0;
+  const Ctx = window.AudioContext;
+  if (!Ctx) return;
+  const make = Ctx.prototype.createOscillator;
+  Ctx.prototype.createOscillator = function () { window.__beeps += 1; return make.apply(this, arguments); };
+})();"""
+
+XSS = [
+    '<img src=x onerror="window.__xss=1">',
+    '<svg onload="window.__xss=2"><circle r="9"/></svg>',
+    "<script>window.__xss=3</script>",
+    '<iframe srcdoc="<script>parent.__xss=4</script>"></iframe>',
+    "javascript:window.__xss=5",
+    '<a href="javascript:window.__xss=6">click me</a>',
+    "&lt;b&gt;not bold&lt;/b&gt; &amp;amp; &#60;i&#62;",
+    "\u202egnp.exe \u202dinvoice (RTL override)",
+    '"><style>*{display:none}</style>',
+    "x" * 3990 + "<b>end</b>",  # 4000 characters, the limit
+]
+
+
+# ------------------------------------------------------------------ fixtures and helpers
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not CHROMIUM.exists() and os.environ.get("CI") != "true":
+        pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def open_page(browser: Any, stack: Any, site: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Open a page in a fresh context (own storage: a different person) whose widget talks
+    to this test's site. ``page.sockets`` lists the WebSockets the page opened."""
+    from chalicelib import config
+
+    monkeypatch.setattr(config, "OFFLINE_PER_IP_PER_HOUR", 1000)  # every test comes from 127.0.0.1
+    contexts: list[Any] = []
+    errors: list[str] = []
+
+    def new_page(path: str | None = "/", *, init: str = "", **options: Any) -> Any:
+        options.setdefault("locale", "en-GB")
+        context = browser.new_context(**options)
+        contexts.append(context)
+        context.add_init_script(init + f"window.ChatWidget = Object.assign(window.ChatWidget || {{}}, "
+                                f"{{site: {json.dumps(site)}}});")
+        context.add_init_script(COUNT_BEEPS)
+        page = context.new_page()
+        page.set_default_timeout(10_000)
+        page.sockets = []
+        page.on("websocket", lambda ws: page.sockets.append(ws))
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        if path is not None:
+            page.goto(stack.gateway.http_url + path)
+            if not path.startswith("/console"):
+                page.locator(f"{W} .launcher").wait_for()
+        return page
+
+    yield new_page
+    for context in contexts:
+        context.close()
+    assert not errors, f"JavaScript errors: {errors}"
+
+
+def w(page: Any, selector: str) -> Any:
+    """A locator inside the widget."""
+    return page.locator(f"{W} {selector}")
+
+
+def shadow_eval(page: Any, body: str) -> Any:
+    """Evaluate ``body`` with ``root`` bound to the widget's shadow root."""
+    return page.evaluate(f"() => {{ const root = document.querySelector('{W}').shadowRoot; {body} }}")
+
+
+def log_texts(page: Any) -> list[tuple[str | None, str | None]]:
+    """(data-seq, text) of every message in the widget, in order."""
+    return [(li.get_attribute("data-seq"), li.locator(".t").text_content())
+            for li in w(page, ".log > li").all()]
+
+
+def wait_until(page: Any, check: Any, timeout: float = 5.0) -> None:
+    """Poll a Python-side condition while the page keeps running."""
+    for _ in range(int(timeout * 10)):
+        if check():
+            return
+        page.wait_for_timeout(100)
+    raise AssertionError("condition not reached in time")
+
+
+def screenshot(page: Any, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / f"widget-{name}.png"
+    page.screenshot(path=str(path), animations="disabled")
+    docs = ROOT / "docs" / f"widget-{name}.png"
+    if os.environ.get("UPDATE_SCREENSHOTS") == "1" or not docs.exists():
+        shutil.copyfile(path, docs)
+
+
+def visitor_id(page: Any) -> str:
+    """The visitor behind the widget's stored token (its subject claim)."""
+    token = page.evaluate("localStorage.getItem('ctc.token')")
+    payload = token.split(".")[0]
+    return str(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["s"])
+
+
+def admin(stack: Any, site: str, doc: dict[str, Any]) -> None:
+    """The site's admin changes its settings over REST."""
+    from chalicelib import agents
+
+    admin_id = f"boss{secrets.token_hex(3)}"
+    agents.create(admin_id, "Boss", PASSWORD, role="admin", site=site)
+    token = Client.login(stack.gateway.http_url, admin_id, PASSWORD)
+    status, body = rest(stack.gateway.http_url, "PUT", f"/sites/{site}", doc, token)
+    assert status == 200, body
+
+
+def chat(page: Any, console: Client, text: str) -> str:
+    """Open the widget and start a chat with the (on-shift) console; returns the conversation."""
+    if not w(page, ".panel").is_visible():
+        w(page, ".launcher").click()
+    w(page, ".input").fill(text)
+    w(page, ".input").press("Enter")
+    conv = str(console.expect("assigned")["conversation"])
+    assert console.expect("message", conversation=conv)["text"] == text
+    return conv
+
+
+
+
+# ------------------------------------------------------------------ the bundle
+
+
+def test_bundle_is_built_from_its_sources_parses_and_fits_the_budget():
+    build = subprocess.run([sys.executable, str(ROOT / "widget" / "build.py"), "--check"],
+                           capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr
+    if shutil.which("node"):
+        check = subprocess.run(["node", "--check", str(ROOT / "widget" / "widget.js")],
+                               capture_output=True, text=True)
+        assert check.returncode == 0, check.stderr
+    size = subprocess.run([sys.executable, str(ROOT / "bench" / "widget_size.py")], capture_output=True,
+                          text=True)
+    assert size.returncode == 0, size.stdout
+
+
+# ------------------------------------------------------------------ visitors who never click
+
+
+def test_no_socket_no_storage_and_no_global_but_chatwidget_until_the_visitor_clicks(stack, site, open_page,
+                                                                                   agent):
+    agent()
+    requests: list[str] = []
+    page = open_page(None, init="window.__before = new Set(Object.getOwnPropertyNames(window));")
+    page.on("request", lambda r: requests.append(r.url))
+    page.goto(f"{stack.gateway.http_url}/")
+    w(page, ".launcher").wait_for()
+    page.wait_for_timeout(300)
+    assert page.sockets == []
+    assert not [url for url in requests if "/api/" in url]  # not even the config
+    assert page.evaluate("[localStorage.length, sessionStorage.length]") == [0, 0]
+    added = page.evaluate("Object.getOwnPropertyNames(window).filter(k => !window.__before.has(k))")
+    assert set(added) - {"__before", "__beeps"} == {"ChatWidget"}  # (the test's own: __before, __beeps)
+    api = page.evaluate("Object.keys(window.ChatWidget).filter(k => typeof ChatWidget[k] === 'function')")
+    assert {"open", "close", "identify", "on"} <= set(api)
+
+    page.evaluate("window.__events = []; ChatWidget.on('open', () => __events.push('open'))"
+                  ".on('close', () => __events.push('close'))")
+    w(page, ".launcher").hover()  # intent: the config is fetched, still nothing stored
+    wait_until(page, lambda: any(f"/api/sites/{site}/widget" in url for url in requests))
+    assert page.evaluate("localStorage.length") == 0 and page.sockets == []
+    w(page, ".launcher").click()  # interaction: a socket, and a token kept for next time
+    page.wait_for_function("() => localStorage.getItem('ctc.token')")
+    assert len(page.sockets) == 1 and page.sockets[0].url.startswith(stack.gateway.ws_url)
+    page.evaluate("ChatWidget.close()")
+    assert page.evaluate("window.__events") == ["open", "close"]
+
+
+# ------------------------------------------------------------------ chatting
+
+
+def test_chat_with_an_agent_across_reloads_navigation_and_a_closed_widget(stack, site, agent, open_page):
+    from playwright.sync_api import expect
+
+    base = stack.gateway.http_url
+    console = agent(name="Ada")
+    page = open_page(timezone_id="Asia/Kolkata")
+    page.evaluate("window.__got = []; ChatWidget.on('message', m => __got.push(m.from.role + ': ' + m.text))")
+    conv = chat(page, console, "Hello, is the Ridgeline waterproof?")
+    expect(w(page, ".status")).to_have_text("You're chatting with Ada")
+
+    # Typing, both ways.
+    console.send({"action": "typing", "conversation": conv, "on": True})
+    expect(w(page, ".typing")).to_have_text("Ada is typing…")
+    w(page, ".input").press_sequentially("Th")
+    assert console.expect("typing", conversation=conv)["on"] is True
+    w(page, ".input").fill("")
+    ack = console.say(conv, "Yes: taped seams and a rain cover.")
+    expect(w(page, '.log [data-seq="2"] .t')).to_have_text("Yes: taped seams and a rain cover.")
+    expect(w(page, ".typing")).to_be_hidden()
+    # Timestamps in the visitor's own zone (Kolkata, UTC+5:30).
+    local = datetime.fromtimestamp(ack["ts"] / 1000, ZoneInfo("Asia/Kolkata")).strftime("%H:%M")
+    expect(w(page, '.log [data-seq="2"] time')).to_have_text(local)
+
+    # Read markers: the open widget reads what it shows; "Seen" once the agent has read.
+    assert console.expect("read", conversation=conv) | {} == {"type": "read", "conversation": conv,
+                                                             "role": "visitor", "seq": 2}
+    assert w(page, '.log [data-seq="1"]').get_attribute("data-seen") is None
+    console.send({"action": "read", "conversation": conv, "seq": 2})
+    expect(w(page, '.log [data-seq="1"]')).to_have_attribute("data-seen", "Seen")
+    assert page.evaluate("window.__got") == ["visitor: Hello, is the Ridgeline waterproof?",
+                                             "agent: Yes: taped seams and a rain cover."]
+    screenshot(page, "chat")
+
+    # A reload keeps the conversation (and the open panel): every message once, in order.
+    page.reload()
+    expect(w(page, ".panel")).to_be_visible()
+    expect(w(page, '.log [data-seq="2"]')).to_have_count(1)
+    assert log_texts(page) == [("1", "Hello, is the Ridgeline waterproof?"),
+                               ("2", "Yes: taped seams and a rain cover.")]
+    expect(w(page, ".status")).to_have_text("You're chatting with Ada")
+    assert console.expect("page", conversation=conv)["url"] == f"{base}/"
+
+    # The agent follows the visitor around the site: page loads ...
+    page.click("nav >> text=Pricing")
+    moved = console.expect("page", url=f"{base}/pricing.html")
+    assert moved["title"] == "Pricing · Northwind Outfitters" and moved["referrer"] == f"{base}/"
+    page.click("nav >> text=Shop")
+    console.expect("page", url=f"{base}/")
+    # ... and single-page-app navigation (history.pushState), without breaking the shop's own.
+    page.click('a[data-product="ridgeline"]')
+    expect(page.locator("#quick-view h2")).to_have_text("Ridgeline 38 L pack")
+    quick = console.expect("page", url=f"{base}/?product=ridgeline")
+    assert quick["title"] == "Ridgeline 38 L pack · Northwind Outfitters" and quick["referrer"] == f"{base}/"
+    page.go_back()
+    expect(page.locator("#quick-view")).to_be_hidden()  # the shop's popstate handler still runs
+    console.expect("page", url=f"{base}/")
+
+    # Closed: an unread badge, a preview of the agent's message, a beep.
+    w(page, ".close").click()
+    expect(w(page, ".panel")).to_be_hidden()
+    beeps = page.evaluate("window.__beeps")
+    console.say(conv, "It is in stock in both colours.")
+    expect(w(page, ".badge")).to_have_text("1")
+    expect(w(page, ".preview .t")).to_have_text("It is in stock in both colours.")
+    expect(w(page, ".preview .who")).to_have_text("Ada")
+    assert "1 new message" in (w(page, ".launcher").get_attribute("aria-label") or "")
+    assert page.evaluate("window.__beeps") == beeps + 1
+    screenshot(page, "closed-unread")
+    w(page, ".preview .pv").click()  # opening reads it
+    expect(w(page, ".badge")).to_be_hidden()
+    assert console.expect("read", conversation=conv, role="visitor")["seq"] == 3
+
+    # Muted: still a badge, no sound (and the choice is kept).
+    w(page, ".mute").click()
+    expect(w(page, ".mute")).to_have_attribute("aria-pressed", "true")
+    assert page.evaluate("localStorage.getItem('ctc.mute')") == "1"
+    page.keyboard.press("Escape")
+    console.say(conv, "Anything else?")
+    expect(w(page, ".badge")).to_have_text("1")
+    assert page.evaluate("window.__beeps") == beeps + 1
+
+
+def test_xss_corpus_is_shown_as_text_on_both_ends(stack, site, open_page):
+    from playwright.sync_api import expect
+
+    from chalicelib import agents
+
+    agent_id = f"a{secrets.token_hex(4)}"
+    agents.create(agent_id, "Ada <i>Lovelace</i>", PASSWORD, site=site)
+    console = open_page("/console/")
+    console.fill("#login-agent", agent_id)
+    console.fill("#login-password", PASSWORD)
+    console.click("#login-submit")
+    expect(console.locator("#shift-toggle")).to_be_enabled()
+    console.click("#shift-toggle")
+    expect(console.locator("#shift-toggle")).to_have_attribute("aria-pressed", "true")
+
+    page = open_page()
+    w(page, ".launcher").click()
+    for payload in XSS:  # the first starts the chat; the others queue behind it
+        w(page, ".input").fill(payload)
+        w(page, ".input").press("Enter")
+    n = len(XSS)
+    expect(w(page, f'.log [data-seq="{n}"]')).to_have_count(1)
+    expect(w(page, ".status")).to_have_text("You're chatting with Ada <i>Lovelace</i>")
+    console.click("#conversations [data-conversation]")
+    expect(console.locator(f'#messages [data-seq="{n}"]')).to_have_count(1)
+    for payload in XSS:
+        console.fill("#reply-input", payload)
+        console.click("#reply-send")
+    expect(w(page, f'.log [data-seq="{2 * n}"]')).to_have_count(1)
+
+    expected = [(str(i + 1), text) for i, text in enumerate(XSS + XSS)]
+    assert log_texts(page) == expected
+    assert [(e.get_attribute("data-seq"), e.text_content())
+            for e in console.locator("#messages [data-seq]").all()] == expected
+    markup = "img, svg, script, iframe, a, style, b, i"
+    assert shadow_eval(page, f"return root.querySelectorAll('.log :is({markup}), .status :is({markup})')"
+                             ".length") == 0
+    assert console.locator(f"#messages :is({markup})").count() == 0
+    for each in (page, console):
+        assert each.evaluate("typeof window.__xss") == "undefined"
+        assert each.locator("body").is_visible()  # the <style> payload hid nothing
+
+
+def test_proactive_invitation_can_be_dismissed_or_accepted(stack, site, agent, open_page):
+    from playwright.sync_api import expect
+
+    console = agent(name="Ada")
+    page = open_page()
+    w(page, ".launcher").click()  # a visitor who opened the chat once keeps a socket
+    page.wait_for_function("() => localStorage.getItem('ctc.token')")
+    page.keyboard.press("Escape")
+    visitor = visitor_id(page)
+
+    invited = console.request({"action": "invite", "visitor": visitor, "text": "Hello?"}, "invited")
+    expect(w(page, ".invite")).to_be_visible()
+    w(page, ".invite .ghost").click()
+    answer = console.expect("invitation_answer")
+    assert (answer["id"], answer["accepted"]) == (invited["id"], False)
+    expect(w(page, ".invite")).to_be_hidden()
+
+    text = '<img src=x onerror="window.__xss=1">Need a hand choosing a pack?'
+    invited = console.request({"action": "invite", "visitor": visitor, "text": text}, "invited")
+    expect(w(page, ".invite .t")).to_have_text(text)
+    expect(w(page, ".invite .who")).to_have_text("Ada")
+    assert w(page, ".invite img").count() == 0
+    w(page, ".invite .btn:not(.ghost)").click()
+    assert console.expect("invitation_answer")["accepted"] is True
+    conv = console.expect("assigned")["conversation"]
+    expect(w(page, ".panel")).to_be_visible()
+    expect(w(page, ".status")).to_have_text("You're chatting with Ada")
+    console.say(conv, "Happy to help!")
+    expect(w(page, '.log [data-seq="1"] .t')).to_have_text("Happy to help!")
+    assert page.evaluate("typeof window.__xss") == "undefined"
+
+
+def test_prechat_form_faq_links_and_the_sites_colour(stack, site, agent, open_page):
+    from playwright.sync_api import expect
+
+    admin(stack, site, {"name": "Northwind", "widget": {
+        "color": "#ffcc00", "greeting": "Ask us <b>anything</b>", "prechat": True, "faq": [
+            {"title": "Returns & <b>refunds</b>", "url": "https://shop.example/returns",
+             "keywords": ["refund", "money back"]},
+            {"title": "Delivery times", "url": "https://shop.example/delivery",
+             "keywords": ["shipping", "parcel"]},
+            {"title": "Sizing guide", "url": "https://shop.example/sizes", "keywords": ["size", "fit"]},
+        ]}})
+    console = agent(name="Ada")
+    page = open_page()
+    w(page, ".launcher").click()
+    expect(w(page, ".prechat")).to_be_visible()
+    expect(w(page, ".head h2")).to_have_text("Chat with Northwind")
+    expect(w(page, ".greet")).to_have_text("Ask us <b>anything</b>")
+    # A light brand colour gets dark text (contrast), computed, not assumed.
+    colours = w(page, ".launcher").evaluate("e => [getComputedStyle(e).backgroundColor, "
+                                            "getComputedStyle(e).color]")
+    assert colours == ["rgb(255, 204, 0)", "rgb(0, 0, 0)"]
+
+    w(page, ".input").fill("How do I get a REFUND? My parcel never came")
+    expect(w(page, ".faq a")).to_have_text(["Returns & <b>refunds</b>", "Delivery times"])
+    assert w(page, ".faq a").first.get_attribute("href") == "https://shop.example/returns"
+    assert w(page, ".faq b").count() == 0
+    w(page, ".input").fill("Where is the size chart")
+    expect(w(page, ".faq a")).to_have_text(["Sizing guide"])
+
+    w(page, '.prechat input[name="name"]').fill("Sam Rivera")
+    w(page, '.prechat input[name="email"]').fill("sam@example.com")
+    w(page, ".input").press("Enter")
+    assigned = console.expect("assigned")
+    assert assigned["summary"]["visitor_name"] == "Sam Rivera"
+    assert assigned["summary"]["email"] == "sam@example.com"
+    first = console.expect("message", conversation=assigned["conversation"])
+    assert first["text"] == "Where is the size chart"
+    expect(w(page, ".prechat")).to_be_hidden()
+    expect(w(page, ".faqs")).to_be_hidden()
+
+
+def test_queue_position_is_shown_as_an_ordinal(agent, visitor, open_page):
+    from playwright.sync_api import expect
+
+    agent(max_chats=1)
+    visitor().start()  # takes the only seat
+    visitor().start()  # first in line
+    page = open_page()
+    w(page, ".launcher").click()
+    w(page, ".input").fill("Anyone there?")
+    w(page, ".input").press("Enter")
+    expect(w(page, ".status")).to_have_text("You are 2nd in line")
+
+
+# ------------------------------------------------------------------ after hours
+
+
+PARIS = ZoneInfo("Europe/Paris")
+HOURS = {"timezone": "Europe/Paris",
+         "week": {d: [["09:00", "18:00"]] for d in ("mon", "tue", "wed", "thu", "fri")}}
+
+
+def test_after_hours_says_when_we_are_back_and_leaves_a_message_by_email(stack, site, open_page,
+                                                                        monkeypatch):
+    from playwright.sync_api import expect
+
+    from chalicelib import clock
+    from chalicelib.hours import to_ms
+
+    saturday_3pm = to_ms(datetime(2026, 11, 28, 15, 0, tzinfo=PARIS))
+    team = f"team-{site}@shop.example"
+    admin(stack, site, {"hours": HOURS, "team_email": team, "name": "Northwind"})
+    monkeypatch.setattr(clock, "now_ms", lambda: saturday_3pm)
+    stack.poller.drain()
+    stack.ses.clear()
+
+    page = open_page(timezone_id="America/New_York")  # Monday 09:00 in Paris is 03:00 there
+    page.clock.set_fixed_time(saturday_3pm / 1000)
+    w(page, ".launcher").click()
+    expect(w(page, ".away-text")).to_have_text("We're away — back Monday 03:00")
+    expect(w(page, ".compose")).to_be_hidden()
+    honeypot = w(page, 'input[name="website"]')
+    assert (honeypot.get_attribute("tabindex"), honeypot.get_attribute("aria-hidden")) == ("-1", "true")
+    assert honeypot.evaluate("e => e.getBoundingClientRect().right") < 0  # off-screen
+
+    form = w(page, ".leave")
+    form.locator('input[name="name"]').fill("Ana")
+    form.locator('input[name="email"]').fill("ana@example")  # the browser accepts it, the server not
+    form.locator("textarea").fill("Do you ship to Canada?")
+    screenshot(page, "offline")
+    form.locator('button[type="submit"]').click()
+    expect(form.locator(".err")).to_have_text("Please give a valid email address so we can answer.")
+    honeypot.evaluate("e => { e.value = 'http://spam.example'; }")  # what a bot does
+    form.locator('input[name="email"]').fill("ana@example.org")
+    form.locator('button[type="submit"]').click()
+    expect(form.locator(".err")).to_have_text("This message looks automated and was not accepted.")
+    honeypot.evaluate("e => { e.value = ''; }")
+    form.locator('button[type="submit"]').click()
+    expect(w(page, ".thanks")).to_have_text("Thanks — we'll reply to ana@example.org by email")
+
+    stack.poller.drain()
+    (to_team,) = [e for e in stack.ses.emails() if team in e["destination"]["to"]]
+    assert to_team["replyTo"] == ["ana@example.org"]
+    assert "Do you ship to Canada?" in to_team["body"]["text"]
+    assert f"{stack.gateway.http_url}/" in to_team["body"]["text"]  # the page it was written on
+    assert [e for e in stack.ses.emails() if "ana@example.org" in e["destination"]["to"]]
+
+
+def test_without_a_websocket_the_message_is_left_over_rest(stack, site, open_page):
+    from playwright.sync_api import expect
+
+    stack.poller.drain()
+    stack.ses.clear()
+    page = open_page(None)
+    page.route_web_socket(re.compile(r"/ws"), lambda ws: None)  # a proxy that eats WebSockets
+    page.goto(f"{stack.gateway.http_url}/billing.html")  # a signed-in customer: ChatWidget.identify()
+    w(page, ".launcher").wait_for()
+    page.get_by_role("button", name="Ask us in the chat").click()  # ChatWidget.open()
+    # Open hours but nobody on shift: no time to promise.
+    expect(w(page, ".away-text")).to_have_text("We'll reply by email as soon as we can")
+    form = w(page, ".leave")
+    expect(form.locator('input[name="email"]')).to_have_value("sam.rivera@example.com")
+    expect(form.locator('input[name="name"]')).to_have_value("Sam Rivera")
+    form.locator("textarea").fill("Sent without a socket")
+    form.locator('button[type="submit"]').click()
+    expect(w(page, ".thanks")).to_have_text("Thanks — we'll reply to sam.rivera@example.com by email")
+    stack.poller.drain()
+    (mail,) = [e for e in stack.ses.emails() if "Sent without a socket" in e["body"]["text"]]
+    assert mail["replyTo"] == ["sam.rivera@example.com"] and f"{stack.gateway.http_url}/billing.html" in \
+        mail["body"]["text"]
+
+
+# ------------------------------------------------------------------ robustness
+
+
+def test_reconnects_after_the_gateway_restarts_with_nothing_lost_or_doubled(stack, site, agent, clients,
+                                                                          open_page):
+    from playwright.sync_api import expect
+
+    console = agent(name="Ada")
+    page = open_page()
+    conv = chat(page, console, "Before the restart")
+    console.say(conv, "Reply before the restart")
+    expect(w(page, '.log [data-seq="2"]')).to_have_count(1)
+
+    gateway = stack.gateway
+    gateway.stop()
+    try:
+        expect(w(page, ".conn")).to_have_text("Reconnecting…")
+        w(page, ".input").fill("Written while offline")
+        w(page, ".input").press("Enter")
+        expect(w(page, ".log [data-pending]")).to_have_count(1)
+    finally:
+        gateway.start()  # same port
+    back = Client(gateway.ws_url, {"token": console.token})
+    clients.append(back)
+    back.request({"action": "hello"}, "welcome")
+    back.say(conv, "Reply after the restart")  # before or after the widget is back: either way
+    page.evaluate("window.dispatchEvent(new Event('online'))")  # the browser noticing the network
+    expect(w(page, '.log [data-seq="4"]')).to_have_count(1)
+    expect(w(page, ".log [data-pending]")).to_have_count(0)
+    expect(w(page, ".conn")).to_be_hidden()
+    seqs = [seq for seq, _ in log_texts(page)]
+    assert seqs == ["1", "2", "3", "4"]
+    assert sorted(text for _, text in log_texts(page)) == sorted([
+        "Before the restart", "Reply before the restart", "Written while offline", "Reply after the restart"])
+    stored = back.request({"action": "sync", "conversation": conv, "after": 0}, "messages")["items"]
+    assert [(str(m["seq"]), m["text"]) for m in stored] == log_texts(page)  # stored once each
+    assert len(page.sockets) >= 2
+
+
+def test_heartbeat_and_a_fresh_connection_before_the_two_hour_limit(stack, agent, open_page):
+    from playwright.sync_api import expect
+
+    console = agent(name="Ada")
+    page = open_page(None)
+    page.clock.install()
+    page.goto(f"{stack.gateway.http_url}/")
+    sent: list[str] = []
+    page.on("websocket", lambda ws: ws.on("framesent", lambda payload: sent.append(str(payload))))
+    conv = chat(page, console, "Still there in two hours?")
+    page.clock.fast_forward("04:30")  # idle for 4.5 minutes: a ping keeps API Gateway's 10 min at bay
+    wait_until(page, lambda: any('"ping"' in frame for frame in sent))
+    assert len(page.sockets) == 1
+    page.clock.fast_forward("01:46:00")  # 110 minutes in: replaced before API Gateway cuts it at 2 h
+    wait_until(page, lambda: len(page.sockets) == 2 and page.sockets[0].is_closed())
+    console.say(conv, "Yes, on a fresh connection")
+    expect(w(page, '.log [data-seq="2"] .t')).to_have_text("Yes, on a fresh connection")
+
+
+# ------------------------------------------------------------------ accessibility
+
+
+def focused(page: Any) -> str | None:
+    """The class of the focused element inside the widget (None if focus is elsewhere)."""
+    return page.evaluate("""([selector]) => {
+      const host = document.querySelector(selector);
+      const inner = document.activeElement === host ? host.shadowRoot.activeElement : null;
+      return inner ? inner.className || inner.tagName : null;
+    }""", [W])
+
+
+def test_keyboard_only_with_a_focus_trap_escape_and_focus_return(agent, open_page):
+    from playwright.sync_api import expect
+
+    console = agent(name="Ada")
+    page = open_page()
+    for _ in range(20):  # Tab through the shop to the launcher
+        page.keyboard.press("Tab")
+        if focused(page) == "launcher":
+            break
+    assert focused(page) == "launcher"
+    page.keyboard.press("Enter")
+    expect(w(page, ".panel")).to_be_visible()
+    page.wait_for_function(f"() => document.querySelector('{W}').shadowRoot.activeElement?.matches('.input')")
+    panel = w(page, ".panel")
+    assert (panel.get_attribute("role"), panel.get_attribute("aria-modal")) == ("dialog", "true")
+    assert panel.get_attribute("aria-label")
+    log = w(page, ".log")
+    assert (log.get_attribute("role"), log.get_attribute("aria-live")) == ("log", "polite")
+
+    inside = "return root.querySelector('.panel').contains(root.activeElement)"
+    seen = set()
+    for key in ["Tab"] * 7 + ["Shift+Tab"] * 7:  # round and round, never out
+        page.keyboard.press(key)
+        assert shadow_eval(page, inside), key
+        seen.add(focused(page))
+    assert {"input", "btn send", "x close", "mute"} <= seen
+    while focused(page) != "input":
+        page.keyboard.press("Tab")
+    page.keyboard.type("Typed without a mouse")
+    page.keyboard.press("Enter")
+    conv = console.expect("assigned")["conversation"]
+    assert console.expect("message", conversation=conv)["text"] == "Typed without a mouse"
+
+    page.keyboard.press("Escape")
+    expect(w(page, ".panel")).to_be_hidden()
+    assert focused(page) == "launcher"  # focus goes back where it came from
+    page.keyboard.press("Enter")
+    expect(w(page, ".panel")).to_be_visible()
+    assert shadow_eval(page, inside)
+
+
+def test_mobile_is_full_screen_and_speaks_french(open_page):
+    from playwright.sync_api import expect
+
+    page = open_page(viewport={"width": 375, "height": 667}, locale="fr-FR", is_mobile=True, has_touch=True,
+                     reduced_motion="reduce")
+    expect(w(page, ".launcher")).to_contain_text("Discuter avec nous")
+    w(page, ".launcher").tap()
+    expect(w(page, ".panel")).to_be_visible()
+    assert w(page, ".panel").evaluate("e => getComputedStyle(e).animationName") == "none"  # reduced motion
+    box = w(page, ".panel").bounding_box()
+    assert {k: round(v) for k, v in box.items()} == {"x": 0, "y": 0, "width": 375, "height": 667}
+    expect(w(page, ".launcher")).to_be_hidden()
+    expect(w(page, ".away-text")).to_have_text("Nous vous répondrons par e-mail dès que possible")
+    expect(w(page, ".leave button[type=submit]")).to_have_text("Envoyer le message")
+    screenshot(page, "mobile")
+    w(page, ".close").tap()
+    expect(w(page, ".panel")).to_be_hidden()
+    expect(w(page, ".launcher")).to_be_visible()

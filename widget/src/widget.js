@@ -1,0 +1,974 @@
+/* The visitor widget: a launcher and a chat panel in a shadow root, on top of ChatLink
+ * (../chatlink.js, compiled into the same closure by build.py). See docs/widget.md.
+ *
+ * Storage, only once the visitor has interacted (opened the chat, sent or left a message,
+ * accepted an invitation): localStorage "ctc.token" (visitor token), "ctc.mute";
+ * sessionStorage "ctc.open" (the panel stays open across page loads) and ChatLink's outbox.
+ * A visitor who never clicks gets no storage and no WebSocket.
+ *
+ * Rule: text from people (messages, names, FAQ titles, invitations, server messages) goes
+ * into the page with textContent / setAttribute only, never as HTML.
+ */
+const { Link, Transcript, Typing, TypingIndicator, el, storage, MAX_TEXT_CHARS } = CTC_BUNDLE.ChatLink;
+
+const TOKEN_KEY = 'ctc.token';
+const MUTE_KEY = 'ctc.mute';
+const OPEN_KEY = 'ctc.open';
+const SITE_RE = /^[A-Za-z0-9_-]{1,40}$/;
+
+// ---------------------------------------------------------------- configuration
+
+const script = document.currentScript || document.querySelector('script[data-site][src*="widget.js"]');
+const embed = window.ChatWidget && typeof window.ChatWidget === 'object' ? window.ChatWidget : {};
+const attrs = (script && script.dataset) || {};
+const origin = new URL(script && script.src ? script.src : location.href, location.href);
+const SITE = [embed.site, attrs.site, 'default'].find((s) => SITE_RE.test(s || ''));
+const WS_URL = /^wss?:\/\//.test(attrs.ws || '') ? attrs.ws
+  : (origin.protocol === 'https:' ? 'wss://' : 'ws://') + origin.host + '/ws';
+const API = (/^https?:\/\//.test(attrs.api || '') ? attrs.api : origin.origin + '/api').replace(/\/$/, '');
+const LOCALE = validLocale(embed.locale) || validLocale(navigator.language) || 'en';
+const LANG = STRINGS[LOCALE.slice(0, 2).toLowerCase()] ? LOCALE.slice(0, 2).toLowerCase() : 'en';
+const T = STRINGS[LANG];
+
+function validLocale(value) {
+  try {
+    return typeof value === 'string' && value ? Intl.getCanonicalLocales(value)[0] : null;
+  } catch (e) {
+    return null;
+  }
+}
+
+function t(key, vars) {
+  return String(T[key]).replace(/\{(\w+)\}/g, (m, name) => (vars && name in vars ? String(vars[name]) : m));
+}
+
+let site = {}; // GET /api/sites/<site>/widget, once fetched
+/** A setting: the page's embed config wins over the site's config. */
+function setting(name) {
+  return embed[name] !== undefined && embed[name] !== null ? embed[name] : site[name];
+}
+
+// ---------------------------------------------------------------- state
+
+const local = storage('local');
+const session = storage('session');
+let token = storedToken();
+let interacted = Boolean(token);
+let link = null;
+let typing = null;
+let welcomeToken = null;
+let conv = null; // open conversation summary (+ position while queued)
+let transcript = null;
+let lastRead = 0; // the visitor's read marker
+let agentRead = 0; // the agent's read marker
+let status = null; // {online, in_hours, agents, next_open}
+let ended = '';
+let pendingStart = null; // {texts, name, email}: the first question(s), waiting for `conversation`
+let closing = false;
+let left = ''; // confirmation after leaving a message
+let opened = false;
+let muted = local.get(MUTE_KEY) === '1';
+let identity = { name: '', email: '' };
+let historyDone = false; // the first sync after a page load is history: no sound, no events
+let previewOff = 0; // preview dismissed up to this seq
+let lastAgent = null; // the latest agent message (for the preview)
+let sentUrl = '';
+let configLoad = null;
+let connTimer = null;
+let audio = null;
+let focusPending = false; // opened before the panel had anything to focus but its close button
+const handlers = { message: [], open: [], close: [] };
+
+function storedToken() {
+  const value = local.get(TOKEN_KEY);
+  if (!value) return null;
+  try {
+    const claims = JSON.parse(atob(value.split('.')[0].replace(/-/g, '+').replace(/_/g, '/')));
+    return claims && claims.w === SITE ? value : null;
+  } catch (e) {
+    return null;
+  }
+}
+
+function saveToken(value) {
+  if (!value || !interacted) return;
+  token = value;
+  local.set(TOKEN_KEY, value);
+}
+
+function interact() {
+  interacted = true;
+  saveToken(welcomeToken);
+}
+
+function emit(name, detail) {
+  for (const fn of handlers[name]) {
+    try { fn(detail); } catch (e) { /* the host's handler: not our failure */ }
+  }
+}
+
+// ---------------------------------------------------------------- DOM
+
+const host = el('div', { 'data-chat-widget': '' });
+const shadow = host.attachShadow({ mode: 'open' });
+if (shadow.adoptedStyleSheets && typeof CSSStyleSheet === 'function' && 'replaceSync' in CSSStyleSheet.prototype) {
+  const sheet = new CSSStyleSheet();
+  sheet.replaceSync(CSS); // not an inline <style>: works under a strict style-src CSP
+  shadow.adoptedStyleSheets = [sheet];
+} else {
+  shadow.append(el('style', {}, CSS));
+}
+
+/** h('tag.class.class', attrs, ...children): children are nodes or strings (added as text). */
+function h(spec, attrs, ...kids) {
+  const [tag, ...cls] = spec.split('.');
+  const node = el(tag, Object.assign(tag === 'button' ? { type: 'button' } : {}, { class: cls.join(' ') || null }, attrs));
+  node.append(...kids);
+  return node;
+}
+
+function icon(d) {
+  const ns = 'http://www.w3.org/2000/svg';
+  const svg = document.createElementNS(ns, 'svg');
+  const path = document.createElementNS(ns, 'path');
+  svg.setAttribute('viewBox', '0 0 24 24');
+  svg.setAttribute('aria-hidden', 'true');
+  path.setAttribute('d', d);
+  svg.append(path);
+  return svg;
+}
+
+const hidden = { hidden: true };
+const inviteWho = h('span.who');
+const inviteText = h('p.t');
+const inviteYes = h('button.btn', {}, T.accept);
+const inviteNo = h('button.btn.ghost', {}, T.dismiss);
+const invite = h('div.card.invite', { role: 'region', 'aria-live': 'polite', hidden: true },
+  inviteWho, inviteText, h('div.btns', {}, inviteYes, inviteNo));
+
+const previewWho = h('span.who');
+const previewText = h('span.t');
+const previewOpen = h('button.pv', {}, previewWho, previewText);
+const previewX = h('button.x', { 'aria-label': T.dismissPreview }, '×');
+const preview = h('div.card.preview', hidden, previewOpen, previewX);
+
+const badge = h('span.badge', { 'aria-hidden': 'true', hidden: true });
+const launcher = h('button.launcher', { 'aria-expanded': 'false', 'aria-controls': 'ctc-panel', 'aria-haspopup': 'dialog' },
+  icon('M4 3h16a2 2 0 0 1 2 2v11a2 2 0 0 1-2 2H9l-5 4v-4a2 2 0 0 1-2-2V5a2 2 0 0 1 2-2z'),
+  h('span', {}, String(embed.launcherLabel || T.launcher)), badge);
+
+const title = h('h2');
+const muteButton = h('button.mute', { 'aria-label': T.mute, 'aria-pressed': 'false' }, '♪');
+const endButton = h('button.end', {}, T.end);
+const closeButton = h('button.x.close', { 'aria-label': T.close }, '×');
+const connLine = h('div.conn', { role: 'status', hidden: true });
+const statusLine = h('div.status', { role: 'status' });
+const greet = h('p.greet');
+const log = h('ol.log', { role: 'log', 'aria-live': 'polite', 'aria-label': T.messages });
+
+const awayText = h('p.away-text');
+const leaveName = h('input', { name: 'name', autocomplete: 'name', maxlength: 100 });
+const leaveEmail = h('input', { name: 'email', type: 'email', autocomplete: 'email', required: true, maxlength: 254 });
+const leaveText = h('textarea', { name: 'text', rows: 4, required: true, maxlength: MAX_TEXT_CHARS });
+const honeypot = h('input.hp', { name: 'website', tabindex: '-1', 'aria-hidden': 'true', autocomplete: 'off' });
+const leaveError = h('p.err', { role: 'alert' });
+const leaveButton = h('button.btn', { type: 'submit' }, T.leaveSend);
+const leaveForm = h('form.leave', { novalidate: true }, h('p', {}, T.leave), h('label', {}, T.nameOpt, leaveName),
+  h('label', {}, T.email, leaveEmail), h('label', {}, T.message, leaveText), honeypot, leaveError, leaveButton);
+const thanks = h('p.thanks', { role: 'status', tabindex: '-1', hidden: true });
+const away = h('div.away', hidden, awayText, leaveForm, thanks);
+const restartButton = h('button.btn.restart', hidden, T.restart);
+const body = h('div.body', {}, greet, log, away, restartButton);
+const typingLine = h('div.typing', { 'aria-live': 'polite' });
+const indicator = new TypingIndicator(typingLine);
+
+const preName = h('input', { name: 'name', autocomplete: 'name', maxlength: 100 });
+const preEmail = h('input', { name: 'email', type: 'email', autocomplete: 'email', maxlength: 254 });
+const prechat = h('div.prechat', hidden, h('label', {}, T.nameOpt, preName), h('label', {}, T.email, preEmail));
+const faqList = h('ul.faq');
+const faqBox = h('div.faqs', { 'aria-live': 'polite', hidden: true }, h('span.who', {}, T.faq), faqList);
+const input = h('textarea.input', { rows: 2, maxlength: MAX_TEXT_CHARS, placeholder: T.placeholder,
+  'aria-label': T.placeholder });
+const composeError = h('p.err', { role: 'alert' });
+const compose = h('form.compose', hidden, prechat, faqBox, composeError,
+  h('div.row', {}, input, h('button.btn.send', { type: 'submit' }, T.send)));
+const panel = h('div.panel', { id: 'ctc-panel', role: 'dialog', 'aria-modal': 'true', hidden: true },
+  h('div.head', {}, title, muteButton, endButton, closeButton), connLine, statusLine, body, typingLine, compose);
+const root = h('div.root', {}, invite, preview, panel, launcher);
+shadow.append(root);
+
+// ---------------------------------------------------------------- look
+
+/** WCAG relative luminance of "#rrggbb". */
+function luminance(hex) {
+  const c = [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16) / 255)
+    .map((v) => (v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4));
+  return 0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2];
+}
+
+function applyLook() {
+  let color = String(setting('color') || '');
+  if (/^#[0-9a-f]{3}$/i.test(color)) color = '#' + color.slice(1).replace(/./g, '$&$&');
+  if (/^#[0-9a-f]{6}$/i.test(color)) {
+    // Text on the brand colour: white or black, whichever contrasts more (black above
+    // luminance 0.179); the better of the two is always at least 4.58:1.
+    root.style.setProperty('--c', color);
+    root.style.setProperty('--ci', luminance(color) > 0.179 ? '#000' : '#fff');
+  }
+  root.classList.toggle('left', setting('position') === 'left');
+  const name = site.name !== SITE ? String(setting('name') || '') : ''; // unnamed sites are named by id
+  const label = name ? t('title', { name }) : String(embed.launcherLabel || T.launcher);
+  title.textContent = label;
+  panel.setAttribute('aria-label', label);
+  greet.textContent = String(setting('greeting') || T.greeting);
+}
+
+function ordinal(n) {
+  let rule = 'other';
+  try { rule = new Intl.PluralRules(LANG, { type: 'ordinal' }).select(n); } catch (e) { /* old browser */ }
+  return n + (T.ord[rule] || T.ord.other);
+}
+
+function formatTime(ts) {
+  const n = Number(ts);
+  return n > 0 ? new Intl.DateTimeFormat(LOCALE, { hour: '2-digit', minute: '2-digit' }).format(new Date(n)) : '';
+}
+
+/** "Monday 09:00" in the visitor's own zone and locale (with the date when over 6 days away). */
+function formatWhen(ms) {
+  const far = ms - Date.now() > 6 * 864e5;
+  const options = { weekday: 'long', hour: '2-digit', minute: '2-digit' };
+  if (far) Object.assign(options, { day: 'numeric', month: 'long' });
+  return new Intl.DateTimeFormat(LOCALE, options).format(new Date(ms));
+}
+
+function beep() {
+  const Ctx = window.AudioContext || window.webkitAudioContext;
+  if (muted || !Ctx) return;
+  try {
+    audio = audio || new Ctx();
+    if (audio.state === 'suspended') audio.resume();
+    const osc = audio.createOscillator();
+    const gain = audio.createGain();
+    const now = audio.currentTime;
+    osc.frequency.value = 880;
+    gain.gain.setValueAtTime(0.0001, now);
+    gain.gain.exponentialRampToValueAtTime(0.12, now + 0.02);
+    gain.gain.exponentialRampToValueAtTime(0.0001, now + 0.25);
+    osc.connect(gain).connect(audio.destination);
+    osc.start(now);
+    osc.stop(now + 0.26);
+  } catch (e) { /* no sound is fine */ }
+}
+
+// ---------------------------------------------------------------- rendering
+
+const isLive = (c) => Boolean(c) && c.status !== 'closed';
+
+function view() {
+  if (isLive(conv)) return 'chat';
+  if (ended) return 'ended';
+  if (pendingStart) return 'chat';
+  if (!status) return 'connecting';
+  return status.online ? 'start' : 'away';
+}
+
+function render() {
+  const v = view();
+  root.setAttribute('data-view', v);
+  root.classList.toggle('open', opened);
+  greet.hidden = v !== 'start' && v !== 'chat';
+  compose.hidden = v !== 'start' && v !== 'chat';
+  prechat.hidden = !(v === 'start' && setting('prechat') === true);
+  preEmail.required = !prechat.hidden;
+  away.hidden = v !== 'away';
+  restartButton.hidden = v !== 'ended';
+  endButton.hidden = !isLive(conv);
+  muteButton.setAttribute('aria-pressed', String(muted));
+  if (v === 'away') {
+    awayText.textContent = status.next_open ? t('away', { when: formatWhen(status.next_open) }) : T.awayEmail;
+    leaveForm.hidden = Boolean(left);
+    thanks.hidden = !left;
+    thanks.textContent = left;
+  }
+  let line = '';
+  if (v === 'connecting') line = T.connecting;
+  else if (v === 'ended') line = ended;
+  else if (isLive(conv) && conv.status === 'queued') {
+    line = conv.position ? t('queued', { pos: ordinal(conv.position) }) : T.waiting;
+  } else if (isLive(conv)) line = t('chatting', { name: conv.agent || T.agent });
+  else if (pendingStart) line = T.waiting;
+  statusLine.textContent = conv && conv.notice ? conv.notice + ' ' + line : line;
+  updateFaq();
+  updateLauncher();
+  if (focusPending && v !== 'connecting') {
+    focusPending = false;
+    if (!shadow.activeElement || shadow.activeElement === closeButton) focusStart();
+  }
+}
+
+/** Where keyboard focus goes when the panel opens: the first thing to fill in. */
+function focusStart() {
+  const target = !compose.hidden ? (prechat.hidden ? input : preName)
+    : !away.hidden && !leaveForm.hidden ? leaveName : !restartButton.hidden ? restartButton : closeButton;
+  target.focus();
+}
+
+function unreadCount() {
+  return transcript ? transcript.countFrom('agent', lastRead) : 0;
+}
+
+function updateLauncher() {
+  const n = opened ? 0 : unreadCount();
+  badge.hidden = !n;
+  badge.textContent = String(n);
+  const base = String(embed.launcherLabel || T.launcher);
+  launcher.setAttribute('aria-label', n ? base + ' — ' + (n === 1 ? T.unread1 : t('unreadN', { n })) : base);
+  launcher.setAttribute('aria-expanded', String(opened));
+  // The latest agent message, while closed and unread.
+  const latest = n && lastAgent && lastAgent.seq > Math.max(lastRead, previewOff) ? lastAgent : null;
+  preview.hidden = !latest;
+  if (latest) {
+    const name = (latest.from && latest.from.name) || T.agent;
+    previewWho.textContent = name;
+    previewText.textContent = latest.text;
+    previewOpen.setAttribute('aria-label', t('from', { name }) + ': ' + latest.text.slice(0, 200));
+  }
+}
+
+function updateSeen() {
+  let last = null;
+  for (const node of log.querySelectorAll('li[data-role="visitor"][data-seq]')) {
+    node.removeAttribute('data-seen');
+    last = node;
+  }
+  if (last && agentRead >= Number(last.getAttribute('data-seq'))) last.setAttribute('data-seen', T.seen);
+}
+
+function scrollDown() {
+  body.scrollTop = body.scrollHeight;
+}
+
+function renderMessage(m) {
+  const role = (m.from && m.from.role) || 'visitor'; // visitor, agent, or system (transfer notices, ...)
+  const agent = role === 'agent';
+  if (agent && (!lastAgent || m.seq > lastAgent.seq)) lastAgent = m;
+  const ts = Number(m.ts);
+  return h(agent ? 'li.msg' : role === 'visitor' ? 'li.msg.me' : 'li.msg.sys', { 'data-role': role },
+    ...(agent ? [h('span.who', {}, m.from.name || T.agent)] : []), h('p.t', {}, m.text),
+    h('time', { datetime: ts > 0 ? new Date(ts).toISOString() : null }, formatTime(ts)));
+}
+
+function pendingNode(text) {
+  return h('li.msg.me', { 'data-role': 'visitor' }, h('p.t', {}, text), h('time', {}, T.sending));
+}
+
+// ---------------------------------------------------------------- FAQ
+
+const STOP = new Set('the and for you your how can what with are have does les des une est pour que qui vous avec'.split(' '));
+const words = (text) => String(text).toLowerCase().split(/[^\p{L}\p{N}]+/u).filter(Boolean);
+
+function safeUrl(url) {
+  try {
+    const parsed = new URL(String(url), location.href);
+    return /^https?:$/.test(parsed.protocol) ? parsed.href : null;
+  } catch (e) {
+    return null;
+  }
+}
+
+function faqMatches(text) {
+  const asked = words(text).filter((w) => w.length > 2 && !STOP.has(w));
+  const items = Array.isArray(setting('faq')) ? setting('faq') : [];
+  const scored = [];
+  for (const item of items) {
+    if (!item || typeof item.title !== 'string' || !safeUrl(item.url)) continue;
+    const known = words(item.title + ' ' + (Array.isArray(item.keywords) ? item.keywords.join(' ') : ''));
+    const score = asked.filter((w) => known.some((k) => k === w
+      || (w.length > 3 && k.startsWith(w)) || (k.length > 3 && w.startsWith(k)))).length;
+    if (score) scored.push([score, item]);
+  }
+  return scored.sort((a, b) => b[0] - a[0]).slice(0, 3).map((s) => s[1]);
+}
+
+let faqShown = '';
+function updateFaq() {
+  const matches = view() === 'start' ? faqMatches(input.value) : [];
+  const key = JSON.stringify(matches.map((m) => m.url));
+  if (key === faqShown) return;
+  faqShown = key;
+  faqList.replaceChildren(...matches.map((m) => {
+    const li = el('li');
+    li.append(el('a', { href: safeUrl(m.url), target: '_blank', rel: 'noopener noreferrer' }, m.title));
+    return li;
+  }));
+  faqBox.hidden = !matches.length;
+}
+
+// ---------------------------------------------------------------- conversation
+
+function ensureLink() {
+  if (!link) {
+    link = new Link({
+      storagePrefix: 'ctc.visitor',
+      url: WS_URL,
+      api: API,
+      params: () => (token ? { token } : { site: SITE }),
+      onWelcome,
+      onFrame,
+      onAck,
+      onFailed,
+      onState,
+      onRefused() {
+        if (!token) return 'backoff';
+        // Expired, or from another deployment: come back as a new visitor.
+        token = null;
+        local.set(TOKEN_KEY, null);
+        return 'retry';
+      },
+    });
+    typing = new Typing(link);
+  }
+  if (link.stopped) link.start();
+}
+
+function newTranscript(id) {
+  log.replaceChildren();
+  lastAgent = null;
+  transcript = new Transcript(id, log, renderMessage);
+  for (const entry of link.queued(id)) transcript.addPending(entry, pendingNode(entry.text));
+}
+
+/** Take in a conversation summary; `resumed`: from a welcome (its messages are history). */
+function setConversation(summary, resumed) {
+  if (!summary || typeof summary.id !== 'string') return;
+  const same = conv && conv.id === summary.id;
+  if (!same) {
+    ended = '';
+    historyDone = !resumed;
+    newTranscript(summary.id);
+  }
+  const reads = summary.reads || {};
+  lastRead = Math.max(same ? lastRead : 0, Number(reads.visitor) || 0);
+  agentRead = Math.max(same ? agentRead : 0, Number(reads.agent) || 0);
+  const position = summary.position || (same && summary.status === 'queued' ? conv.position : null);
+  const notice = same && summary.status === 'queued' ? conv.notice : '';
+  conv = Object.assign({}, summary, { position, notice });
+  if (conv.status === 'closed') {
+    conversationEnded(null);
+    return;
+  }
+  if (pendingStart) {
+    const first = pendingStart;
+    pendingStart = null;
+    for (const text of first.texts) transcript.addPending(link.post(conv.id, text), pendingNode(text));
+  }
+  updateSeen();
+  render();
+}
+
+function conversationEnded(by) {
+  if (!conv) return;
+  for (const entry of link.drop(conv.id)) failed(entry, T.ended);
+  if (typing) typing.stop();
+  indicator.hide();
+  closing = false;
+  ended = by === 'agent' ? T.endedAgent : by === 'visitor' ? T.endedYou : T.ended;
+  conv = Object.assign({}, conv, { status: 'closed' });
+  render();
+}
+
+function failed(entry, why) {
+  const node = transcript && transcript.removePending(entry);
+  if (!node) return;
+  node.classList.add('failed');
+  node.lastChild.textContent = t('notSent', { why });
+  log.append(node);
+}
+
+function markRead() {
+  if (!transcript || !isLive(conv) || !opened || document.visibilityState !== 'visible') return;
+  const top = transcript.maxSeq;
+  if (top > lastRead && transcript.countFrom('agent', lastRead) > 0
+      && link.send({ action: 'read', conversation: conv.id, seq: top, ref: 'read' })) {
+    lastRead = top;
+  }
+  updateLauncher();
+}
+
+function sendStart() {
+  if (!pendingStart || !link || !link.ready) return;
+  const frame = { action: 'start', ref: 'start' };
+  if (pendingStart.name) frame.name = pendingStart.name;
+  if (pendingStart.email) frame.email = pendingStart.email;
+  link.send(frame);
+}
+
+function sendPage(referrer) {
+  const url = location.href;
+  if (!link || !link.ready || url === sentUrl || !/^https?:/.test(url) || url.length > 2048) return;
+  const frame = { action: 'page', url, title: document.title.slice(0, 300), ref: 'page' };
+  const from = String(referrer || '').slice(0, 2048);
+  if (from) frame.referrer = from;
+  if (link.send(frame)) sentUrl = url;
+}
+
+function setStatus(value) {
+  if (!value || typeof value !== 'object') return;
+  const wasAway = status && !status.online;
+  status = { online: Boolean(value.online), in_hours: Boolean(value.in_hours),
+             agents: Boolean(value.agents), next_open: Number(value.next_open) || null };
+  if (!status.online && !wasAway && input.value.trim() && !leaveText.value) leaveText.value = input.value;
+  render();
+}
+
+// ---------------------------------------------------------------- protocol
+
+function onWelcome(welcome) {
+  welcomeToken = welcome.token;
+  saveToken(welcome.token);
+  if (welcome.status) setStatus(welcome.status);
+  const open = isLive(welcome.conversation) ? welcome.conversation : null;
+  if (open) {
+    setConversation(open, true);
+    transcript.sync(link, true);
+    if (closing) link.send({ action: 'close', conversation: open.id });
+  } else if (isLive(conv)) {
+    conversationEnded(null); // it closed while we were away
+  } else if (pendingStart) {
+    sendStart();
+  }
+  sendPage(sentUrl || document.referrer);
+  render();
+}
+
+function onMessage(frame, live) {
+  const agent = frame.from && frame.from.role === 'agent';
+  if (agent) indicator.hide();
+  if (live) {
+    emit('message', { ...frame });
+    if (agent && (!opened || document.visibilityState === 'hidden')) beep();
+  }
+}
+
+function onFrame(frame) {
+  const mine = (id) => conv && id === conv.id;
+  switch (frame.type) {
+    case 'conversation':
+      setConversation(frame.summary);
+      break;
+    case 'queued':
+      if (mine(frame.conversation) && conv.status === 'queued') {
+        conv.position = Number(frame.position) || null;
+        render();
+      }
+      break;
+    case 'assigned':
+      if (frame.summary && (!conv || mine(frame.conversation) || !isLive(conv))) setConversation(frame.summary);
+      break;
+    case 'requeued':
+      if (mine(frame.conversation)) {
+        Object.assign(conv, { status: 'queued', agent: null, position: null,
+                              notice: typeof frame.message === 'string' ? frame.message : '' });
+        indicator.hide();
+        render();
+      }
+      break;
+    case 'message':
+      if (transcript && frame.conversation === transcript.conversation && transcript.add(frame)) {
+        transcript.watchGap(link);
+        onMessage(frame, true);
+        afterMessages();
+      }
+      break;
+    case 'messages':
+      if (transcript && frame.conversation === transcript.conversation) {
+        const fresh = (Array.isArray(frame.items) ? frame.items : []).filter((m) => !transcript.bySeq.has(m.seq));
+        transcript.onMessages(frame, link);
+        if (historyDone) for (const m of fresh) onMessage(m, true);
+        if (!transcript.syncing) historyDone = true;
+        if (frame.summary) setConversation(frame.summary);
+        afterMessages();
+      }
+      break;
+    case 'typing':
+      if (mine(frame.conversation) && frame.role === 'agent') {
+        if (frame.on) indicator.show(t('typing', { name: conv.agent || T.agent }));
+        else indicator.hide();
+      }
+      break;
+    case 'read':
+      if (mine(frame.conversation) && frame.role === 'agent') {
+        agentRead = Math.max(agentRead, Number(frame.seq) || 0);
+        updateSeen();
+      }
+      break;
+    case 'closed':
+      if (mine(frame.conversation)) conversationEnded(frame.by);
+      break;
+    case 'status':
+      setStatus(frame);
+      break;
+    case 'invitation':
+      showInvitation(frame);
+      break;
+    case 'invitation_closed':
+      if (frame.id === invitation) { invitation = null; invite.hidden = true; }
+      break;
+    case 'message_left':
+      if (frame.ref === 'lm') leftMessage();
+      break;
+    case 'error':
+      onError(frame);
+      break;
+    default:
+      break;
+  }
+}
+
+function onError(frame) {
+  const message = typeof frame.message === 'string' ? frame.message : T.failed;
+  if (frame.ref === 'lm') {
+    leaveError.textContent = message;
+    leaveButton.disabled = false;
+  } else if (frame.ref === 'start' && pendingStart) {
+    input.value = pendingStart.texts.join('\n');
+    pendingStart = null;
+    log.replaceChildren();
+    composeError.textContent = message;
+    render();
+  } else if (!/^(page|read|inv)$/.test(frame.ref || '')) {
+    composeError.textContent = message;
+  }
+}
+
+function afterMessages() {
+  updateSeen();
+  scrollDown();
+  markRead();
+  updateLauncher();
+}
+
+function onAck(entry, ack) {
+  if (!transcript || transcript.conversation !== entry.conversation) return;
+  transcript.removePending(entry);
+  const message = { type: 'message', conversation: entry.conversation, seq: ack.seq, id: entry.id,
+                    from: { role: 'visitor', name: null }, text: entry.text, ts: ack.ts };
+  if (transcript.add(message)) onMessage(message, true);
+  transcript.watchGap(link);
+  afterMessages();
+}
+
+function onFailed(entry, error) {
+  if (error.code === 'closed') conversationEnded(null);
+  else failed(entry, error.message || error.code);
+}
+
+function onState(state) {
+  clearTimeout(connTimer);
+  if (state === 'offline') {
+    // Calm: say nothing for a blip, "Reconnecting…" if it lasts.
+    connTimer = setTimeout(() => {
+      connLine.hidden = false;
+      connLine.textContent = T.reconnecting; // set when shown, so screen readers hear it
+    }, 800);
+    leaveButton.disabled = false; // a message in flight on that socket: let the visitor retry
+  } else if (state === 'online' || state === 'stopped') {
+    connLine.hidden = true;
+    connLine.textContent = '';
+  }
+}
+
+// ---------------------------------------------------------------- leave a message
+
+function leftMessage() {
+  leaveButton.disabled = false;
+  left = t('thanks', { email: leaveEmail.value.trim() });
+  leaveText.value = '';
+  render();
+  if (shadow.activeElement === leaveButton) thanks.focus(); // the form is gone: keep focus inside
+}
+
+async function leaveMessage() {
+  leaveError.textContent = '';
+  if (!leaveEmail.checkValidity() || !leaveText.value.trim()) {
+    leaveError.textContent = leaveEmail.validationMessage || leaveText.validationMessage || T.failed;
+    (leaveEmail.checkValidity() ? leaveText : leaveEmail).focus();
+    return;
+  }
+  interact();
+  const doc = { email: leaveEmail.value.trim(), text: leaveText.value, page: location.href.slice(0, 2048),
+                website: honeypot.value };
+  if (leaveName.value.trim()) doc.name = leaveName.value.trim();
+  leaveButton.disabled = true;
+  if (link && link.send(Object.assign({ action: 'leave_message', ref: 'lm' }, doc))) return;
+  // No socket (yet, or WebSockets blocked): the same over REST.
+  try {
+    const response = await fetch(API + '/offline', {
+      method: 'POST', headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify(Object.assign({ site: SITE }, doc, token ? { token } : {})),
+    });
+    const answer = await response.json().catch(() => ({}));
+    if (response.ok) leftMessage();
+    else onError({ ref: 'lm', message: answer.message });
+  } catch (e) {
+    onError({ ref: 'lm', message: T.failed });
+  }
+}
+
+// ---------------------------------------------------------------- invitations
+
+let invitation = null;
+function showInvitation(frame) {
+  if (typeof frame.id !== 'string' || isLive(conv)) return;
+  invitation = frame.id;
+  const name = (frame.from && frame.from.name) || T.agent;
+  inviteWho.textContent = name;
+  invite.setAttribute('aria-label', t('from', { name }));
+  inviteText.textContent = String(frame.text || '');
+  invite.hidden = opened;
+}
+
+function answerInvitation(accept) {
+  if (!invitation) return;
+  if (link) link.send({ action: 'invitation', id: invitation, accept, ref: 'inv' });
+  invitation = null;
+  invite.hidden = true;
+  if (accept) openPanel(true);
+  else launcher.focus();
+}
+
+// ---------------------------------------------------------------- open / close
+
+function loadConfig() {
+  if (!configLoad) {
+    configLoad = fetch(API + '/sites/' + SITE + '/widget', { credentials: 'omit' })
+      .then((r) => (r.ok ? r.json() : {}))
+      .then((doc) => {
+        site = doc && typeof doc === 'object' ? doc : {};
+        if (site.status && !status) setStatus(site.status);
+        applyLook();
+        render();
+      })
+      .catch(() => { /* embed config and defaults */ });
+  }
+  return configLoad;
+}
+
+function openPanel(focus) {
+  if (opened) return;
+  opened = true;
+  interact();
+  session.set(OPEN_KEY, '1');
+  loadConfig();
+  ensureLink();
+  invite.hidden = true;
+  panel.hidden = false;
+  render();
+  markRead();
+  scrollDown();
+  if (focus) {
+    focusStart();
+    focusPending = view() === 'connecting';
+  }
+  emit('open');
+}
+
+function closePanel(focus) {
+  if (!opened) return;
+  opened = false;
+  session.set(OPEN_KEY, null);
+  panel.hidden = true;
+  focusPending = false;
+  invite.hidden = !invitation || isLive(conv);
+  render();
+  if (focus) launcher.focus();
+  emit('close');
+}
+
+function focusables() {
+  return [...panel.querySelectorAll('button, a[href], input, textarea')]
+    .filter((n) => !n.disabled && n.tabIndex >= 0 && n.getClientRects().length);
+}
+
+// ---------------------------------------------------------------- events
+
+launcher.addEventListener('click', () => {
+  if (opened) {
+    closePanel(true);
+    return;
+  }
+  if (window.AudioContext && !audio && !muted) {
+    try { audio = new window.AudioContext(); } catch (e) { /* no sound */ }
+  }
+  openPanel(true);
+});
+for (const type of ['pointerenter', 'focus']) launcher.addEventListener(type, loadConfig, { once: true });
+closeButton.addEventListener('click', () => closePanel(true));
+previewOpen.addEventListener('click', () => openPanel(true));
+previewX.addEventListener('click', () => {
+  previewOff = transcript ? transcript.maxSeq : 0;
+  updateLauncher();
+  launcher.focus();
+});
+inviteYes.addEventListener('click', () => answerInvitation(true));
+inviteNo.addEventListener('click', () => answerInvitation(false));
+
+muteButton.addEventListener('click', () => {
+  muted = !muted;
+  interact();
+  local.set(MUTE_KEY, muted ? '1' : null);
+  render();
+});
+
+endButton.addEventListener('click', () => {
+  if (!isLive(conv)) return;
+  if (!link.send({ action: 'close', conversation: conv.id })) closing = true;
+});
+
+restartButton.addEventListener('click', () => {
+  ended = '';
+  conv = null;
+  transcript = null;
+  log.replaceChildren();
+  render();
+  input.focus();
+});
+
+panel.addEventListener('keydown', (event) => {
+  if (event.key === 'Escape') {
+    event.preventDefault();
+    closePanel(true);
+    return;
+  }
+  if (event.key !== 'Tab') return;
+  const items = focusables();
+  if (!items.length) return;
+  const active = shadow.activeElement;
+  const first = items[0];
+  const last = items[items.length - 1];
+  if (event.shiftKey && (active === first || !items.includes(active))) {
+    event.preventDefault();
+    last.focus();
+  } else if (!event.shiftKey && (active === last || !items.includes(active))) {
+    event.preventDefault();
+    first.focus();
+  }
+});
+
+compose.addEventListener('submit', (event) => {
+  event.preventDefault();
+  composeError.textContent = '';
+  const text = input.value;
+  if (!text.trim()) return;
+  if (text.length > MAX_TEXT_CHARS) {
+    composeError.textContent = t('tooLong', { n: MAX_TEXT_CHARS });
+    return;
+  }
+  interact();
+  if (isLive(conv) && transcript) {
+    const entry = link.post(conv.id, text);
+    transcript.addPending(entry, pendingNode(text));
+  } else if (pendingStart) {
+    pendingStart.texts.push(text);
+    log.append(pendingNode(text));
+  } else {
+    if (!prechat.hidden && !preEmail.checkValidity()) {
+      composeError.textContent = preEmail.validationMessage;
+      preEmail.focus();
+      return;
+    }
+    const name = (preName.value || identity.name).trim();
+    const email = (preEmail.value || identity.email).trim();
+    pendingStart = { texts: [text], name: name || null, email: email || null };
+    log.replaceChildren(pendingNode(text));
+    ensureLink();
+    sendStart();
+  }
+  input.value = '';
+  if (typing) typing.stop();
+  render();
+  scrollDown();
+  input.focus();
+});
+
+input.addEventListener('keydown', (event) => {
+  if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
+    event.preventDefault();
+    compose.requestSubmit();
+  }
+});
+
+input.addEventListener('input', () => {
+  if (isLive(conv) && input.value.trim()) typing.input(conv.id);
+  else if (typing) typing.stop();
+  updateFaq();
+});
+
+leaveForm.addEventListener('submit', (event) => {
+  event.preventDefault();
+  leaveMessage();
+});
+
+document.addEventListener('visibilitychange', markRead);
+
+// Single-page apps: tell the agent when the visitor moves, without touching the host's
+// own navigation (the original functions run first, unchanged, and their result is kept).
+let lastUrl = location.href;
+function navigated() {
+  setTimeout(() => {
+    if (location.href === lastUrl) return;
+    const from = lastUrl;
+    lastUrl = location.href;
+    sendPage(from);
+  }, 50);
+}
+for (const name of ['pushState', 'replaceState']) {
+  const original = history[name];
+  if (typeof original !== 'function') continue;
+  history[name] = function () {
+    const result = original.apply(this, arguments);
+    navigated();
+    return result;
+  };
+}
+window.addEventListener('popstate', navigated);
+
+// ---------------------------------------------------------------- API
+
+const api = {
+  version: '1',
+  open() { openPanel(true); },
+  close() { closePanel(false); },
+  identify(who) {
+    if (!who || typeof who !== 'object') return;
+    identity = { name: String(who.name || '').slice(0, 100), email: String(who.email || '').slice(0, 254) };
+    for (const [node, value] of [[preName, identity.name], [preEmail, identity.email],
+      [leaveName, identity.name], [leaveEmail, identity.email]]) {
+      if (!node.value) node.value = value;
+    }
+  },
+  on(name, fn) {
+    if (handlers[name] && typeof fn === 'function') handlers[name].push(fn);
+    return api;
+  },
+};
+window.ChatWidget = api;
+
+function mount() {
+  document.body.append(host);
+  applyLook();
+  render();
+  // A returning visitor (a stored token): reconnect to show unread agent messages, and
+  // reopen the panel if it was open on the previous page.
+  if (token) {
+    ensureLink();
+    if (session.get(OPEN_KEY)) openPanel(false);
+  }
+  if (typeof embed.onReady === 'function') {
+    try { embed.onReady(api); } catch (e) { /* the host's callback */ }
+  }
+}
+
+if (document.body) mount();
+else document.addEventListener('DOMContentLoaded', mount);
