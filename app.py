@@ -74,7 +74,7 @@ def connect(event: WebsocketEvent) -> dict[str, Any]:
     source_ip = raw["requestContext"].get("identity", {}).get("sourceIp")
     _log_context(event.connection_id)
     try:
-        who = presence.connect(event.connection_id, query, source_ip)
+        who = presence.connect(event.connection_id, query, source_ip, raw.get("headers") or {})
     except presence.Refused as refused:
         logger.info("connection refused", extra={"reason": str(refused)})
         return {"statusCode": refused.status}
@@ -217,15 +217,70 @@ def widget_config(site: str) -> dict[str, Any]:
             "status": current}
 
 
-def _admin(site: str) -> None:
+def _signed_in(site: str, admin: bool = True) -> agents.AgentModel:
+    """The agent behind the request's bearer token: an admin of ``site`` unless ``admin``
+    is False (then any active agent of the site)."""
     request = app.current_request
     header = (request.headers.get("authorization") or "") if request is not None else ""
     if not header.startswith("Bearer "):
         raise UnauthorizedError("Sign in: send Authorization: Bearer <agent token>.")
+    check = agents.require_admin if admin else agents.require_member
     try:
-        agents.require_admin(header[len("Bearer "):], site)
+        return check(header[len("Bearer "):], site)
     except agents.AgentError as exc:
         raise ForbiddenError(str(exc)) from None
+
+
+def _admin(site: str) -> None:
+    _signed_in(site)
+
+
+@app.route("/sites/{site}/agents", methods=["GET"], cors=True)
+def list_agents(site: str) -> dict[str, Any]:
+    """The site's team: for the admin page and the transfer picker (any agent of the site)."""
+    _signed_in(site, admin=False)
+    return {"agents": agents.team(site)}
+
+
+@app.route("/sites/{site}/agents", methods=["POST"], cors=True)
+def add_agent(site: str) -> Response:
+    _admin(site)
+    body = _json_body()
+    required = ("id", "name", "password")
+    if not isinstance(body, dict) or not all(isinstance(body.get(k), str) for k in required):
+        raise BadRequestError('Send {"id", "name", "password", "role"?, "max_chats"?, "email"?}.')
+    try:
+        agent = agents.create(body["id"], body["name"], body["password"], role=body.get("role", "agent"),
+                              max_chats=body.get("max_chats"), email=body.get("email"), site=site)
+    except agents.AgentError as exc:
+        raise BadRequestError(str(exc)) from None
+    return Response(agents.public(agent), status_code=201)
+
+
+@app.route("/sites/{site}/agents/{agent_id}", methods=["PATCH"], cors=True)
+def change_agent(site: str, agent_id: str) -> dict[str, Any]:
+    _admin(site)
+    try:
+        return agents.public(agents.change(site, agent_id, _json_body()))
+    except agents.AgentError as exc:
+        raise BadRequestError(str(exc)) from None
+
+
+@app.route("/sites/{site}/agents/{agent_id}", methods=["DELETE"], cors=True)
+def revoke_agent(site: str, agent_id: str) -> Response:
+    """Revoke an agent: signed out everywhere now (their consoles are hung up)."""
+    admin = _signed_in(site)
+    if admin.id == agent_id:
+        raise BadRequestError("You cannot revoke yourself.")
+    try:
+        consoles = agents.disable(site, agent_id)
+    except agents.AgentError as exc:
+        raise NotFoundError(str(exc)) from None
+    fanout.close(consoles, fanout.endpoint())
+    outbox = Outbox()
+    availability.refresh(site, outbox)
+    _deliver(outbox, fanout.endpoint())
+    return Response("", status_code=204)
 
 
 @app.route("/sites/{site}", methods=["GET"], cors=True)

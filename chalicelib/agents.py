@@ -6,9 +6,10 @@ import re
 from typing import Any
 
 from pynamodb.exceptions import DoesNotExist, PutError
+from pynamodb.expressions.update import Action
 
 from chalicelib import auth, config, limits
-from chalicelib.models import META, AgentModel, agent_key
+from chalicelib.models import META, AgentModel, agent_key, update_or_old
 
 AGENT_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{1,39}$")
 ROLES = ("agent", "admin")
@@ -34,9 +35,10 @@ def create(agent_id: str, name: str, password: str, *, role: str = "agent",
     chats = config.DEFAULT_MAX_CHATS if max_chats is None else max_chats
     if not 1 <= chats <= 50:
         raise AgentError("Maximum concurrent chats must be between 1 and 50.")
+    site = site or config.DEFAULT_SITE
     agent = AgentModel(agent_key(agent_id), name=name.strip() or agent_id, email=email,
                        pw_hash=auth.hash_password(password), role=role, max_chats=chats,
-                       site=site or config.DEFAULT_SITE)
+                       site=site, team_pk=f"TEAM#{site}", team_sk=agent_id)
     try:
         agent.save(condition=AgentModel.pk.does_not_exist())
     except PutError as exc:
@@ -72,26 +74,81 @@ def _check(agent_id: str, password: str) -> str | None:
     except DoesNotExist:
         auth.hash_password(password)  # spend the same time so ids cannot be probed by timing
         return None
-    if not agent.pw_hash or not auth.check_password(password, agent.pw_hash):
+    if not agent.pw_hash or not auth.check_password(password, agent.pw_hash) or agent.disabled:
         return None
     return auth.issue(auth.AGENT, agent.id, agent.site)
 
 
-def require_admin(token: str, site: str) -> AgentModel:
-    """The admin agent a token speaks for, on this site; AgentError otherwise."""
+def require_member(token: str, site: str) -> AgentModel:
+    """The active agent of this site a token speaks for; AgentError otherwise."""
     try:
         claims = auth.verify(token)
     except auth.InvalidToken:
         raise AgentError("Your sign-in has expired or is not valid.") from None
     if claims.role != auth.AGENT or claims.site != site:
-        raise AgentError("Only admins of this site can do that.")
+        raise AgentError("Only agents of this site can do that.")
     try:
         agent = AgentModel.get(agent_key(claims.subject), META, consistent_read=True)
     except DoesNotExist:
-        raise AgentError("Only admins of this site can do that.") from None
-    if agent.role != "admin" or agent.site != site:
+        raise AgentError("Only agents of this site can do that.") from None
+    if agent.site != site or agent.disabled:
+        raise AgentError("Only agents of this site can do that.")
+    return agent
+
+
+def require_admin(token: str, site: str) -> AgentModel:
+    """The admin agent a token speaks for, on this site; AgentError otherwise."""
+    agent = require_member(token, site)
+    if agent.role != "admin":
         raise AgentError("Only admins of this site can do that.")
     return agent
+
+
+def team(site: str) -> list[dict[str, Any]]:
+    """Everyone on the site's team, for the admin page and the transfer picker."""
+    return [{"id": a.id, "name": a.name, "role": a.role, "email": a.email, "max_chats": a.max_chats,
+             "load": a.load, "on_shift": bool(a.on_shift), "away": bool(a.away),
+             "online": bool(a.conns), "disabled": bool(a.disabled)}
+            for a in AgentModel.team_index.query(f"TEAM#{site}")]
+
+
+def change(site: str, agent_id: str, doc: Any) -> AgentModel:
+    """An admin changes an agent's name, role, capacity or password."""
+    if not isinstance(doc, dict) or not doc or not set(doc) <= {"name", "role", "max_chats", "password"}:
+        raise AgentError("Send any of: name, role, max_chats, password.")
+    A = AgentModel
+    actions: list[Action] = []
+    if "name" in doc:
+        if not isinstance(doc["name"], str) or not 0 < len(doc["name"].strip()) <= 100:
+            raise AgentError("name: 1 to 100 characters.")
+        actions.append(A.name.set(doc["name"].strip()))
+    if "role" in doc:
+        if doc["role"] not in ROLES:
+            raise AgentError(f"role: one of {', '.join(ROLES)}.")
+        actions.append(A.role.set(doc["role"]))
+    if "max_chats" in doc:
+        if not isinstance(doc["max_chats"], int) or not 1 <= doc["max_chats"] <= 50:
+            raise AgentError("max_chats: 1 to 50.")
+        actions.append(A.max_chats.set(doc["max_chats"]))
+    if "password" in doc:
+        if not isinstance(doc["password"], str) or len(doc["password"]) < MIN_PASSWORD:
+            raise AgentError(f"password: at least {MIN_PASSWORD} characters.")
+        actions.append(A.pw_hash.set(auth.hash_password(doc["password"])))
+    ok, agent = update_or_old(A, agent_key(agent_id), actions, A.pk.exists() & (A.site == site))
+    if not ok or agent is None:
+        raise AgentError("No such agent on this site.")
+    return agent
+
+
+def disable(site: str, agent_id: str) -> list[str]:
+    """Revoke an agent: no sign-in, no new chats; returns their open connections to close."""
+    A = AgentModel
+    ok, agent = update_or_old(A, agent_key(agent_id),
+                              [A.disabled.set(True), A.on_shift.set(False), A.s_pk.remove(), A.s_sk.remove()],
+                              A.pk.exists() & (A.site == site))
+    if not ok or agent is None:
+        raise AgentError("No such agent on this site.")
+    return sorted(agent.conns or ())
 
 
 def public(agent: AgentModel) -> dict[str, Any]:

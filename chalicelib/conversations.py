@@ -275,7 +275,8 @@ def close(connection_id: str, frame: Frame, outbox: Outbox) -> ConversationModel
     if frame.get("transcript") and conv.email:
         queue.enqueue({"kind": "transcript", "conv": conv_id})
     V = VisitorModel
-    update_or_old(V, visitor_key(conv.visitor_id), [V.conv.remove()], V.conv == conv_id)
+    update_or_old(V, visitor_key(conv.visitor_id),
+                  [V.conv.remove(), V.past.set((V.past | []).append([conv_id]))], V.conv == conv_id)
     outbox.to(conv.connections(), {"type": "closed", "conversation": conv.id,
                                    "summary": conv.summary(), "by": role})
     if conv.agent_id:

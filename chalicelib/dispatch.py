@@ -143,6 +143,10 @@ def _history(connection_id: str, frame: Frame, outbox: Outbox) -> None:
     outbox.to([connection_id], supervision.history(_agent(connection_id), frame["text"]))
 
 
+def _context(connection_id: str, frame: Frame, outbox: Outbox) -> None:
+    outbox.to([connection_id], visitors.context(_agent(connection_id), frame["conversation"]))
+
+
 def _visitors(connection_id: str, frame: Frame, outbox: Outbox) -> None:
     outbox.to([connection_id], visitors.live(_agent(connection_id)))
 
@@ -172,6 +176,7 @@ HANDLERS: dict[str, Handler] = {
     "overview": _overview,
     "history": _history,
     "visitors": _visitors,
+    "context": _context,
 }
 
 

@@ -90,6 +90,17 @@ def _post_all(client: Any, connection_id: str, frames: list[bytes]) -> bool:
     return True
 
 
+def close(connection_ids: Iterable[str], url: str) -> None:
+    """Hang up connections (a revoked agent's consoles); already gone is fine."""
+    client = _client(url)
+    for connection_id in connection_ids:
+        try:
+            client.delete_connection(ConnectionId=connection_id)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "GoneException":
+                raise
+
+
 def deliver(outbox: Outbox, url: str) -> list[str]:
     """Post everything in ``outbox``; return the ids of connections that are gone."""
     if not outbox.frames:

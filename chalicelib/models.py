@@ -13,6 +13,7 @@ what a connection is (role, who, site)          CONN#<connection id> / META     
 a visitor's open conversation and tabs          VISITOR#<id> / META                UpdateItem
 an agent: profile, capacity, chats, tabs        AGENT#<id> / META                  GetItem / UpdateItem
 agents on shift on a site (routing)             GSI shift: SHIFT#<site> / <agent>  Query (sparse)
+every agent of a site (team admin)              GSI team: TEAM#<site> / <agent>    Query
 waiting conversations, oldest first             GSI queue: QUEUE#<site> / <ms>#id  Query (sparse)
 timers due before T (grace ends, sweeps)         GSI due: <kind> / <due ms>         Query (sparse)
 visitors on a site now (status push, live list)  GSI site_visitors: VCONN#<site>/id  Query (sparse)
@@ -216,6 +217,9 @@ class VisitorModel(Model):
     page = MapAttribute[str, Any](null=True)  # where the visitor is now: url, title, referrer, ts
     pages = ListAttribute[Any](null=True)  # the pages of this visit, oldest first (bounded)
     fired = UnicodeSetAttribute(null=True)  # invitation rules already fired this visit
+    user_agent = UnicodeAttribute(null=True)
+    timezone = UnicodeAttribute(null=True)
+    past = ListAttribute[Any](null=True)  # ids of this visitor's closed conversations, newest last
 
     def current_page(self) -> dict[str, Any] | None:
         return plain_map(self.page) if self.page else None
@@ -258,6 +262,18 @@ class OfflineDueIndex(GlobalSecondaryIndex["OfflineMessageModel"]):
     due_sk = UnicodeAttribute(range_key=True)
 
 
+class TeamIndex(GlobalSecondaryIndex["AgentModel"]):
+    """Every agent of a site (the admin's team list and the transfer picker)."""
+
+    class Meta:
+        index_name = "team"
+        projection = IncludeProjection(["name", "role", "max_chats", "convs", "conns", "on_shift",
+                                        "away", "email", "disabled"])
+
+    team_pk = UnicodeAttribute(hash_key=True)
+    team_sk = UnicodeAttribute(range_key=True)
+
+
 class AgentModel(Model):
     """An agent account, its capacity, its assigned conversations and its open consoles."""
 
@@ -280,7 +296,11 @@ class AgentModel(Model):
     due_pk = UnicodeAttribute(null=True)
     due_sk = UnicodeAttribute(null=True)
     away = BooleanAttribute(default=False)
+    disabled = BooleanAttribute(default=False)
+    team_pk = UnicodeAttribute(null=True)
+    team_sk = UnicodeAttribute(null=True)
     shift_index = ShiftIndex()
+    team_index = TeamIndex()
     due_index = AgentDueIndex()
 
     @property
@@ -447,7 +467,7 @@ def table_definition() -> dict[str, Any]:
     attrs: dict[str, str] = {"pk": "S", "sk": "S"}
     indexes: list[dict[str, Any]] = []
     for index in (ConversationModel.queue_index, AgentModel.shift_index, AgentModel.due_index,
-                  ConnectionModel.site_index):
+                  ConnectionModel.site_index, AgentModel.team_index):
         schema = index._get_schema()
         for attr in schema["attribute_definitions"]:
             attrs[attr["AttributeName"]] = attr["AttributeType"]

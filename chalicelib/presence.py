@@ -44,9 +44,12 @@ class Refused(Exception):
         self.status = status
 
 
-def connect(connection_id: str, query: dict[str, str], source_ip: str | None = None) -> Caller:
+def connect(connection_id: str, query: dict[str, str], source_ip: str | None = None,
+            headers: dict[str, str] | None = None) -> Caller:
     """Register a new connection, or raise Refused (agents need a valid token; anyone who
-    presents a token must present a valid one)."""
+    presents a token must present a valid one; a visitor's page must be on an origin the
+    site allows, when it lists any)."""
+    headers = {k.lower(): v for k, v in (headers or {}).items()}
     token = query.get("token")
     if token:
         try:
@@ -65,7 +68,10 @@ def connect(connection_id: str, query: dict[str, str], source_ip: str | None = N
     if caller.role == auth.AGENT:
         _attach_agent(caller)
     else:
-        _attach_visitor(caller, now)
+        allowed = sites.console(sites.get(caller.site))["origins"]
+        if allowed and headers.get("origin") not in allowed:
+            raise Refused(403, "origin not allowed for this site")
+        _attach_visitor(caller, now, headers.get("user-agent"))
     item = ConnectionModel(connection_key(connection_id), role=caller.role, subject=caller.subject,
                            site=caller.site, connected_at=now,
                            ttl=timedelta(seconds=config.CONNECTION_TTL_SECONDS))
@@ -80,18 +86,21 @@ def _attach_agent(caller: Caller) -> None:
     A = AgentModel
     ok, agent = update_or_old(A, agent_key(caller.subject),
                               [A.conns.add({caller.connection_id}), A.due_pk.remove(), A.due_sk.remove()],
-                              A.pk.exists())
+                              A.pk.exists() & (A.disabled.does_not_exist() | (A.disabled == False)))  # noqa: E712
     if not ok or agent is None:
         raise Refused(403, "unknown agent")
     for conv_id in sorted(agent.convs or ()):
         _join(conv_id, caller)
 
 
-def _attach_visitor(caller: Caller, now: int) -> None:
+def _attach_visitor(caller: Caller, now: int, user_agent: str | None = None) -> None:
     V = VisitorModel
     visitor = V(visitor_key(caller.subject))
-    visitor.update(actions=[V.conns.add({caller.connection_id}), V.site.set(V.site | caller.site),
-                            V.created_at.set(V.created_at | now)])
+    actions: list[Action] = [V.conns.add({caller.connection_id}), V.site.set(V.site | caller.site),
+                             V.created_at.set(V.created_at | now)]
+    if user_agent:
+        actions.append(V.user_agent.set(user_agent[:300]))
+    visitor.update(actions=actions)
     if visitor.site != caller.site:
         raise Refused(403, "token for another site")
     page = visitor.current_page()

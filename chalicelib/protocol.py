@@ -146,7 +146,9 @@ SCHEMAS: dict[str, dict[str, Field]] = {
         "title": Field(str, required=False, check=lambda v: len(v) <= 300, rule="at most 300 characters"),
         "referrer": Field(str, required=False, check=lambda v: _short(v, 2048),
                           rule="at most 2048 characters"),
+        "tz": Field(str, required=False, check=lambda v: 0 < len(v) <= 64, rule="an IANA time zone"),
     },
+    "context": {"conversation": CONVERSATION},
     "invite": {
         "visitor": Field(str, check=lambda v: _short(v, 40) and len(v) > 0, rule="a visitor id"),
         "text": Field(str, check=lambda v: len(v.strip()) > 0 and len(v) <= 300, rule="1 to 300 characters"),

@@ -55,7 +55,10 @@ def public(site: SiteModel) -> dict[str, Any]:
             "hours": schedule(site).to_dict(), "widget": widget(site), "console": console(site)}
 
 
-WIDGET_DEFAULTS: dict[str, Any] = {"color": "#1f6f5c", "greeting": "", "prechat": False, "faq": []}
+# presence: visitors who never clicked connect too (session-scoped id, no localStorage), so
+# agents see them browsing and invitation rules can reach them. Off by default.
+WIDGET_DEFAULTS: dict[str, Any] = {"color": "#1f6f5c", "greeting": "", "prechat": False, "faq": [],
+                                   "presence": False}
 _COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
 
 
@@ -72,8 +75,9 @@ def validate_widget(doc: Any) -> dict[str, Any]:
         raise ValueError("widget.color: a color like #1f6f5c.")
     if "greeting" in doc and not (isinstance(doc["greeting"], str) and len(doc["greeting"]) <= 200):
         raise ValueError("widget.greeting: at most 200 characters.")
-    if "prechat" in doc and not isinstance(doc["prechat"], bool):
-        raise ValueError("widget.prechat: true or false.")
+    for flag in ("prechat", "presence"):
+        if flag in doc and not isinstance(doc[flag], bool):
+            raise ValueError(f"widget.{flag}: true or false.")
     faq = doc.get("faq", [])
     if not isinstance(faq, list) or len(faq) > 50:
         raise ValueError("widget.faq: a list of at most 50 links.")

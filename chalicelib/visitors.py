@@ -22,7 +22,7 @@ from chalicelib.models import (
     update_or_old,
     visitor_key,
 )
-from chalicelib.protocol import CONFLICT, NOT_FOUND, Frame, ProtocolError
+from chalicelib.protocol import CONFLICT, FORBIDDEN, NOT_FOUND, Frame, ProtocolError
 
 MAX_PAGES = 50  # pages kept per visit, enough for "where have they been" without growing
 
@@ -33,8 +33,9 @@ def record_page(who: Caller, frame: Frame, outbox: Outbox) -> None:
     V = VisitorModel
     page = {"url": frame["url"], "title": frame.get("title") or "", "referrer": frame.get("referrer") or "",
             "ts": clock.now_ms()}
+    extra: list[Action] = [V.timezone.set(frame["tz"])] if frame.get("tz") else []
     ok, visitor = update_or_old(V, visitor_key(who.subject),
-                                [V.page.set(page), V.pages.set((V.pages | []).append([page]))],
+                                [V.page.set(page), V.pages.set((V.pages | []).append([page])), *extra],
                                 V.pk.exists() & (V.pages.does_not_exist() | (size(V.pages) < MAX_PAGES)))
     if not ok:  # the visit's list is full: keep the current page only
         ok, visitor = update_or_old(V, visitor_key(who.subject), [V.page.set(page)], V.pk.exists())
@@ -46,6 +47,36 @@ def record_page(who: Caller, frame: Frame, outbox: Outbox) -> None:
     conv = ConversationModel.get(conversation_key(visitor.conv), META)
     outbox.to(conv.connections_of("a:"), {"type": "page", "conversation": conv.id,
                                           "visitor": who.subject, **page})
+
+
+PAST_SHOWN = 5
+
+
+def context(who: Caller, conv_id: str) -> dict[str, Any]:
+    """Everything the agent of a conversation may know about its visitor, in one frame."""
+    try:
+        conv = ConversationModel.get(conversation_key(conv_id), META, consistent_read=True)
+    except ConversationModel.DoesNotExist:
+        raise ProtocolError(FORBIDDEN, "That is not one of your conversations.") from None
+    if conv.agent_id != who.subject or conv.site != who.site:
+        raise ProtocolError(FORBIDDEN, "That is not one of your conversations.")
+    try:
+        visitor = VisitorModel.get(visitor_key(conv.visitor_id), META, consistent_read=True)
+    except VisitorModel.DoesNotExist:
+        visitor = VisitorModel(visitor_key(conv.visitor_id))
+    pages = visitor.visit_pages()
+    past_ids = [str(p) for p in (visitor.past or [])][-PAST_SHOWN:][::-1]
+    past = []
+    for past_id in past_ids:
+        try:
+            past.append(ConversationModel.get(conversation_key(past_id), META).summary())
+        except ConversationModel.DoesNotExist:
+            continue
+    return {"type": "context", "conversation": conv.id, "visitor": conv.visitor_id,
+            "page": visitor.current_page(), "pages": pages,
+            "referrer": next((p.get("referrer") for p in pages if p.get("referrer")), None),
+            "user_agent": visitor.user_agent, "timezone": visitor.timezone,
+            "name": conv.visitor_name, "email": conv.email, "past": past}
 
 
 def live(who: Caller) -> dict[str, Any]:

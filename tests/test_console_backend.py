@@ -200,3 +200,66 @@ def test_transcript_is_emailed_when_the_chat_closes(visitor, agent, stack):
     (mail,) = [e for e in stack.ses.emails() if "tina@example.org" in e["destination"]["to"]]
     assert "Thanks for the help" in mail["body"]["text"] and "You're welcome!" in mail["body"]["text"]
     assert config.MAIL_FROM in mail["from"]
+
+
+def test_visitor_context_for_the_agent(visitor, agent):
+    console = agent()
+    guest = visitor()
+    guest.send({"action": "page", "url": "https://shop.example/", "referrer": "https://search.example/q",
+                "tz": "Europe/Berlin"})
+    guest.request({"action": "ping", "ref": "p1"}, "pong", ref="p1")
+    first = guest.start()
+    console.expect("assigned")
+    guest.request({"action": "close", "conversation": first}, "closed")
+    second = guest.start()
+    console.expect("assigned", conversation=second)
+    guest.send({"action": "page", "url": "https://shop.example/cart"})
+    console.expect("page", url="https://shop.example/cart")
+    seen = console.request({"action": "context", "conversation": second}, "context")
+    assert seen["page"]["url"] == "https://shop.example/cart" and len(seen["pages"]) == 2
+    assert seen["referrer"] == "https://search.example/q" and seen["timezone"] == "Europe/Berlin"
+    assert seen["user_agent"] and [p["id"] for p in seen["past"]] == [first]
+    other = agent()
+    other.send({"action": "context", "conversation": second})
+    assert other.expect("error")["code"] == "forbidden"
+
+
+def test_only_allowed_origins_may_connect_once_a_site_lists_them(stack, site, admin):
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    admin({"console": {"origins": ["https://shop.example"]}})
+    url = f"{stack.gateway.ws_url}?site={site}"
+    with pytest.raises(InvalidStatus) as refused:
+        connect(url, origin="https://evil.example", open_timeout=5)
+    assert refused.value.response.status_code == 403
+    with connect(url, origin="https://shop.example", open_timeout=5) as ok:
+        ok.send('{"action": "ping", "ref": "o"}')
+        assert '"pong"' in ok.recv(timeout=5)
+
+
+def test_admins_manage_the_team_and_a_revoked_agent_is_signed_out_everywhere(stack, site, admin, agent):
+    http = stack.gateway.http_url
+    token = Client.login(http, admin.agent_id, PASSWORD)
+    status, created = rest(http, "POST", f"/sites/{site}/agents",
+                           {"id": f"new{secrets.token_hex(3)}", "name": "Newbie", "password": PASSWORD,
+                            "max_chats": 2}, token)
+    assert status == 201 and created["max_chats"] == 2
+    status, changed = rest(http, "PATCH", f"/sites/{site}/agents/{created['id']}", {"max_chats": 3}, token)
+    assert status == 200 and changed["max_chats"] == 3
+    console = agent(agent_id=created["id"])
+    member_token = console.token
+    status, team = rest(http, "GET", f"/sites/{site}/agents", token=member_token)
+    assert status == 200 and {a["id"] for a in team["agents"]} >= {created["id"], admin.agent_id}
+    assert rest(http, "POST", f"/sites/{site}/agents", {"id": "x1", "name": "x", "password": PASSWORD},
+                member_token)[0] == 403
+    assert rest(http, "DELETE", f"/sites/{site}/agents/{created['id']}", token=token)[0] == 204
+    from websockets.exceptions import ConnectionClosed
+
+    with pytest.raises(ConnectionClosed):
+        for _ in range(50):
+            console.ws.recv(timeout=5)
+    from tests.client import http_error
+
+    assert http_error(lambda: Client.login(http, created["id"], PASSWORD)) == 401
+    assert rest(http, "GET", f"/sites/{site}/agents", token=member_token)[0] == 403
