@@ -46,8 +46,18 @@ FANOUT_WORKERS = int(os.environ.get("FANOUT_WORKERS", "16"))
 
 @functools.cache
 def token_secret() -> bytes:
-    """The HMAC key for tokens; read once per cold start, refused when weak."""
+    """The HMAC key for tokens; read once per cold start, refused when weak.
+
+    Deployed stages keep it in an SSM SecureString named by ``TOKEN_SECRET_PARAM`` (so it is
+    never in the Lambda configuration); the local stand-in and tests pass ``TOKEN_SECRET``.
+    """
     secret = os.environ.get("TOKEN_SECRET", "")
+    param = os.environ.get("TOKEN_SECRET_PARAM")
+    if not secret and param:
+        import boto3  # only on the cold start that needs it
+
+        ssm = boto3.session.Session().client("ssm")
+        secret = ssm.get_parameter(Name=param, WithDecryption=True)["Parameter"]["Value"]
     if len(secret) < 32:
         raise RuntimeError("TOKEN_SECRET must be set to at least 32 characters.")
     return secret.encode("utf-8")
