@@ -8,11 +8,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 TOOLS := .tools
 
-.PHONY: help setup dev test lint agent clean java chromium system-packages
+.PHONY: help setup dev test bench lint agent clean java chromium system-packages
 
 help:
 	@echo "make dev    run the whole product locally (installs what it needs)"
 	@echo "make test   run the tests (installs what it needs)"
+	@echo "make bench  the benchmark suite -> bench/results/latest.json + charts (QUICK=1 for a smoke run)"
 	@echo "make lint   ruff + mypy"
 	@echo "make agent ID=alice NAME=Alice [ROLE=admin]   add an agent to a running make dev"
 
@@ -64,6 +65,10 @@ dev: setup
 
 test: setup chromium
 	$(PY) -m pytest -q
+
+bench: setup chromium
+	$(PY) -m bench.run $(if $(QUICK),--quick)
+	$(PY) bench/widget_size.py
 
 lint: setup
 	$(VENV)/bin/ruff check .

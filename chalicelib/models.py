@@ -448,6 +448,7 @@ def put_or_old(item: M, condition: Condition) -> tuple[bool, M | None]:
 
 def _call_or_old(model: type[Model], operation: str, kwargs: dict[str, Any]) -> tuple[bool, Any]:
     kwargs["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+    kwargs["ReturnConsumedCapacity"] = "TOTAL"  # as PynamoDB asks for its own calls
     try:
         data = model._get_connection().connection.client._make_api_call(operation, kwargs)
     except ClientError as exc:
