@@ -54,9 +54,9 @@ def token_secret() -> bytes:
     secret = os.environ.get("TOKEN_SECRET", "")
     param = os.environ.get("TOKEN_SECRET_PARAM")
     if not secret and param:
-        import boto3  # only on the cold start that needs it
+        from chalicelib.aws import client
 
-        ssm = boto3.session.Session().client("ssm")
+        ssm = client("ssm")
         secret = ssm.get_parameter(Name=param, WithDecryption=True)["Parameter"]["Value"]
     if len(secret) < 32:
         raise RuntimeError("TOKEN_SECRET must be set to at least 32 characters.")

@@ -16,11 +16,10 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from chalicelib import config
+from chalicelib import aws, config
 from chalicelib.protocol import encode
 
 log = logging.getLogger(__name__)
@@ -70,7 +69,7 @@ def _client(url: str) -> Any:
     with _lock:
         client = _clients.get(url)
         if client is None:
-            client = boto3.session.Session().client(
+            client = aws.client(
                 "apigatewaymanagementapi", endpoint_url=url,
                 config=Config(max_pool_connections=config.FANOUT_WORKERS, connect_timeout=2,
                               read_timeout=5, retries={"mode": "standard", "max_attempts": 3}))

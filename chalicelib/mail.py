@@ -14,10 +14,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-import boto3
 from botocore.exceptions import ClientError, ConnectTimeoutError, EndpointConnectionError
 
-from chalicelib import clock, config
+from chalicelib import aws, clock, config
 from chalicelib.hours import from_ms
 from chalicelib.models import MailModel, update_or_old
 
@@ -40,7 +39,7 @@ class Busy(Exception):
 
 @functools.cache
 def _client() -> Any:
-    return boto3.session.Session().client("sesv2")
+    return aws.client("sesv2")
 
 
 def send(email: Email) -> str:

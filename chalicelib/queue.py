@@ -6,14 +6,12 @@ import functools
 import json
 from typing import Any
 
-import boto3
-
-from chalicelib import config
+from chalicelib import aws, config
 
 
 @functools.cache
 def _client() -> Any:
-    return boto3.session.Session().client("sqs")
+    return aws.client("sqs")
 
 
 @functools.cache
