@@ -1,14 +1,21 @@
-"""Build widget/widget.js, the one file a site embeds, from the sources (no npm needed).
+"""Build widget/widget.js, the one file a site embeds, from the sources.
 
     python widget/build.py           write widget/widget.js
     python widget/build.py --check   exit 1 if widget/widget.js is not what the sources give
+
+Minified with terser (pinned in infra/local/package.json; ``make setup`` installs it into
+.tools/) when Node.js and terser are there; otherwise with the conservative Python minifier
+below, which needs nothing but gives a bigger file. The bundle's first line records a hash of
+the sources and which minifier made it: without terser, ``--check`` can still tell whether
+the bundle was built from the current sources (it compares that hash), it just cannot
+reproduce terser's output byte for byte.
 
 The bundle is one closure: ``widget/chatlink.js`` (the protocol client the agent console
 also loads as-is from /widget/chatlink.js), the CSS as a string, the strings, then
 ``src/widget.js``. chatlink.js sees the closure's ``CTC_BUNDLE`` and attaches itself there,
 so the page gets no global but ``window.ChatWidget``.
 
-Minification is deliberately conservative: nothing is renamed or rewritten. A small
+The Python minifier is deliberately conservative: nothing is renamed or rewritten. A small
 tokenizer keeps strings, template literals and regular expressions verbatim; in the code
 between them comments and spaces no token needs go, and lines are joined. Joining two lines
 cannot change what a program means except where automatic semicolon insertion applied:
@@ -20,16 +27,26 @@ gzip does the rest; ``bench/widget_size.py`` checks the budget.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "widget.js"
+TERSER = HERE.parent / ".tools" / "node_modules" / "terser" / "bin" / "terser"
+# Everything but renaming of properties: safe for a script that is one closure.
+TERSER_ARGS = ["--compress", "passes=2", "--mangle", "--ecma", "2020",
+               "--format", "ascii_only=true,comments=false"]
+HEADER = ("/*! click-to-chat widget: built by widget/build.py from widget/chatlink.js and widget/src/;"
+          " do not edit.")
+_STAMP = re.compile(r"sources ([0-9a-f]{16}), (\w+) \*/")
 SOURCES = {
     "chatlink": HERE / "chatlink.js",
     "strings": HERE / "src" / "strings.js",
@@ -215,20 +232,61 @@ def minify_css(src: str) -> str:
     return text.replace(";}", "}").strip()
 
 
-def build() -> str:
-    parts = {name: path.read_text(encoding="utf-8") for name, path in SOURCES.items()}
+def _sources() -> dict[str, str]:
+    return {name: path.read_text(encoding="utf-8") for name, path in SOURCES.items()}
+
+
+def sources_hash(parts: dict[str, str]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(parts):
+        digest.update(name.encode() + b"\0" + parts[name].encode("utf-8") + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def _closure(parts: dict[str, str], js: Callable[[str], str]) -> str:
     return (
-        "/*! click-to-chat widget: built by widget/build.py from widget/chatlink.js and widget/src/;"
-        " do not edit */\n"
         "(function () {\n'use strict';\n"
         "if (window.ChatWidget && window.ChatWidget.version) return; // embedded twice\n"
         "const CTC_BUNDLE = {};\n"
-        + minify_js(parts["chatlink"])
+        + js(parts["chatlink"])
         + "const CSS = " + json.dumps(minify_css(parts["css"])) + ";\n"
-        + minify_js(parts["strings"])
-        + minify_js(parts["widget"])
+        + js(parts["strings"])
+        + js(parts["widget"])
         + "})();\n"
     )
+
+
+def terser_command() -> list[str] | None:
+    """How to run the pinned terser, or None when Node.js or terser is missing (or
+    CTC_NO_TERSER=1 asks for the Python minifier)."""
+    node = shutil.which("node")
+    if node is None or not TERSER.exists() or os.environ.get("CTC_NO_TERSER") == "1":
+        return None
+    return [node, str(TERSER), *TERSER_ARGS]
+
+
+def _terser(code: str, command: list[str]) -> str:
+    result = subprocess.run(command, input=code, capture_output=True, text=True, encoding="utf-8",
+                            check=False)
+    if result.returncode:
+        raise RuntimeError(f"terser failed:\n{result.stderr.strip()}")
+    return result.stdout.strip() + "\n"
+
+
+def build(command: list[str] | None = None) -> str:
+    """The bundle: terser's when ``command`` is given, else the Python minifier's."""
+    parts = _sources()
+    if command is None:
+        body, made_by = _closure(parts, minify_js), "python"
+    else:
+        body, made_by = _terser(_closure(parts, lambda src: src.rstrip() + "\n"), command), "terser"
+    return f"{HEADER} sources {sources_hash(parts)}, {made_by} */\n" + body
+
+
+def stamp(bundle: str) -> tuple[str, str] | None:
+    """(sources hash, minifier) recorded in a bundle's first line."""
+    match = _STAMP.search(bundle.split("\n", 1)[0])
+    return (match.group(1), match.group(2)) if match else None
 
 
 def syntax_error(code: str) -> str | None:
@@ -244,7 +302,8 @@ def syntax_error(code: str) -> str | None:
 
 
 def main(argv: list[str]) -> int:
-    bundle = build()
+    command = terser_command()
+    bundle = build(command)
     if not bundle.isascii():
         print("the bundle has non-ASCII characters outside string literals", file=sys.stderr)
         return 2
@@ -254,12 +313,23 @@ def main(argv: list[str]) -> int:
         return 2
     if "--check" in argv:
         current = OUT.read_text(encoding="utf-8") if OUT.exists() else ""
+        recorded = stamp(current)
+        if command is None and recorded and recorded[1] == "terser":
+            # No terser here: it cannot be rebuilt byte for byte, but the sources must match.
+            if recorded[0] != sources_hash(_sources()):
+                print("widget/widget.js is out of date: run python widget/build.py (with terser: "
+                      "make setup)", file=sys.stderr)
+                return 1
+            print("terser is not installed: checked that widget/widget.js was built from the current "
+                  "sources, not its bytes", file=sys.stderr)
+            return 0
         if current != bundle:
             print("widget/widget.js is out of date: run python widget/build.py", file=sys.stderr)
             return 1
         return 0
     OUT.write_text(bundle, encoding="utf-8")
-    print(f"wrote {OUT.relative_to(HERE.parent)}: {len(bundle.encode())} bytes")
+    made_by = "terser" if command else "the Python minifier (terser not installed: make setup)"
+    print(f"wrote {OUT.relative_to(HERE.parent)}: {len(bundle.encode())} bytes, minified by {made_by}")
     return 0
 
 

@@ -4,7 +4,9 @@
  * Storage, only once the visitor has interacted (opened the chat, sent or left a message,
  * accepted an invitation): localStorage "ctc.token" (visitor token), "ctc.mute";
  * sessionStorage "ctc.open" (the panel stays open across page loads) and ChatLink's outbox.
- * A visitor who never clicks gets no storage and no WebSocket.
+ * A visitor who never clicks gets no storage and no WebSocket, unless the site's config says
+ * `presence: true`: then, once the page has been idle ~1 s, a socket with a visitor id kept in
+ * sessionStorage "ctc.visit" only (this tab's visit), promoted to "ctc.token" on interaction.
  *
  * Rule: text from people (messages, names, FAQ titles, invitations, server messages) goes
  * into the page with textContent / setAttribute only, never as HTML.
@@ -14,6 +16,7 @@ const { Link, Transcript, Typing, TypingIndicator, el, storage, MAX_TEXT_CHARS }
 const TOKEN_KEY = 'ctc.token';
 const MUTE_KEY = 'ctc.mute';
 const OPEN_KEY = 'ctc.open';
+const VISIT_KEY = 'ctc.visit';
 const SITE_RE = /^[A-Za-z0-9_-]{1,40}$/;
 
 // ---------------------------------------------------------------- configuration
@@ -52,8 +55,9 @@ function setting(name) {
 
 const local = storage('local');
 const session = storage('session');
-let token = storedToken();
+let token = storedToken(local.get(TOKEN_KEY));
 let interacted = Boolean(token);
+token = token || storedToken(session.get(VISIT_KEY)); // a presence visitor, earlier in this tab
 let link = null;
 let typing = null;
 let welcomeToken = null;
@@ -79,8 +83,7 @@ let audio = null;
 let focusPending = false; // opened before the panel had anything to focus but its close button
 const handlers = { message: [], open: [], close: [] };
 
-function storedToken() {
-  const value = local.get(TOKEN_KEY);
+function storedToken(value) {
   if (!value) return null;
   try {
     const claims = JSON.parse(atob(value.split('.')[0].replace(/-/g, '+').replace(/_/g, '/')));
@@ -91,9 +94,10 @@ function storedToken() {
 }
 
 function saveToken(value) {
-  if (!value || !interacted) return;
+  if (!value) return;
   token = value;
-  local.set(TOKEN_KEY, value);
+  if (interacted) local.set(TOKEN_KEY, value);
+  else session.set(VISIT_KEY, value);
 }
 
 function interact() {
@@ -424,6 +428,7 @@ function ensureLink() {
         // Expired, or from another deployment: come back as a new visitor.
         token = null;
         local.set(TOKEN_KEY, null);
+        session.set(VISIT_KEY, null);
         return 'retry';
       },
     });
@@ -508,6 +513,7 @@ function sendPage(referrer) {
   const url = location.href;
   if (!link || !link.ready || url === sentUrl || !/^https?:/.test(url) || url.length > 2048) return;
   const frame = { action: 'page', url, title: document.title.slice(0, 300), ref: 'page' };
+  try { frame.tz = Intl.DateTimeFormat().resolvedOptions().timeZone.slice(0, 64) || undefined; } catch (e) { /* no zone */ }
   const from = String(referrer || '').slice(0, 2048);
   if (from) frame.referrer = from;
   if (link.send(frame)) sentUrl = url;
@@ -965,6 +971,10 @@ function mount() {
     ensureLink();
     if (session.get(OPEN_KEY)) openPanel(false);
   }
+  // Presence: once the page has settled, sites that want to see visitors browsing connect.
+  const idle = () => setTimeout(() => loadConfig().then(() => { if (setting('presence') === true) ensureLink(); }), 1000);
+  if (document.readyState === 'complete') idle();
+  else window.addEventListener('load', idle, { once: true });
   if (typeof embed.onReady === 'function') {
     try { embed.onReady(api); } catch (e) { /* the host's callback */ }
   }

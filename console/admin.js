@@ -1,0 +1,498 @@
+/* The console's admin views: the team right now (overview), past chats (history) and the
+ * site's settings (agents, business hours, snippets, widget and FAQ links, invitation rules,
+ * holding message, allowed origins). Uses window.CtcConsole from console.js.
+ *
+ * Settings are read with GET /api/sites/<site> and written with PUT /api/sites/<site>. The
+ * server replaces a whole `console` or `widget` object, so each form sends the object it
+ * belongs to in full (the last one read, with its own part changed). Refusals show the
+ * server's own message.
+ */
+(function () {
+  'use strict';
+
+  const C = window.CtcConsole;
+  if (!C) return;
+  const { el, api, duration, dateTime } = C;
+  const $ = (id) => document.getElementById(id);
+  const visible = () => document.visibilityState === 'visible';
+
+  C.on('error', (frame) => C.toast(frame.message || 'Something went wrong.', true));
+
+  function visitorLabel(s) {
+    return s.visitor_name || s.email || 'Visitor ' + String(s.visitor || '').slice(0, 6);
+  }
+
+  function cells(row, values) {
+    for (const value of values) {
+      const td = el('td');
+      if (value instanceof Node) td.append(value);
+      else td.textContent = value === null || value === undefined ? '' : String(value);
+      row.append(td);
+    }
+    return row;
+  }
+
+  function emptyRow(columns, text) {
+    const row = el('tr');
+    row.append(el('td', { colspan: columns, class: 'muted' }, text));
+    return row;
+  }
+
+  function since(ts) {
+    const n = Number(ts);
+    return n > 0 ? el('span', { 'data-since': n }, duration(Date.now() - n)) : '';
+  }
+
+  // ------------------------------------------------------------------ the team right now
+
+  let overviewTimer = null;
+
+  function pollOverview() {
+    C.send({ action: 'overview', ref: 'admin:overview' });
+  }
+
+  C.onView('team', {
+    show() {
+      pollOverview();
+      clearInterval(overviewTimer);
+      overviewTimer = setInterval(() => { if (visible()) pollOverview(); }, 5000);
+    },
+    hide() {
+      clearInterval(overviewTimer);
+      overviewTimer = null;
+    },
+  });
+
+  C.on('overview', (frame) => {
+    const agents = Array.isArray(frame.agents) ? frame.agents : [];
+    const chats = Array.isArray(frame.conversations) ? frame.conversations : [];
+    const queue = Array.isArray(frame.queue) ? frame.queue : [];
+    $('ov-queue').textContent = String(Number(frame.queue_length) || queue.length);
+    $('ov-chats').textContent = String(chats.length);
+    $('ov-agents').textContent = String(agents.length);
+    $('ov-agent-list').replaceChildren(...(agents.length ? agents.map((a) => {
+      const load = el('span');
+      const meter = el('meter', { min: 0, max: Number(a.max_chats) || 1, value: Number(a.load) || 0 });
+      load.append(meter, document.createTextNode(' ' + a.load + ' / ' + a.max_chats));
+      return cells(el('tr', { 'data-agent': a.id }), [a.name + ' (' + a.id + ')', load,
+        a.online ? 'connected' : 'disconnected', (a.conversations || []).length]);
+    }) : [emptyRow(4, 'Nobody is on shift.')]));
+    $('ov-chat-list').replaceChildren(...(chats.length ? chats.map((s) => cells(
+      el('tr', { 'data-conversation': s.id }),
+      [visitorLabel(s), s.agent || '—', s.status, since(s.assigned_at || s.created_at), s.preview || '']))
+      : [emptyRow(5, 'No chats right now.')]));
+    $('ov-queue-list').replaceChildren(...(queue.length ? queue.map((item) => {
+      const li = el('li', { 'data-conversation': item.conversation });
+      li.append(document.createTextNode('#' + item.position + ' · waiting '), since(item.queued_at),
+                document.createTextNode(' · ' + (item.preview || 'No message yet')));
+      return li;
+    }) : [el('li', { class: 'muted' }, 'Nobody is waiting.')]));
+  });
+
+  // ------------------------------------------------------------------ past chats
+
+  const historyText = $('history-text');
+  const historyState = $('history-state');
+
+  $('history-form').addEventListener('submit', (event) => {
+    event.preventDefault();
+    const text = historyText.value.trim();
+    if (!text) return;
+    if (!C.send({ action: 'history', text: text.slice(0, 100), ref: 'admin:history' })) {
+      historyState.textContent = "You're offline; try again when the connection is back.";
+      return;
+    }
+    historyState.textContent = 'Searching…';
+  });
+
+  C.on('history', (frame) => {
+    const items = Array.isArray(frame.items) ? frame.items : [];
+    const query = String(frame.query || historyText.value);
+    historyState.textContent = items.length ? items.length + (items.length === 1 ? ' chat' : ' chats') + ' found.'
+      : 'No closed chats match “' + query + '”.';
+    $('history-list').replaceChildren(...items.map((s) => {
+      const who = el('span');
+      who.append(document.createTextNode(s.visitor_name || 'Visitor ' + String(s.visitor || '').slice(0, 6)));
+      if (s.email) who.append(el('span', { class: 'muted' }, ' · ' + s.email));
+      return cells(el('tr', { 'data-conversation': s.id, 'data-testid': 'history-row' }),
+                   [dateTime(s.created_at), who, s.agent || '—', s.preview || '']);
+    }));
+  });
+
+  // ------------------------------------------------------------------ settings
+
+  let siteDoc = null; // the last GET/PUT answer: {site, name, team_email, hours, widget, console}
+  let team = [];
+  const sitePath = () => '/sites/' + encodeURIComponent(C.site());
+
+  function setStatus(name, text, bad) {
+    const node = document.querySelector('.status[data-for="' + name + '"]');
+    if (!node) return;
+    node.textContent = text || '';
+    node.className = 'status' + (bad ? ' bad' : text ? ' ok' : '');
+    node.setAttribute('role', bad ? 'alert' : 'status');
+  }
+
+  C.onView('settings', {
+    show() {
+      load();
+    },
+  });
+
+  async function load() {
+    if (!C.site()) return;
+    $('settings-site').textContent = '· site ' + C.site();
+    const [settings, agents] = await Promise.all([api('GET', sitePath()), api('GET', sitePath() + '/agents')]);
+    if (settings.ok) {
+      siteDoc = settings.body;
+      renderHours();
+      renderSnippets();
+      renderWidget();
+      renderRules();
+      renderHolding();
+      renderOrigins();
+    } else {
+      for (const name of ['hours', 'snippets', 'widget', 'rules', 'holding', 'origins']) {
+        setStatus(name, settings.message, true);
+      }
+    }
+    if (agents.ok) {
+      team = Array.isArray(agents.body) ? agents.body : (agents.body && agents.body.agents) || [];
+      renderAgents();
+    } else {
+      setStatus('agents', agents.message, true);
+    }
+  }
+
+  /** PUT part of the settings; true when the server took it. */
+  async function save(name, doc) {
+    setStatus(name, 'Saving…');
+    const answer = await api('PUT', sitePath(), doc);
+    if (!answer.ok) {
+      setStatus(name, answer.message, true);
+      return false;
+    }
+    siteDoc = answer.body;
+    setStatus(name, 'Saved.');
+    return true;
+  }
+
+  const consoleWith = (part) => Object.assign({}, siteDoc.console, part);
+
+  // A list of editable rows: inputs named after the fields, and a remove button.
+  function addRow(container, fields, values) {
+    const row = el('div', { class: 'row' });
+    for (const f of fields) {
+      let input;
+      if (f.type === 'textarea') input = el('textarea', { name: f.name, rows: 2, maxlength: f.max, placeholder: f.label });
+      else if (f.type === 'select') {
+        input = el('select', { name: f.name });
+        for (const [value, text] of f.options) input.append(el('option', { value }, text));
+      } else {
+        input = el('input', { name: f.name, type: f.type || 'text', maxlength: f.max, min: f.min, max: f.maxValue,
+                              placeholder: f.label, class: f.wide ? 'wide' : null });
+      }
+      input.setAttribute('aria-label', f.label);
+      const value = values ? values[f.name] : undefined;
+      if (value !== undefined && value !== null) input.value = String(value);
+      row.append(input);
+    }
+    const remove = el('button', { type: 'button', class: 'ghost', 'aria-label': 'Remove' }, 'Remove');
+    remove.addEventListener('click', () => row.remove());
+    row.append(remove);
+    container.append(row);
+    return row;
+  }
+
+  /** The rows' values, skipping rows whose `keys` are all empty (a blank row left over). */
+  function readRows(container, keys) {
+    return [...container.querySelectorAll('.row')].map((row) => {
+      const out = {};
+      for (const input of row.querySelectorAll('input, textarea, select')) out[input.name] = input.value;
+      return out;
+    }).filter((values) => keys.some((k) => String(values[k] || '').trim()));
+  }
+
+  // ---------------------------------------------------------------- agents
+
+  function renderAgents() {
+    const me = C.me();
+    $('agents-list').replaceChildren(...team.map((a) => {
+      const row = el('tr', { 'data-agent': a.id });
+      const name = el('input', { value: a.name, maxlength: 100, 'aria-label': 'Name of ' + a.id });
+      name.value = a.name;
+      const role = el('select', { 'aria-label': 'Role of ' + a.id });
+      for (const r of ['agent', 'admin']) role.append(el('option', { value: r }, r));
+      role.value = a.role;
+      const max = el('input', { type: 'number', min: 1, max: 50, 'aria-label': 'Maximum chats of ' + a.id,
+                                'data-testid': 'agent-max' });
+      max.value = String(a.max_chats);
+      const now = el('span');
+      if (a.disabled) now.append(el('span', { class: 'tag warn' }, 'deactivated'));
+      else {
+        now.append(document.createTextNode(a.load + ' chats'));
+        if (a.on_shift) now.append(el('span', { class: 'tag on' }, a.away ? 'away' : 'on shift'));
+        if (a.online) now.append(el('span', { class: 'tag' }, 'online'));
+      }
+      const actions = el('span');
+      const saveButton = el('button', { type: 'button', 'data-testid': 'agent-save' }, 'Save');
+      saveButton.addEventListener('click', async () => {
+        const doc = {};
+        if (name.value.trim() !== a.name) doc.name = name.value.trim();
+        if (role.value !== a.role) doc.role = role.value;
+        if (Number(max.value) !== Number(a.max_chats)) doc.max_chats = Number(max.value);
+        if (!Object.keys(doc).length) {
+          setStatus('agents', 'Nothing changed for ' + a.id + '.');
+          return;
+        }
+        const answer = await api('PATCH', sitePath() + '/agents/' + encodeURIComponent(a.id), doc);
+        if (!answer.ok) {
+          setStatus('agents', answer.message, true);
+          return;
+        }
+        setStatus('agents', 'Saved ' + a.id + '.');
+        reloadTeam();
+      });
+      actions.append(saveButton);
+      if (!a.disabled && !(me && me.id === a.id)) {
+        const off = el('button', { type: 'button', class: 'danger', 'data-testid': 'agent-deactivate' }, 'Deactivate');
+        off.addEventListener('click', async () => {
+          if (off.getAttribute('data-confirm') !== 'yes') { // a second click confirms
+            off.setAttribute('data-confirm', 'yes');
+            off.textContent = 'Click again to deactivate ' + a.id;
+            return;
+          }
+          const answer = await api('DELETE', sitePath() + '/agents/' + encodeURIComponent(a.id));
+          if (!answer.ok) {
+            setStatus('agents', answer.message, true);
+            return;
+          }
+          setStatus('agents', a.id + ' is deactivated and signed out.');
+          reloadTeam();
+        });
+        actions.append(document.createTextNode(' '), off);
+      }
+      return cells(row, [a.id, name, role, max, now, actions]);
+    }));
+  }
+
+  async function reloadTeam() {
+    const answer = await api('GET', sitePath() + '/agents');
+    if (answer.ok) {
+      team = Array.isArray(answer.body) ? answer.body : (answer.body && answer.body.agents) || [];
+      renderAgents();
+    }
+  }
+
+  $('agent-create').addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const form = event.target;
+    const data = new FormData(form);
+    const doc = { id: String(data.get('id')).trim(), name: String(data.get('name')).trim(),
+                  password: String(data.get('password')), role: String(data.get('role')),
+                  max_chats: Number(data.get('max_chats')) || 3 };
+    const email = String(data.get('email') || '').trim();
+    if (email) doc.email = email;
+    const answer = await api('POST', sitePath() + '/agents', doc);
+    if (!answer.ok) {
+      setStatus('agents', answer.message, true);
+      return;
+    }
+    form.reset();
+    setStatus('agents', 'Added ' + doc.id + '. They can sign in now.');
+    reloadTeam();
+  });
+
+  // ---------------------------------------------------------------- business hours
+
+  const DAYS = [['mon', 'Mon'], ['tue', 'Tue'], ['wed', 'Wed'], ['thu', 'Thu'], ['fri', 'Fri'], ['sat', 'Sat'],
+                ['sun', 'Sun']];
+  const hoursForm = $('hours-form');
+  const zones = $('zones');
+  try {
+    if (typeof Intl.supportedValuesOf === 'function') {
+      zones.replaceChildren(...Intl.supportedValuesOf('timeZone').map((z) => el('option', { value: z })));
+    }
+  } catch (e) { /* no list: free text */ }
+  $('hours-days').replaceChildren(...DAYS.flatMap(([key, text]) => [
+    el('label', { for: 'hours-' + key }, text),
+    el('input', { id: 'hours-' + key, name: 'day-' + key, 'data-testid': 'hours-' + key,
+                  placeholder: 'closed', autocomplete: 'off' })]));
+
+  function syncAlways() {
+    $('hours-fields').disabled = hoursForm.elements.always.checked;
+    if (!hoursForm.elements.always.checked && !hoursForm.elements.timezone.value) {
+      hoursForm.elements.timezone.value = Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';
+    }
+  }
+  hoursForm.elements.always.addEventListener('change', syncAlways);
+
+  function renderHours() {
+    const hours = siteDoc.hours || {};
+    const always = Boolean(hours.always_open) || !hours.timezone;
+    hoursForm.elements.always.checked = always;
+    hoursForm.elements.timezone.value = hours.timezone || '';
+    for (const [key] of DAYS) {
+      const ranges = (hours.week && hours.week[key]) || [];
+      hoursForm.elements['day-' + key].value = ranges.map((r) => r[0] + '-' + r[1]).join(', ');
+    }
+    hoursForm.elements.closures.value = (hours.closures || [])
+      .map((c) => c.date + (c.note ? ' ' + c.note : '')).join('\n');
+    $('hours-fields').disabled = always;
+  }
+
+  hoursForm.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    if (!siteDoc) return;
+    const f = hoursForm.elements;
+    if (f.always.checked) {
+      if (await save('hours', { hours: null })) renderHours();
+      return;
+    }
+    const week = {};
+    for (const [key] of DAYS) {
+      const ranges = f['day-' + key].value.split(/[,;]+/).map((r) => r.trim()).filter(Boolean)
+        .map((r) => { // "09:00-12:30"; anything else goes as typed and the server says what is wrong
+          const parts = r.split(/\s*[-–—]\s*|\s+to\s+/);
+          return parts.length === 2 ? parts : [r, ''];
+        });
+      if (ranges.length) week[key] = ranges;
+    }
+    const closures = f.closures.value.split('\n').map((line) => line.trim()).filter(Boolean).map((line) => {
+      const [date, ...note] = line.split(/\s+/);
+      return note.length ? { date, note: note.join(' ') } : { date };
+    });
+    if (await save('hours', { hours: { timezone: f.timezone.value.trim(), week, closures } })) {
+      renderHours();
+      setStatus('hours', 'Saved. Visitors see the new hours now.');
+    }
+  });
+
+  // ---------------------------------------------------------------- snippets
+
+  const SNIPPET = [{ name: 'shortcut', label: 'shortcut', max: 30 },
+                   { name: 'text', label: 'Text the agent sends', type: 'textarea', max: 2000 }];
+  const snippetRows = $('snippet-rows');
+
+  function renderSnippets() {
+    snippetRows.replaceChildren();
+    for (const s of siteDoc.console.snippets || []) addRow(snippetRows, SNIPPET, s);
+    if (!snippetRows.children.length) addRow(snippetRows, SNIPPET);
+  }
+
+  $('snippets-form').addEventListener('submit', async (event) => {
+    event.preventDefault();
+    if (!siteDoc) return;
+    const snippets = readRows(snippetRows, ['shortcut', 'text']).map((s) => ({ shortcut: s.shortcut.trim().replace(/^\//, ''), text: s.text }));
+    if (await save('snippets', { console: consoleWith({ snippets }) })) {
+      C.setSnippets(siteDoc.console.snippets);
+      renderSnippets();
+      setStatus('snippets', 'Saved. Type /' + (snippets[0] ? snippets[0].shortcut : 'shortcut') + ' in a reply.');
+    }
+  });
+
+  // ---------------------------------------------------------------- widget and FAQ
+
+  const FAQ = [{ name: 'title', label: 'Title', max: 100 }, { name: 'url', label: 'https://…', type: 'url', wide: true },
+               { name: 'keywords', label: 'keywords, comma separated' }];
+  const faqRows = $('faq-rows');
+  const widgetForm = $('widget-form');
+
+  function renderWidget() {
+    const widget = siteDoc.widget || {};
+    $('presence-label').hidden = !('presence' in widget);
+    widgetForm.elements.presence.checked = widget.presence === true;
+    faqRows.replaceChildren();
+    for (const item of widget.faq || []) {
+      addRow(faqRows, FAQ, { title: item.title, url: item.url, keywords: (item.keywords || []).join(', ') });
+    }
+    if (!faqRows.children.length) addRow(faqRows, FAQ);
+  }
+
+  widgetForm.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    if (!siteDoc) return;
+    const faq = readRows(faqRows, ['title', 'url']).map((item) => {
+      const keywords = item.keywords.split(',').map((k) => k.trim()).filter(Boolean);
+      return keywords.length ? { title: item.title.trim(), url: item.url.trim(), keywords }
+        : { title: item.title.trim(), url: item.url.trim() };
+    });
+    const widget = Object.assign({}, siteDoc.widget, { faq });
+    if ('presence' in siteDoc.widget) widget.presence = widgetForm.elements.presence.checked;
+    if (await save('widget', { widget })) renderWidget();
+  });
+
+  // ---------------------------------------------------------------- invitation rules
+
+  const RULE = [{ name: 'id', label: 'rule id', max: 40 }, { name: 'text', label: 'Invitation text', max: 300, wide: true },
+                { name: 'url_contains', label: 'address contains', max: 200 },
+                { name: 'kind', label: 'when', type: 'select',
+                  options: [['min_pages', 'after N matching pages'], ['min_seconds', 'after N seconds on a page']] },
+                { name: 'value', label: 'N', type: 'number', min: 1, maxValue: 3600 }];
+  const ruleRows = $('rule-rows');
+
+  function renderRules() {
+    ruleRows.replaceChildren();
+    for (const r of siteDoc.console.rules || []) {
+      const kind = 'min_pages' in r ? 'min_pages' : 'min_seconds';
+      addRow(ruleRows, RULE, Object.assign({}, r, { kind, value: r[kind] }));
+    }
+    if (!ruleRows.children.length) addRow(ruleRows, RULE, { kind: 'min_pages', value: 2 });
+  }
+
+  $('rules-form').addEventListener('submit', async (event) => {
+    event.preventDefault();
+    if (!siteDoc) return;
+    const rules = readRows(ruleRows, ['text', 'url_contains']).map((r, i) => {
+      const id = r.id.trim() || (r.url_contains.replace(/[^A-Za-z0-9_-]+/g, '-').replace(/^-+|-+$/g, '') || 'rule')
+        .slice(0, 30) + '-' + (i + 1);
+      return { id, text: r.text, url_contains: r.url_contains, [r.kind]: Number(r.value) };
+    });
+    if (await save('rules', { console: consoleWith({ rules }) })) renderRules();
+  });
+
+  // ---------------------------------------------------------------- holding message
+
+  const holdingForm = $('holding-form');
+
+  function renderHolding() {
+    const holding = siteDoc.console.holding || {};
+    holdingForm.elements.enabled.checked = holding.enabled !== false;
+    holdingForm.elements.after_seconds.value = String(holding.after_seconds || 90);
+    holdingForm.elements.text.value = holding.text || '';
+  }
+
+  holdingForm.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    if (!siteDoc) return;
+    const f = holdingForm.elements;
+    const holding = { enabled: f.enabled.checked, after_seconds: Number(f.after_seconds.value), text: f.text.value };
+    if (await save('holding', { console: consoleWith({ holding }) })) renderHolding();
+  });
+
+  // ---------------------------------------------------------------- allowed origins
+
+  const originsForm = $('origins-form');
+
+  function renderOrigins() {
+    originsForm.elements.origins.value = (siteDoc.console.origins || []).join('\n');
+  }
+
+  originsForm.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    if (!siteDoc) return;
+    const origins = originsForm.elements.origins.value.split(/\s+/).map((o) => o.trim().replace(/\/$/, ''))
+      .filter(Boolean);
+    if (await save('origins', { console: consoleWith({ origins }) })) renderOrigins();
+  });
+
+  for (const button of document.querySelectorAll('[data-add]')) {
+    button.addEventListener('click', () => {
+      const kind = button.getAttribute('data-add');
+      const [rows, fields, values] = kind === 'snippet' ? [snippetRows, SNIPPET] : kind === 'faq' ? [faqRows, FAQ]
+        : [ruleRows, RULE, { kind: 'min_pages', value: 2 }];
+      const row = addRow(rows, fields, values);
+      row.querySelector('input, textarea').focus();
+    });
+  }
+})();
