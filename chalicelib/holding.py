@@ -1,7 +1,7 @@
 """Holding messages: when a visitor has waited too long for their agent's reply, the product
 says so on the agent's behalf ("Your agent is looking into your question"), once per wait.
 
-Found without scanning: the agents on shift (one Query per site) list their chats; a chat
+Found without scanning: the site's team (one Query per site) lists the chats each agent holds; a chat
 needs one when its last writer is the visitor, longer ago than the site's setting. The
 holding message itself becomes the last writer, so it is sent once per wait, and the write
 that adds it is conditional on nothing having changed, so two timers never send two.
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from chalicelib import clock, conversations, routing, sites
 from chalicelib.fanout import Outbox
-from chalicelib.models import META, ConversationModel, conversation_key
+from chalicelib.models import META, AgentModel, ConversationModel, conversation_key
 
 
 def sweep(outbox: Outbox, now_ms: int | None = None) -> list[str]:
@@ -22,7 +22,9 @@ def sweep(outbox: Outbox, now_ms: int | None = None) -> list[str]:
         if not settings.get("enabled", True):
             continue
         cutoff = now - int(settings.get("after_seconds", 90)) * 1000
-        for agent in routing.on_shift(site.id):
+        # everyone holding chats: on shift, away, or off shift finishing up
+        for agent in AgentModel.team_index.query(f"TEAM#{site.id}",
+                                                  filter_condition=AgentModel.convs.exists()):
             for conv_id in sorted(agent.convs or ()):
                 conv = ConversationModel.get(conversation_key(conv_id), META, consistent_read=True)
                 waiting = (conv.status in (routing.ASSIGNED, routing.ACTIVE)

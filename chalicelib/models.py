@@ -297,6 +297,7 @@ class AgentModel(Model):
     due_sk = UnicodeAttribute(null=True)
     away = BooleanAttribute(default=False)
     disabled = BooleanAttribute(default=False)
+    offers = UnicodeSetAttribute(null=True)  # conversations offered to this agent by transfer
     team_pk = UnicodeAttribute(null=True)
     team_sk = UnicodeAttribute(null=True)
     shift_index = ShiftIndex()

@@ -15,7 +15,17 @@ from typing import Any
 from pynamodb.constants import ALL_OLD
 from pynamodb.expressions.update import Action
 
-from chalicelib import agents, auth, availability, clock, config, conversations, routing, sites
+from chalicelib import (
+    agents,
+    auth,
+    availability,
+    clock,
+    config,
+    conversations,
+    routing,
+    sites,
+    transfers,
+)
 from chalicelib.auth import Caller
 from chalicelib.fanout import Outbox
 from chalicelib.models import (
@@ -85,7 +95,10 @@ def connect(connection_id: str, query: dict[str, str], source_ip: str | None = N
 def _attach_agent(caller: Caller) -> None:
     A = AgentModel
     ok, agent = update_or_old(A, agent_key(caller.subject),
-                              [A.conns.add({caller.connection_id}), A.due_pk.remove(), A.due_sk.remove()],
+                              [A.conns.add({caller.connection_id}), A.due_pk.remove(), A.due_sk.remove(),
+                               # agents created before the team index get into it here
+                               A.team_pk.set(A.team_pk | f"TEAM#{caller.site}"),
+                               A.team_sk.set(A.team_sk | caller.subject)],
                               A.pk.exists() & (A.disabled.does_not_exist() | (A.disabled == False)))  # noqa: E712
     if not ok or agent is None:
         raise Refused(403, "unknown agent")
@@ -146,6 +159,7 @@ def hello(who: Caller) -> dict[str, Any]:
                  for c in sorted(agent.convs or ())]
         frame["agent"] = agents.public(agent)
         frame["snippets"] = sites.console(sites.get(who.site))["snippets"]
+        frame["offers"] = transfers.pending_offers(agent)
         frame["conversations"] = [c.summary() for c in convs]
         frame["queue"] = routing.queue_listing(routing.waiting(who.site))["items"]
     else:

@@ -21,14 +21,16 @@ def require_lead(who: Caller) -> AgentModel:
 
 
 def overview(who: Caller) -> dict[str, Any]:
-    """Every agent on shift with their load and chats, the queue, and the open chats."""
+    """Every agent on shift or still holding chats (away, or off shift finishing up), with
+    their load and chats; the queue; and every open chat."""
     require_lead(who)
-    team = routing.on_shift(who.site)
+    team = [a for a in AgentModel.team_index.query(f"TEAM#{who.site}") if a.on_shift or a.convs]
     chats = [ConversationModel.get(conversation_key(c), META) for a in team for c in sorted(a.convs or ())]
     queue = routing.waiting(who.site)
     return {"type": "overview",
             "agents": [{"id": a.id, "name": a.name, "load": a.load, "max_chats": a.max_chats,
-                        "online": bool(a.conns), "conversations": sorted(a.convs or ())} for a in team],
+                        "online": bool(a.conns), "on_shift": bool(a.on_shift), "away": bool(a.away),
+                        "conversations": sorted(a.convs or ())} for a in team],
             "queue_length": len(queue), "queue": routing.queue_listing(queue)["items"],
             "conversations": [c.summary() for c in chats]}
 

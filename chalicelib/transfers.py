@@ -35,27 +35,57 @@ def offer(who: Caller, conv_id: str, to_agent: str, note: str | None, outbox: Ou
         target = AgentModel.get(agent_key(to_agent), META, consistent_read=True)
     except AgentModel.DoesNotExist:
         raise ProtocolError(NOT_FOUND, "No such agent.") from None
-    if target.site != who.site or not target.on_shift or not target.conns:
-        raise ProtocolError(NOT_FOUND, "That agent is not on shift.")
+    if target.site != who.site or not target.on_shift or target.away or not target.conns:
+        raise ProtocolError(NOT_FOUND, "That agent is not available (off shift, away or offline).")
     if target.load >= target.max_chats:
         raise ProtocolError(AT_CAPACITY, f"{target.name} has no room for another chat.")
     C = ConversationModel
     giver = AgentModel.get(agent_key(who.subject), META).name
     pending = {"to": to_agent, "from": who.subject, "from_name": giver, "ts": clock.now_ms()}
+    # An unanswered offer lapses after OFFER_SECONDS (the receiver may have closed their
+    # console), so a chat is never stuck waiting for a reply that cannot come.
+    stale = clock.now_ms() - OFFER_SECONDS * 1000
     ok, conv = update_or_old(C, conversation_key(conv_id), [C.transfer.set(pending)],
                              (C.agent_id == who.subject) & C.status.is_in(routing.ASSIGNED, routing.ACTIVE)
-                             & C.transfer.does_not_exist())
+                             & (C.transfer.does_not_exist() | (C.transfer["ts"] < stale)))
     if conv is None or conv.agent_id != who.subject:
         raise ProtocolError(FORBIDDEN, "That is not one of your conversations.")
     if not ok:
         raise ProtocolError(CONFLICT, "That conversation is closed or already being transferred.")
     note_frame = notes.add(who, conv_id, note, conv=conv) if note else None
-    outbox.to(sorted(target.conns or ()), {"type": "transfer_offer", "conversation": conv.id,
-                                           "summary": conv.summary(), "from": {"id": who.subject,
-                                                                               "name": giver},
-                                           "note": note_frame})
+    A = AgentModel
+    A(agent_key(to_agent)).update(actions=[A.offers.add({conv.id})])
+    outbox.to(sorted(target.conns or ()), offer_frame(conv, giver, note_frame))
     outbox.to(conv.connections_of("a:"), {"type": "transfer_pending", "conversation": conv.id,
                                           "to": {"id": to_agent, "name": target.name}})
+
+
+OFFER_SECONDS = 60
+
+
+def offer_frame(conv: ConversationModel, giver_name: str | None = None,
+                note: dict[str, Any] | None = None) -> dict[str, Any]:
+    pending: dict[str, Any] = dict(conv.transfer.as_dict()) if conv.transfer else {}
+    return {"type": "transfer_offer", "conversation": conv.id, "summary": conv.summary(),
+            "from": {"id": pending.get("from"), "name": giver_name or pending.get("from_name")},
+            "note": note}
+
+
+def pending_offers(agent: AgentModel) -> list[dict[str, Any]]:
+    """Offers still open for this agent (shown again after a reload); lapsed ones are dropped."""
+    offers = []
+    stale = clock.now_ms() - OFFER_SECONDS * 1000
+    for conv_id in sorted(agent.offers or ()):
+        try:
+            conv = ConversationModel.get(conversation_key(conv_id), META, consistent_read=True)
+        except ConversationModel.DoesNotExist:
+            continue
+        pending = dict(conv.transfer.as_dict()) if conv.transfer else {}
+        if pending.get("to") == agent.id and int(pending.get("ts", 0)) >= stale:
+            offers.append(offer_frame(conv))
+        else:
+            AgentModel(agent.pk).update(actions=[AgentModel.offers.delete({conv_id})])
+    return offers
 
 
 def answer(who: Caller, conv_id: str, accept: bool, outbox: Outbox) -> None:
@@ -65,6 +95,7 @@ def answer(who: Caller, conv_id: str, accept: bool, outbox: Outbox) -> None:
     except C.DoesNotExist:
         raise ProtocolError(NOT_FOUND, "That transfer is no longer open.") from None
     pending: dict[str, Any] = dict(conv.transfer.as_dict()) if conv.transfer else {}
+    AgentModel(agent_key(who.subject)).update(actions=[AgentModel.offers.delete({conv_id})])
     if pending.get("to") != who.subject:
         raise ProtocolError(NOT_FOUND, "That transfer is no longer open.")
     giver = str(pending["from"])

@@ -4,11 +4,12 @@ this visit, and proactive invitations ("Can I help you decide?")."""
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from pynamodb.expressions.condition import size
 from pynamodb.expressions.update import Action
 
-from chalicelib import auth, clock, conversations, routing, sites
+from chalicelib import auth, availability, clock, conversations, routing, sites
 from chalicelib.auth import Caller
 from chalicelib.fanout import Outbox
 from chalicelib.models import (
@@ -74,9 +75,18 @@ def context(who: Caller, conv_id: str) -> dict[str, Any]:
             continue
     return {"type": "context", "conversation": conv.id, "visitor": conv.visitor_id,
             "page": visitor.current_page(), "pages": pages,
-            "referrer": next((p.get("referrer") for p in pages if p.get("referrer")), None),
+            "referrer": _arrived_from(pages),
             "user_agent": visitor.user_agent, "timezone": visitor.timezone,
             "name": conv.visitor_name, "email": conv.email, "past": past}
+
+
+def _arrived_from(pages: list[dict[str, Any]]) -> str | None:
+    """Where the visitor came from: the first referrer on another site than the page."""
+    for page in pages:
+        referrer = str(page.get("referrer") or "")
+        if referrer and urlsplit(referrer).netloc != urlsplit(str(page.get("url", ""))).netloc:
+            return referrer
+    return None
 
 
 def live(who: Caller) -> dict[str, Any]:
@@ -165,7 +175,10 @@ def apply_rules(site_id: str, visitor: VisitorModel, outbox: Outbox, now_ms: int
     page, checked on each page event and by the minute timer."""
     if visitor.conv or visitor.invite or not visitor.conns:
         return []
-    rules = sites.console(sites.get(site_id))["rules"]
+    site = sites.get(site_id)
+    rules = sites.console(site)["rules"]
+    if not rules or not availability.status(site, now_ms).online:
+        return []  # never invite a visitor to a chat nobody can answer
     fired = set(visitor.fired or ())
     now = clock.now_ms() if now_ms is None else now_ms
     page, pages = visitor.current_page(), visitor.visit_pages()

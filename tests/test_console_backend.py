@@ -263,3 +263,40 @@ def test_admins_manage_the_team_and_a_revoked_agent_is_signed_out_everywhere(sta
 
     assert http_error(lambda: Client.login(http, created["id"], PASSWORD)) == 401
     assert rest(http, "GET", f"/sites/{site}/agents", token=member_token)[0] == 403
+
+
+def test_an_offer_survives_a_reload_and_lapses_if_never_answered(visitor, agent, monkeypatch):
+    _guest, first, conv = _chat(visitor, agent)
+    second = agent()
+    third = agent()
+    first.send({"action": "transfer", "conversation": conv, "to": second.agent_id})
+    second.expect("transfer_offer")
+    reloaded = agent(agent_id=second.agent_id, shift=False)
+    assert [o["conversation"] for o in reloaded.welcome["offers"]] == [conv]
+    first.send({"action": "transfer", "conversation": conv, "to": third.agent_id})
+    assert first.expect("error")["code"] == "conflict"  # one offer at a time...
+    frozen = Clock(monkeypatch)
+    frozen.advance(61)
+    first.send({"action": "transfer", "conversation": conv, "to": third.agent_id})
+    assert third.expect("transfer_offer")["conversation"] == conv  # ...until it lapses
+
+
+def test_rules_do_not_invite_when_nobody_can_answer(visitor, admin):
+    admin({"console": {"rules": [{"id": "any", "text": "Hi!", "url_contains": "/", "min_pages": 1}]}})
+    guest = visitor()  # no agent on shift: offline
+    guest.send({"action": "page", "url": "https://shop.example/products/a"})
+    guest.quiet("invitation", wait=0.7)
+
+
+def test_overview_and_holding_cover_away_agents(stack, visitor, agent, admin, monkeypatch):
+    admin({"console": {"holding": {"enabled": True, "after_seconds": 15, "text": "One moment please."}}})
+    guest, console, conv = _chat(visitor, agent)
+    console.request({"action": "away", "on": True}, "shift")
+    lead = agent(agent_id=admin.agent_id, shift=False)
+    view = lead.request({"action": "overview"}, "overview")
+    assert conv in [c["id"] for c in view["conversations"]]
+    frozen = Clock(monkeypatch)
+    guest.say(conv, "hello?")
+    frozen.advance(16)
+    stack.gateway.run_schedules()
+    assert guest.expect("message", conversation=conv, seq=2)["text"] == "One moment please."
