@@ -79,7 +79,7 @@ def start(who: Caller, outbox: Outbox, *, name: str | None = None, email: str | 
     conv = C(conversation_key(conv_id), site=who.site, visitor_id=who.subject,
              status=routing.QUEUED, seq=0, conns={c: who.tag for c in tabs}, created_at=now,
              queued_at=now, q_pk=q_pk, q_sk=q_sk, visitor_name=(name or "").strip() or None,
-             email=email)
+             email=email, page=visitor.current_page())
     conv.save()
     outbox.to(tabs, {"type": "conversation", "conversation": conv.id,
                      "summary": conv.summary()})

@@ -108,6 +108,7 @@ class ConversationModel(Model):
     preview = UnicodeAttribute(null=True)
     email = UnicodeAttribute(null=True)
     visitor_name = UnicodeAttribute(null=True)
+    page = MapAttribute[str, Any](null=True)  # where the visitor was when they started
     last_at = NumberAttribute(null=True)
     last_by = UnicodeAttribute(null=True)  # tag of the last writer: "v:..", "a:..", "s:system"
     transfer = MapAttribute[str, Any](null=True)  # a pending transfer offer: to, from, note

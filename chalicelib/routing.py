@@ -23,6 +23,7 @@ from chalicelib.models import (
     ConversationModel,
     agent_key,
     conversation_key,
+    plain_map,
     update_or_old,
 )
 from chalicelib.protocol import AT_CAPACITY, CONFLICT, ProtocolError
@@ -136,7 +137,8 @@ def broadcast_queue(site: str, outbox: Outbox, queue: list[ConversationModel] | 
 def queue_listing(queue: list[ConversationModel]) -> dict[str, object]:
     """The ``queue`` frame agents see: oldest first, with wait start and first words."""
     return {"type": "queue", "items": [
-        {"conversation": c.id, "position": i, "queued_at": c.queued_at, "preview": c.preview}
+        {"conversation": c.id, "position": i, "queued_at": c.queued_at, "preview": c.preview,
+         "page": plain_map(c.page) if c.page else None}
         for i, c in enumerate(queue, start=1)]}
 
 

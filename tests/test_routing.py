@@ -47,9 +47,15 @@ def test_new_chats_go_to_the_agent_with_fewest(visitor, agent):
 
 def test_queue_is_first_come_first_served(visitor, agent):
     guests = [visitor() for _ in range(3)]
+    guests[0].send({"action": "page", "url": "https://shop.example/pricing", "title": "Pricing"})
+    guests[0].request({"action": "ping", "ref": "p"}, "pong", ref="p")
     convs = [g.start() for g in guests]
     for position, (guest, conv) in enumerate(zip(guests, convs, strict=True), start=1):
         assert guest.expect("queued", conversation=conv, position=position)
+    observer = agent(shift=False)
+    listing = observer.request({"action": "queue"}, "queue")["items"]
+    assert [i["conversation"] for i in listing] == convs
+    assert listing[0]["page"]["url"] == "https://shop.example/pricing" and listing[1]["page"] is None
     console = agent(max_chats=1)
     assert console.expect("assigned")["conversation"] == convs[0]
     assert guests[1].expect("queued", conversation=convs[1], position=1)

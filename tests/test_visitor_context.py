@@ -22,7 +22,7 @@ def test_page_views_reach_the_agent_of_the_conversation_and_are_kept(visitor, ag
     # frames of one connection are handled concurrently (as on Lambda): let this one land
     eventually(lambda: _visitor(guest).page is not None)
     conv = guest.start()
-    console.expect("assigned")
+    assert console.expect("assigned")["summary"]["id"] == conv
     guest.send({"action": "page", "url": "https://shop.example/pricing", "title": "Pricing",
                 "referrer": "https://shop.example/"})
     seen = console.expect("page")
