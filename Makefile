@@ -23,7 +23,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11+"; exit 1; }
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "error: Python 3.11+ is required"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet --upgrade "pip<26.3"  # chalice 1.34 refuses newer pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	@touch $@
 
@@ -80,3 +80,26 @@ agent: $(VENV)/.installed
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .local .pytest_cache .mypy_cache .ruff_cache
+
+# ---- AWS (docs/deploy.md) -------------------------------------------------------------------
+#   make package STAGE=prod                      small Lambda zip + merged CloudFormation template
+#   make deploy  STAGE=prod MAIL_FROM=chat@yourdomain.com TEAM_EMAIL=help@yourdomain.com
+#                [ALARM_EMAIL=ops@...] [SITE_DOMAIN=chat.yourdomain.com SITE_CERTIFICATE_ARN=arn:...]
+#   make destroy STAGE=dev [CONFIRM=dev] [BACKUP=1]
+DEPLOY_ARGS = $(if $(MAIL_FROM),--mail-from "$(MAIL_FROM)") $(if $(TEAM_EMAIL),--team-email "$(TEAM_EMAIL)") \
+              $(if $(ALARM_EMAIL),--alarm-email "$(ALARM_EMAIL)") $(if $(SITE_DOMAIN),--site-domain "$(SITE_DOMAIN)") \
+              $(if $(SITE_CERTIFICATE_ARN),--site-certificate-arn "$(SITE_CERTIFICATE_ARN)")
+
+.PHONY: package deploy destroy
+
+package: $(VENV)/.installed
+	@test -n "$(STAGE)" || { echo "usage: make package STAGE=dev|prod"; exit 1; }
+	$(PY) -m infra.deploy package --stage $(STAGE)
+
+deploy: $(VENV)/.installed
+	@test -n "$(STAGE)" || { echo "usage: make deploy STAGE=dev|prod MAIL_FROM=... TEAM_EMAIL=..."; exit 1; }
+	$(PY) -m infra.deploy deploy --stage $(STAGE) $(DEPLOY_ARGS)
+
+destroy: $(VENV)/.installed
+	@test -n "$(STAGE)" || { echo "usage: make destroy STAGE=dev|prod [CONFIRM=<stage>] [BACKUP=1]"; exit 1; }
+	$(PY) -m infra.deploy destroy --stage $(STAGE) $(if $(filter $(STAGE),$(CONFIRM)),--yes) $(if $(BACKUP),--backup)

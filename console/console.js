@@ -12,6 +12,10 @@
 (function () {
   'use strict';
 
+  // Deployed behind CloudFront, `make deploy` writes /console/config.js with the API
+  // addresses; locally the page is served by the stand-in, same origin for everything.
+  const DEPLOYED = window.ChatConsoleConfig || {};
+
   const { Link, Transcript, Typing, TypingIndicator, el, storage, apiUrl,
           formatTime, MAX_TEXT_CHARS } = window.ChatLink;
 
@@ -205,7 +209,7 @@
     loginError.textContent = '';
     loginSubmit.disabled = true;
     try {
-      const response = await fetch(apiUrl('/auth/login'), {
+      const response = await fetch(apiUrl('/auth/login', DEPLOYED.api), {
         method: 'POST',
         headers: { 'Content-Type': 'application/json' },
         body: JSON.stringify({ agent: loginAgent.value.trim(), password: loginPassword.value }),
@@ -235,6 +239,8 @@
     connState.textContent = 'Connecting…';
     updateAlertsButton();
     link = new Link({
+      url: DEPLOYED.ws,
+      api: DEPLOYED.api,
       storagePrefix: 'ctc.console',
       params: () => ({ token }),
       onWelcome,
@@ -1404,7 +1410,7 @@
     const headers = { Authorization: 'Bearer ' + token };
     if (body !== undefined) headers['Content-Type'] = 'application/json';
     try {
-      const response = await fetch(apiUrl(path), { method, headers, cache: 'no-store',
+      const response = await fetch(apiUrl(path, DEPLOYED.api), { method, headers, cache: 'no-store',
                                                    body: body === undefined ? undefined : JSON.stringify(body) });
       const data = await response.json().catch(() => null);
       const message = (data && (data.Message || data.message)) || 'The server answered ' + response.status + '.';

@@ -24,6 +24,7 @@ os.environ.setdefault("TABLE_NAME", f"test-{secrets.token_hex(4)}")
 from infra.local.stack import Stack
 from tests.client import Client
 
+pytest_plugins = ["tests.aws_recorder", "tests.browser"]  # the AWS-call recorder; the shared Chromium
 PASSWORD = "correct horse battery"
 
 

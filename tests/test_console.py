@@ -9,25 +9,19 @@ views go to tests/artifacts/ (untracked); UPDATE_SCREENSHOTS=1 refreshes docs/co
 from __future__ import annotations
 
 import json
-import os
 import re
 import secrets
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.browser import W, screenshot, wait_until
 from tests.client import Client, rest
 from tests.conftest import PASSWORD
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required"]
-ARTIFACTS = ROOT / "tests" / "artifacts"
-W = "[data-chat-widget]"  # the widget's host; Playwright's CSS selectors pierce its shadow root
 
 # Counts the console's beeps (synthesised with WebAudio: one oscillator per beep).
 COUNT_BEEPS = """(() => {
@@ -40,18 +34,6 @@ COUNT_BEEPS = """(() => {
 
 
 # ------------------------------------------------------------------ fixtures and helpers
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists() and os.environ.get("CI") != "true":
-        pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
-        yield launched
-        launched.close()
 
 
 @pytest.fixture
@@ -132,24 +114,6 @@ def seqs(page: Any) -> list[str | None]:
     return [li.get_attribute("data-seq") for li in page.locator("#messages li[data-seq]").all()]
 
 
-def wait_until(page: Any, check: Any, timeout: float = 5.0) -> None:
-    """Poll a Python-side condition while the page keeps running."""
-    for _ in range(int(timeout * 10)):
-        if check():
-            return
-        page.wait_for_timeout(100)
-    raise AssertionError("condition not reached in time")
-
-
-def screenshot(page: Any, name: str) -> None:
-    """tests/artifacts/console-<name>.png; docs/console-<name>.png with UPDATE_SCREENSHOTS=1."""
-    ARTIFACTS.mkdir(exist_ok=True)
-    path = ARTIFACTS / f"console-{name}.png"
-    page.screenshot(path=str(path), animations="disabled")
-    if os.environ.get("UPDATE_SCREENSHOTS") == "1":
-        shutil.copyfile(path, ROOT / "docs" / f"console-{name}.png")
-
-
 def widget_chat(page: Any, text: str) -> None:
     """The visitor opens the widget and writes their first message."""
     w(page, ".launcher").click()
@@ -181,7 +145,7 @@ def test_accept_from_the_queue_chat_both_ways_with_the_visitor_beside_it(stack, 
     first = wait.text_content()
     expect(wait).not_to_have_text(first)  # it ticks
     expect(ada.locator("#queue-count")).to_have_text("1")
-    screenshot(ada, "queue")
+    screenshot(ada, "console-queue")
 
     item.locator("[data-testid=accept]").click()
     chat = ada.locator("#conversations [data-testid=conversation]")
@@ -213,7 +177,7 @@ def test_accept_from_the_queue_chat_both_ways_with_the_visitor_beside_it(stack, 
     guest.click("nav >> text=Pricing")
     expect(ada.locator("#ctx-page")).to_have_text("Pricing · Northwind Outfitters")
     expect(ada.locator("#ctx-pages li")).to_have_count(3)
-    screenshot(ada, "chats")
+    screenshot(ada, "console-chats")
 
 
 def test_capacity_is_respected_and_new_chats_ring_count_and_switch_by_keyboard(stack, site, visitor, console):
@@ -288,7 +252,7 @@ def test_transfer_to_a_colleague_with_a_private_note(stack, site, console, open_
     note = offer.locator("[data-testid=offer-note]")
     expect(note).to_have_text("Billing question, identity already verified")
     expect(offer).to_contain_text("Ada wants to hand you a chat")
-    screenshot(bo, "transfer")
+    screenshot(bo, "console-transfer")
     offer.locator("[data-testid=offer-accept]").click()
     expect(offer).to_have_count(0)
     expect(bo.locator("#conversations [data-testid=conversation]")).to_have_count(1)
@@ -326,7 +290,7 @@ def test_inviting_a_visitor_from_the_live_visitors_view(stack, site, settings, c
     expect(row).to_have_count(1)
     expect(row).to_contain_text("Northwind Outfitters")
     ada.fill("#invite-text", "Need a hand choosing a pack?")
-    screenshot(ada, "visitors")
+    screenshot(ada, "console-visitors")
     row.locator("[data-testid=invite]").click()
     expect(row.locator("[data-testid=invite]")).to_have_text("Invited")
 
@@ -400,7 +364,7 @@ def test_holding_message_after_the_configured_wait_and_the_team_view(stack, site
     expect(agent_row).to_contain_text("1 / 3")
     expect(boss.locator("#ov-chat-list tr")).to_have_count(1)
     expect(boss.locator("#ov-chat-list")).to_contain_text("Is the Ember stove in stock?")
-    screenshot(boss, "team")
+    screenshot(boss, "console-team")
 
     # Ended, it is found in the history by its first words.
     boss.keyboard.press("Alt+1")
@@ -482,7 +446,7 @@ def test_business_hours_changed_in_settings_take_the_widget_offline(stack, site,
     expect(team.locator(".status")).to_have_text(f"Saved cy{site[-6:]}.")
     expect(row.locator("[data-testid=agent-max]")).to_have_value("2")
     boss.locator("#settings-title").scroll_into_view_if_needed()
-    screenshot(boss, "settings")
+    screenshot(boss, "console-settings")
 
 
 # ------------------------------------------------------------------ robustness

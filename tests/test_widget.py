@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 import secrets
 import shutil
@@ -24,15 +23,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from tests.browser import W, screenshot, wait_until
 from tests.client import Client, rest
 from tests.conftest import PASSWORD
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required"]
-ARTIFACTS = ROOT / "tests" / "artifacts"
-W = "[data-chat-widget]"
 
 # Counts the widget's notification beeps (it synthesises them; there is no audio file).
 COUNT_BEEPS = """(() => {
@@ -58,18 +53,6 @@ XSS = [
 
 
 # ------------------------------------------------------------------ fixtures and helpers
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists() and os.environ.get("CI") != "true":
-        pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
-        yield launched
-        launched.close()
 
 
 @pytest.fixture
@@ -120,24 +103,6 @@ def log_texts(page: Any) -> list[tuple[str | None, str | None]]:
     """(data-seq, text) of every message in the widget, in order."""
     return [(li.get_attribute("data-seq"), li.locator(".t").text_content())
             for li in w(page, ".log > li").all()]
-
-
-def wait_until(page: Any, check: Any, timeout: float = 5.0) -> None:
-    """Poll a Python-side condition while the page keeps running."""
-    for _ in range(int(timeout * 10)):
-        if check():
-            return
-        page.wait_for_timeout(100)
-    raise AssertionError("condition not reached in time")
-
-
-def screenshot(page: Any, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    path = ARTIFACTS / f"widget-{name}.png"
-    page.screenshot(path=str(path), animations="disabled")
-    docs = ROOT / "docs" / f"widget-{name}.png"
-    if os.environ.get("UPDATE_SCREENSHOTS") == "1" or not docs.exists():
-        shutil.copyfile(path, docs)
 
 
 def visitor_id(page: Any) -> str:
@@ -253,7 +218,7 @@ def test_chat_with_an_agent_across_reloads_navigation_and_a_closed_widget(stack,
     expect(w(page, '.log [data-seq="1"]')).to_have_attribute("data-seen", "Seen")
     assert page.evaluate("window.__got") == ["visitor: Hello, is the Ridgeline waterproof?",
                                              "agent: Yes: taped seams and a rain cover."]
-    screenshot(page, "chat")
+    screenshot(page, "widget-chat")
 
     # A reload keeps the conversation (and the open panel): every message once, in order.
     page.reload()
@@ -289,7 +254,7 @@ def test_chat_with_an_agent_across_reloads_navigation_and_a_closed_widget(stack,
     expect(w(page, ".preview .who")).to_have_text("Ada")
     assert "1 new message" in (w(page, ".launcher").get_attribute("aria-label") or "")
     assert page.evaluate("window.__beeps") == beeps + 1
-    screenshot(page, "closed-unread")
+    screenshot(page, "widget-closed-unread")
     w(page, ".preview .pv").click()  # opening reads it
     expect(w(page, ".badge")).to_be_hidden()
     assert console.expect("read", conversation=conv, role="visitor")["seq"] == 3
@@ -468,7 +433,7 @@ def test_after_hours_says_when_we_are_back_and_leaves_a_message_by_email(stack, 
     form.locator('input[name="name"]').fill("Ana")
     form.locator('input[name="email"]').fill("ana@example")  # the browser accepts it, the server not
     form.locator("textarea").fill("Do you ship to Canada?")
-    screenshot(page, "offline")
+    screenshot(page, "widget-offline")
     form.locator('button[type="submit"]').click()
     expect(form.locator(".err")).to_have_text("Please give a valid email address so we can answer.")
     honeypot.evaluate("e => { e.value = 'http://spam.example'; }")  # what a bot does
@@ -636,7 +601,7 @@ def test_mobile_is_full_screen_and_speaks_french(open_page):
     expect(w(page, ".launcher")).to_be_hidden()
     expect(w(page, ".away-text")).to_have_text("Nous vous répondrons par e-mail dès que possible")
     expect(w(page, ".leave button[type=submit]")).to_have_text("Envoyer le message")
-    screenshot(page, "mobile")
+    screenshot(page, "widget-mobile")
     w(page, ".close").tap()
     expect(w(page, ".panel")).to_be_hidden()
     expect(w(page, ".launcher")).to_be_visible()

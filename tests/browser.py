@@ -1,0 +1,57 @@
+"""Headless Chromium for the tests of what people see: one browser per run, shared helpers.
+
+Debian's Chromium (``/usr/bin/chromium``) driven by Playwright; ``playwright install`` cannot
+download here. Without Chromium the browser tests skip, except in CI where they must run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+# As root, without the background-networking flags Chromium keeps calling hosts it cannot reach.
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--autoplay-policy=no-user-gesture-required"]
+ARTIFACTS = ROOT / "tests" / "artifacts"
+W = "[data-chat-widget]"  # the widget's host; Playwright's CSS selectors pierce its shadow root
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """One Chromium per test module: Playwright's sync API keeps an event loop running in
+    this thread while it is open, which other modules' ``asyncio.run`` cannot share."""
+    if not CHROMIUM.exists() and os.environ.get("CI") != "true":
+        pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
+        yield launched
+        launched.close()
+
+
+def wait_until(page: Any, check: Callable[[], Any], timeout: float = 5.0) -> None:
+    """Poll a Python-side condition while the page keeps running."""
+    for _ in range(int(timeout * 10)):
+        if check():
+            return
+        page.wait_for_timeout(100)
+    raise AssertionError("condition not reached in time")
+
+
+def screenshot(page: Any, name: str) -> None:
+    """``tests/artifacts/<name>.png`` always; ``docs/<name>.png`` (the README's pictures) only
+    with UPDATE_SCREENSHOTS=1 or when missing, so test runs do not churn tracked images."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), animations="disabled")
+    docs = ROOT / "docs" / f"{name}.png"
+    if os.environ.get("UPDATE_SCREENSHOTS") == "1" or not docs.exists():
+        shutil.copyfile(path, docs)
