@@ -5,29 +5,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalicelib import auth, clock
+from chalicelib import auth, clock, conversations
 from chalicelib.auth import Caller
 from chalicelib.fanout import Outbox
-from chalicelib.models import META, AgentModel, ConversationModel, MessageModel, agent_key, conversation_key
-from chalicelib.protocol import FORBIDDEN, ProtocolError
+from chalicelib.models import META, AgentModel, ConversationModel, MessageModel, agent_key
 
 NOTE = "note"
 
 
-def _agents_conversation(who: Caller, conv_id: str) -> ConversationModel:
-    """The conversation, if ``who`` is its agent (notes are for the agent who holds it)."""
-    try:
-        conv = ConversationModel.get(conversation_key(conv_id), META, consistent_read=True)
-    except ConversationModel.DoesNotExist:
-        raise ProtocolError(FORBIDDEN, "That is not one of your conversations.") from None
-    if conv.agent_id != who.subject or conv.site != who.site:
-        raise ProtocolError(FORBIDDEN, "That is not one of your conversations.")
-    return conv
-
-
 def add(who: Caller, conv_id: str, text: str, outbox: Outbox | None = None,
         conv: ConversationModel | None = None) -> dict[str, Any]:
-    conv = conv or _agents_conversation(who, conv_id)
+    conv = conv or conversations.held_by(who, conv_id)
     name = AgentModel.get(agent_key(who.subject), META).name
     now = clock.now_ms()
     note = MessageModel(conv.pk, f"NOTE#{now:015d}#{auth.new_id(4)}", seq=0, role=NOTE,
@@ -45,6 +33,6 @@ def note_frame(conv_id: str, note: MessageModel) -> dict[str, Any]:
 
 
 def history(who: Caller, conv_id: str) -> dict[str, Any]:
-    conv = _agents_conversation(who, conv_id)
+    conv = conversations.held_by(who, conv_id)
     items = MessageModel.query(conv.pk, MessageModel.sk.startswith("NOTE#"), consistent_read=True)
     return {"type": "notes", "conversation": conv.id, "items": [note_frame(conv.id, n) for n in items]}

@@ -23,7 +23,7 @@ from chalicelib.models import (
     update_or_old,
     visitor_key,
 )
-from chalicelib.protocol import CONFLICT, FORBIDDEN, NOT_FOUND, Frame, ProtocolError
+from chalicelib.protocol import CONFLICT, NOT_FOUND, Frame, ProtocolError
 
 MAX_PAGES = 50  # pages kept per visit, enough for "where have they been" without growing
 
@@ -55,12 +55,7 @@ PAST_SHOWN = 5
 
 def context(who: Caller, conv_id: str) -> dict[str, Any]:
     """Everything the agent of a conversation may know about its visitor, in one frame."""
-    try:
-        conv = ConversationModel.get(conversation_key(conv_id), META, consistent_read=True)
-    except ConversationModel.DoesNotExist:
-        raise ProtocolError(FORBIDDEN, "That is not one of your conversations.") from None
-    if conv.agent_id != who.subject or conv.site != who.site:
-        raise ProtocolError(FORBIDDEN, "That is not one of your conversations.")
+    conv = conversations.held_by(who, conv_id)
     try:
         visitor = VisitorModel.get(visitor_key(conv.visitor_id), META, consistent_read=True)
     except VisitorModel.DoesNotExist:
