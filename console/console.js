@@ -17,7 +17,7 @@
   const DEPLOYED = window.ChatConsoleConfig || {};
 
   const { Link, Transcript, Typing, TypingIndicator, el, storage, apiUrl,
-          formatTime, MAX_TEXT_CHARS } = window.ChatLink;
+          formatTime, beep, wakeAudio, MAX_TEXT_CHARS } = window.ChatLink;
 
   const TOKEN_KEY = 'ctc.agent.token';
   const TITLE = 'Agent console';
@@ -127,33 +127,9 @@
 
   // ------------------------------------------------------------------ sound and alerts
 
-  let audio = null;
-
-  function wakeAudio() {
-    const Ctx = window.AudioContext || window.webkitAudioContext;
-    if (!Ctx) return;
-    try {
-      audio = audio || new Ctx();
-      if (audio.state === 'suspended') audio.resume();
-    } catch (e) { /* no sound */ }
-  }
-
-  /** A short synthesised beep: higher for a new chat, lower for a message. */
-  function beep(kind) {
-    if (!audio) wakeAudio();
-    if (!audio) return;
-    try {
-      const osc = audio.createOscillator();
-      const gain = audio.createGain();
-      const now = audio.currentTime;
-      osc.frequency.value = kind === 'chat' ? 988 : 660;
-      gain.gain.setValueAtTime(0.0001, now);
-      gain.gain.exponentialRampToValueAtTime(0.15, now + 0.02);
-      gain.gain.exponentialRampToValueAtTime(0.0001, now + 0.3);
-      osc.connect(gain).connect(audio.destination);
-      osc.start(now);
-      osc.stop(now + 0.32);
-    } catch (e) { /* no sound is fine */ }
+  /** A short beep: higher for a new chat, lower for a message. */
+  function chime(kind) {
+    beep(kind === 'chat' ? 988 : 660);
   }
 
   function canNotify() {
@@ -758,7 +734,7 @@
 
   /** A chat that just became ours: sound, desktop notification, the count in the title. */
   function announceNew(c, how) {
-    beep('chat');
+    chime('chat');
     notify(how || 'New chat', label(c) + (c.summary.preview ? ': ' + c.summary.preview : ''), c.id);
   }
 
@@ -873,7 +849,7 @@
             markRead(c);
           }
           if (fromVisitor && (c.id !== selected || view !== 'chats' || document.visibilityState !== 'visible')) {
-            beep('message');
+            chime('message');
             notify(label(c), frame.text, c.id);
           }
           renderConversations();
@@ -949,7 +925,7 @@
         if (typeof frame.conversation === 'string') {
           offers.set(frame.conversation, frame);
           renderOffers();
-          beep('chat');
+          chime('chat');
           notify('Transfer from ' + ((frame.from && frame.from.name) || 'a colleague'),
                  (frame.note && frame.note.text) || (frame.summary && frame.summary.preview) || '', frame.conversation);
         }

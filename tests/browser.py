@@ -22,6 +22,16 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
 ARTIFACTS = ROOT / "tests" / "artifacts"
 W = "[data-chat-widget]"  # the widget's host; Playwright's CSS selectors pierce its shadow root
 
+# An init script counting beeps: widget and console synthesise them with WebAudio (one
+# oscillator per beep, see widget/chatlink.js), so a test can hear without a sound card.
+COUNT_BEEPS = """(() => {
+  window.__beeps = 0;
+  const Ctx = window.AudioContext;
+  if (!Ctx) return;
+  const make = Ctx.prototype.createOscillator;
+  Ctx.prototype.createOscillator = function () { window.__beeps += 1; return make.apply(this, arguments); };
+})();"""
+
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:

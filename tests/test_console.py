@@ -17,20 +17,12 @@ from typing import Any
 
 import pytest
 
-from tests.browser import W, screenshot, wait_until
+from tests.browser import COUNT_BEEPS, W, screenshot, wait_until
 from tests.client import Client, rest
 from tests.conftest import PASSWORD
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Counts the console's beeps (synthesised with WebAudio: one oscillator per beep).
-COUNT_BEEPS = """(() => {
-  window.__beeps = 0;
-  const Ctx = window.AudioContext;
-  if (!Ctx) return;
-  const make = Ctx.prototype.createOscillator;
-  Ctx.prototype.createOscillator = function () { window.__beeps += 1; return make.apply(this, arguments); };
-})();"""
 
 
 # ------------------------------------------------------------------ fixtures and helpers

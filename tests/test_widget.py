@@ -23,20 +23,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.browser import W, screenshot, wait_until
+from tests.browser import COUNT_BEEPS, W, screenshot, wait_until
 from tests.client import Client, rest
 from tests.conftest import PASSWORD
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Counts the widget's notification beeps (it synthesises them; there is no audio file).
-COUNT_BEEPS = """(() => {
-  window.__beeps = 0;
-  const Ctx = window.AudioContext;
-  if (!Ctx) return;
-  const make = Ctx.prototype.createOscillator;
-  Ctx.prototype.createOscillator = function () { window.__beeps += 1; return make.apply(this, arguments); };
-})();"""
 
 XSS = [
     '<img src=x onerror="window.__xss=1">',

@@ -31,6 +31,37 @@
   const PONG_TIMEOUT_MS = 20000;
   const MAX_AGE_MS = 110 * 60 * 1000; // API Gateway ends every socket after 2 hours
 
+  // ---- sound: one synthesised beep for widget and console (no audio file to load)
+  let audio = null;
+
+  /** Create or resume the audio context; call from a user gesture so browsers allow sound. */
+  function wakeAudio() {
+    const Ctx = window.AudioContext || window.webkitAudioContext;
+    if (!Ctx) return;
+    try {
+      audio = audio || new Ctx();
+      if (audio.state === 'suspended') audio.resume();
+    } catch (e) { /* no sound */ }
+  }
+
+  /** A short, soft beep at ``frequency`` Hz; silently nothing where sound is unavailable. */
+  function beep(frequency) {
+    wakeAudio();
+    if (!audio) return;
+    try {
+      const osc = audio.createOscillator();
+      const gain = audio.createGain();
+      const now = audio.currentTime;
+      osc.frequency.value = frequency;
+      gain.gain.setValueAtTime(0.0001, now);
+      gain.gain.exponentialRampToValueAtTime(0.13, now + 0.02);
+      gain.gain.exponentialRampToValueAtTime(0.0001, now + 0.28);
+      osc.connect(gain).connect(audio.destination);
+      osc.start(now);
+      osc.stop(now + 0.3);
+    } catch (e) { /* no sound is fine */ }
+  }
+
   function randomId(length) {
     const bytes = new Uint8Array(length);
     window.crypto.getRandomValues(bytes);
@@ -632,6 +663,6 @@
 
   target.ChatLink = {
     Link, Transcript, Typing, TypingIndicator, el, storage, apiUrl,
-    formatTime, randomId, MAX_TEXT_CHARS,
+    formatTime, randomId, beep, wakeAudio, MAX_TEXT_CHARS,
   };
 })(typeof CTC_BUNDLE === 'object' ? CTC_BUNDLE : window);

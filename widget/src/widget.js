@@ -11,7 +11,8 @@
  * Rule: text from people (messages, names, FAQ titles, invitations, server messages) goes
  * into the page with textContent / setAttribute only, never as HTML.
  */
-const { Link, Transcript, Typing, TypingIndicator, el, storage, MAX_TEXT_CHARS } = CTC_BUNDLE.ChatLink;
+const { Link, Transcript, Typing, TypingIndicator, el, storage, beep: tone, wakeAudio,
+        MAX_TEXT_CHARS } = CTC_BUNDLE.ChatLink;
 
 const TOKEN_KEY = 'ctc.token';
 const MUTE_KEY = 'ctc.mute';
@@ -79,7 +80,6 @@ let lastAgent = null; // the latest agent message (for the preview)
 let sentUrl = '';
 let configLoad = null;
 let connTimer = null;
-let audio = null;
 let focusPending = false; // opened before the panel had anything to focus but its close button
 const handlers = { message: [], open: [], close: [] };
 
@@ -247,22 +247,7 @@ function formatWhen(ms) {
 }
 
 function beep() {
-  const Ctx = window.AudioContext || window.webkitAudioContext;
-  if (muted || !Ctx) return;
-  try {
-    audio = audio || new Ctx();
-    if (audio.state === 'suspended') audio.resume();
-    const osc = audio.createOscillator();
-    const gain = audio.createGain();
-    const now = audio.currentTime;
-    osc.frequency.value = 880;
-    gain.gain.setValueAtTime(0.0001, now);
-    gain.gain.exponentialRampToValueAtTime(0.12, now + 0.02);
-    gain.gain.exponentialRampToValueAtTime(0.0001, now + 0.25);
-    osc.connect(gain).connect(audio.destination);
-    osc.start(now);
-    osc.stop(now + 0.26);
-  } catch (e) { /* no sound is fine */ }
+  if (!muted) tone(880);
 }
 
 // ---------------------------------------------------------------- rendering
@@ -804,9 +789,7 @@ launcher.addEventListener('click', () => {
     closePanel(true);
     return;
   }
-  if (window.AudioContext && !audio && !muted) {
-    try { audio = new window.AudioContext(); } catch (e) { /* no sound */ }
-  }
+  if (!muted) wakeAudio();  // a user gesture: browsers allow sound from here on
   openPanel(true);
 });
 for (const type of ['pointerenter', 'focus']) launcher.addEventListener(type, loadConfig, { once: true });
