@@ -35,6 +35,7 @@ accepted only when its connection is a key of that map, tested inside the write 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
@@ -48,6 +49,7 @@ from pynamodb.attributes import (
     UnicodeAttribute,
     UnicodeSetAttribute,
 )
+from pynamodb.connection import TableConnection
 from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 from pynamodb.indexes import (
@@ -74,6 +76,34 @@ class _Meta:
     read_timeout_seconds = 5
 
 
+_CLIENT_LOCK = threading.Lock()
+_shared_client: Any = None
+
+
+class TableModel(Model):
+    """Base of every item type. They all live in one table, so they share one botocore client.
+
+    PynamoDB builds a client per model class, each from its own per-thread botocore session,
+    so each one parses the DynamoDB service model from disk again (tens of ms of CPU). On a
+    cold Lambda that is paid once per item type a request touches; under concurrency (the
+    local stand-in runs invocations in threads) every thread that races the first use of a
+    model builds its own. One client, built once under a lock, removes both (botocore
+    clients are thread-safe; PynamoDB's only per-connection hook adds extra headers, which
+    we do not use).
+    """
+
+    @classmethod
+    def _get_connection(cls) -> TableConnection:
+        global _shared_client
+        table = super()._get_connection()
+        if table.connection._client is None:
+            with _CLIENT_LOCK:
+                if _shared_client is None:
+                    _shared_client = table.connection.client
+                table.connection._client = _shared_client
+        return table
+
+
 class QueueIndex(GlobalSecondaryIndex["ConversationModel"]):
     """Waiting conversations per site, oldest first (present only while queued)."""
 
@@ -85,7 +115,7 @@ class QueueIndex(GlobalSecondaryIndex["ConversationModel"]):
     q_sk = UnicodeAttribute(range_key=True)
 
 
-class ConversationModel(Model):
+class ConversationModel(TableModel):
     """A conversation's state; its messages live beside it under the same partition key."""
 
     class Meta(_Meta):
@@ -155,7 +185,7 @@ class ConversationModel(Model):
                 "reads": {k: int(v) for k, v in plain_map(self.reads).items()}}
 
 
-class MessageModel(Model):
+class MessageModel(TableModel):
     """One stored message; ``sk`` orders messages by their per-conversation sequence number."""
 
     class Meta(_Meta):
@@ -183,7 +213,7 @@ class SiteConnectionsIndex(GlobalSecondaryIndex["ConnectionModel"]):
     site_sk = UnicodeAttribute(range_key=True)
 
 
-class ConnectionModel(Model):
+class ConnectionModel(TableModel):
     """What a WebSocket connection is; expires by TTL if a $disconnect never arrives."""
 
     class Meta(_Meta):
@@ -203,7 +233,7 @@ class ConnectionModel(Model):
     site_index = SiteConnectionsIndex()
 
 
-class VisitorModel(Model):
+class VisitorModel(TableModel):
     """A visitor: their open conversation (at most one) and their open tabs."""
 
     class Meta(_Meta):
@@ -275,7 +305,7 @@ class TeamIndex(GlobalSecondaryIndex["AgentModel"]):
     team_sk = UnicodeAttribute(range_key=True)
 
 
-class AgentModel(Model):
+class AgentModel(TableModel):
     """An agent account, its capacity, its assigned conversations and its open consoles."""
 
     class Meta(_Meta):
@@ -314,7 +344,7 @@ class AgentModel(Model):
         return len(self.convs or ())
 
 
-class SiteModel(Model):
+class SiteModel(TableModel):
     """One site's settings. All sites share a partition, so listing them is one Query."""
 
     class Meta(_Meta):
@@ -334,7 +364,7 @@ class SiteModel(Model):
         return self.sk
 
 
-class OfflineMessageModel(Model):
+class OfflineMessageModel(TableModel):
     """A message left while nobody was on shift; stored before it is acknowledged."""
 
     class Meta(_Meta):
@@ -359,7 +389,7 @@ class OfflineMessageModel(Model):
         return self.pk.split("#", 1)[1]
 
 
-class MailModel(Model):
+class MailModel(TableModel):
     """An email that must go out at most once: claimed with a lease, then marked sent."""
 
     class Meta(_Meta):
@@ -374,7 +404,7 @@ class MailModel(Model):
     ttl = TTLAttribute(null=True)
 
 
-class CounterModel(Model):
+class CounterModel(TableModel):
     """A rate-limit counter for one key in one time window."""
 
     class Meta(_Meta):
