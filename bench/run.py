@@ -94,14 +94,21 @@ def work_counts() -> dict[str, Any]:
         site = f"work{secrets.token_hex(3)}"
         agents.create("benchagent", "Bench Agent", "bench-password-1", site=site)
         counters = stack.gateway.counters
-        base = {k: counters[k] for k in ("invoke:$connect", "invoke:$default", "invoke:$disconnect", "post")}
+        keys = ("invoke:$connect", "invoke:$default", "invoke:$disconnect", "post")
         calls.clear()
+        # Once per agent shift, not per conversation: sign in, open the console, go on shift.
         token = Client.login(stack.gateway.http_url, "benchagent", "bench-password-1")
         console = Client(stack.gateway.ws_url, {"token": token})
         console.request({"action": "shift", "on": True}, "shift")
+        settle(stack, quiet=0.3)
+        shift_calls = len(calls)
+        calls.clear()
+        base = {k: counters[k] for k in keys}
+        # One conversation: the visitor connects, starts, is routed, 20 messages, closes, leaves.
         guest = Client(stack.gateway.ws_url, {"site": site})
         conv = guest.start()
         console.expect("assigned")
+        settle(stack, quiet=0.3)
         setup_calls = len(calls)
         per_message: list[list[tuple[str, float]]] = []
         for n in range(10):
@@ -114,9 +121,9 @@ def work_counts() -> dict[str, Any]:
                 per_message.append(calls[before:])
         guest.request({"action": "close", "conversation": conv}, "closed")
         guest.close()
-        console.close()
         settle(stack, quiet=0.3)
-        conversation = {k: counters[k] - base[k] for k in base}
+        conversation = {k: counters[k] - base[k] for k in keys}
+        console.close()
         requests = [len(m) for m in per_message]
         units = [sum(u for _, u in m) for m in per_message]
         return {
@@ -128,6 +135,7 @@ def work_counts() -> dict[str, Any]:
             "per_conversation": {"lambda_invocations": sum(v for k, v in conversation.items()
                                                            if "invoke" in k),
                                  "dynamodb_requests": len(calls), "setup_dynamodb_requests": setup_calls,
+                                 "agent_shift_dynamodb_requests": shift_calls,
                                  "capacity_units": round(sum(u for _, u in calls), 1),
                                  "posts": conversation["post"], "messages": 20},
         }
