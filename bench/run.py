@@ -262,7 +262,9 @@ def widget(runs: int) -> dict[str, Any]:
     server = Server()
     try:
         base = server.info["http_url"]
-        launcher, with_widget, without = [], [], []
+        launcher: list[float] = []
+        with_widget: list[float] = []
+        without: list[float] = []
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=[
                 "--no-sandbox", "--disable-gpu", "--disable-background-networking",
