@@ -309,7 +309,7 @@ def site_reports(site: str) -> Response:
     with ``format=csv``. Query: from, to (YYYY-MM-DD, the site's days), agent."""
     _signed_in(site, lead=True)
     request = app.current_request
-    query = (request.query_params or {}) if request is not None else {}
+    query: dict[str, str] = dict(request.query_params or {}) if request is not None else {}
     agent = query.get("agent") or None
     if agent is not None and not agents.AGENT_ID.match(agent):
         raise BadRequestError("agent: an agent id.")
