@@ -166,7 +166,7 @@ def measure(conv: ConversationModel, tz: tzinfo, closed_by: str | None) -> Measu
         after_hours_answer_ms=max(0, first - created) if conv.after_hours and first is not None else None)
 
 
-def _add(site: str, day: str, agent: str | None, increments: dict[str, int]) -> dict[str, Any]:
+def day_update(site: str, day: str, agent: str | None, increments: dict[str, int]) -> dict[str, Any]:
     """A raw transaction item adding ``increments`` to one day item (created on first use)."""
     names = {"#site": "site", "#day": "day"}
     values: dict[str, Any] = {":site": {"S": site}, ":day": {"S": day}}
@@ -201,9 +201,9 @@ def settle(conv: ConversationModel, closed_by: str | None) -> Measures | None:
         "ExpressionAttributeNames": {"#counted": "counted", "#outcome": "outcome", "#status": "status"},
         "ExpressionAttributeValues": {":yes": {"BOOL": True}, ":outcome": {"S": m.outcome},
                                       ":closed": {"S": "closed"}}}}
-    items = [mark, _add(conv.site, m.day, None, m.increments())]
+    items = [mark, day_update(conv.site, m.day, None, m.increments())]
     if m.agent:
-        items.append(_add(conv.site, m.day, m.agent, m.increments()))
+        items.append(day_update(conv.site, m.day, m.agent, m.increments()))
     return m if transact_write(items) else None
 
 
@@ -224,16 +224,16 @@ def rating_items(conv: ConversationModel, connection_id: str, rating: dict[str, 
                                      "#conn": connection_id},
         "ExpressionAttributeValues": {":rating": {"M": stored}, ":closed": {"S": "closed"}}}}
     score = {rating["score"]: 1}
-    items = [mark, _add(conv.site, day, None, score)]
+    items = [mark, day_update(conv.site, day, None, score)]
     if conv.agent_id:
-        items.append(_add(conv.site, day, conv.agent_id, score))
+        items.append(day_update(conv.site, day, conv.agent_id, score))
     return items
 
 
 def count_offline(site_id: str, at_ms: int) -> None:
     """An after-hours message left with the form: counted on the site's day when it is left."""
     day, _ = local_day(at_ms, zone(sites.get(site_id)))
-    item = _add(site_id, day, None, {"offline": 1})["Update"]
+    item = day_update(site_id, day, None, {"offline": 1})["Update"]
     C = ConversationModel
     C._get_connection().connection.client._make_api_call("UpdateItem", {
         "TableName": C.Meta.table_name, **item})

@@ -87,7 +87,8 @@ def test_an_answered_chat_measures_wait_first_response_resolution_and_messages(
     close(guest, conv)
 
     m = stats.measure(conv_item(conv), stats.zone(sites.get(site)), "visitor")
-    assert (m.outcome, m.wait_ms, m.first_response_ms, m.resolution_ms) == ("answered", 40_000, 12_000, 100_000)
+    assert (m.outcome, m.wait_ms, m.first_response_ms) == ("answered", 40_000, 12_000)
+    assert m.resolution_ms == 100_000
     assert (m.messages_visitor, m.messages_agent, m.day, m.hour) == (2, 3, DAY, 9)
     assert conv_item(conv).counted and conv_item(conv).outcome == "answered"
 
