@@ -120,7 +120,7 @@
       ['first_response_p90_s', 'p90 first response', secs(t.first_response_p90_s)],
       ['missed_share', 'missed (' + t.missed + ')', pct(t.missed_share)],
       ['abandoned_share', 'abandoned (' + t.abandoned + ')', pct(t.abandoned_share)],
-      ['satisfaction', 'satisfied (' + t.rated_up + ' 👍 ' + t.rated_down + ' 👎)', pct(t.satisfaction)],
+      ['satisfaction', 'satisfied (' + t.rated_up + ' up, ' + t.rated_down + ' down)', pct(t.satisfaction)],
       ['after_hours', 'after hours (' + t.offline_messages + ' left a message)',
         String(t.after_hours_chats + t.offline_messages)],
     ];

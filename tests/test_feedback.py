@@ -42,13 +42,13 @@ def test_the_visitor_rates_the_chat_and_gets_the_transcript_from_the_widget(
     expect(w(page, ".after input[type=email]")).to_have_value("robin@example.org")  # from the pre-chat form
     w(page, ".rate textarea").fill("Fast answer, thanks")
     w(page, ".rate [data-score=up]").click()
-    expect(w(page, ".after .thanks")).to_have_text("Thanks for your feedback!")
+    expect(w(page, ".after .note")).to_have_text("Thanks for your feedback!")
     expect(w(page, ".rate")).to_be_hidden()
     rated = console_ws.expect("rated", conversation=conv)
     assert rated["rating"]["score"] == "up" and rated["rating"]["comment"] == "Fast answer, thanks"
 
     w(page, ".after button:has-text('Email me the transcript')").click()
-    expect(w(page, ".after .thanks")).to_have_text("Transcript sent to robin@example.org")
+    expect(w(page, ".after .note")).to_have_text("Transcript sent to robin@example.org")
     (mail,) = mailbox("robin@example.org")
     assert "Where is my parcel?" in mail["body"]["text"] and "It arrives tomorrow." in mail["body"]["text"]
 
@@ -60,7 +60,7 @@ def test_the_visitor_rates_the_chat_and_gets_the_transcript_from_the_widget(
     console_ws.request({"action": "close", "conversation": conv_fr}, "closed", conversation=conv_fr)
     expect(w(page_fr, ".rate p")).to_have_text("Comment s\u2019est passée cette discussion ?")
     w(page_fr, ".rate [data-score=down]").click()
-    expect(w(page_fr, ".after .thanks")).to_have_text("Merci pour votre avis !")
+    expect(w(page_fr, ".after .note")).to_have_text("Merci pour votre avis !")
     assert console_ws.expect("rated", conversation=conv_fr)["rating"]["score"] == "down"
 
 

@@ -180,3 +180,16 @@ def stack_artifact(name: str) -> Any:
 
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS / f"{name}.png"
+
+
+def test_the_figures_transaction_is_authorized_as_updates_of_the_table():
+    """AWS has no IAM action for a transaction: each item is authorized as its own action,
+    so the prod policy's UpdateItem on the table covers the counting transaction."""
+    from chalicelib import config
+    from tests import aws_recorder
+
+    call = aws_recorder.describe("dynamodb", "TransactWriteItems", {"TransactItems": [
+        {"Update": {"TableName": config.TABLE_NAME}}, {"Update": {"TableName": config.TABLE_NAME}}]}, "")
+    requirements = aws_recorder.requirements_for(call, aws_recorder.prod_settings())
+    assert [r.action for r in requirements] == ["dynamodb:UpdateItem"]
+    assert requirements[0].resources[0].endswith(":table/clicktochat-prod")

@@ -190,7 +190,7 @@ const rateBox = h('div.rate', {}, h('p', {}, T.rate), rateNote, h('div.btns', {}
 const txEmail = h('input', { type: 'email', autocomplete: 'email', maxlength: 254, 'aria-label': T.email,
   placeholder: T.email });
 const txButton = h('button.btn.ghost', {}, T.transcript);
-const endNote = h('p.thanks', { role: 'status' });
+const endNote = h('p.note', { role: 'status' });
 const after = h('div.after', hidden, rateBox, h('div.row', {}, txEmail, txButton), endNote);
 const body = h('div.body', {}, greet, log, away, after, restartButton);
 const typingLine = h('div.typing', { 'aria-live': 'polite' });
