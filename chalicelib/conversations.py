@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalicelib import auth, availability, clock, offline, queue, routing, sites
+from chalicelib import auth, availability, clock, offline, queue, routing, sites, telemetry
 from chalicelib.auth import Caller
 from chalicelib.fanout import Outbox
 from chalicelib.models import (
@@ -81,6 +81,8 @@ def start(who: Caller, outbox: Outbox, *, name: str | None = None, email: str | 
              queued_at=now, q_pk=q_pk, q_sk=q_sk, visitor_name=(name or "").strip() or None,
              email=email, page=visitor.current_page())
     conv.save()
+    telemetry.tag(conversation=conv.id)
+    telemetry.logger.info("conversation started")
     outbox.to(tabs, {"type": "conversation", "conversation": conv.id,
                      "summary": conv.summary()})
     if route and not routing.drain(who.site, outbox):
@@ -149,6 +151,7 @@ def send(connection_id: str, frame: Frame, outbox: Outbox) -> int:
             raise ProtocolError(STALE, "An older message id than one already sent; use a new id.",
                                 message_id)
     role, author, name = _sender(conv, connection_id)
+    telemetry.tag(site=conv.site, agent=author if role == auth.AGENT else None)
     now = clock.now_ms()
     message = MessageModel(key, message_sk(seq), seq=seq, role=role, author=author, name=name,
                            text=text, cmid=message_id, ts=now)
@@ -168,6 +171,7 @@ def send(connection_id: str, frame: Frame, outbox: Outbox) -> int:
     outbox.to([connection_id], {"type": "ack", "ref": message_id, "conversation": conv_id,
                                 "seq": seq, "ts": now})
     if fresh:
+        telemetry.count("MessagesSent", side=role)
         others = [c for c in conv.connections() if c != connection_id]
         outbox.to(others, message_frame(conv_id, message))
     return seq
