@@ -122,6 +122,7 @@ class Recorder:
                 metrics.add_dimension(key, label)
             for name, value in values:
                 metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+            metrics.add_metadata("function_name", self.function_name)
             for key, label in self.metadata.items():
                 metrics.add_metadata(key, label)
             out.append(json.dumps(metrics.serialize_metric_set(), separators=(",", ":")))
