@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from aws_lambda_powertools import Logger
 from chalice import (
     BadRequestError,
     Chalice,
@@ -33,22 +32,20 @@ from chalicelib import (
     presence,
     reports,
     sites,
+    telemetry,
     visitors,
 )
+from chalicelib.auth import Caller
 from chalicelib.fanout import Outbox
+from chalicelib.telemetry import logger
 
 app = Chalice(app_name="clicktochat")
 app.experimental_feature_flags.update(["WEBSOCKETS"])
 # Delivery goes through chalicelib.fanout (concurrent posts), not Chalice's sequential
 # websocket_api.send, so no boto3 session is attached here (boto3 costs ~90 ms of imports).
-logger = Logger(service=config.SERVICE)
-
-
-def _log_context(connection_id: str) -> None:
-    """Per-invocation log keys; thread-safe because the local stand-in runs invocations in
-    threads of one process (on Lambda each invocation has its own process)."""
-    logger.thread_safe_clear_keys()
-    logger.thread_safe_append_keys(connection=connection_id)
+# Every handler, of every kind, runs inside one observed invocation: fresh log keys, its own
+# metrics flushed as EMF at the end (chalicelib/telemetry.py says why not log_metrics).
+app.register_middleware(telemetry.middleware, "all")
 
 
 def _endpoint(event: WebsocketEvent) -> str:
@@ -71,19 +68,19 @@ def connect(event: WebsocketEvent) -> dict[str, Any]:
     raw = event.to_dict()
     query = raw.get("queryStringParameters") or {}
     source_ip = raw["requestContext"].get("identity", {}).get("sourceIp")
-    _log_context(event.connection_id)
     try:
         who = presence.connect(event.connection_id, query, source_ip, raw.get("headers") or {})
     except presence.Refused as refused:
+        telemetry.count("ConnectsRefused")
         logger.info("connection refused", extra={"reason": str(refused)})
         return {"statusCode": refused.status}
-    logger.info("connected", extra={"role": who.role, "site": who.site})
+    telemetry.count("Connects", role=who.role)
+    logger.info("connected")
     return {"statusCode": 200}
 
 
 @app.on_ws_message()
 def message(event: WebsocketEvent) -> None:
-    _log_context(event.connection_id)
     outbox = Outbox()
     dispatch.handle(event.connection_id, event.body, outbox)
     _deliver(outbox, _endpoint(event))
@@ -91,9 +88,12 @@ def message(event: WebsocketEvent) -> None:
 
 @app.on_ws_disconnect()
 def disconnect(event: WebsocketEvent) -> None:
-    _log_context(event.connection_id)
     outbox = Outbox()
-    presence.disconnect(event.connection_id, outbox)
+    gone = presence.disconnect(event.connection_id, outbox)
+    if gone is not None:
+        presence.identify(Caller(event.connection_id, gone.role, gone.subject, gone.site))
+        telemetry.count("Disconnects", role=gone.role)
+        logger.info("disconnected")
     _deliver(outbox, _endpoint(event))
 
 

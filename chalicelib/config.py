@@ -10,6 +10,9 @@ import functools
 import os
 
 SERVICE = "clicktochat"  # Powertools service name: logs, metrics and traces share it
+# CloudWatch namespace of the app's metrics (chalicelib/telemetry.py); "<app>-<stage>" when
+# deployed, so the stages never mix and infra/template.yaml's dashboard can name it.
+METRICS_NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "clicktochat-local")
 TABLE_NAME = os.environ.get("TABLE_NAME", "chat")
 DEFAULT_SITE = os.environ.get("DEFAULT_SITE", "default")
 

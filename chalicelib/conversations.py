@@ -20,12 +20,11 @@ per client id (wait for the ack), which is what makes a resend always the latest
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib import auth, availability, clock, offline, queue, routing, sites, stats
+from chalicelib import auth, availability, clock, offline, queue, routing, sites, stats, telemetry
 from chalicelib.auth import Caller
 from chalicelib.fanout import Outbox
 from chalicelib.models import (
@@ -49,8 +48,6 @@ from chalicelib.protocol import (
     Frame,
     ProtocolError,
 )
-
-log = logging.getLogger(__name__)
 
 PREVIEW_CHARS = 140
 SYSTEM = "system"  # the role of messages the product writes itself
@@ -89,6 +86,8 @@ def start(who: Caller, outbox: Outbox, *, name: str | None = None, email: str | 
              queued_at=now, q_pk=q_pk, q_sk=q_sk, visitor_name=(name or "").strip() or None,
              email=email, page=visitor.current_page(), after_hours=after_hours or None)
     conv.save()
+    telemetry.tag(conversation=conv.id)
+    telemetry.logger.info("conversation started")
     outbox.to(tabs, {"type": "conversation", "conversation": conv.id,
                      "summary": conv.summary()})
     if route and not routing.drain(who.site, outbox):
@@ -168,6 +167,7 @@ def send(connection_id: str, frame: Frame, outbox: Outbox) -> int:
             raise ProtocolError(STALE, "An older message id than one already sent; use a new id.",
                                 message_id)
     role, author, name = _sender(conv, connection_id)
+    telemetry.tag(site=conv.site, agent=author if role == auth.AGENT else None)
     message = MessageModel(key, message_sk(seq), seq=seq, role=role, author=author, name=name,
                            text=text, cmid=message_id, ts=now)
     fresh, stored = put_or_old(message, MessageModel.sk.does_not_exist())
@@ -186,6 +186,7 @@ def send(connection_id: str, frame: Frame, outbox: Outbox) -> int:
     outbox.to([connection_id], {"type": "ack", "ref": message_id, "conversation": conv_id,
                                 "seq": seq, "ts": now})
     if fresh:
+        telemetry.count("MessagesSent", side=role)
         others = [c for c in conv.connections() if c != connection_id]
         outbox.to(others, message_frame(conv_id, message))
     return seq
@@ -307,7 +308,7 @@ def close(connection_id: str, frame: Frame, outbox: Outbox) -> ConversationModel
     try:
         stats.settle(conv, role)  # into the day's figures, exactly once
     except Exception:  # the chat is closed either way; a lost figure must not look like a failure
-        log.exception("closed conversation not counted in the figures")
+        telemetry.logger.exception("closed conversation not counted in the figures")
     if frame.get("transcript") and conv.email:
         queue.enqueue({"kind": "transcript", "conv": conv_id})
     V = VisitorModel

@@ -22,6 +22,7 @@ from chalicelib import (
     routing,
     sites,
     supervision,
+    telemetry,
     transcripts,
     transfers,
     visitors,
@@ -194,12 +195,13 @@ def handle(connection_id: str, body: str | None, outbox: Outbox) -> None:
     try:
         frame = parse(body)
         ref = frame.ref
-        logger.thread_safe_append_keys(action=frame.action)
+        telemetry.tag(action=frame.action, conversation=frame.get("conversation"))
         HANDLERS[frame.action](connection_id, frame, outbox)
     except ProtocolError as exc:
         outbox.to([connection_id], error(exc.code, exc.message, exc.ref or ref))
     except Exception:
         # DynamoDB throttling past its retries, a timeout, a bug: the frame may be resent
         # safely (sends are idempotent), so say so rather than drop the connection.
+        telemetry.count("FrameErrors")
         logger.exception("frame failed")
         outbox.to([connection_id], error(RETRY, "Temporary problem; please resend.", ref))

@@ -19,13 +19,14 @@ from typing import Any
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from chalicelib import aws, config
+from chalicelib import aws, config, telemetry
 from chalicelib.protocol import encode
 
 log = logging.getLogger(__name__)
 _clients: dict[str, Any] = {}
 _lock = threading.Lock()
 _pool = ThreadPoolExecutor(max_workers=config.FANOUT_WORKERS, thread_name_prefix="fanout")
+GONE, ERROR, POSTED = "gone", "error", "posted"  # outcomes of posting to one connection
 
 
 class Outbox:
@@ -101,23 +102,32 @@ def close(connection_ids: Iterable[str], url: str) -> None:
 
 
 def deliver(outbox: Outbox, url: str) -> list[str]:
-    """Post everything in ``outbox``; return the ids of connections that are gone."""
+    """Post everything in ``outbox``; return the ids of connections that are gone.
+
+    Outcomes are counted here, in the handler's thread (the posts run in the pool, where
+    the invocation's metrics are out of reach): ``FanoutFailures`` by reason, gone or error.
+    """
     if not outbox.frames:
         return []
     client = _client(url)
     items = list(outbox.frames.items())
     if len(items) == 1:
-        return [] if _post_safely(client, *items[0]) else [items[0][0]]
-    futures = {cid: _pool.submit(_post_safely, client, cid, frames) for cid, frames in items}
-    return [connection_id for connection_id, future in futures.items() if not future.result()]
+        outcomes = {items[0][0]: _post_safely(client, *items[0])}
+    else:
+        futures = {cid: _pool.submit(_post_safely, client, cid, frames) for cid, frames in items}
+        outcomes = {cid: future.result() for cid, future in futures.items()}
+    gone = [cid for cid, outcome in outcomes.items() if outcome == GONE]
+    telemetry.count("FanoutFailures", len(gone), reason=GONE)
+    telemetry.count("FanoutFailures", sum(o == ERROR for o in outcomes.values()), reason=ERROR)
+    return gone
 
 
-def _post_safely(client: Any, connection_id: str, frames: list[bytes]) -> bool:
+def _post_safely(client: Any, connection_id: str, frames: list[bytes]) -> str:
     """Like ``_post_all``, but an error other than "gone" (a 5xx or a timeout that survived
     the retries) only costs that recipient this delivery: it catches up with ``sync`` when it
     notices the gap in sequence numbers. Never stops the other recipients."""
     try:
-        return _post_all(client, connection_id, frames)
+        return POSTED if _post_all(client, connection_id, frames) else GONE
     except Exception:
         log.warning("post to a connection failed", exc_info=True)
-        return True
+        return ERROR

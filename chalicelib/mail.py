@@ -16,7 +16,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError, ConnectTimeoutError, EndpointConnectionError
 
-from chalicelib import aws, clock, config
+from chalicelib import aws, clock, config, telemetry
 from chalicelib.hours import from_ms
 from chalicelib.models import MailModel, update_or_old
 
@@ -70,8 +70,13 @@ def send_once(key: str, email: Email) -> bool:
         provider_id = send(email)
     except (ClientError, EndpointConnectionError, ConnectTimeoutError):
         # SES refused it or was unreachable: certainly not sent, so retry at once.
+        telemetry.count("MailFailures")
         MailModel(f"MAIL#{key}").update(actions=[M.lease_until.remove()])
         raise
+    except Exception:
+        telemetry.count("MailFailures")
+        raise
+    telemetry.count("MailSent")
     # Any other failure (a read timeout: SES may have sent it) keeps the lease, so a retry
     # waits for it to expire; that rare unknown outcome is the only way to a second email.
     MailModel(f"MAIL#{key}").update(actions=[

@@ -25,6 +25,7 @@ from chalicelib import (
     routing,
     sites,
     stats,
+    telemetry,
     transfers,
 )
 from chalicelib.auth import Caller
@@ -90,7 +91,14 @@ def connect(connection_id: str, query: dict[str, str], source_ip: str | None = N
         item.site_pk, item.site_sk = f"VCONN#{caller.site}", connection_id
         item.ip_hash = auth.fingerprint(source_ip) if source_ip else None
     item.save()
+    identify(caller)
     return caller
+
+
+def identify(who: Caller) -> None:
+    """This invocation acts for ``who``: its site (and agent id) join the log keys."""
+    telemetry.tag(site=who.site, role=who.role,
+                  agent=who.subject if who.role == auth.AGENT else None)
 
 
 def _attach_agent(caller: Caller) -> None:
@@ -138,7 +146,9 @@ def _join(conv_id: str, caller: Caller) -> None:
 
 def caller(connection_id: str) -> Caller:
     """The identity of a live connection (one GetItem; not used on the message path)."""
-    return Caller(connection_id, *_identity(connection(connection_id)))
+    who = Caller(connection_id, *_identity(connection(connection_id)))
+    identify(who)
+    return who
 
 
 def connection(connection_id: str) -> ConnectionModel:
@@ -181,20 +191,21 @@ def hello(who: Caller) -> dict[str, Any]:
     return frame
 
 
-def disconnect(connection_id: str, outbox: Outbox) -> None:
-    """Forget a connection: on $disconnect, or when a post found it gone (410)."""
+def disconnect(connection_id: str, outbox: Outbox) -> ConnectionModel | None:
+    """Forget a connection: on $disconnect, or when a post found it gone (410). Returns what
+    the connection was, or None when it was already forgotten."""
     conn = ConnectionModel._get_connection()
     old = conn.delete_item(connection_key(connection_id), META, return_values=ALL_OLD)
     attrs = old.get("Attributes")
     if not attrs:
-        return
+        return None
     item = ConnectionModel.from_raw_data(attrs)
     if item.role == auth.AGENT:
         A = AgentModel
         ok, agent = update_or_old(A, agent_key(item.subject), [A.conns.delete({connection_id})],
                                   A.pk.exists())
         if not ok or agent is None:
-            return
+            return item
         for conv_id in sorted(agent.convs or ()):
             _leave(conv_id, connection_id)
         if not agent.conns and (agent.on_shift or agent.convs):
@@ -209,6 +220,7 @@ def disconnect(connection_id: str, outbox: Outbox) -> None:
         visitor.update(actions=[V.conns.delete({connection_id})])
         if visitor.conv:
             _leave(visitor.conv, connection_id)
+    return item
 
 
 def forget(connection_id: str, conversations: set[str], outbox: Outbox) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pynamodb.expressions.condition import size
 from pynamodb.expressions.update import Action
 
-from chalicelib import clock
+from chalicelib import clock, telemetry
 from chalicelib.fanout import Outbox
 from chalicelib.models import (
     META,
@@ -92,6 +92,8 @@ def release(agent_id: str, conv_id: str) -> None:
 def announce(assignment: Assignment, outbox: Outbox) -> None:
     """Tell both sides (every tab of each) that the conversation has an agent."""
     conv = assignment.conversation
+    telemetry.logger.info("conversation assigned",
+                          extra={"conversation": conv.id, "assigned_to": assignment.agent.id})
     outbox.to(conv.connections(), {"type": "assigned", "conversation": conv.id,
                                    "summary": conv.summary()})
 
@@ -129,6 +131,7 @@ def broadcast_queue(site: str, outbox: Outbox, queue: list[ConversationModel] | 
     """Push positions to waiting visitors and the queue to on-shift agents."""
     queue = waiting(site) if queue is None else queue
     agents = on_shift(site) if agents is None else agents
+    telemetry.gauge("QueueLength", len(queue), site=site)  # known here: no extra request
     for position, conv in enumerate(queue, start=1):
         outbox.to(conv.connections_of("v:"), {"type": "queued", "conversation": conv.id,
                                               "position": position})

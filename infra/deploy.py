@@ -59,6 +59,7 @@ RUNTIME_PROVIDED = frozenset({"boto3", "botocore", "s3transfer", "jmespath", "py
                               "six", "urllib3"})
 PLATFORMS = {"x86_64": "manylinux2014_x86_64", "arm64": "manylinux2014_aarch64"}
 MAX_PACKAGE_BYTES = 5 * 1024 * 1024
+ALARM_PARAMETERS = ("ErrorRatePercent", "HandlerP99Millis", "FanoutErrorThreshold")
 
 # Cache-Control per kind of object (CloudFront's CachingOptimized policy follows them).
 CACHE_WIDGET = "public, max-age=300, stale-while-revalidate=86400, stale-if-error=604800"
@@ -451,6 +452,7 @@ def postprocess_sam(sam: dict[str, Any], config: Mapping[str, Any], stage_names:
         "MAIL_QUEUE_NAME": {"Fn::GetAtt": ["MailQueue", "QueueName"]},
         "MAIL_DLQ_NAME": {"Fn::GetAtt": ["MailDeadLetterQueue", "QueueName"]},
         "TOKEN_SECRET_PARAM": {"Fn::Sub": "/${AppName}/${Stage}/token-secret"},
+        "POWERTOOLS_METRICS_NAMESPACE": {"Fn::Sub": "${AppName}-${Stage}"},  # the dashboard's
         "WEBSOCKET_API_ID": {"Ref": "WebsocketAPI"},
     }
     function_names: dict[str, str] = {}
@@ -646,6 +648,10 @@ class Deployer:
         for key, default in defaults.items():
             value = given[key]
             params[key] = value if value is not None else current.get(key, default)
+        # Alarm thresholds: kept as the stack has them (a team may tune them), else the template's.
+        template = load_template(self.root / "infra" / "template.yaml")["Parameters"]
+        for key in ALARM_PARAMETERS:
+            params[key] = current.get(key, str(template[key]["Default"]))
         previous = current.get("MailIdentity", "")
         derived = mail_from if params["MailIdentityMode"] == "address" else domain
         params["MailIdentity"] = options.mail_identity or (
@@ -713,6 +719,9 @@ class Deployer:
             "WEBSOCKET_STAGE": str(config.get("websocket_api_stage", "api")),
             "MAIL_FROM": mail_from,
             "TEAM_EMAIL": team_email,
+            # Where chalicelib/telemetry.py writes metrics: the namespace the dashboard reads.
+            "POWERTOOLS_METRICS_NAMESPACE": outputs.get("MetricsNamespace",
+                                                        f"{self.names.app}-{self.stage}"),
         }
         if websocket_api_id:
             values["WEBSOCKET_API_ID"] = websocket_api_id

@@ -53,6 +53,8 @@ PLATFORM_GRANTS = {
     "sqs:ReceiveMessage": "the SQS event source mapping polls the mail queue with send_mail's role",
     "sqs:DeleteMessage": "the event source mapping deletes the records send_mail handled",
     "sqs:GetQueueAttributes": "the event source mapping reads the queue's attributes",
+    "xray:PutTraceSegments": "Lambda active tracing sends each invocation's segments",
+    "xray:PutTelemetryRecords": "Lambda active tracing reports the X-Ray daemon's telemetry",
 }
 
 _ROOT_S = str(ROOT) + os.sep

@@ -28,6 +28,12 @@ def main() -> int:
     if args.fresh and data_dir.exists():
         for path in data_dir.iterdir():
             path.unlink()
+    from chalicelib import telemetry
+    from infra.local.metrics import printer
+
+    # The app's EMF lines stay JSON on stdout (as CloudWatch gets them); each metric is also
+    # printed readably on stderr: "metric MessagesSent=1 side=visitor (...)".
+    telemetry.add_sink(printer())
     stack = Stack(port=args.port, data_dir=data_dir)
     try:
         stack.start()
@@ -61,6 +67,7 @@ click-to-chat is running locally (Ctrl-C to stop)
   mail queue (SQS, moto)   {stack.sqs.endpoint}
 
   more agents:  make agent ID=alice NAME="Alice"
+  metrics:      JSON logs and EMF lines on stdout; each metric also as "metric Name=value ..."
 """, flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
