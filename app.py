@@ -25,6 +25,7 @@ from chalicelib import (
     agents,
     auth,
     availability,
+    aws,
     config,
     dispatch,
     fanout,
@@ -41,6 +42,17 @@ app.experimental_feature_flags.update(["WEBSOCKETS"])
 # Delivery goes through chalicelib.fanout (concurrent posts), not Chalice's sequential
 # websocket_api.send, so no boto3 session is attached here (boto3 costs ~90 ms of imports).
 logger = Logger(service=config.SERVICE)
+
+
+@app.middleware("all")
+def within_the_timeout(event: Any, get_response: Callable[[Any], Any]) -> Any:
+    """Every handler runs under its Lambda deadline: AWS calls are not retried past the time
+    left to answer (chalicelib.aws), so a throttled table gets the client a "resend" error
+    rather than a killed invocation."""
+    context = getattr(event, "context", None) or getattr(event, "lambda_context", None)
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    with aws.deadline(remaining() if remaining is not None else None):
+        return get_response(event)
 
 
 def _log_context(connection_id: str) -> None:

@@ -56,22 +56,38 @@ from pynamodb.indexes import (
     IncludeProjection,
     KeysOnlyProjection,
 )
+from pynamodb.connection.table import TableConnection
 from pynamodb.models import Model
 
-from chalicelib import config
+from chalicelib import aws, config
 
 _REGION = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
 
 META = "META"
 
 
+_RETRIES = aws.policy_for("dynamodb")
+
+
 class _Meta:
     table_name = config.TABLE_NAME
     region = _REGION
-    # Lambda's own retry budget is small: fail fast and let the client resend (idempotent).
-    max_retry_attempts = 3
-    connect_timeout_seconds = 2
-    read_timeout_seconds = 5
+    # Lambda's own time is short: bounded retries (chalicelib.aws), then the client resends
+    # (every write is idempotent).
+    max_retry_attempts = _RETRIES.attempts - 1
+    connect_timeout_seconds = _RETRIES.connect_timeout
+    read_timeout_seconds = _RETRIES.read_timeout
+
+
+class Item(Model):
+    """Base of every model here: PynamoDB's client follows the project's DynamoDB retry
+    policy (backoff, and no retry the invocation has no time left for)."""
+
+    @classmethod
+    def _get_connection(cls) -> TableConnection:
+        connection = super()._get_connection()
+        aws.bound_retries(connection.connection.client, _RETRIES)
+        return connection
 
 
 class QueueIndex(GlobalSecondaryIndex["ConversationModel"]):
@@ -85,7 +101,7 @@ class QueueIndex(GlobalSecondaryIndex["ConversationModel"]):
     q_sk = UnicodeAttribute(range_key=True)
 
 
-class ConversationModel(Model):
+class ConversationModel(Item):
     """A conversation's state; its messages live beside it under the same partition key."""
 
     class Meta(_Meta):
@@ -155,7 +171,7 @@ class ConversationModel(Model):
                 "reads": {k: int(v) for k, v in plain_map(self.reads).items()}}
 
 
-class MessageModel(Model):
+class MessageModel(Item):
     """One stored message; ``sk`` orders messages by their per-conversation sequence number."""
 
     class Meta(_Meta):
@@ -170,6 +186,9 @@ class MessageModel(Model):
     text = UnicodeAttribute()
     cmid = UnicodeAttribute()
     ts = NumberAttribute()
+    # Which attempt stored it: a PutItem retried after its answer was lost finds its own
+    # write (not an earlier invocation's), so the message is still delivered.
+    attempt = UnicodeAttribute(null=True)
 
 
 class SiteConnectionsIndex(GlobalSecondaryIndex["ConnectionModel"]):
@@ -183,7 +202,7 @@ class SiteConnectionsIndex(GlobalSecondaryIndex["ConnectionModel"]):
     site_sk = UnicodeAttribute(range_key=True)
 
 
-class ConnectionModel(Model):
+class ConnectionModel(Item):
     """What a WebSocket connection is; expires by TTL if a $disconnect never arrives."""
 
     class Meta(_Meta):
@@ -203,7 +222,7 @@ class ConnectionModel(Model):
     site_index = SiteConnectionsIndex()
 
 
-class VisitorModel(Model):
+class VisitorModel(Item):
     """A visitor: their open conversation (at most one) and their open tabs."""
 
     class Meta(_Meta):
@@ -275,7 +294,7 @@ class TeamIndex(GlobalSecondaryIndex["AgentModel"]):
     team_sk = UnicodeAttribute(range_key=True)
 
 
-class AgentModel(Model):
+class AgentModel(Item):
     """An agent account, its capacity, its assigned conversations and its open consoles."""
 
     class Meta(_Meta):
@@ -314,7 +333,7 @@ class AgentModel(Model):
         return len(self.convs or ())
 
 
-class SiteModel(Model):
+class SiteModel(Item):
     """One site's settings. All sites share a partition, so listing them is one Query."""
 
     class Meta(_Meta):
@@ -334,7 +353,7 @@ class SiteModel(Model):
         return self.sk
 
 
-class OfflineMessageModel(Model):
+class OfflineMessageModel(Item):
     """A message left while nobody was on shift; stored before it is acknowledged."""
 
     class Meta(_Meta):
@@ -359,7 +378,7 @@ class OfflineMessageModel(Model):
         return self.pk.split("#", 1)[1]
 
 
-class MailModel(Model):
+class MailModel(Item):
     """An email that must go out at most once: claimed with a lease, then marked sent."""
 
     class Meta(_Meta):
@@ -374,7 +393,7 @@ class MailModel(Model):
     ttl = TTLAttribute(null=True)
 
 
-class CounterModel(Model):
+class CounterModel(Item):
     """A rate-limit counter for one key in one time window."""
 
     class Meta(_Meta):
