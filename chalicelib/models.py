@@ -48,6 +48,7 @@ from pynamodb.attributes import (
     UnicodeAttribute,
     UnicodeSetAttribute,
 )
+from pynamodb.connection.table import TableConnection
 from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 from pynamodb.indexes import (
@@ -56,7 +57,6 @@ from pynamodb.indexes import (
     IncludeProjection,
     KeysOnlyProjection,
 )
-from pynamodb.connection.table import TableConnection
 from pynamodb.models import Model
 
 from chalicelib import aws, config

@@ -23,16 +23,19 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 from botocore.awsrequest import AWSResponse
+from botocore.exceptions import ClientError, ConnectionClosedError
 from botocore.retries import standard
+from websockets.exceptions import InvalidStatus
 
 from chalicelib import auth, aws, clock, config, conversations, fanout, mail, offline
-from chalicelib.models import MailModel
+from chalicelib.models import META, MailModel
 from infra import admin
 from infra.local.faults import FaultProxy, dynamodb_error, rest_error, route_app_through
 from infra.local.gateway import LocalLambdaContext
 from infra.local.sqs import _record
-from tests.client import Client, eventually, http_error, rest, settle
+from tests.client import Client, eventually, settle
 from tests.test_messages import _chat, _conns, _stored
 
 SES_SEND = "POST /v2/email/outbound-emails"
@@ -158,7 +161,7 @@ def test_a_write_whose_connection_drops_is_retried_safely(visitor, agent, faults
 def test_no_retry_starts_that_could_outlast_the_invocation(visitor, agent, faults, stack, monkeypatch):
     """With less time left than a retry could take, the handler answers "resend" at once
     rather than be killed by the Lambda timeout halfway."""
-    guest, console, conv = _chat(visitor, agent)
+    guest, _console, conv = _chat(visitor, agent)
     policy = aws.POLICIES["dynamodb"]
     monkeypatch.setattr(stack.gateway, "lambda_timeout", policy.attempt_seconds + aws.RESERVE_SECONDS)
     once = faults.inject("UpdateItem", dynamodb_error("throughput"), times=1)
@@ -231,3 +234,217 @@ def test_a_gone_tab_and_a_failing_console_during_fan_out(visitor, agent, managem
     page = second_console.request({"action": "sync", "conversation": conv, "after": 1}, "messages")
     assert [m["text"] for m in page["items"]] == ["second", "third"]
 
+
+
+# ------------------------------------------------------------------ SES and SQS
+
+
+def _left(site: str, email: str, text: str) -> str:
+    """An offline message stored and queued, as the REST route and the widget do it."""
+    message_id = offline.leave(site, {"email": email, "text": text})
+    offline.dispatch(message_id)
+    return message_id
+
+
+def test_ses_failing_for_a_while_delays_the_mail_then_sends_it_once(stack, site, ses):
+    _left(site, "ida@example.org", "Anyone there?")
+    attempts = aws.POLICIES["sesv2"].attempts
+    outage = ses.inject(SES_SEND, rest_error(503, "ServiceUnavailable"), times=2 * attempts)
+    failed = stack.poller.counters[f"failed:{config.MAIL_QUEUE_NAME}"]
+    assert stack.poller.poll_once() == 1 and stack.poller.poll_once() == 1  # two deliveries
+    assert stack.poller.counters[f"failed:{config.MAIL_QUEUE_NAME}"] == failed + 2
+    assert outage.used == 2 * attempts and stack.ses.emails() == []  # each retried in-call too
+    stack.poller.drain()  # SES is back
+    assert len(emails_to(stack, config.TEAM_EMAIL)) == 1
+    assert len(emails_to(stack, "ida@example.org")) == 1
+
+
+def test_ses_down_past_the_redrive_limit_parks_the_job_and_a_redrive_sends_it_once(stack, site, ses):
+    message_id = _left(site, "jan@example.org", "Still there?")
+    ses.inject(SES_SEND, rest_error(500, "InternalFailure"), times=10**6)
+    stack.poller.drain()  # every delivery fails; after MAIL_MAX_RECEIVES the job is parked
+    parked = [d for d in admin.dead_letters() if json.loads(d["body"]).get("id") == message_id]
+    assert len(parked) == 1 and stack.ses.emails() == []  # delayed, not lost
+    ses.clear()
+    assert admin.redrive([parked[0]["id"]]) == [parked[0]["id"]]
+    stack.poller.drain()
+    (to_team,) = emails_to(stack, config.TEAM_EMAIL)
+    assert "Still there?" in to_team["body"]["text"]
+    assert len(emails_to(stack, "jan@example.org")) == 1
+
+
+def test_an_email_whose_answer_is_lost_is_not_sent_again(stack, ses):
+    """SES took the email, then the connection broke: botocore must not resend it (there is
+    no idempotency key on SendEmail), and a redelivered job waits for the lease."""
+    key = f"fault:{os.urandom(4).hex()}"
+    email = mail.Email(to="kim@example.org", subject="Once", text="Only once, please.")
+    ses.inject(SES_SEND, hang_up=True, forward_first=True)
+    with pytest.raises(ConnectionClosedError):  # the outcome is unknown to us
+        mail.send_once(key, email)
+    assert len(emails_to(stack, "kim@example.org")) == 1
+    with pytest.raises(mail.Busy):  # SQS redelivers: the lease holds it back
+        mail.send_once(key, email)
+    assert len(emails_to(stack, "kim@example.org")) == 1
+    refused = f"fault:{os.urandom(4).hex()}"  # by contrast, a refusal certainly sent nothing:
+    ses.inject(SES_SEND, rest_error(400, "TooManyRequestsException"), times=aws.POLICIES["sesv2"].attempts)
+    with pytest.raises(ClientError):
+        mail.send_once(refused, email)
+    assert mail.send_once(refused, email) is True  # the lease was released: sent at once
+    assert len(emails_to(stack, "kim@example.org")) == 2
+    assert MailModel.get(f"MAIL#{refused}", META).sent_at is not None
+
+
+def test_the_same_job_delivered_twice_at_once_sends_one_email(stack, site, ses):
+    _left(site, "lou@example.org", "Twice at once?")
+    sqs = stack.sqs.client()
+    url = sqs.get_queue_url(QueueName=config.MAIL_QUEUE_NAME)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    (message,) = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1, VisibilityTimeout=60,
+                                     MessageSystemAttributeNames=["All"])["Messages"]
+    event = {"Records": [_record(message, arn)]}
+    handler = stack.app_module.app.handler_map["send_mail"]
+
+    def consume() -> Any:
+        return handler(event, LocalLambdaContext("clicktochat-local-send_mail", timeout_s=60))
+
+    slow = ses.inject(SES_SEND, hold=True)  # the first consumer is mid-send...
+    results: dict[str, Any] = {}
+    first = threading.Thread(target=lambda: results.update(first=consume()))
+    first.start()
+    try:
+        eventually(lambda: slow.used == 1)
+        with pytest.raises(BatchProcessingError, match="Busy"):  # ...when the same record
+            consume()  # reaches a second one: it fails, so SQS will deliver it again later
+    finally:
+        slow.release()
+        first.join(30)
+    assert results["first"] == {"batchItemFailures": []}
+    assert consume() == {"batchItemFailures": []}  # its retry finds both emails sent
+    assert len(emails_to(stack, config.TEAM_EMAIL)) == 1
+    assert len(emails_to(stack, "lou@example.org")) == 1
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+
+
+# ------------------------------------------------------- gateway crash, killed Lambdas
+
+
+def test_a_gateway_crash_mid_conversation_loses_nothing(visitor, agent, stack, clients, faults):
+    """The gateway process dies (no $disconnect for anyone) and comes back: both sides
+    reconnect with their tokens and resume; the dead connections are forgotten on first use."""
+    guest, console, conv = _chat(visitor, agent)
+    guest.say(conv, "before the crash")
+    console.say(conv, "reply before the crash")
+    dead = set(_conns(conv))
+    for connection_id in dead:
+        stack.gateway.drop(connection_id)
+    stack.gateway.stop()
+    stack.gateway.start()
+    back = visitor(token=guest.welcome["token"])
+    assert back.welcome["conversation"]["id"] == conv and back.welcome["conversation"]["seq"] == 2
+    desk = Client(stack.gateway.ws_url, {"token": console.token})
+    clients.append(desk)
+    assert conv in [c["id"] for c in desk.request({"action": "hello"}, "welcome")["conversations"]]
+    assert back.say(conv, "after the restart")["seq"] == 3
+    assert desk.expect("message", conversation=conv)["seq"] == 3
+    eventually(lambda: not dead & set(_conns(conv)))
+    page = desk.request({"action": "sync", "conversation": conv, "after": 0}, "messages")
+    assert [(m["seq"], m["text"]) for m in page["items"]] == [
+        (1, "before the crash"), (2, "reply before the crash"), (3, "after the restart")]
+
+
+class Killed(BaseException):
+    """The Lambda runtime ending an invocation (timeout): nothing after this point runs, no
+    handler catches it."""
+
+
+def kill_once(monkeypatch, module: Any, name: str) -> list[int]:
+    """The next call of ``module.name`` kills its invocation; returns the list it marks."""
+    real = getattr(module, name)
+    killed: list[int] = []
+
+    def dying(*args: Any, **kwargs: Any) -> Any:
+        if not killed:
+            killed.append(1)
+            raise Killed(name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, dying)
+    return killed
+
+
+def test_killed_between_the_two_writes_the_resend_completes_it(visitor, agent, faults, stack,
+                                                                monkeypatch):
+    """Builds on test_messages.py's crash-between-writes case with a real invocation killed
+    there, while the other side keeps talking."""
+    guest, console, conv = _chat(visitor, agent)
+    settle(stack)
+    killed = kill_once(monkeypatch, conversations, "put_or_old")
+    message_id = guest.next_id()
+    guest.send({"action": "send", "conversation": conv, "id": message_id, "text": "cut short"})
+    eventually(lambda: killed)
+    assert console.say(conv, "meanwhile")["seq"] == 2  # the conversation is not stuck
+    assert guest.expect("message", conversation=conv)["seq"] == 2
+    ack = guest.say(conv, "cut short", message_id)  # no ack came: the client resends
+    assert ack["type"] == "ack" and ack["seq"] == 1
+    assert console.expect("message", conversation=conv)["text"] == "cut short"
+    assert guest.say(conv, "and later")["seq"] == 3
+    page = console.request({"action": "sync", "conversation": conv, "after": 0}, "messages")
+    assert [(m["seq"], m["text"]) for m in page["items"]] == [
+        (1, "cut short"), (2, "meanwhile"), (3, "and later")]
+
+
+def test_killed_after_storing_before_fan_out_the_resend_is_acknowledged_once(visitor, agent, faults,
+                                                                            stack, monkeypatch):
+    """Stored, then killed before anyone was told. The resend is acknowledged with the same
+    seq and not stored again; the other side gets it by sync when the next message shows the
+    gap (the server cannot tell this from a lost ack, where the others already have it)."""
+    guest, console, conv = _chat(visitor, agent)
+    settle(stack)
+    killed = kill_once(monkeypatch, fanout, "deliver")
+    message_id = guest.next_id()
+    guest.send({"action": "send", "conversation": conv, "id": message_id, "text": "stored, untold"})
+    eventually(lambda: killed)
+    assert _stored(conv) == [(1, "stored, untold")]
+    ack = guest.say(conv, "stored, untold", message_id)
+    assert ack["type"] == "ack" and ack["seq"] == 1
+    assert guest.say(conv, "next")["seq"] == 2
+    assert console.expect("message", conversation=conv)["seq"] == 2
+    page = console.request({"action": "sync", "conversation": conv, "after": 0}, "messages")
+    assert [(m["seq"], m["text"]) for m in page["items"]] == [(1, "stored, untold"), (2, "next")]
+    assert _stored(conv) == [(1, "stored, untold"), (2, "next")]
+
+
+# ------------------------------------------------------------------ clock skew
+
+
+def test_client_clocks_never_date_or_order_anything(visitor, agent):
+    """Clients may send any time they like (here hours ahead and behind): it is ignored.
+    Order is the server's seq, every ts is the server's clock."""
+    guest, console, conv = _chat(visitor, agent)
+    hours = 5 * 3600 * 1000
+    before = clock.now_ms()
+    ahead = guest.next_id()
+    guest.send({"action": "send", "conversation": conv, "id": ahead, "text": "from the future",
+                "ts": before + hours, "sent_at": before + hours})
+    assert guest.expect_reply(ahead)["seq"] == 1
+    behind = console.next_id()
+    console.send({"action": "send", "conversation": conv, "id": behind, "text": "from the past",
+                  "ts": before - hours, "sent_at": before - hours})
+    assert console.expect_reply(behind)["seq"] == 2
+    after = clock.now_ms()
+    page = guest.request({"action": "sync", "conversation": conv, "after": 0}, "messages")
+    assert [m["text"] for m in page["items"]] == ["from the future", "from the past"]
+    assert all(before <= m["ts"] <= after for m in page["items"])
+
+
+def test_token_expiry_is_judged_by_the_server_clock(stack, site):
+    """Tokens carry the server's expiry and are checked against the server's clock; the
+    client never states a time, so a skewed client clock cannot stretch or cut them."""
+    now = time.time()
+    ttl = config.VISITOR_TOKEN_TTL
+    still_valid = auth.issue(auth.VISITOR, f"v{os.urandom(4).hex()}", site, ttl=ttl, now=now - ttl + 600)
+    expired = auth.issue(auth.VISITOR, f"v{os.urandom(4).hex()}", site, ttl=ttl, now=now - ttl - 600)
+    assert Client(stack.gateway.ws_url, {"token": still_valid}).request({"action": "ping"}, "pong")
+    with pytest.raises(InvalidStatus) as refused:
+        Client(stack.gateway.ws_url, {"token": expired})
+    assert refused.value.response.status_code == 403
