@@ -30,7 +30,14 @@ from botocore.retries import standard
 from websockets.exceptions import InvalidStatus
 
 from chalicelib import auth, aws, clock, config, conversations, fanout, mail, offline
-from chalicelib.models import META, MailModel
+from chalicelib.models import (
+    META,
+    ConnectionModel,
+    MailModel,
+    VisitorModel,
+    connection_key,
+    visitor_key,
+)
 from infra import admin
 from infra.local.faults import FaultProxy, dynamodb_error, rest_error, route_app_through
 from infra.local.gateway import LocalLambdaContext
@@ -219,7 +226,10 @@ def test_a_gone_tab_and_a_failing_console_during_fan_out(visitor, agent, managem
     assert console.expect("message", conversation=conv)["text"] == "hello all"
     assert second_console.expect("message", conversation=conv)["text"] == "hello all"  # retried
     assert blip.used == 1
-    eventually(lambda: tab not in _conns(conv))  # the gone tab is forgotten
+    eventually(lambda: tab not in _conns(conv))  # the gone tab is forgotten, everywhere
+    assert ConnectionModel.count(connection_key(tab)) == 0
+    visitor_item = VisitorModel.get(visitor_key(guest.welcome["visitor"]), META, consistent_read=True)
+    assert tab not in (visitor_item.conns or set())
     assert second in _conns(conv)
     broken = management.inject(post_to(second), rest_error(502, "BadGateway"),
                                times=aws.POLICIES["apigatewaymanagementapi"].attempts)
