@@ -8,12 +8,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 TOOLS := .tools
 
-.PHONY: help setup dev test bench lint agent clean java chromium system-packages
+.PHONY: help setup dev test bench soak lint agent clean java chromium system-packages
 
 help:
 	@echo "make dev    run the whole product locally (installs what it needs)"
 	@echo "make test   run the tests (installs what it needs)"
 	@echo "make bench  the benchmark suite -> bench/results/latest.json + charts (QUICK=1 for a smoke run)"
+	@echo "make soak   load test against a running make dev (SPAWN=1: its own stack) -> bench/results/soak.json"
 	@echo "make lint   ruff + mypy"
 	@echo "make agent ID=alice NAME=Alice [ROLE=admin]   add an agent to a running make dev"
 
@@ -69,6 +70,9 @@ test: setup chromium
 bench: setup chromium
 	$(PY) -m bench.run $(if $(QUICK),--quick)
 	$(PY) bench/widget_size.py
+
+soak: setup
+	$(PY) -m bench.soak $(if $(SPAWN),--spawn)
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -32,6 +32,7 @@ from chalicelib import (
     holding,
     offline,
     presence,
+    reports,
     sites,
     visitors,
 )
@@ -228,14 +229,14 @@ def widget_config(site: str) -> dict[str, Any]:
             "status": current}
 
 
-def _signed_in(site: str, admin: bool = True) -> agents.AgentModel:
+def _signed_in(site: str, admin: bool = True, lead: bool = False) -> agents.AgentModel:
     """The agent behind the request's bearer token: an admin of ``site`` unless ``admin``
-    is False (then any active agent of the site)."""
+    is False (then any active agent of the site), or an admin or supervisor with ``lead``."""
     request = app.current_request
     header = (request.headers.get("authorization") or "") if request is not None else ""
     if not header.startswith("Bearer "):
         raise UnauthorizedError("Sign in: send Authorization: Bearer <agent token>.")
-    check = agents.require_admin if admin else agents.require_member
+    check = agents.require_lead if lead else agents.require_admin if admin else agents.require_member
     try:
         return check(header[len("Bearer "):], site)
     except agents.AgentError as exc:
@@ -312,6 +313,29 @@ def put_site(site: str) -> dict[str, Any]:
     availability.refresh(site, outbox)
     _deliver(outbox, fanout.endpoint())
     return sites.public(sites.get(site))
+
+
+@app.route("/sites/{site}/reports", methods=["GET"], cors=True)
+def site_reports(site: str) -> Response:
+    """Service figures for a date range (admins and supervisors): JSON, or a CSV download
+    with ``format=csv``. Query: from, to (YYYY-MM-DD, the site's days), agent."""
+    _signed_in(site, lead=True)
+    request = app.current_request
+    query: dict[str, str] = dict(request.query_params or {}) if request is not None else {}
+    agent = query.get("agent") or None
+    if agent is not None and not agents.AGENT_ID.match(agent):
+        raise BadRequestError("agent: an agent id.")
+    try:
+        first, last = reports.date_range(query.get("from"), query.get("to"), site)
+    except reports.ReportError as exc:
+        raise BadRequestError(str(exc)) from None
+    doc = reports.report(site, first, last, agent)
+    if query.get("format") == "csv":
+        name = f"report-{site}-{doc['from']}-{doc['to']}{'-' + agent if agent else ''}.csv"
+        return Response(reports.to_csv(doc), status_code=200, headers={
+            "Content-Type": "text/csv; charset=utf-8",
+            "Content-Disposition": f'attachment; filename="{name}"'})
+    return Response(doc, status_code=200)
 
 
 @app.route("/health", cors=True)

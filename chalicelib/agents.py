@@ -12,7 +12,10 @@ from chalicelib import auth, config, limits
 from chalicelib.models import META, AgentModel, agent_key, update_or_old
 
 AGENT_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{1,39}$")
-ROLES = ("agent", "admin")
+# agent: chats. supervisor: chats, and sees the team (overview, history, reports).
+# admin: all that, and changes settings and the team.
+ROLES = ("agent", "supervisor", "admin")
+LEADS = ("supervisor", "admin")
 MIN_PASSWORD = 10
 # Failed sign-ins allowed per 15 minutes: per account, and (higher: offices share one) per address.
 LOGIN_WINDOW, LOGIN_FAILURES, LOGIN_FAILURES_PER_ADDRESS = 900, 10, 50
@@ -101,6 +104,14 @@ def require_admin(token: str, site: str) -> AgentModel:
     agent = require_member(token, site)
     if agent.role != "admin":
         raise AgentError("Only admins of this site can do that.")
+    return agent
+
+
+def require_lead(token: str, site: str) -> AgentModel:
+    """An admin or supervisor of this site (the team's figures); AgentError otherwise."""
+    agent = require_member(token, site)
+    if agent.role not in LEADS:
+        raise AgentError("Only admins and supervisors of this site can do that.")
     return agent
 
 

@@ -40,6 +40,9 @@ UNQUEUED_AFTER_SECONDS = int(os.environ.get("UNQUEUED_AFTER_SECONDS", "60"))
 OFFLINE_PER_IP_PER_HOUR = int(os.environ.get("OFFLINE_PER_IP_PER_HOUR", "10"))
 OFFLINE_PER_VISITOR_PER_HOUR = int(os.environ.get("OFFLINE_PER_VISITOR_PER_HOUR", "3"))
 
+# Transcripts by email on request: per person (visitor or agent), per hour.
+TRANSCRIPTS_PER_HOUR = int(os.environ.get("TRANSCRIPTS_PER_HOUR", "5"))
+
 # Concurrent posts to the management API per invocation.
 FANOUT_WORKERS = int(os.environ.get("FANOUT_WORKERS", "16"))
 

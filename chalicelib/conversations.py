@@ -20,9 +20,12 @@ per client id (wait for the ack), which is what makes a resend always the latest
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from chalicelib import auth, availability, clock, offline, queue, routing, sites
+from botocore.exceptions import ClientError
+
+from chalicelib import auth, availability, clock, offline, queue, routing, sites, stats
 from chalicelib.auth import Caller
 from chalicelib.fanout import Outbox
 from chalicelib.models import (
@@ -46,6 +49,8 @@ from chalicelib.protocol import (
     Frame,
     ProtocolError,
 )
+
+log = logging.getLogger(__name__)
 
 PREVIEW_CHARS = 140
 SYSTEM = "system"  # the role of messages the product writes itself
@@ -76,10 +81,13 @@ def start(who: Caller, outbox: Outbox, *, name: str | None = None, email: str | 
     now = clock.now_ms()
     q_pk, q_sk = routing.queue_keys(who.site, now, conv_id)
     tabs = sorted(visitor.conns or ()) or [who.connection_id]
+    # Started while nobody could answer (outside hours, or nobody on shift): an after-hours
+    # chat in the figures, answered whenever an agent first writes.
+    after_hours = not availability.status(sites.get(who.site), now).online
     conv = C(conversation_key(conv_id), site=who.site, visitor_id=who.subject,
              status=routing.QUEUED, seq=0, conns={c: who.tag for c in tabs}, created_at=now,
              queued_at=now, q_pk=q_pk, q_sk=q_sk, visitor_name=(name or "").strip() or None,
-             email=email, page=visitor.current_page())
+             email=email, page=visitor.current_page(), after_hours=after_hours or None)
     conv.save()
     outbox.to(tabs, {"type": "conversation", "conversation": conv.id,
                      "summary": conv.summary()})
@@ -122,15 +130,26 @@ def send(connection_id: str, frame: Frame, outbox: Outbox) -> int:
     key = conversation_key(conv_id)
     # A client id belongs to the participant who first used it (``co`` records their tag,
     # copied from the conns map inside the write), so nobody can jam another's counter.
-    ok, conv = update_or_old(
-        C, key,
-        [C.seq.set(C.seq + 1), C.cm[client].set(counter), C.cs[client].set(C.seq + 1),
-         C.co[client].set(C.conns[connection_id]),
-         C.preview.set(C.preview | text[:PREVIEW_CHARS]), C.last_at.set(clock.now_ms()),
-         C.last_by.set(C.conns[connection_id])],
-        C.conns[connection_id].exists() & C.status.is_in(*routing.OPEN_STATES)
-        & (C.co[client].does_not_exist() | (C.co[client] == C.conns[connection_id]))
-        & (C.cm[client].does_not_exist() | (C.cm[client] < counter)))
+    # The same write counts the message and keeps its client's first-message time (figures:
+    # messages per side, first response), so they cost no request of their own.
+    now = clock.now_ms()
+    actions = [C.seq.set(C.seq + 1), C.cm[client].set(counter), C.cs[client].set(C.seq + 1),
+               C.co[client].set(C.conns[connection_id]),
+               C.preview.set(C.preview | text[:PREVIEW_CHARS]), C.last_at.set(now),
+               C.last_by.set(C.conns[connection_id]),
+               C.mn[client].set((C.mn[client] | 0) + 1), C.mf[client].set(C.mf[client] | now)]
+    condition = (C.conns[connection_id].exists() & C.status.is_in(*routing.OPEN_STATES)
+                 & (C.co[client].does_not_exist() | (C.co[client] == C.conns[connection_id]))
+                 & (C.cm[client].does_not_exist() | (C.cm[client] < counter)))
+    try:
+        ok, conv = update_or_old(C, key, actions, condition)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "ValidationException":
+            raise
+        # A conversation begun before the figures existed has no ``mn``/``mf`` maps to write
+        # into: give it them (once, off the usual path) and write again.
+        update_or_old(C, key, [C.mn.set(C.mn | {}), C.mf.set(C.mf | {})], C.pk.exists())
+        ok, conv = update_or_old(C, key, actions, condition)
     if conv is None or connection_id not in conv.connections():
         raise ProtocolError(FORBIDDEN, NOT_PARTICIPANT, message_id)
     if ok:
@@ -149,7 +168,6 @@ def send(connection_id: str, frame: Frame, outbox: Outbox) -> int:
             raise ProtocolError(STALE, "An older message id than one already sent; use a new id.",
                                 message_id)
     role, author, name = _sender(conv, connection_id)
-    now = clock.now_ms()
     attempt = auth.new_id(6)
     message = MessageModel(key, message_sk(seq), seq=seq, role=role, author=author, name=name,
                            text=text, cmid=message_id, ts=now, attempt=attempt)
@@ -178,14 +196,16 @@ def send(connection_id: str, frame: Frame, outbox: Outbox) -> int:
 
 
 def post_system(conv: ConversationModel, text: str, outbox: Outbox,
-                condition: Any = None) -> int | None:
+                condition: Any = None, count: Any = None) -> int | None:
     """Store and deliver a message from the system itself (holding message, transfer notice):
     the same two writes as a person's message, so it has its own seq and nobody misses it.
+    ``count`` is an update action that records it in the figures (in the same write).
     Returns the seq, or None when ``condition`` no longer held."""
     C = ConversationModel
     guard = C.status.is_in(*routing.OPEN_STATES)
+    extra = [] if count is None else [count]
     ok, fresh = update_or_old(C, conv.pk, [C.seq.set(C.seq + 1), C.last_at.set(clock.now_ms()),
-                                           C.last_by.set("s:system")],
+                                           C.last_by.set("s:system"), *extra],
                               guard if condition is None else guard & condition)
     if not ok or fresh is None:
         return None
@@ -288,6 +308,10 @@ def close(connection_id: str, frame: Frame, outbox: Outbox) -> ConversationModel
     role, _, _ = _sender(conv, connection_id)
     # Closed chats move to the site's history: the other partition of the same sparse index.
     C(conv.pk).update(actions=[C.q_pk.set(f"HIST#{conv.site}"), C.q_sk.set(f"{now:015d}#{conv_id}")])
+    try:
+        stats.settle(conv, role)  # into the day's figures, exactly once
+    except Exception:  # the chat is closed either way; a lost figure must not look like a failure
+        log.exception("closed conversation not counted in the figures")
     if frame.get("transcript") and conv.email:
         queue.enqueue({"kind": "transcript", "conv": conv_id})
     V = VisitorModel

@@ -18,9 +18,11 @@ from chalicelib import (
     notes,
     offline,
     presence,
+    ratings,
     routing,
     sites,
     supervision,
+    transcripts,
     transfers,
     visitors,
 )
@@ -151,6 +153,10 @@ def _visitors(connection_id: str, frame: Frame, outbox: Outbox) -> None:
     outbox.to([connection_id], visitors.live(_agent(connection_id)))
 
 
+def _transcript(connection_id: str, frame: Frame, outbox: Outbox) -> None:
+    transcripts.request(presence.caller(connection_id), frame, outbox)
+
+
 HANDLERS: dict[str, Handler] = {
     "ping": _ping,
     "hello": _hello,
@@ -177,6 +183,8 @@ HANDLERS: dict[str, Handler] = {
     "history": _history,
     "visitors": _visitors,
     "context": _context,
+    "rate": ratings.rate,
+    "transcript": _transcript,
 }
 
 

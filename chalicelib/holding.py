@@ -35,7 +35,8 @@ def sweep(outbox: Outbox, now_ms: int | None = None) -> list[str]:
                 C = ConversationModel
                 seq = conversations.post_system(
                     conv, settings["text"], outbox,
-                    condition=(C.seq == int(conv.seq)) & C.last_by.startswith("v:"))
+                    condition=(C.seq == int(conv.seq)) & C.last_by.startswith("v:"),
+                    count=C.holds.add(1))
                 if seq is not None:
                     held.append(conv_id)
     return held

@@ -21,7 +21,19 @@ site settings: hours, team address; all sites    SITE / <site id>               
 offline message left for the team               OFFLINE#<id> / META                PutItem, UpdateItem
 an email sent at most once (idempotency)        MAIL#<job key> / META              UpdateItem, TTL
 rate-limit counter for one key and window       RATE#<key>#<window> / META         UpdateItem ADD, TTL
+daily figures of a site, one day (its own zone)  STATS#<site> / D#<date>#*          UpdateItem ADD (in a txn)
+daily figures of one agent of a site             STATS#<site> / D#<date>#a#<agent>  UpdateItem ADD (in a txn)
+a site's figures for a date range (reports)      STATS#<site> / D#<from> .. D#<to>~ Query (one partition)
 ==============================================  =================================  =========================
+
+Figures are kept as conversations close (``chalicelib.stats``): the close marks the
+conversation ``counted`` and adds its figures to the site's day item and its agent's day
+item in one transaction, so a conversation is counted once, or not at all if the
+transaction fails. The day is the local date the conversation started on, in the site's
+zone. Day items hold counts, sums and a fixed histogram of wait and first-response times,
+so a report over any range is one Query and a sum: medians and p90s come from the summed
+histograms, never from a scan. The date first in the sort key puts a day's site item and
+its agents' items together: a range is one contiguous slice of the partition.
 
 Capacity is derived, not counted: an agent's load is ``size(convs)``, checked in the same
 conditional write that adds a conversation, so two routers can never overfill an agent and
@@ -35,6 +47,7 @@ accepted only when its connection is a key of that map, tested inside the write 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
@@ -48,7 +61,7 @@ from pynamodb.attributes import (
     UnicodeAttribute,
     UnicodeSetAttribute,
 )
-from pynamodb.connection.table import TableConnection
+from pynamodb.connection import TableConnection
 from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 from pynamodb.indexes import (
@@ -79,15 +92,33 @@ class _Meta:
     read_timeout_seconds = _RETRIES.read_timeout
 
 
-class Item(Model):
-    """Base of every model here: PynamoDB's client follows the project's DynamoDB retry
-    policy (backoff, and no retry the invocation has no time left for)."""
+_CLIENT_LOCK = threading.Lock()
+_shared_client: Any = None
+
+
+class TableModel(Model):
+    """Base of every item type. They all live in one table, so they share one botocore client.
+
+    PynamoDB builds a client per model class, each from its own per-thread botocore session,
+    so each one parses the DynamoDB service model from disk again (tens of ms of CPU). On a
+    cold Lambda that is paid once per item type a request touches; under concurrency (the
+    local stand-in runs invocations in threads) every thread that races the first use of a
+    model builds its own. One client, built once under a lock, removes both (botocore
+    clients are thread-safe; PynamoDB's only per-connection hook adds extra headers, which
+    we do not use). That client follows the project's DynamoDB retry policy
+    (chalicelib.aws: backoff, and no retry the invocation has no time left for).
+    """
 
     @classmethod
     def _get_connection(cls) -> TableConnection:
-        connection = super()._get_connection()
-        aws.bound_retries(connection.connection.client, _RETRIES)
-        return connection
+        global _shared_client
+        table = super()._get_connection()
+        if table.connection._client is None:
+            with _CLIENT_LOCK:
+                if _shared_client is None:
+                    _shared_client = aws.bound_retries(table.connection.client, _RETRIES)
+                table.connection._client = _shared_client
+        return table
 
 
 class QueueIndex(GlobalSecondaryIndex["ConversationModel"]):
@@ -101,7 +132,7 @@ class QueueIndex(GlobalSecondaryIndex["ConversationModel"]):
     q_sk = UnicodeAttribute(range_key=True)
 
 
-class ConversationModel(Item):
+class ConversationModel(TableModel):
     """A conversation's state; its messages live beside it under the same partition key."""
 
     class Meta(_Meta):
@@ -133,6 +164,20 @@ class ConversationModel(Item):
     queued_at = NumberAttribute(null=True)
     assigned_at = NumberAttribute(null=True)
     closed_at = NumberAttribute(null=True)
+    # Figures (chalicelib.stats). The hot path keeps per client instance a message count and
+    # the first message's time (``mn``, ``mf``; ``co`` says whose client it is), so per-side
+    # counts and the first agent response cost no extra request.
+    mn = MapAttribute[str, Any](default=dict)
+    mf = MapAttribute[str, Any](default=dict)
+    accepted_at = NumberAttribute(null=True)  # the first time any agent took it
+    v_left_at = NumberAttribute(null=True)  # the visitor's last tab closed (cleared on return)
+    after_hours = BooleanAttribute(null=True)  # started while the site was offline
+    transfers = NumberAttribute(null=True)
+    holds = NumberAttribute(null=True)  # holding messages sent
+    counted = BooleanAttribute(null=True)  # its figures are in the daily aggregates
+    outcome = UnicodeAttribute(null=True)  # answered | missed | abandoned (set when counted)
+    rating = MapAttribute[str, Any](null=True)  # the visitor's: score up/down, comment, ts
+    tx = MapAttribute[str, Any](null=True)  # transcript requests: request id -> address
     q_pk = UnicodeAttribute(null=True)
     q_sk = UnicodeAttribute(null=True)
     queue_index = QueueIndex()
@@ -168,10 +213,18 @@ class ConversationModel(Item):
                 "created_at": self.created_at, "queued_at": self.queued_at,
                 "assigned_at": self.assigned_at, "preview": self.preview,
                 "visitor_name": self.visitor_name, "email": self.email,
-                "reads": {k: int(v) for k, v in plain_map(self.reads).items()}}
+                "reads": {k: int(v) for k, v in plain_map(self.reads).items()},
+                "rating": self.rating_view()}
+
+    def rating_view(self) -> dict[str, Any] | None:
+        """The visitor's rating as clients see it (chalicelib.ratings stores it)."""
+        if not self.rating:
+            return None
+        doc = plain_map(self.rating)
+        return {"score": doc.get("score"), "comment": doc.get("comment"), "ts": int(doc.get("ts") or 0)}
 
 
-class MessageModel(Item):
+class MessageModel(TableModel):
     """One stored message; ``sk`` orders messages by their per-conversation sequence number."""
 
     class Meta(_Meta):
@@ -202,7 +255,7 @@ class SiteConnectionsIndex(GlobalSecondaryIndex["ConnectionModel"]):
     site_sk = UnicodeAttribute(range_key=True)
 
 
-class ConnectionModel(Item):
+class ConnectionModel(TableModel):
     """What a WebSocket connection is; expires by TTL if a $disconnect never arrives."""
 
     class Meta(_Meta):
@@ -222,7 +275,7 @@ class ConnectionModel(Item):
     site_index = SiteConnectionsIndex()
 
 
-class VisitorModel(Item):
+class VisitorModel(TableModel):
     """A visitor: their open conversation (at most one) and their open tabs."""
 
     class Meta(_Meta):
@@ -294,7 +347,7 @@ class TeamIndex(GlobalSecondaryIndex["AgentModel"]):
     team_sk = UnicodeAttribute(range_key=True)
 
 
-class AgentModel(Item):
+class AgentModel(TableModel):
     """An agent account, its capacity, its assigned conversations and its open consoles."""
 
     class Meta(_Meta):
@@ -333,7 +386,7 @@ class AgentModel(Item):
         return len(self.convs or ())
 
 
-class SiteModel(Item):
+class SiteModel(TableModel):
     """One site's settings. All sites share a partition, so listing them is one Query."""
 
     class Meta(_Meta):
@@ -353,7 +406,7 @@ class SiteModel(Item):
         return self.sk
 
 
-class OfflineMessageModel(Item):
+class OfflineMessageModel(TableModel):
     """A message left while nobody was on shift; stored before it is acknowledged."""
 
     class Meta(_Meta):
@@ -378,7 +431,7 @@ class OfflineMessageModel(Item):
         return self.pk.split("#", 1)[1]
 
 
-class MailModel(Item):
+class MailModel(TableModel):
     """An email that must go out at most once: claimed with a lease, then marked sent."""
 
     class Meta(_Meta):
@@ -393,7 +446,7 @@ class MailModel(Item):
     ttl = TTLAttribute(null=True)
 
 
-class CounterModel(Item):
+class CounterModel(TableModel):
     """A rate-limit counter for one key in one time window."""
 
     class Meta(_Meta):
@@ -465,6 +518,39 @@ def put_or_old(item: M, condition: Condition) -> tuple[bool, M | None]:
         key="Item", attributes=save["attributes"], condition=condition)
     ok, old = _call_or_old(model, "PutItem", kwargs)
     return ok, (None if ok or not old else model.from_raw_data(old))
+
+
+def transact_write(items: list[dict[str, Any]]) -> bool:
+    """One TransactWriteItems of raw ``Update`` items (table name filled in); False when a
+    condition failed (nothing was written). For writes that must happen together or not at
+    all, such as counting a conversation into the daily figures exactly once."""
+    client = ConversationModel._get_connection().connection.client
+    for item in items:
+        for value in item.values():
+            value["TableName"] = config.TABLE_NAME
+    try:
+        client._make_api_call("TransactWriteItems", {"TransactItems": items})
+    except ClientError as exc:
+        reasons = exc.response.get("CancellationReasons") or []
+        if exc.response.get("Error", {}).get("Code") == "TransactionCanceledException" and any(
+                r.get("Code") == "ConditionalCheckFailed" for r in reasons):
+            return False
+        raise
+    return True
+
+
+def raw_query(**kwargs: Any) -> list[dict[str, Any]]:
+    """Every item of one raw Query (all pages), for items whose attributes are open-ended
+    (the daily figures' histogram buckets), which PynamoDB models cannot describe."""
+    client = ConversationModel._get_connection().connection.client
+    items: list[dict[str, Any]] = []
+    kwargs = {"TableName": config.TABLE_NAME, **kwargs}
+    while True:
+        page = client._make_api_call("Query", kwargs)
+        items += page.get("Items", [])
+        if "LastEvaluatedKey" not in page:
+            return items
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
 def _call_or_old(model: type[Model], operation: str, kwargs: dict[str, Any]) -> tuple[bool, Any]:

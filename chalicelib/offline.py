@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib import auth, clock, config, limits, mail, queue, routing, sites
+from chalicelib import auth, clock, config, limits, mail, queue, routing, sites, stats
 from chalicelib.availability import status
 from chalicelib.hours import from_ms
 from chalicelib.models import (
@@ -100,6 +100,10 @@ def leave(site_id: str, doc: Any, *, visitor_id: str | None = None,
     OfflineMessageModel(f"OFFLINE#{message_id}", site=site_id, visitor_id=visitor_id, conv_id=conv_id,
                         name=fields.name, email=fields.email, text=fields.text, page=fields.page,
                         created_at=now, due_pk=UNQUEUED, due_sk=due_sk(now, f"#{message_id}")).save()
+    try:  # the message is safe; a figure that failed to count must not make the visitor resend
+        stats.count_offline(site_id, now)
+    except Exception:
+        log.exception("offline message stored but not counted in the figures")
     return message_id
 
 
@@ -182,7 +186,7 @@ def process(body: str) -> None:
     elif kind == "reply":
         _reply(str(job["conv"]), int(job["seq"]))
     elif kind == "transcript":
-        _transcript_mail(str(job["conv"]))
+        _transcript_mail(str(job["conv"]), str(job["rid"]) if job.get("rid") else None)
     else:
         raise ValueError(f"unknown mail job {kind!r}")
 
@@ -241,15 +245,19 @@ def _reply(conv_id: str, seq: int) -> None:
         text="\n".join([message.text, "", f"- {message.name or 'The team'}, {sites.display_name(site)}"])))
 
 
-def _transcript_mail(conv_id: str) -> None:
-    """The whole conversation, for the visitor (asked for at the end of a chat)."""
+def _transcript_mail(conv_id: str, request_id: str | None = None) -> None:
+    """The whole conversation, for the visitor: asked for when closing (to the pre-chat
+    address) or by a request (chalicelib.transcripts), each request mailed once."""
+    from chalicelib import transcripts
+
     conv = ConversationModel.get(conversation_key(conv_id), META, consistent_read=True)
-    if not conv.email:
+    to = transcripts.address(conv, request_id)
+    if not to:
         return
     site = sites.get(conv.site)
     lines = [f"Your conversation with {sites.display_name(site)}:", "", *_transcript(site, conv_id)]
-    mail.send_once(f"transcript:{conv_id}", mail.Email(
-        to=conv.email, reply_to=sites.team_email(site),
+    mail.send_once(transcripts.mail_key(conv_id, request_id), mail.Email(
+        to=to, reply_to=sites.team_email(site),
         subject=f"Your chat with {sites.display_name(site)}", text="\n".join(lines)))
 
 

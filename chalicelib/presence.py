@@ -24,6 +24,7 @@ from chalicelib import (
     conversations,
     routing,
     sites,
+    stats,
     transfers,
 )
 from chalicelib.auth import Caller
@@ -129,8 +130,10 @@ def _join(conv_id: str, caller: Caller) -> None:
     C = ConversationModel
     owner = (C.agent_id == caller.subject) if caller.role == auth.AGENT else (
         C.visitor_id == caller.subject)
-    update_or_old(C, conversation_key(conv_id), [C.conns[caller.connection_id].set(caller.tag)],
-                  owner & C.status.is_in(*routing.OPEN_STATES))
+    actions: list[Action] = [C.conns[caller.connection_id].set(caller.tag)]
+    if caller.role == auth.VISITOR:
+        actions.append(C.v_left_at.remove())  # back: they did not leave after all
+    update_or_old(C, conversation_key(conv_id), actions, owner & C.status.is_in(*routing.OPEN_STATES))
 
 
 def caller(connection_id: str) -> Caller:
@@ -218,8 +221,18 @@ def forget(connection_id: str, conversations: set[str], outbox: Outbox) -> None:
 
 
 def _leave(conv_id: str, connection_id: str) -> None:
+    """Take a connection out of a conversation; when it was the visitor's last tab of an open
+    chat, note when they left (missed or abandoned, in the figures)."""
     C = ConversationModel
-    update_or_old(C, conversation_key(conv_id), [C.conns[connection_id].remove()], C.pk.exists())
+    ok, old = update_or_old(C, conversation_key(conv_id), [C.conns[connection_id].remove()],
+                            C.pk.exists(), returning="ALL_OLD")
+    if not ok or old is None:
+        return
+    tags = old.connections()
+    gone = tags.get(connection_id, "")
+    if (gone.startswith("v:") and old.status in routing.OPEN_STATES
+            and not any(t.startswith("v:") for c, t in tags.items() if c != connection_id)):
+        stats.visitor_left(old.pk)
 
 
 def set_shift(who: Caller, on: bool | None, outbox: Outbox, away: bool | None = None) -> AgentModel:

@@ -31,6 +31,9 @@ MAX_SYNC_PAGE = 200
 # server deduplicates on it, so a resend after a lost ack is stored and delivered once.
 CLIENT_MESSAGE_ID = re.compile(r"^[A-Za-z0-9_-]{6,40}:[0-9]{1,12}$")
 CONVERSATION_ID = re.compile(r"^[A-Za-z0-9_-]{8,40}$")
+# A request id chosen by the client (transcript requests), so a resend is the same request.
+REQUEST_ID = re.compile(r"^[A-Za-z0-9_-]{6,40}$")
+MAX_COMMENT_CHARS = 500
 
 
 class ProtocolError(Exception):
@@ -55,6 +58,7 @@ AT_CAPACITY = "at_capacity"
 CLOSED = "closed"
 STALE = "stale_message"
 RETRY = "retry"
+RATE_LIMITED = "rate_limited"
 
 
 @dataclass(frozen=True)
@@ -149,6 +153,18 @@ SCHEMAS: dict[str, dict[str, Field]] = {
         "tz": Field(str, required=False, check=lambda v: 0 < len(v) <= 64, rule="an IANA time zone"),
     },
     "context": {"conversation": CONVERSATION},
+    "rate": {
+        "conversation": CONVERSATION,
+        "score": Field(str, check=lambda v: v in ("up", "down"), rule='"up" or "down"'),
+        "comment": Field(str, required=False, check=lambda v: len(v) <= MAX_COMMENT_CHARS,
+                         rule=f"at most {MAX_COMMENT_CHARS} characters"),
+    },
+    "transcript": {
+        "conversation": CONVERSATION,
+        "id": Field(str, check=lambda v: bool(REQUEST_ID.match(v)),
+                    rule="a request id: 6 to 40 of A-Z a-z 0-9 _ -"),
+        "email": Field(str, required=False, check=lambda v: len(v) <= 254, rule="an email address"),
+    },
     "invite": {
         "visitor": Field(str, check=lambda v: _short(v, 40) and len(v) > 0, rule="a visitor id"),
         "text": Field(str, check=lambda v: len(v.strip()) > 0 and len(v) <= 300, rule="1 to 300 characters"),

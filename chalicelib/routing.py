@@ -71,8 +71,10 @@ def assign(conv_id: str, agent_id: str, require_shift: bool = True) -> Assignmen
     reserved, agent = update_or_old(A, agent_key(agent_id), [A.convs.add({conv_id})], room)
     if not reserved or agent is None:
         return "full"
+    now = clock.now_ms()
     actions: list[Action] = [C.status.set(ASSIGNED), C.agent_id.set(agent_id), C.agent_name.set(agent.name),
-               C.assigned_at.set(clock.now_ms()), C.q_pk.remove(), C.q_sk.remove()]
+               C.assigned_at.set(now), C.q_pk.remove(), C.q_sk.remove(),
+               C.accepted_at.set(C.accepted_at | now)]  # the first acceptance: where waiting ends
     actions += [C.conns[c].set(f"a:{agent_id}") for c in sorted(agent.conns or ())]
     claimed, conv = update_or_old(C, conversation_key(conv_id), actions,
                                   (C.status == QUEUED) & (C.site == agent.site))

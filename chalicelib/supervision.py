@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalicelib import routing
+from chalicelib import agents, routing
 from chalicelib.auth import Caller
 from chalicelib.models import META, AgentModel, ConversationModel, agent_key, conversation_key
 from chalicelib.protocol import FORBIDDEN, ProtocolError
@@ -15,8 +15,8 @@ HISTORY_PAGE = 50
 
 def require_lead(who: Caller) -> AgentModel:
     agent = AgentModel.get(agent_key(who.subject), META, consistent_read=True)
-    if agent.role != "admin" or agent.site != who.site:
-        raise ProtocolError(FORBIDDEN, "Only admins can see the whole team.")
+    if agent.role not in agents.LEADS or agent.site != who.site:
+        raise ProtocolError(FORBIDDEN, "Only admins and supervisors can see the whole team.")
     return agent
 
 

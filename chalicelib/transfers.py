@@ -111,7 +111,8 @@ def answer(who: Caller, conv_id: str, accept: bool, outbox: Outbox) -> None:
     if not reserved or receiver is None:
         raise ProtocolError(AT_CAPACITY, "You already have your maximum number of chats.")
     actions: list[Action] = [C.agent_id.set(who.subject), C.agent_name.set(receiver.name),
-                             C.assigned_at.set(clock.now_ms()), C.transfer.remove()]
+                             C.assigned_at.set(clock.now_ms()), C.transfer.remove(),
+                             C.transfers.add(1)]  # counted in the figures when it closes
     actions += [C.conns[c].remove() for c in conv.connections_of(f"a:{giver}")]
     actions += [C.conns[c].set(f"a:{who.subject}") for c in sorted(receiver.conns or ())]
     moved, fresh = update_or_old(C, conv.pk, actions,

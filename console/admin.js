@@ -114,8 +114,9 @@
       const who = el('span');
       who.append(document.createTextNode(s.visitor_name || 'Visitor ' + String(s.visitor || '').slice(0, 6)));
       if (s.email) who.append(el('span', { class: 'muted' }, ' · ' + s.email));
+      const rating = s.rating ? (s.rating.score === 'up' ? '👍' : '👎') + (s.rating.comment ? ' ' + s.rating.comment : '') : '';
       return cells(el('tr', { 'data-conversation': s.id, 'data-testid': 'history-row' }),
-                   [dateTime(s.created_at), who, s.agent || '—', s.preview || '']);
+                   [dateTime(s.created_at), who, s.agent || '—', s.preview || '', rating]);
     }));
   });
 
@@ -222,7 +223,7 @@
       const name = el('input', { value: a.name, maxlength: 100, 'aria-label': 'Name of ' + a.id });
       name.value = a.name;
       const role = el('select', { 'aria-label': 'Role of ' + a.id });
-      for (const r of ['agent', 'admin']) role.append(el('option', { value: r }, r));
+      for (const r of ['agent', 'supervisor', 'admin']) role.append(el('option', { value: r }, r));
       role.value = a.role;
       const max = el('input', { type: 'number', min: 1, max: 50, 'aria-label': 'Maximum chats of ' + a.id,
                                 'data-testid': 'agent-max' });

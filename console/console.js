@@ -54,6 +54,8 @@
   const transcriptLabel = $('transcript-label');
   const transcriptBox = $('close-transcript');
   const transcriptText = $('transcript-text');
+  const transcriptSend = $('conv-transcript');
+  const ratingBox = $('conv-rating');
   const messages = $('messages');
   const notice = $('notice');
   const replyForm = $('reply-form');
@@ -277,8 +279,11 @@
 
   // ------------------------------------------------------------------ views
 
-  const VIEWS = ['chats', 'visitors', 'team', 'history', 'settings'];
+  const VIEWS = ['chats', 'visitors', 'team', 'history', 'reports', 'settings'];
   const isAdmin = () => Boolean(me && me.role === 'admin');
+  // Supervisors see the team, history and reports; only admins change settings.
+  const isLead = () => Boolean(me && (me.role === 'admin' || me.role === 'supervisor'));
+  const allowed = (name) => name === 'chats' || name === 'visitors' || (name === 'settings' ? isAdmin() : isLead());
 
   function viewFromHash() {
     const name = location.hash.slice(1);
@@ -287,7 +292,7 @@
 
   function showView(name) {
     if (!VIEWS.includes(name)) name = 'chats';
-    if (name !== 'chats' && name !== 'visitors' && me && !isAdmin()) name = 'chats';
+    if (me && !allowed(name)) name = 'chats';
     const before = view;
     view = name;
     for (const v of VIEWS) $('view-' + v).hidden = v !== name;
@@ -360,6 +365,7 @@
       : 'Available for new chats. Click to step away (you keep your chats).';
     awayToggle.disabled = shiftBusy || !onShift || !link || !link.ready;
     for (const node of document.querySelectorAll('[data-admin]')) node.hidden = !isAdmin();
+    for (const node of document.querySelectorAll('[data-lead]')) node.hidden = !isLead();
   }
 
   function pageText(page) {
@@ -458,7 +464,8 @@
     if (!c) {
       messages.replaceChildren();
       convTitle.textContent = 'Select a chat';
-      convClose.hidden = transferOpen.hidden = transcriptLabel.hidden = true;
+      convClose.hidden = transferOpen.hidden = transcriptLabel.hidden = transcriptSend.hidden = true;
+      ratingBox.hidden = true;
       transferBox.hidden = transferState.hidden = true;
       replyInput.disabled = replySend.disabled = true;
       indicator.hide();
@@ -476,6 +483,12 @@
     transcriptBox.disabled = !email;
     if (!email) transcriptBox.checked = false;
     transcriptText.textContent = email ? 'Email the transcript to ' + email : 'Email the transcript (no email given)';
+    transcriptSend.hidden = !email || isOpen(c);  // while open, the box above sends it on closing
+    transcriptSend.title = email ? 'Email the whole chat to ' + email : '';
+    const rating = c.summary.rating;
+    ratingBox.hidden = !rating;
+    ratingBox.textContent = rating ? 'Visitor rating: ' + (rating.score === 'up' ? '👍 good' : '👎 poor')
+      + (rating.comment ? ' — “' + rating.comment + '”' : '') : '';
     if (!isOpen(c)) transferBox.hidden = true;
     transferState.hidden = !c.transfer;
     transferState.textContent = c.transfer ? 'Waiting for ' + c.transfer.name + ' to accept the chat…' : '';
@@ -787,7 +800,7 @@
     renderConversations();
     renderSelected();
     if (view !== 'chats' && viewHooks[view] && viewHooks[view].show) viewHooks[view].show();
-    if (!isAdmin() && !['chats', 'visitors'].includes(view)) showView('chats');
+    if (!allowed(view)) showView('chats');
   }
 
   function onFrame(frame) {
@@ -978,6 +991,16 @@
         if (view === 'visitors') pollVisitors();
         break;
       }
+      case 'rated':
+        if (c) {
+          c.summary = Object.assign({}, c.summary, { rating: frame.rating });
+          if (c.id === selected) renderSelected();
+          toast(label(c) + (frame.rating && frame.rating.score === 'up' ? ' rated the chat 👍' : ' rated the chat 👎'));
+        }
+        break;
+      case 'transcript_queued':
+        toast('Transcript on its way to ' + String(frame.email || 'the visitor') + '.');
+        break;
       case 'error':
         onError(frame);
         break;
@@ -1075,6 +1098,16 @@
   });
 
   // ------------------------------------------------------------------ conversation events
+
+  transcriptSend.addEventListener('click', () => {
+    const c = selected ? convs.get(selected) : null;
+    if (!c) return;
+    // One id per click: a resend of this request mails once, another click mails again.
+    const id = 'c' + Math.random().toString(36).slice(2, 12);
+    if (!link.send({ action: 'transcript', conversation: c.id, id, ref: 'transcript:' + c.id })) {
+      say("You're offline; try again when the connection is back.");
+    }
+  });
 
   convClose.addEventListener('click', () => {
     const c = selected ? convs.get(selected) : null;
@@ -1396,8 +1429,32 @@
     }
   }
 
+  /** A file from the REST API (a CSV report) saved through the browser's download. */
+  async function download(path, name) {
+    try {
+      const response = await fetch(apiUrl(path, DEPLOYED.api), { headers: { Authorization: 'Bearer ' + token },
+                                                                  cache: 'no-store' });
+      if (!response.ok) {
+        const data = await response.json().catch(() => null);
+        return { ok: false, message: (data && (data.Message || data.message)) || 'The server answered ' + response.status + '.' };
+      }
+      const disposition = response.headers.get('Content-Disposition') || '';
+      const match = /filename="([^"]+)"/.exec(disposition);
+      const url = URL.createObjectURL(await response.blob());
+      const link = el('a', { href: url, download: match ? match[1] : name });
+      document.body.append(link);
+      link.click();
+      link.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 10000);
+      return { ok: true };
+    } catch (e) {
+      return { ok: false, message: "Can't reach the server. Check your connection." };
+    }
+  }
+
   window.CtcConsole = {
     api,
+    download,
     el,
     toast,
     duration,
@@ -1413,6 +1470,7 @@
     me: () => me,
     site: () => site,
     isAdmin,
+    isLead,
     view: () => view,
     setSnippets(list) {
       if (Array.isArray(list)) snippets = list;

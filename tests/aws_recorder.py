@@ -126,9 +126,12 @@ def describe(service: str, operation: str, params: Mapping[str, Any], endpoint: 
     if service == "dynamodb":
         tables = [params["TableName"]] if "TableName" in params else []
         tables += list(params.get("RequestItems", {}))
+        kinds: set[str] = set()
         for item in params.get("TransactItems", []):
             tables += [v["TableName"] for v in item.values() if isinstance(v, dict) and "TableName" in v]
-        parts += [_logical("table", t, roles) for t in tables]
+            kinds.update(item)
+        parts += [_logical("table", t, roles) for t in dict.fromkeys(tables)]
+        parts += [("item", k) for k in sorted(kinds)]
         if params.get("IndexName"):
             parts.append(("index", str(params["IndexName"])))
     elif service == "sqs":
@@ -185,6 +188,10 @@ def prod_settings(root: Path = ROOT, stage: str = POLICY_STAGE) -> dict[str, str
     return env
 
 
+_TRANSACT_ACTIONS = {"Update": "UpdateItem", "Put": "PutItem", "Delete": "DeleteItem",
+                     "ConditionCheck": "ConditionCheckItem"}
+
+
 def requirements_for(call: Call, prod: Mapping[str, str]) -> list[Requirement]:
     def resolve(value: str) -> str:
         return prod.get(value[1:], value) if value.startswith("$") else value
@@ -194,8 +201,11 @@ def requirements_for(call: Call, prod: Mapping[str, str]) -> list[Requirement]:
     if call.service == "dynamodb":
         tables = [resolve(v) for k, v in call.resource if k == "table"]
         suffix = f"/index/{parts['index']}" if "index" in parts else ""
-        return [Requirement(f"dynamodb:{call.operation}", (arn.format("dynamodb") + f"table/{t}{suffix}",))
-                for t in tables]
+        # A transaction has no IAM action of its own: AWS authorizes each item's action.
+        actions = ([_TRANSACT_ACTIONS[v] for k, v in call.resource if k == "item"]
+                   if call.operation == "TransactWriteItems" else [call.operation])
+        return [Requirement(f"dynamodb:{a}", (arn.format("dynamodb") + f"table/{t}{suffix}",))
+                for t in tables for a in actions]
     if call.service == "sqs":
         return [Requirement(f"sqs:{call.operation}", (arn.format("sqs") + resolve(parts["queue"]),))]
     if call.service in ("sesv2", "ses"):

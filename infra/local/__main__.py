@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import signal
 import sys
 import threading
@@ -20,6 +21,9 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
     parser.add_argument("--fresh", action="store_true", help="start with an empty database")
     args = parser.parse_args()
+    # A thousand visitors are a thousand sockets; many shells default to 1,024 descriptors.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 65536)), hard))
     data_dir = LOCAL_DIR / "dynamodb"
     if args.fresh and data_dir.exists():
         for path in data_dir.iterdir():
@@ -34,7 +38,9 @@ def main() -> int:
     keys = ("AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_SQS", "AWS_ENDPOINT_URL_SESV2",
             "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "TABLE_NAME",
             "TOKEN_SECRET")
-    (LOCAL_DIR / "dev.json").write_text(json.dumps({k: os.environ[k] for k in keys}))
+    (LOCAL_DIR / "dev.json").write_text(json.dumps({**{k: os.environ[k] for k in keys},
+                                                    "ws_url": stack.gateway.ws_url,
+                                                    "http_url": stack.gateway.http_url}))
     from chalicelib import agents
 
     try:

@@ -219,13 +219,13 @@ class _ProxyHandler(BaseHTTPRequestHandler):
 def route_app_through(dynamodb: str | None = None, ses: str | None = None) -> None:
     """Point the app's DynamoDB and/or SES clients at ``dynamodb`` / ``ses`` (a proxy's
     endpoint, or the real local service to undo it). The clients are rebuilt on next use."""
-    from chalicelib import mail
-    from chalicelib.models import ALL_MODELS
+    from chalicelib import mail, models
 
     if dynamodb is not None:
         os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = dynamodb
-        for model in ALL_MODELS:
-            model._connection = None  # PynamoDB caches one per model class
+        models._shared_client = None  # the models' one client (models.TableModel)
+        for model in models.ALL_MODELS:
+            model._connection = None  # and PynamoDB's connection per model class
     if ses is not None:
         os.environ["AWS_ENDPOINT_URL_SESV2"] = ses
         mail._client.cache_clear()

@@ -12,7 +12,7 @@
  * into the page with textContent / setAttribute only, never as HTML.
  */
 const { Link, Transcript, Typing, TypingIndicator, el, storage, beep: tone, wakeAudio,
-        MAX_TEXT_CHARS } = CTC_BUNDLE.ChatLink;
+        MAX_TEXT_CHARS, randomId } = CTC_BUNDLE.ChatLink;
 
 const TOKEN_KEY = 'ctc.token';
 const MUTE_KEY = 'ctc.mute';
@@ -182,7 +182,17 @@ const leaveForm = h('form.leave', { novalidate: true }, h('p', {}, T.leave), h('
 const thanks = h('p.thanks', { role: 'status', tabindex: '-1', hidden: true });
 const away = h('div.away', hidden, awayText, leaveForm, thanks);
 const restartButton = h('button.btn.restart', hidden, T.restart);
-const body = h('div.body', {}, greet, log, away, restartButton);
+// After the end: rate the chat (once: the first rating stands), get the transcript by email.
+const rateNote = h('textarea', { rows: 2, maxlength: 500, placeholder: T.comment, 'aria-label': T.comment });
+const rateButtons = ['up', 'down'].map((score) => h('button.btn.ghost', { 'aria-label': T[score], 'data-score': score },
+  score === 'up' ? '\u{1F44D}' : '\u{1F44E}'));
+const rateBox = h('div.rate', {}, h('p', {}, T.rate), rateNote, h('div.btns', {}, ...rateButtons));
+const txEmail = h('input', { type: 'email', autocomplete: 'email', maxlength: 254, 'aria-label': T.email,
+  placeholder: T.email });
+const txButton = h('button.btn.ghost', {}, T.transcript);
+const endNote = h('p.note', { role: 'status' });
+const after = h('div.after', hidden, rateBox, h('div.row', {}, txEmail, txButton), endNote);
+const body = h('div.body', {}, greet, log, away, after, restartButton);
 const typingLine = h('div.typing', { 'aria-live': 'polite' });
 const indicator = new TypingIndicator(typingLine);
 
@@ -271,7 +281,7 @@ function render() {
   prechat.hidden = !(v === 'start' && setting('prechat') === true);
   preEmail.required = !prechat.hidden;
   away.hidden = v !== 'away';
-  restartButton.hidden = v !== 'ended';
+  restartButton.hidden = after.hidden = v !== 'ended';
   endButton.hidden = !isLive(conv);
   muteButton.setAttribute('aria-pressed', String(muted));
   if (v === 'away') {
@@ -465,6 +475,9 @@ function conversationEnded(by) {
   closing = false;
   ended = by === 'agent' ? T.endedAgent : by === 'visitor' ? T.endedYou : T.ended;
   conv = Object.assign({}, conv, { status: 'closed' });
+  rateBox.hidden = false;
+  endNote.textContent = rateNote.value = '';
+  txEmail.value = conv.email || identity.email || preEmail.value;
   render();
 }
 
@@ -606,6 +619,15 @@ function onFrame(frame) {
     case 'invitation_closed':
       if (frame.id === invitation) { invitation = null; invite.hidden = true; }
       break;
+    case 'rated':
+      if (mine(frame.conversation)) {
+        rateBox.hidden = true;
+        endNote.textContent = T.rated;
+      }
+      break;
+    case 'transcript_queued':
+      if (mine(frame.conversation)) endNote.textContent = t('txSent', { email: frame.email });
+      break;
     case 'message_left':
       if (frame.ref === 'lm') leftMessage();
       break;
@@ -628,6 +650,8 @@ function onError(frame) {
     log.replaceChildren();
     composeError.textContent = message;
     render();
+  } else if (/^(rate|tx)$/.test(frame.ref)) {
+    endNote.textContent = message;
   } else if (!/^(page|read|inv)$/.test(frame.ref || '')) {
     composeError.textContent = message;
   }
@@ -813,6 +837,20 @@ muteButton.addEventListener('click', () => {
 endButton.addEventListener('click', () => {
   if (!isLive(conv)) return;
   if (!link.send({ action: 'close', conversation: conv.id })) closing = true;
+});
+
+for (const button of rateButtons) {
+  button.addEventListener('click', () => conv && link.send({ action: 'rate', conversation: conv.id, ref: 'rate',
+    score: button.getAttribute('data-score'), ...(rateNote.value.trim() ? { comment: rateNote.value.trim() } : {}) }));
+}
+txButton.addEventListener('click', () => {
+  if (!conv) return;
+  if (!txEmail.checkValidity() || !txEmail.value) {
+    endNote.textContent = T.badEmail;
+    return;
+  }
+  // A new id per click: a resend of this request mails once; another click mails again.
+  link.send({ action: 'transcript', conversation: conv.id, id: randomId(12), email: txEmail.value.trim(), ref: 'tx' });
 });
 
 restartButton.addEventListener('click', () => {

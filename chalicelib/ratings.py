@@ -1,0 +1,50 @@
+"""Satisfaction: at the end of a chat the visitor rates it, thumbs up or down, with an
+optional comment; the agent sees it on the conversation and in history.
+
+Once per conversation: the first rating stands. A resend of the same rating (a lost ack) is
+acknowledged again; a different one is refused. That keeps the figures simple and honest: a
+rating is counted on its day exactly once, in the same transaction that stores it, and never
+has to be taken back.
+"""
+
+from __future__ import annotations
+
+from chalicelib import clock, stats
+from chalicelib.fanout import Outbox
+from chalicelib.models import META, AgentModel, ConversationModel, agent_key, conversation_key, transact_write
+from chalicelib.protocol import CONFLICT, FORBIDDEN, Frame, ProtocolError
+
+SCORES = ("up", "down")
+MAX_COMMENT = 500
+
+
+def _load(conv_id: str) -> ConversationModel:
+    try:
+        return ConversationModel.get(conversation_key(conv_id), META, consistent_read=True)
+    except ConversationModel.DoesNotExist:
+        raise ProtocolError(FORBIDDEN, "You are not a participant in that conversation.") from None
+
+
+def rate(connection_id: str, frame: Frame, outbox: Outbox) -> None:
+    conv = _load(frame["conversation"])
+    if not conv.connections().get(connection_id, "").startswith("v:"):
+        raise ProtocolError(FORBIDDEN, "Only the visitor of this chat can rate it.", frame.ref)
+    if conv.status != "closed":
+        raise ProtocolError(CONFLICT, "A chat is rated once it has ended.", frame.ref)
+    comment = (frame.get("comment") or "").strip() or None
+    rating = {"score": frame["score"], "comment": comment, "ts": clock.now_ms()}
+    fresh = conv.rating is None and transact_write(stats.rating_items(conv, connection_id, rating))
+    if not fresh:
+        stored = _load(conv.id).rating_view() or {}
+        if (stored.get("score"), stored.get("comment")) != (rating["score"], comment):
+            raise ProtocolError(CONFLICT, "This chat was rated already.", frame.ref)
+        rating = stored
+    frame_out = {"type": "rated", "conversation": conv.id,
+                 "rating": {"score": rating["score"], "comment": rating["comment"], "ts": rating["ts"]}}
+    outbox.to([connection_id], {**frame_out, "ref": frame.ref})
+    if fresh and conv.agent_id:
+        try:
+            agent = AgentModel.get(agent_key(conv.agent_id), META, consistent_read=True)
+        except AgentModel.DoesNotExist:
+            return
+        outbox.to(sorted(agent.conns or ()), frame_out)
