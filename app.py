@@ -24,6 +24,7 @@ from chalicelib import (
     agents,
     auth,
     availability,
+    aws,
     config,
     dispatch,
     fanout,
@@ -46,6 +47,17 @@ app.experimental_feature_flags.update(["WEBSOCKETS"])
 # Every handler, of every kind, runs inside one observed invocation: fresh log keys, its own
 # metrics flushed as EMF at the end (chalicelib/telemetry.py says why not log_metrics).
 app.register_middleware(telemetry.middleware, "all")
+
+
+@app.middleware("all")
+def within_the_timeout(event: Any, get_response: Callable[[Any], Any]) -> Any:
+    """Every handler runs under its Lambda deadline: AWS calls are not retried past the time
+    left to answer (chalicelib.aws), so a throttled table gets the client a "resend" error
+    rather than a killed invocation."""
+    context = getattr(event, "context", None) or getattr(event, "lambda_context", None)
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    with aws.deadline(remaining() if remaining is not None else None):
+        return get_response(event)
 
 
 def _endpoint(event: WebsocketEvent) -> str:

@@ -168,8 +168,9 @@ def send(connection_id: str, frame: Frame, outbox: Outbox) -> int:
                                 message_id)
     role, author, name = _sender(conv, connection_id)
     telemetry.tag(site=conv.site, agent=author if role == auth.AGENT else None)
+    attempt = auth.new_id(6)
     message = MessageModel(key, message_sk(seq), seq=seq, role=role, author=author, name=name,
-                           text=text, cmid=message_id, ts=now)
+                           text=text, cmid=message_id, ts=now, attempt=attempt)
     fresh, stored = put_or_old(message, MessageModel.sk.does_not_exist())
     if stored is not None:
         # Already stored by an earlier attempt: acknowledge again, deliver nothing. The same
@@ -178,6 +179,9 @@ def send(connection_id: str, frame: Frame, outbox: Outbox) -> int:
             raise ProtocolError(CONFLICT, "This message id was already used for another message.",
                                 message_id)
         now = int(stored.ts)
+        # Unless it is this very call's write: DynamoDB applied the PutItem but its answer was
+        # lost (a 5xx, a timeout) and botocore retried it. Nobody has it yet: deliver it.
+        fresh = stored.attempt == attempt
     if role == auth.AGENT and conv.email and not conv.connections_of("v:"):
         # The visitor left (an after-hours conversation): the reply goes by email. Queued
         # before the ack and again on every resend, so a failed enqueue is retried with the

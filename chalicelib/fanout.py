@@ -8,6 +8,7 @@ connections that turn out to be gone (410) are returned so the caller can forget
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import threading
@@ -70,10 +71,10 @@ def _client(url: str) -> Any:
     with _lock:
         client = _clients.get(url)
         if client is None:
-            client = aws.client(
-                "apigatewaymanagementapi", endpoint_url=url,
-                config=Config(max_pool_connections=config.FANOUT_WORKERS, connect_timeout=2,
-                              read_timeout=5, retries={"mode": "standard", "max_attempts": 3}))
+            # Timeouts and retries: aws.POLICIES (a 5xx or throttled post is retried while
+            # the invocation has time; a duplicate post is harmless, clients keep one per seq).
+            client = aws.client("apigatewaymanagementapi", endpoint_url=url,
+                                config=Config(max_pool_connections=config.FANOUT_WORKERS))
             _clients[url] = client
         return client
 
@@ -114,7 +115,9 @@ def deliver(outbox: Outbox, url: str) -> list[str]:
     if len(items) == 1:
         outcomes = {items[0][0]: _post_safely(client, *items[0])}
     else:
-        futures = {cid: _pool.submit(_post_safely, client, cid, frames) for cid, frames in items}
+        # Each post runs in a copy of this context: it carries the invocation's deadline (aws.py).
+        futures = {cid: _pool.submit(contextvars.copy_context().run, _post_safely, client, cid, frames)
+                   for cid, frames in items}
         outcomes = {cid: future.result() for cid, future in futures.items()}
     gone = [cid for cid, outcome in outcomes.items() if outcome == GONE]
     telemetry.count("FanoutFailures", len(gone), reason=GONE)

@@ -72,20 +72,24 @@ from pynamodb.indexes import (
 )
 from pynamodb.models import Model
 
-from chalicelib import config
+from chalicelib import aws, config
 
 _REGION = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
 
 META = "META"
 
 
+_RETRIES = aws.policy_for("dynamodb")
+
+
 class _Meta:
     table_name = config.TABLE_NAME
     region = _REGION
-    # Lambda's own retry budget is small: fail fast and let the client resend (idempotent).
-    max_retry_attempts = 3
-    connect_timeout_seconds = 2
-    read_timeout_seconds = 5
+    # Lambda's own time is short: bounded retries (chalicelib.aws), then the client resends
+    # (every write is idempotent).
+    max_retry_attempts = _RETRIES.attempts - 1
+    connect_timeout_seconds = _RETRIES.connect_timeout
+    read_timeout_seconds = _RETRIES.read_timeout
 
 
 _CLIENT_LOCK = threading.Lock()
@@ -101,7 +105,8 @@ class TableModel(Model):
     local stand-in runs invocations in threads) every thread that races the first use of a
     model builds its own. One client, built once under a lock, removes both (botocore
     clients are thread-safe; PynamoDB's only per-connection hook adds extra headers, which
-    we do not use).
+    we do not use). That client follows the project's DynamoDB retry policy
+    (chalicelib.aws: backoff, and no retry the invocation has no time left for).
     """
 
     @classmethod
@@ -111,7 +116,7 @@ class TableModel(Model):
         if table.connection._client is None:
             with _CLIENT_LOCK:
                 if _shared_client is None:
-                    _shared_client = table.connection.client
+                    _shared_client = aws.bound_retries(table.connection.client, _RETRIES)
                 table.connection._client = _shared_client
         return table
 
@@ -234,6 +239,9 @@ class MessageModel(TableModel):
     text = UnicodeAttribute()
     cmid = UnicodeAttribute()
     ts = NumberAttribute()
+    # Which attempt stored it: a PutItem retried after its answer was lost finds its own
+    # write (not an earlier invocation's), so the message is still delivered.
+    attempt = UnicodeAttribute(null=True)
 
 
 class SiteConnectionsIndex(GlobalSecondaryIndex["ConnectionModel"]):
