@@ -756,10 +756,16 @@ class GatewayServer:
                 status=413,
                 headers={"x-amzn-ErrorType": "PayloadTooLargeException"},
             )
-        if conn is None or not await self._send(conn, data):
+        if conn is None:
             self._count("post:gone")
             return self._gone(connection_id)
+        # Counted before the frame goes out: its recipient (another thread) may read it, and a
+        # test then read the counter, before this coroutine resumes after the send.
         self._count("post")
+        if not await self._send(conn, data):
+            self._count("post", -1)
+            self._count("post:gone")
+            return self._gone(connection_id)
         return web.Response(status=200, headers={"x-amzn-RequestId": str(uuid.uuid4())})
 
     async def _mgmt_get(self, request: web.Request) -> web.Response:
