@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import unquote
 
 from aws_lambda_powertools import Logger
 from chalice import (
@@ -31,6 +32,7 @@ from chalicelib import (
     holding,
     offline,
     presence,
+    privacy,
     sites,
     visitors,
 )
@@ -300,6 +302,33 @@ def put_site(site: str) -> dict[str, Any]:
     availability.refresh(site, outbox)
     _deliver(outbox, fanout.endpoint())
     return sites.public(sites.get(site))
+
+
+def _holdings(site: str, visitor: str) -> privacy.Holdings:
+    """What we hold about ``visitor`` (a visitor id, or an email address) on ``site``."""
+    _admin(site)
+    found = privacy.find(site, unquote(visitor))
+    if found.empty():
+        raise NotFoundError("Nothing is held about that visitor on this site.")
+    return found
+
+
+@app.route("/sites/{site}/visitors/{visitor}/export", methods=["GET"], cors=True)
+def export_visitor(site: str, visitor: str) -> dict[str, Any]:
+    """Everything held about a visitor (by visitor id or email address), as JSON: a data
+    subject's access request. Admins only."""
+    return privacy.export(_holdings(site, visitor))
+
+
+@app.route("/sites/{site}/visitors/{visitor}", methods=["DELETE"], cors=True)
+def erase_visitor(site: str, visitor: str) -> dict[str, Any]:
+    """Erase everything held about a visitor (by visitor id or email address), including
+    offline messages and mail not sent yet; their open chat ends, their tabs are hung up."""
+    outbox = Outbox()
+    erased = privacy.erase(_holdings(site, visitor), outbox)
+    _deliver(outbox, fanout.endpoint())
+    fanout.close(erased.hang_up, fanout.endpoint())
+    return {"erased": erased.counts}
 
 
 @app.route("/health", cors=True)

@@ -40,6 +40,10 @@ UNQUEUED_AFTER_SECONDS = int(os.environ.get("UNQUEUED_AFTER_SECONDS", "60"))
 OFFLINE_PER_IP_PER_HOUR = int(os.environ.get("OFFLINE_PER_IP_PER_HOUR", "10"))
 OFFLINE_PER_VISITOR_PER_HOUR = int(os.environ.get("OFFLINE_PER_VISITOR_PER_HOUR", "3"))
 
+# Retention: conversations, messages, notes, visitor records and offline messages are deleted
+# (DynamoDB TTL) this many days after their last write.
+RETENTION_DAYS = int(os.environ.get("RETENTION_DAYS", "365"))
+
 # Concurrent posts to the management API per invocation.
 FANOUT_WORKERS = int(os.environ.get("FANOUT_WORKERS", "16"))
 

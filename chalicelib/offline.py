@@ -5,6 +5,10 @@ Durable first. A message left for the team is written to DynamoDB (marked ``UNQU
 between store and queue, the scheduled sweep finds it by that mark and queues it. Every
 email is sent through ``mail.send_once`` with a key derived from the job, so a redelivered
 or re-queued job never sends a second email.
+
+A job only names what it is about (an offline message, a conversation): the consumer reads
+it at send time. A record that is gone (the visitor's data was erased on request) or past
+its retention drops the job without sending, so erasure also cancels queued mail.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from chalicelib import auth, clock, config, limits, mail, queue, routing, sites
 from chalicelib.availability import status
@@ -26,6 +30,9 @@ from chalicelib.models import (
     VisitorModel,
     conversation_key,
     due_sk,
+    email_key,
+    expired,
+    keep_until,
     message_sk,
     update_or_old,
     visitor_key,
@@ -99,7 +106,8 @@ def leave(site_id: str, doc: Any, *, visitor_id: str | None = None,
     message_id = auth.new_id()
     OfflineMessageModel(f"OFFLINE#{message_id}", site=site_id, visitor_id=visitor_id, conv_id=conv_id,
                         name=fields.name, email=fields.email, text=fields.text, page=fields.page,
-                        created_at=now, due_pk=UNQUEUED, due_sk=due_sk(now, f"#{message_id}")).save()
+                        created_at=now, due_pk=UNQUEUED, due_sk=due_sk(now, f"#{message_id}"),
+                        email_key=email_key(site_id, fields.email), ttl=keep_until(now)).save()
     return message_id
 
 
@@ -113,7 +121,8 @@ def _attach(visitor_id: str, email: str) -> str | None:
     if not visitor.conv:
         return None
     C = ConversationModel
-    update_or_old(C, conversation_key(visitor.conv), [C.email.set(email)], C.pk.exists())
+    update_or_old(C, conversation_key(visitor.conv),
+                  [C.email.set(email), C.email_key.set(email_key(str(visitor.site), email))], C.pk.exists())
     return visitor.conv
 
 
@@ -170,6 +179,22 @@ def reply_job(conv_id: str, seq: int) -> dict[str, Any]:
 
 # --- the consumer side: one queue record is one job -------------------------------------
 
+R = TypeVar("R", OfflineMessageModel, ConversationModel)
+
+
+def _current(model: type[R], pk: str, kind: str) -> R | None:
+    """The record a job is about, or None (the job is dropped) when it was erased or is past
+    its retention. Logged by kind only: the record's content never goes to the logs."""
+    try:
+        item = model.get(pk, META, consistent_read=True)
+    except model.DoesNotExist:
+        item = None
+    if item is None or expired(item, clock.now_ms()):
+        log.info("mail job dropped: its record is gone", extra={"job": kind})
+        return None
+    return item
+
+
 
 def process(body: str) -> None:
     """Send the emails one job asks for; raises to have the record retried."""
@@ -188,7 +213,9 @@ def process(body: str) -> None:
 
 
 def _offline(message_id: str) -> None:
-    msg = OfflineMessageModel.get(f"OFFLINE#{message_id}", META, consistent_read=True)
+    msg = _current(OfflineMessageModel, f"OFFLINE#{message_id}", "offline")
+    if msg is None:
+        return
     site = sites.get(msg.site)
     who = f"{msg.name} <{msg.email}>" if msg.name else msg.email
     lines = [f"{who} left a message on {sites.display_name(site)} "
@@ -213,7 +240,9 @@ def _offline(message_id: str) -> None:
 
 
 def _digest(conv_id: str, after: int, upto: int) -> None:
-    conv = ConversationModel.get(conversation_key(conv_id), META, consistent_read=True)
+    conv = _current(ConversationModel, conversation_key(conv_id), "digest")
+    if conv is None:
+        return
     site = sites.get(conv.site)
     unanswered = [m for m in _messages(conv_id, after, upto) if m.role == auth.VISITOR]
     if not unanswered:
@@ -230,11 +259,14 @@ def _digest(conv_id: str, after: int, upto: int) -> None:
 
 
 def _reply(conv_id: str, seq: int) -> None:
-    conv = ConversationModel.get(conversation_key(conv_id), META, consistent_read=True)
-    if not conv.email:
+    conv = _current(ConversationModel, conversation_key(conv_id), "reply")
+    if conv is None or not conv.email:
         return
     site = sites.get(conv.site)
-    message = MessageModel.get(conv.pk, message_sk(seq), consistent_read=True)
+    try:
+        message = MessageModel.get(conv.pk, message_sk(seq), consistent_read=True)
+    except MessageModel.DoesNotExist:
+        return
     mail.send_once(f"reply:{conv_id}:{seq}", mail.Email(
         to=conv.email, reply_to=sites.team_email(site),
         subject=f"{message.name or 'Our team'} replied - {sites.display_name(site)}",
@@ -243,8 +275,8 @@ def _reply(conv_id: str, seq: int) -> None:
 
 def _transcript_mail(conv_id: str) -> None:
     """The whole conversation, for the visitor (asked for at the end of a chat)."""
-    conv = ConversationModel.get(conversation_key(conv_id), META, consistent_read=True)
-    if not conv.email:
+    conv = _current(ConversationModel, conversation_key(conv_id), "transcript")
+    if conv is None or not conv.email:
         return
     site = sites.get(conv.site)
     lines = [f"Your conversation with {sites.display_name(site)}:", "", *_transcript(site, conv_id)]
