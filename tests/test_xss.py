@@ -85,7 +85,7 @@ def test_visitor_payloads_are_text_in_the_console(stack, site, clients, pages):
     def visitor() -> Client:
         client = Client(stack.gateway.ws_url, {"site": site})
         clients.append(client)
-        client.request({"action": "hello"}, "welcome")
+        client.welcome = client.request({"action": "hello"}, "welcome")
         return client
 
     busy = visitor()  # takes the agent's only place, so the attacker waits in the queue
@@ -111,6 +111,7 @@ def test_visitor_payloads_are_text_in_the_console(stack, site, clients, pages):
     expect(item.locator(".preview")).to_have_text(CORPUS[-1][:140])
     expect(console.locator("#ctx-name")).to_have_text(NAME)
     expect(console.locator("#ctx-email")).to_have_text(EMAIL)
+    expect(console.locator("#ctx-visitor")).to_have_text(attacker.welcome["visitor"])  # for erasure
     expect(console.locator("#ctx-page")).to_have_text(TITLE)
     assert console.locator("#ctx-page a").get_attribute("href") == URL  # http(s) only is linked
     expect(console.locator("#ctx-pages li")).to_have_count(1)
