@@ -41,7 +41,6 @@ def record(key: str, window_seconds: int) -> None:
 def forget(key: str, window_seconds: int) -> None:
     """Delete ``key``'s counters of this window and the one before (all that can still be
     live): for erasing a visitor, whose id is part of their keys."""
-    now = clock.now_ms()
-    window = now // (window_seconds * 1000)
+    window = clock.now_ms() // (window_seconds * 1000)
     for n in (window, window - 1):
         CounterModel(f"RATE#{key}#{n}", META).delete()

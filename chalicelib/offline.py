@@ -48,6 +48,14 @@ HONEYPOT = "website"  # a field people never see and bots fill in
 UNQUEUED = "UNQUEUED"
 
 
+LIMIT_WINDOW = 3600  # offline messages are counted per hour
+
+
+def visitor_limit_key(visitor_id: str) -> str:
+    """The rate-limit key of one visitor's offline messages (erasure deletes its counters)."""
+    return f"offline-visitor#{visitor_id}"
+
+
 class Refused(Exception):
     """An offline message we will not take; ``status`` is the HTTP answer (400 or 429)."""
 
@@ -95,11 +103,11 @@ def leave(site_id: str, doc: Any, *, visitor_id: str | None = None,
     The caller acknowledges after this returns and then calls ``dispatch``.
     """
     fields = validate(doc)
-    if visitor_id and not limits.allow(f"offline-visitor#{visitor_id}",
-                                       config.OFFLINE_PER_VISITOR_PER_HOUR, 3600):
+    if visitor_id and not limits.allow(visitor_limit_key(visitor_id),
+                                       config.OFFLINE_PER_VISITOR_PER_HOUR, LIMIT_WINDOW):
         raise Refused(429, "rate_limited", "You have sent several messages already; we will answer "
                                            "them soon.")
-    if ip_hash and not limits.allow(f"offline-ip#{ip_hash}", config.OFFLINE_PER_IP_PER_HOUR, 3600):
+    if ip_hash and not limits.allow(f"offline-ip#{ip_hash}", config.OFFLINE_PER_IP_PER_HOUR, LIMIT_WINDOW):
         raise Refused(429, "rate_limited", "Too many messages from your network; try again later.")
     conv_id = _attach(visitor_id, fields.email) if visitor_id else None
     now = clock.now_ms()
