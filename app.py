@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import unquote
 
 from chalice import (
     BadRequestError,
@@ -31,6 +32,7 @@ from chalicelib import (
     holding,
     offline,
     presence,
+    privacy,
     reports,
     sites,
     telemetry,
@@ -336,6 +338,31 @@ def site_reports(site: str) -> Response:
             "Content-Type": "text/csv; charset=utf-8",
             "Content-Disposition": f'attachment; filename="{name}"'})
     return Response(doc, status_code=200)
+def _holdings(site: str, visitor: str) -> privacy.Holdings:
+    """What we hold about ``visitor`` (a visitor id, or an email address) on ``site``."""
+    _admin(site)
+    found = privacy.find(site, unquote(visitor))
+    if found.empty():
+        raise NotFoundError("Nothing is held about that visitor on this site.")
+    return found
+
+
+@app.route("/sites/{site}/visitors/{visitor}/export", methods=["GET"], cors=True)
+def export_visitor(site: str, visitor: str) -> dict[str, Any]:
+    """Everything held about a visitor (by visitor id or email address), as JSON: a data
+    subject's access request. Admins only."""
+    return privacy.export(_holdings(site, visitor))
+
+
+@app.route("/sites/{site}/visitors/{visitor}", methods=["DELETE"], cors=True)
+def erase_visitor(site: str, visitor: str) -> dict[str, Any]:
+    """Erase everything held about a visitor (by visitor id or email address), including
+    offline messages and mail not sent yet; their open chat ends, their tabs are hung up."""
+    outbox = Outbox()
+    erased = privacy.erase(_holdings(site, visitor), outbox)
+    _deliver(outbox, fanout.endpoint())
+    fanout.close(erased.hang_up, fanout.endpoint())
+    return {"erased": erased.counts}
 
 
 @app.route("/health", cors=True)

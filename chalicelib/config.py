@@ -46,6 +46,10 @@ OFFLINE_PER_VISITOR_PER_HOUR = int(os.environ.get("OFFLINE_PER_VISITOR_PER_HOUR"
 # Transcripts by email on request: per person (visitor or agent), per hour.
 TRANSCRIPTS_PER_HOUR = int(os.environ.get("TRANSCRIPTS_PER_HOUR", "5"))
 
+# Retention: conversations, messages, notes, visitor records and offline messages are deleted
+# (DynamoDB TTL) this many days after their last write.
+RETENTION_DAYS = int(os.environ.get("RETENTION_DAYS", "365"))
+
 # Concurrent posts to the management API per invocation.
 FANOUT_WORKERS = int(os.environ.get("FANOUT_WORKERS", "16"))
 

@@ -33,6 +33,9 @@ from chalicelib.models import (
     MessageModel,
     VisitorModel,
     conversation_key,
+    email_key,
+    expired,
+    keep_until,
     message_sk,
     put_or_old,
     update_or_old,
@@ -63,7 +66,9 @@ def start(who: Caller, outbox: Outbox, *, name: str | None = None, email: str | 
         raise ProtocolError(BAD_FRAME, '"email" must be a valid email address.')
     V, C = VisitorModel, ConversationModel
     conv_id = auth.new_id()
-    claimed, visitor = update_or_old(V, visitor_key(who.subject), [V.conv.set(conv_id)],
+    now = clock.now_ms()
+    claimed, visitor = update_or_old(V, visitor_key(who.subject),
+                                     [V.conv.set(conv_id), V.ttl.set(keep_until(now))],
                                      V.conv.does_not_exist())
     if not claimed:
         if visitor is None or not visitor.conv:
@@ -75,7 +80,6 @@ def start(who: Caller, outbox: Outbox, *, name: str | None = None, email: str | 
                                         "summary": existing.summary()})
         return existing
     assert visitor is not None
-    now = clock.now_ms()
     q_pk, q_sk = routing.queue_keys(who.site, now, conv_id)
     tabs = sorted(visitor.conns or ()) or [who.connection_id]
     # Started while nobody could answer (outside hours, or nobody on shift): an after-hours
@@ -84,7 +88,8 @@ def start(who: Caller, outbox: Outbox, *, name: str | None = None, email: str | 
     conv = C(conversation_key(conv_id), site=who.site, visitor_id=who.subject,
              status=routing.QUEUED, seq=0, conns={c: who.tag for c in tabs}, created_at=now,
              queued_at=now, q_pk=q_pk, q_sk=q_sk, visitor_name=(name or "").strip() or None,
-             email=email, page=visitor.current_page(), after_hours=after_hours or None)
+             email=email, email_key=email_key(who.site, email) if email else None,
+             page=visitor.current_page(), ttl=keep_until(now), after_hours=after_hours or None)
     conv.save()
     telemetry.tag(conversation=conv.id)
     telemetry.logger.info("conversation started")
@@ -99,15 +104,19 @@ def start(who: Caller, outbox: Outbox, *, name: str | None = None, email: str | 
 
 def open_conversation(visitor: VisitorModel) -> ConversationModel | None:
     """The visitor's open conversation. A pointer to one that was never written (a start
-    that died between claiming and writing) is cleared, so the visitor is never stranded."""
+    that died between claiming and writing) is cleared, so the visitor is never stranded; so
+    is one past its retention that DynamoDB has not deleted yet."""
     if not visitor.conv:
         return None
     try:
-        return ConversationModel.get(conversation_key(visitor.conv), META, consistent_read=True)
+        conv = ConversationModel.get(conversation_key(visitor.conv), META, consistent_read=True)
     except ConversationModel.DoesNotExist:
+        conv = None
+    if conv is None or expired(conv, clock.now_ms()):
         V = VisitorModel
         update_or_old(V, visitor.pk, [V.conv.remove()], V.conv == visitor.conv)
         return None
+    return conv
 
 
 def _client_counter(message_id: str) -> tuple[str, int]:
@@ -127,15 +136,15 @@ def send(connection_id: str, frame: Frame, outbox: Outbox) -> int:
     conv_id, text, message_id = frame["conversation"], frame["text"], frame["id"]
     client, counter = _client_counter(message_id)
     key = conversation_key(conv_id)
+    now = clock.now_ms()
     # A client id belongs to the participant who first used it (``co`` records their tag,
     # copied from the conns map inside the write), so nobody can jam another's counter.
     # The same write counts the message and keeps its client's first-message time (figures:
     # messages per side, first response), so they cost no request of their own.
-    now = clock.now_ms()
     actions = [C.seq.set(C.seq + 1), C.cm[client].set(counter), C.cs[client].set(C.seq + 1),
                C.co[client].set(C.conns[connection_id]),
                C.preview.set(C.preview | text[:PREVIEW_CHARS]), C.last_at.set(now),
-               C.last_by.set(C.conns[connection_id]),
+               C.last_by.set(C.conns[connection_id]), C.ttl.set(keep_until(now)),
                C.mn[client].set((C.mn[client] | 0) + 1), C.mf[client].set(C.mf[client] | now)]
     condition = (C.conns[connection_id].exists() & C.status.is_in(*routing.OPEN_STATES)
                  & (C.co[client].does_not_exist() | (C.co[client] == C.conns[connection_id]))
@@ -170,7 +179,7 @@ def send(connection_id: str, frame: Frame, outbox: Outbox) -> int:
     telemetry.tag(site=conv.site, agent=author if role == auth.AGENT else None)
     attempt = auth.new_id(6)
     message = MessageModel(key, message_sk(seq), seq=seq, role=role, author=author, name=name,
-                           text=text, cmid=message_id, ts=now, attempt=attempt)
+                           text=text, cmid=message_id, ts=now, attempt=attempt, ttl=keep_until(now))
     fresh, stored = put_or_old(message, MessageModel.sk.does_not_exist())
     if stored is not None:
         # Already stored by an earlier attempt: acknowledge again, deliver nothing. The same
@@ -205,14 +214,16 @@ def post_system(conv: ConversationModel, text: str, outbox: Outbox,
     C = ConversationModel
     guard = C.status.is_in(*routing.OPEN_STATES)
     extra = [] if count is None else [count]
-    ok, fresh = update_or_old(C, conv.pk, [C.seq.set(C.seq + 1), C.last_at.set(clock.now_ms()),
-                                           C.last_by.set("s:system"), *extra],
+    now = clock.now_ms()
+    ok, fresh = update_or_old(C, conv.pk, [C.seq.set(C.seq + 1), C.last_at.set(now),
+                                           C.last_by.set("s:system"), C.ttl.set(keep_until(now)),
+                                           *extra],
                               guard if condition is None else guard & condition)
     if not ok or fresh is None:
         return None
     seq = int(fresh.seq)
     message = MessageModel(conv.pk, message_sk(seq), seq=seq, role=SYSTEM, author="system", name=None,
-                           text=text, cmid=f"system:{seq}", ts=clock.now_ms())
+                           text=text, cmid=f"system:{seq}", ts=now, ttl=keep_until(now))
     message.save()
     outbox.to(fresh.connections(), message_frame(fresh.id, message))
     return seq
@@ -287,6 +298,8 @@ def sync(connection_id: str, frame: Frame, outbox: Outbox) -> None:
     after = int(frame["after"])
     items = list(MessageModel.query(conv.pk, MessageModel.sk.between(
         message_sk(after + 1), message_sk(10**12 - 1)), consistent_read=True, limit=limit + 1))
+    now = clock.now_ms()
+    items = [m for m in items if not expired(m, now)]  # past retention, not yet deleted
     outbox.to([connection_id], {
         "type": "messages", "conversation": conv.id, "after": after,
         "items": [message_frame(conv.id, m) for m in items[:limit]],
@@ -300,7 +313,8 @@ def close(connection_id: str, frame: Frame, outbox: Outbox) -> ConversationModel
     now = clock.now_ms()
     ok, conv = update_or_old(
         C, conversation_key(conv_id),
-        [C.status.set(routing.CLOSED), C.closed_at.set(now), C.q_pk.remove(), C.q_sk.remove()],
+        [C.status.set(routing.CLOSED), C.closed_at.set(now), C.q_pk.remove(), C.q_sk.remove(),
+         C.ttl.set(keep_until(now))],
         C.conns[connection_id].exists() & C.status.is_in(*routing.OPEN_STATES))
     if conv is None or connection_id not in conv.connections():
         raise ProtocolError(FORBIDDEN, NOT_PARTICIPANT, frame.ref)
@@ -317,7 +331,8 @@ def close(connection_id: str, frame: Frame, outbox: Outbox) -> ConversationModel
         queue.enqueue({"kind": "transcript", "conv": conv_id})
     V = VisitorModel
     update_or_old(V, visitor_key(conv.visitor_id),
-                  [V.conv.remove(), V.past.set((V.past | []).append([conv_id]))], V.conv == conv_id)
+                  [V.conv.remove(), V.past.set((V.past | []).append([conv_id])), V.ttl.set(keep_until(now))],
+                  V.conv == conv_id)
     outbox.to(conv.connections(), {"type": "closed", "conversation": conv.id,
                                    "summary": conv.summary(), "by": role})
     if conv.agent_id:

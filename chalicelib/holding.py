@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from chalicelib import clock, conversations, routing, sites
 from chalicelib.fanout import Outbox
-from chalicelib.models import META, AgentModel, ConversationModel, conversation_key
+from chalicelib.models import AgentModel, ConversationModel
 
 
 def sweep(outbox: Outbox, now_ms: int | None = None) -> list[str]:
@@ -25,8 +25,7 @@ def sweep(outbox: Outbox, now_ms: int | None = None) -> list[str]:
         # everyone holding chats: on shift, away, or off shift finishing up
         for agent in AgentModel.team_index.query(f"TEAM#{site.id}",
                                                   filter_condition=AgentModel.convs.exists()):
-            for conv_id in sorted(agent.convs or ()):
-                conv = ConversationModel.get(conversation_key(conv_id), META, consistent_read=True)
+            for conv in routing.held(agent):
                 waiting = (conv.status in (routing.ASSIGNED, routing.ACTIVE)
                            and (conv.last_by or "").startswith("v:")
                            and int(conv.last_at or now) <= cutoff)
@@ -38,5 +37,5 @@ def sweep(outbox: Outbox, now_ms: int | None = None) -> list[str]:
                     condition=(C.seq == int(conv.seq)) & C.last_by.startswith("v:"),
                     count=C.holds.add(1))
                 if seq is not None:
-                    held.append(conv_id)
+                    held.append(conv.id)
     return held

@@ -36,3 +36,11 @@ def record(key: str, window_seconds: int) -> None:
     C = CounterModel
     C(_key(key, window_seconds)).update(actions=[
         C.n.add(1), C.ttl.set(from_ms(clock.now_ms()) + timedelta(seconds=2 * window_seconds))])
+
+
+def forget(key: str, window_seconds: int) -> None:
+    """Delete ``key``'s counters of this window and the one before (all that can still be
+    live): for erasing a visitor, whose id is part of their keys."""
+    window = clock.now_ms() // (window_seconds * 1000)
+    for n in (window, window - 1):
+        CounterModel(f"RATE#{key}#{n}", META).delete()

@@ -19,6 +19,8 @@ timers due before T (grace ends, sweeps)         GSI due: <kind> / <due ms>     
 visitors on a site now (status push, live list)  GSI site_visitors: VCONN#<site>/id  Query (sparse)
 site settings: hours, team address; all sites    SITE / <site id>                   GetItem; Query SITE
 offline message left for the team               OFFLINE#<id> / META                PutItem, UpdateItem
+a visitor's conversations and offline messages  GSI by_visitor: <visitor id> / pk  Query (sparse, keys)
+conversations and offline messages by email     GSI by_email: <site>#<email> / pk   Query (sparse, keys)
 an email sent at most once (idempotency)        MAIL#<job key> / META              UpdateItem, TTL
 rate-limit counter for one key and window       RATE#<key>#<window> / META         UpdateItem ADD, TTL
 daily figures of a site, one day (its own zone)  STATS#<site> / D#<date>#*          UpdateItem ADD (in a txn)
@@ -39,6 +41,13 @@ Capacity is derived, not counted: an agent's load is ``size(convs)``, checked in
 conditional write that adds a conversation, so two routers can never overfill an agent and
 there is no counter to drift.
 
+Retention: every item holding visitor data (conversation, message, note, visitor, offline
+message) carries ``ttl``, the table's one TTL attribute, set to ``config.RETENTION_DAYS``
+after its last write by the write itself (no extra request). DynamoDB deletes expired items
+lazily, so reads that serve them skip any ``expired`` item. Export and erasure
+(``chalicelib.privacy``) find a visitor's items through ``by_visitor`` and ``by_email``:
+keys-only, so the per-message update of a conversation never writes to them.
+
 A conversation item's ``conns`` map is ``{connection id: "v:<visitor>" | "a:<agent>"}``. It is
 the fan-out list and the authorization check in one: a frame naming a conversation is
 accepted only when its connection is a key of that map, tested inside the write itself.
@@ -49,6 +58,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from botocore.exceptions import ClientError
@@ -132,6 +142,45 @@ class QueueIndex(GlobalSecondaryIndex["ConversationModel"]):
     q_sk = UnicodeAttribute(range_key=True)
 
 
+class VisitorItemsIndex(GlobalSecondaryIndex[Any]):
+    """A visitor's conversations and offline messages, for export and erasure (keys only)."""
+
+    class Meta:
+        index_name = "by_visitor"
+        projection = KeysOnlyProjection()
+
+    visitor_id = UnicodeAttribute(hash_key=True)
+    pk = UnicodeAttribute(range_key=True)
+
+
+class EmailItemsIndex(GlobalSecondaryIndex[Any]):
+    """Conversations and offline messages that carry an email address, per site (keys only):
+    how an admin finds a person who asks by email."""
+
+    class Meta:
+        index_name = "by_email"
+        projection = KeysOnlyProjection()
+
+    email_key = UnicodeAttribute(hash_key=True)
+    pk = UnicodeAttribute(range_key=True)
+
+
+def email_key(site: str, email: str) -> str:
+    """The ``by_email`` key: per site, case-insensitive."""
+    return f"{site}#{email.strip().lower()}"
+
+
+def keep_until(now_ms: int) -> datetime:
+    """When an item written at ``now_ms`` expires (``ttl``): the retention period later."""
+    return datetime.fromtimestamp(now_ms / 1000, tz=UTC) + timedelta(days=config.RETENTION_DAYS)
+
+
+def expired(item: Model, now_ms: int) -> bool:
+    """Past its ``ttl`` but not yet deleted (DynamoDB deletes lazily, up to days late)."""
+    ttl = getattr(item, "ttl", None)
+    return ttl is not None and ttl.timestamp() * 1000 <= now_ms
+
+
 class ConversationModel(TableModel):
     """A conversation's state; its messages live beside it under the same partition key."""
 
@@ -180,7 +229,11 @@ class ConversationModel(TableModel):
     tx = MapAttribute[str, Any](null=True)  # transcript requests: request id -> address
     q_pk = UnicodeAttribute(null=True)
     q_sk = UnicodeAttribute(null=True)
+    email_key = UnicodeAttribute(null=True)  # see EmailItemsIndex
+    ttl = TTLAttribute(null=True)  # retention, see keep_until
     queue_index = QueueIndex()
+    visitor_index = VisitorItemsIndex()
+    email_index = EmailItemsIndex()
 
     @property
     def id(self) -> str:
@@ -242,6 +295,7 @@ class MessageModel(TableModel):
     # Which attempt stored it: a PutItem retried after its answer was lost finds its own
     # write (not an earlier invocation's), so the message is still delivered.
     attempt = UnicodeAttribute(null=True)
+    ttl = TTLAttribute(null=True)  # retention, see keep_until
 
 
 class SiteConnectionsIndex(GlobalSecondaryIndex["ConnectionModel"]):
@@ -293,6 +347,7 @@ class VisitorModel(TableModel):
     user_agent = UnicodeAttribute(null=True)
     timezone = UnicodeAttribute(null=True)
     past = ListAttribute[Any](null=True)  # ids of this visitor's closed conversations, newest last
+    ttl = TTLAttribute(null=True)  # retention, see keep_until
 
     def current_page(self) -> dict[str, Any] | None:
         return plain_map(self.page) if self.page else None
@@ -424,7 +479,11 @@ class OfflineMessageModel(TableModel):
     created_at = NumberAttribute()
     due_pk = UnicodeAttribute(null=True)  # "UNQUEUED" until it is on the mail queue
     due_sk = UnicodeAttribute(null=True)
+    email_key = UnicodeAttribute(null=True)  # see EmailItemsIndex
+    ttl = TTLAttribute(null=True)  # retention, see keep_until
     due_index = OfflineDueIndex()
+    visitor_index = VisitorItemsIndex()
+    email_index = EmailItemsIndex()
 
     @property
     def id(self) -> str:
@@ -492,7 +551,7 @@ def connection_key(connection_id: str) -> str:
 M = TypeVar("M", bound=Model)
 
 
-def update_or_old(model: type[M], hash_key: str, actions: Sequence[Action], condition: Condition,
+def update_or_old(model: type[M], hash_key: str, actions: Sequence[Action], condition: Condition | None,
                   range_key: str = META, returning: str = "ALL_NEW") -> tuple[bool, M | None]:
     """One conditional UpdateItem that returns the new item (or, with ``returning="ALL_OLD"``,
     the item as it was), or the old one if it failed.
@@ -575,11 +634,14 @@ def table_definition() -> dict[str, Any]:
     attrs: dict[str, str] = {"pk": "S", "sk": "S"}
     indexes: list[dict[str, Any]] = []
     for index in (ConversationModel.queue_index, AgentModel.shift_index, AgentModel.due_index,
-                  ConnectionModel.site_index, AgentModel.team_index):
+                  ConnectionModel.site_index, AgentModel.team_index, ConversationModel.visitor_index,
+                  ConversationModel.email_index):
         schema = index._get_schema()
         for attr in schema["attribute_definitions"]:
             attrs[attr["AttributeName"]] = attr["AttributeType"]
-        indexes.append({"IndexName": schema["index_name"], "KeySchema": schema["key_schema"],
+        # HASH before RANGE, as DynamoDB requires (PynamoDB lists them in attribute order)
+        keys = sorted(schema["key_schema"], key=lambda k: k["KeyType"] != "HASH")
+        indexes.append({"IndexName": schema["index_name"], "KeySchema": keys,
                         "Projection": schema["projection"]})
     return {
         "TableName": config.TABLE_NAME,

@@ -8,7 +8,7 @@ from typing import Any
 from chalicelib import auth, clock, conversations
 from chalicelib.auth import Caller
 from chalicelib.fanout import Outbox
-from chalicelib.models import META, AgentModel, ConversationModel, MessageModel, agent_key
+from chalicelib.models import META, AgentModel, ConversationModel, MessageModel, agent_key, keep_until
 
 NOTE = "note"
 
@@ -19,7 +19,8 @@ def add(who: Caller, conv_id: str, text: str, outbox: Outbox | None = None,
     name = AgentModel.get(agent_key(who.subject), META).name
     now = clock.now_ms()
     note = MessageModel(conv.pk, f"NOTE#{now:015d}#{auth.new_id(4)}", seq=0, role=NOTE,
-                        author=who.subject, name=name, text=text, cmid="", ts=now)
+                        author=who.subject, name=name, text=text, cmid="", ts=now,
+                        ttl=keep_until(now))
     note.save()
     frame = note_frame(conv.id, note)
     if outbox is not None:

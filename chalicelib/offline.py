@@ -5,6 +5,10 @@ Durable first. A message left for the team is written to DynamoDB (marked ``UNQU
 between store and queue, the scheduled sweep finds it by that mark and queues it. Every
 email is sent through ``mail.send_once`` with a key derived from the job, so a redelivered
 or re-queued job never sends a second email.
+
+A job only names what it is about (an offline message, a conversation): the consumer reads
+it at send time. A record that is gone (the visitor's data was erased on request) or past
+its retention drops the job without sending, so erasure also cancels queued mail.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from chalicelib import auth, clock, config, limits, mail, queue, routing, sites, stats
 from chalicelib.availability import status
@@ -26,6 +30,9 @@ from chalicelib.models import (
     VisitorModel,
     conversation_key,
     due_sk,
+    email_key,
+    expired,
+    keep_until,
     message_sk,
     update_or_old,
     visitor_key,
@@ -39,6 +46,14 @@ MAX_PAGE = 2048
 TRANSCRIPT_LIMIT = 200
 HONEYPOT = "website"  # a field people never see and bots fill in
 UNQUEUED = "UNQUEUED"
+
+
+LIMIT_WINDOW = 3600  # offline messages are counted per hour
+
+
+def visitor_limit_key(visitor_id: str) -> str:
+    """The rate-limit key of one visitor's offline messages (erasure deletes its counters)."""
+    return f"offline-visitor#{visitor_id}"
 
 
 class Refused(Exception):
@@ -88,18 +103,19 @@ def leave(site_id: str, doc: Any, *, visitor_id: str | None = None,
     The caller acknowledges after this returns and then calls ``dispatch``.
     """
     fields = validate(doc)
-    if visitor_id and not limits.allow(f"offline-visitor#{visitor_id}",
-                                       config.OFFLINE_PER_VISITOR_PER_HOUR, 3600):
+    if visitor_id and not limits.allow(visitor_limit_key(visitor_id),
+                                       config.OFFLINE_PER_VISITOR_PER_HOUR, LIMIT_WINDOW):
         raise Refused(429, "rate_limited", "You have sent several messages already; we will answer "
                                            "them soon.")
-    if ip_hash and not limits.allow(f"offline-ip#{ip_hash}", config.OFFLINE_PER_IP_PER_HOUR, 3600):
+    if ip_hash and not limits.allow(f"offline-ip#{ip_hash}", config.OFFLINE_PER_IP_PER_HOUR, LIMIT_WINDOW):
         raise Refused(429, "rate_limited", "Too many messages from your network; try again later.")
     conv_id = _attach(visitor_id, fields.email) if visitor_id else None
     now = clock.now_ms()
     message_id = auth.new_id()
     OfflineMessageModel(f"OFFLINE#{message_id}", site=site_id, visitor_id=visitor_id, conv_id=conv_id,
                         name=fields.name, email=fields.email, text=fields.text, page=fields.page,
-                        created_at=now, due_pk=UNQUEUED, due_sk=due_sk(now, f"#{message_id}")).save()
+                        created_at=now, due_pk=UNQUEUED, due_sk=due_sk(now, f"#{message_id}"),
+                        email_key=email_key(site_id, fields.email), ttl=keep_until(now)).save()
     try:  # the message is safe; a figure that failed to count must not make the visitor resend
         stats.count_offline(site_id, now)
     except Exception:
@@ -117,7 +133,8 @@ def _attach(visitor_id: str, email: str) -> str | None:
     if not visitor.conv:
         return None
     C = ConversationModel
-    update_or_old(C, conversation_key(visitor.conv), [C.email.set(email)], C.pk.exists())
+    update_or_old(C, conversation_key(visitor.conv),
+                  [C.email.set(email), C.email_key.set(email_key(str(visitor.site), email))], C.pk.exists())
     return visitor.conv
 
 
@@ -174,6 +191,22 @@ def reply_job(conv_id: str, seq: int) -> dict[str, Any]:
 
 # --- the consumer side: one queue record is one job -------------------------------------
 
+R = TypeVar("R", OfflineMessageModel, ConversationModel)
+
+
+def _current(model: type[R], pk: str, kind: str) -> R | None:
+    """The record a job is about, or None (the job is dropped) when it was erased or is past
+    its retention. Logged by kind only: the record's content never goes to the logs."""
+    try:
+        item = model.get(pk, META, consistent_read=True)
+    except model.DoesNotExist:
+        item = None
+    if item is None or expired(item, clock.now_ms()):
+        log.info("mail job dropped: its record is gone", extra={"job": kind})
+        return None
+    return item
+
+
 
 def process(body: str) -> None:
     """Send the emails one job asks for; raises to have the record retried."""
@@ -192,7 +225,9 @@ def process(body: str) -> None:
 
 
 def _offline(message_id: str) -> None:
-    msg = OfflineMessageModel.get(f"OFFLINE#{message_id}", META, consistent_read=True)
+    msg = _current(OfflineMessageModel, f"OFFLINE#{message_id}", "offline")
+    if msg is None:
+        return
     site = sites.get(msg.site)
     who = f"{msg.name} <{msg.email}>" if msg.name else msg.email
     lines = [f"{who} left a message on {sites.display_name(site)} "
@@ -217,7 +252,9 @@ def _offline(message_id: str) -> None:
 
 
 def _digest(conv_id: str, after: int, upto: int) -> None:
-    conv = ConversationModel.get(conversation_key(conv_id), META, consistent_read=True)
+    conv = _current(ConversationModel, conversation_key(conv_id), "digest")
+    if conv is None:
+        return
     site = sites.get(conv.site)
     unanswered = [m for m in _messages(conv_id, after, upto) if m.role == auth.VISITOR]
     if not unanswered:
@@ -234,11 +271,14 @@ def _digest(conv_id: str, after: int, upto: int) -> None:
 
 
 def _reply(conv_id: str, seq: int) -> None:
-    conv = ConversationModel.get(conversation_key(conv_id), META, consistent_read=True)
-    if not conv.email:
+    conv = _current(ConversationModel, conversation_key(conv_id), "reply")
+    if conv is None or not conv.email:
         return
     site = sites.get(conv.site)
-    message = MessageModel.get(conv.pk, message_sk(seq), consistent_read=True)
+    try:
+        message = MessageModel.get(conv.pk, message_sk(seq), consistent_read=True)
+    except MessageModel.DoesNotExist:
+        return
     mail.send_once(f"reply:{conv_id}:{seq}", mail.Email(
         to=conv.email, reply_to=sites.team_email(site),
         subject=f"{message.name or 'Our team'} replied - {sites.display_name(site)}",
@@ -250,9 +290,9 @@ def _transcript_mail(conv_id: str, request_id: str | None = None) -> None:
     address) or by a request (chalicelib.transcripts), each request mailed once."""
     from chalicelib import transcripts
 
-    conv = ConversationModel.get(conversation_key(conv_id), META, consistent_read=True)
-    to = transcripts.address(conv, request_id)
-    if not to:
+    conv = _current(ConversationModel, conversation_key(conv_id), "transcript")
+    to = None if conv is None else transcripts.address(conv, request_id)
+    if conv is None or not to:
         return
     site = sites.get(conv.site)
     lines = [f"Your conversation with {sites.display_name(site)}:", "", *_transcript(site, conv_id)]

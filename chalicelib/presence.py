@@ -39,6 +39,7 @@ from chalicelib.models import (
     agent_key,
     connection_key,
     conversation_key,
+    keep_until,
     update_or_old,
     visitor_key,
 )
@@ -83,7 +84,11 @@ def connect(connection_id: str, query: dict[str, str], source_ip: str | None = N
         allowed = sites.console(sites.get(caller.site))["origins"]
         if allowed and headers.get("origin") not in allowed:
             raise Refused(403, "origin not allowed for this site")
-        _attach_visitor(caller, now, headers.get("user-agent"))
+        if not _attach_visitor(caller, now, headers.get("user-agent"), resuming=bool(token)):
+            # The token's visitor record is gone: erased on request (or past retention). It
+            # resumes nothing; the visitor goes on as a new one, linked to nothing before.
+            caller = Caller(connection_id, auth.VISITOR, auth.new_id(), caller.site)
+            _attach_visitor(caller, now, headers.get("user-agent"))
     item = ConnectionModel(connection_key(connection_id), role=caller.role, subject=caller.subject,
                            site=caller.site, connected_at=now,
                            ttl=timedelta(seconds=config.CONNECTION_TTL_SECONDS))
@@ -115,14 +120,19 @@ def _attach_agent(caller: Caller) -> None:
         _join(conv_id, caller)
 
 
-def _attach_visitor(caller: Caller, now: int, user_agent: str | None = None) -> None:
+def _attach_visitor(caller: Caller, now: int, user_agent: str | None = None,
+                    resuming: bool = False) -> bool:
+    """Add the connection to the visitor's record (creating it for a new visitor); False
+    when ``resuming`` a record that no longer exists."""
     V = VisitorModel
-    visitor = V(visitor_key(caller.subject))
     actions: list[Action] = [V.conns.add({caller.connection_id}), V.site.set(V.site | caller.site),
-                             V.created_at.set(V.created_at | now)]
+                             V.created_at.set(V.created_at | now), V.ttl.set(keep_until(now))]
     if user_agent:
         actions.append(V.user_agent.set(user_agent[:300]))
-    visitor.update(actions=actions)
+    ok, visitor = update_or_old(V, visitor_key(caller.subject), actions,
+                                V.pk.exists() if resuming else None)
+    if not ok or visitor is None:
+        return False
     if visitor.site != caller.site:
         raise Refused(403, "token for another site")
     page = visitor.current_page()
@@ -131,6 +141,7 @@ def _attach_visitor(caller: Caller, now: int, user_agent: str | None = None) -> 
         visitor.update(actions=[V.pages.remove(), V.fired.remove(), V.page.remove()])
     if visitor.conv:
         _join(visitor.conv, caller)
+    return True
 
 
 def _join(conv_id: str, caller: Caller) -> None:
@@ -168,8 +179,7 @@ def hello(who: Caller) -> dict[str, Any]:
                              "token": auth.issue(who.role, who.subject, who.site)}
     if who.role == auth.AGENT:
         agent = AgentModel.get(agent_key(who.subject), META, consistent_read=True)
-        convs = [ConversationModel.get(conversation_key(c), META, consistent_read=True)
-                 for c in sorted(agent.convs or ())]
+        convs = routing.held(agent)
         frame["agent"] = agents.public(agent)
         frame["snippets"] = sites.console(sites.get(who.site))["snippets"]
         frame["offers"] = transfers.pending_offers(agent)

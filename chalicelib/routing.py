@@ -23,6 +23,7 @@ from chalicelib.models import (
     ConversationModel,
     agent_key,
     conversation_key,
+    expired,
     plain_map,
     update_or_old,
 )
@@ -39,8 +40,11 @@ def queue_keys(site: str, queued_at: int, conv_id: str) -> tuple[str, str]:
 
 
 def waiting(site: str, limit: int = QUEUE_PAGE) -> list[ConversationModel]:
-    """Waiting conversations on ``site``, oldest first (a Query on the sparse queue index)."""
-    return list(ConversationModel.queue_index.query(f"QUEUE#{site}", limit=limit))
+    """Waiting conversations on ``site``, oldest first (a Query on the sparse queue index);
+    one past its retention that DynamoDB has not deleted yet is not served."""
+    now = clock.now_ms()
+    return [c for c in ConversationModel.queue_index.query(f"QUEUE#{site}", limit=limit)
+            if not expired(c, now)]
 
 
 def on_shift(site: str) -> list[AgentModel]:
@@ -82,6 +86,19 @@ def assign(conv_id: str, agent_id: str, require_shift: bool = True) -> Assignmen
         release(agent_id, conv_id)
         return "taken"
     return Assignment(conv, agent)
+
+
+def held(agent: AgentModel) -> list[ConversationModel]:
+    """The conversations an agent holds. One that no longer exists (erased on a visitor's
+    request, or deleted by retention) is released, so it neither breaks the console nor
+    keeps taking a place in the agent's capacity."""
+    convs = []
+    for conv_id in sorted(agent.convs or ()):
+        try:
+            convs.append(ConversationModel.get(conversation_key(conv_id), META, consistent_read=True))
+        except ConversationModel.DoesNotExist:
+            release(agent.id, conv_id)
+    return convs
 
 
 def release(agent_id: str, conv_id: str) -> None:

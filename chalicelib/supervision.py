@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalicelib import agents, routing
+from chalicelib import agents, clock, routing
 from chalicelib.auth import Caller
-from chalicelib.models import META, AgentModel, ConversationModel, agent_key, conversation_key
+from chalicelib.models import META, AgentModel, ConversationModel, agent_key, expired
 from chalicelib.protocol import FORBIDDEN, ProtocolError
 
 HISTORY_PAGE = 50
@@ -25,7 +25,7 @@ def overview(who: Caller) -> dict[str, Any]:
     their load and chats; the queue; and every open chat."""
     require_lead(who)
     team = [a for a in AgentModel.team_index.query(f"TEAM#{who.site}") if a.on_shift or a.convs]
-    chats = [ConversationModel.get(conversation_key(c), META) for a in team for c in sorted(a.convs or ())]
+    chats = [c for a in team for c in routing.held(a)]
     queue = routing.waiting(who.site)
     return {"type": "overview",
             "agents": [{"id": a.id, "name": a.name, "load": a.load, "max_chats": a.max_chats,
@@ -40,8 +40,11 @@ def history(who: Caller, text: str) -> dict[str, Any]:
     message contains ``text`` (one Query on the site's history, filtered; no Scan)."""
     needle = text.strip().lower()
     found = []
+    now = clock.now_ms()
     for conv in ConversationModel.queue_index.query(f"HIST#{who.site}", scan_index_forward=False,
                                                     limit=1000):
+        if expired(conv, now):
+            continue
         haystack = " ".join(filter(None, (conv.email, conv.visitor_name, conv.preview))).lower()
         if needle in haystack:
             found.append(conv.summary())

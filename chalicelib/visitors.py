@@ -20,6 +20,8 @@ from chalicelib.models import (
     VisitorModel,
     agent_key,
     conversation_key,
+    expired,
+    keep_until,
     update_or_old,
     visitor_key,
 )
@@ -34,12 +36,14 @@ def record_page(who: Caller, frame: Frame, outbox: Outbox) -> None:
     V = VisitorModel
     page = {"url": frame["url"], "title": frame.get("title") or "", "referrer": frame.get("referrer") or "",
             "ts": clock.now_ms()}
-    extra: list[Action] = [V.timezone.set(frame["tz"])] if frame.get("tz") else []
+    extra: list[Action] = [V.ttl.set(keep_until(int(page["ts"])))]
+    if frame.get("tz"):
+        extra.append(V.timezone.set(frame["tz"]))
     ok, visitor = update_or_old(V, visitor_key(who.subject),
                                 [V.page.set(page), V.pages.set((V.pages | []).append([page])), *extra],
                                 V.pk.exists() & (V.pages.does_not_exist() | (size(V.pages) < MAX_PAGES)))
     if not ok:  # the visit's list is full: keep the current page only
-        ok, visitor = update_or_old(V, visitor_key(who.subject), [V.page.set(page)], V.pk.exists())
+        ok, visitor = update_or_old(V, visitor_key(who.subject), [V.page.set(page), *extra], V.pk.exists())
     if visitor is None:
         return
     if not visitor.conv:
@@ -63,11 +67,14 @@ def context(who: Caller, conv_id: str) -> dict[str, Any]:
     pages = visitor.visit_pages()
     past_ids = [str(p) for p in (visitor.past or [])][-PAST_SHOWN:][::-1]
     past = []
+    now = clock.now_ms()
     for past_id in past_ids:
         try:
-            past.append(ConversationModel.get(conversation_key(past_id), META).summary())
+            earlier = ConversationModel.get(conversation_key(past_id), META)
         except ConversationModel.DoesNotExist:
-            continue
+            continue  # erased, or deleted by retention
+        if not expired(earlier, now):
+            past.append(earlier.summary())
     return {"type": "context", "conversation": conv.id, "visitor": conv.visitor_id,
             "page": visitor.current_page(), "pages": pages,
             "referrer": _arrived_from(pages),

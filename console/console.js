@@ -614,6 +614,8 @@
     const s = c.summary;
     $('ctx-name').textContent = ctx.name || s.visitor_name || '—';
     $('ctx-email').textContent = ctx.email || s.email || '—';
+    // what an admin names in an export or erasure request (docs/privacy.md)
+    $('ctx-visitor').textContent = ctx.visitor || s.visitor || '—';
     $('ctx-time').textContent = localTime(ctx.timezone);
     const browser = $('ctx-browser');
     browser.textContent = describeBrowser(ctx.user_agent) || '—';

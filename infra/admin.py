@@ -4,6 +4,8 @@
     python -m infra.admin site default --hours hours.json --team-email team@example.com
     python -m infra.admin dlq list              # mail jobs that failed every attempt
     python -m infra.admin dlq redrive [--all | ID ...]
+    python -m infra.admin visitor export default VISITOR_ID_OR_EMAIL [-o data.json]
+    python -m infra.admin visitor erase default VISITOR_ID_OR_EMAIL --yes
 
 The password is read from ``$AGENT_PASSWORD`` or prompted for, never taken from argv (it
 would land in shell history). With ``--local`` the command targets a running ``make dev``.
@@ -96,6 +98,12 @@ def main(argv: list[str] | None = None) -> int:
     dlq.add_argument("operation", choices=["list", "redrive"])
     dlq.add_argument("ids", nargs="*")
     dlq.add_argument("--all", action="store_true")
+    visitor = sub.add_parser("visitor", help="export or erase what is held about a visitor")
+    visitor.add_argument("operation", choices=["export", "erase"])
+    visitor.add_argument("site_id")
+    visitor.add_argument("who", help="a visitor id, or the email address they gave")
+    visitor.add_argument("-o", "--out", help="export: write the JSON here (default: stdout)")
+    visitor.add_argument("--yes", action="store_true", help="erase: confirm (it cannot be undone)")
     args = parser.parse_args(argv)
     if args.local:
         _use_local()
@@ -103,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         return _site(args)
     if args.command == "dlq":
         return _dlq(args)
+    if args.command == "visitor":
+        return _visitor(args)
     from chalicelib import agents
 
     password = os.environ.get("AGENT_PASSWORD") or getpass.getpass("Password: ")
@@ -145,6 +155,40 @@ def _dlq(args: argparse.Namespace) -> int:
         return 1
     moved = redrive(None if args.all else args.ids)
     print(f"moved {len(moved)} job(s) back to the mail queue")
+    return 0
+
+
+def _visitor(args: argparse.Namespace) -> int:
+    """The same export and erasure as ``GET|DELETE /sites/{site}/visitors/{who}``."""
+    from chalicelib import fanout, privacy
+    from chalicelib.fanout import Outbox
+
+    found = privacy.find(args.site_id, args.who)
+    if found.empty():
+        print(f"error: nothing is held about {args.who!r} on site {args.site_id!r}", file=sys.stderr)
+        return 1
+    if args.operation == "export":
+        text = json.dumps(privacy.export(found), indent=2, ensure_ascii=False)
+        if args.out:
+            with open(args.out, "w", encoding="utf-8") as out:
+                out.write(text + "\n")
+        else:
+            print(text)
+        return 0
+    if not args.yes:
+        print("error: erasing cannot be undone; add --yes", file=sys.stderr)
+        return 1
+    outbox = Outbox()
+    erased = privacy.erase(found, outbox)
+    # Tell connected agents and hang up the visitor's tabs, when the WebSocket API is known
+    # (set WEBSOCKET_API_ID for a deployment; --local knows the stand-in's).
+    if os.environ.get("AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI") or os.environ.get("WEBSOCKET_API_ID"):
+        fanout.deliver(outbox, fanout.endpoint())
+        fanout.close(erased.hang_up, fanout.endpoint())
+    elif erased.hang_up or len(outbox):
+        print("note: WEBSOCKET_API_ID not set, so open consoles and tabs were not told; their "
+              "records are gone all the same", file=sys.stderr)
+    print(json.dumps({"erased": erased.counts}))
     return 0
 
 

@@ -16,9 +16,8 @@ import pytest
 
 from tests.browser import W
 from tests.conftest import PASSWORD
+from tests.xss_corpus import IMG, SCRIPT
 
-IMG = '<img src=x onerror="window.__xss=1">'
-SCRIPT = "<script>window.__xss=2</script>"
 BOLD = "<b>bold?</b>"
 
 

@@ -49,15 +49,16 @@ def chalice_config() -> dict[str, Any]:
 
 
 def test_table_matches_models(template: dict[str, Any]) -> None:
-    """Keys, attributes and every GSI (queue, shift, due, site_visitors, team) as the models
-    define them; `python -m infra.deploy table` prints the block to paste on drift."""
+    """Keys, attributes and every GSI (queue, shift, due, site_visitors, team, by_visitor,
+    by_email) as the models define them; `python -m infra.deploy table` prints the block to
+    paste on drift."""
     assert deploy.template_table_schema(template) == deploy.table_schema(), deploy.table_yaml()
     props = template["Resources"]["Table"]["Properties"]
     assert props["BillingMode"] == "PAY_PER_REQUEST"
     assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
     assert props["TimeToLiveSpecification"] == {"AttributeName": "ttl", "Enabled": True}
     assert {i["IndexName"] for i in props["GlobalSecondaryIndexes"]} == {
-        "queue", "shift", "due", "site_visitors", "team"}
+        "queue", "shift", "due", "site_visitors", "team", "by_visitor", "by_email"}
 
 
 def test_table_drift_is_detected(template: dict[str, Any]) -> None:

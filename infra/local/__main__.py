@@ -43,7 +43,7 @@ def main() -> int:
     assert stack.gateway and stack.dynamodb and stack.ses and stack.sqs
     keys = ("AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_SQS", "AWS_ENDPOINT_URL_SESV2",
             "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "TABLE_NAME",
-            "TOKEN_SECRET")
+            "TOKEN_SECRET", "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI")
     (LOCAL_DIR / "dev.json").write_text(json.dumps({**{k: os.environ[k] for k in keys},
                                                     "ws_url": stack.gateway.ws_url,
                                                     "http_url": stack.gateway.http_url}))
