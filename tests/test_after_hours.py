@@ -155,7 +155,16 @@ def test_bad_offline_messages_are_refused_clearly_and_nothing_is_stored(stack, s
 
 def test_offline_messages_are_rate_limited_per_address_and_per_visitor(stack, site, visitor,
                                                                       monkeypatch):
-    monkeypatch.setattr(config, "OFFLINE_PER_IP_PER_HOUR", 3)
+    from chalicelib import auth, limits
+    from chalicelib.offline import LIMIT_WINDOW
+
+    # Earlier tests in the run may have left messages from this address in this window.
+    key = limits._key(f"offline-ip#{auth.fingerprint('127.0.0.1')}", LIMIT_WINDOW)
+    try:
+        earlier = int(limits.CounterModel.get(key, "META", consistent_read=True).n)
+    except limits.CounterModel.DoesNotExist:
+        earlier = 0
+    monkeypatch.setattr(config, "OFFLINE_PER_IP_PER_HOUR", earlier + 3)
     doc = {"site": site, "email": "c@example.org", "text": "hello"}
     answers = [rest(stack.gateway.http_url, "POST", "/offline", doc)[0] for _ in range(4)]
     assert answers == [202, 202, 202, 429]
