@@ -51,6 +51,10 @@ def create(agent_id: str, name: str, password: str, *, role: str = "agent",
 class TooManyAttempts(AgentError):
     """Sign-in refused for a while after repeated failures (guessing protection)."""
 
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after  # seconds until the window ends
+
 
 def sign_in(agent_id: str, password: str, source: str | None = None) -> str | None:
     """A fresh agent token for correct credentials, else None (same answer for both faults).
@@ -60,7 +64,8 @@ def sign_in(agent_id: str, password: str, source: str | None = None) -> str | No
     if source:
         limited[f"login-ip#{source}"] = LOGIN_FAILURES_PER_ADDRESS
     if any(limits.blocked(k, n, LOGIN_WINDOW) for k, n in limited.items()):
-        raise TooManyAttempts("Too many failed sign-in attempts; wait a few minutes.")
+        raise TooManyAttempts("Too many failed sign-in attempts; wait a few minutes.",
+                              limits.retry_after(LOGIN_WINDOW))
     token = _check(agent_id, password)
     if token is None:
         for k in limited:

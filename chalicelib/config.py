@@ -40,6 +40,12 @@ UNQUEUED_AFTER_SECONDS = int(os.environ.get("UNQUEUED_AFTER_SECONDS", "60"))
 OFFLINE_PER_IP_PER_HOUR = int(os.environ.get("OFFLINE_PER_IP_PER_HOUR", "10"))
 OFFLINE_PER_VISITOR_PER_HOUR = int(os.environ.get("OFFLINE_PER_VISITOR_PER_HOUR", "3"))
 
+# Chat messages per connection in any one second (a burst allowance; checked inside the
+# message write itself, so it costs no extra request). 0 turns the limit off.
+MESSAGES_PER_SECOND = int(os.environ.get("MESSAGES_PER_SECOND", "5"))
+# New conversations a visitor may open per hour (resuming the open one is not counted).
+CONVERSATIONS_PER_VISITOR_PER_HOUR = int(os.environ.get("CONVERSATIONS_PER_VISITOR_PER_HOUR", "10"))
+
 # Concurrent posts to the management API per invocation.
 FANOUT_WORKERS = int(os.environ.get("FANOUT_WORKERS", "16"))
 

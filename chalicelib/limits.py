@@ -13,6 +13,13 @@ def _key(key: str, window_seconds: int) -> str:
     return f"RATE#{key}#{clock.now_ms() // (window_seconds * 1000)}"
 
 
+def retry_after(window_seconds: int) -> int:
+    """Whole seconds until the current window of ``window_seconds`` ends (at least 1): the
+    ``retry_after`` hint of a refusal, and the HTTP ``Retry-After`` header."""
+    window_ms = window_seconds * 1000
+    return max(1, -(-(window_ms - clock.now_ms() % window_ms) // 1000))
+
+
 def allow(key: str, limit: int, window_seconds: int) -> bool:
     """Count one event for ``key``; False (and nothing counted) once the window is full."""
     C = CounterModel

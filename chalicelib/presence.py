@@ -218,8 +218,12 @@ def forget(connection_id: str, conversations: set[str], outbox: Outbox) -> None:
 
 
 def _leave(conv_id: str, connection_id: str) -> None:
+    """Take a connection out of a conversation, with its flood-control slots."""
     C = ConversationModel
-    update_or_old(C, conversation_key(conv_id), [C.conns[connection_id].remove()], C.pk.exists())
+    update_or_old(C, conversation_key(conv_id),
+                  [C.conns[connection_id].remove(), *(slot.remove() for slot in
+                                                      conversations.rate_slots(connection_id))],
+                  C.pk.exists())
 
 
 def set_shift(who: Caller, on: bool | None, outbox: Outbox, away: bool | None = None) -> AgentModel:

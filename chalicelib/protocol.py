@@ -36,11 +36,13 @@ CONVERSATION_ID = re.compile(r"^[A-Za-z0-9_-]{8,40}$")
 class ProtocolError(Exception):
     """A frame the server refuses; becomes an ``error`` frame for the sender."""
 
-    def __init__(self, code: str, message: str, ref: str | None = None) -> None:
+    def __init__(self, code: str, message: str, ref: str | None = None,
+                 retry_after: int | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.ref = ref
+        self.retry_after = retry_after
 
 
 # Error codes, in one place so clients can switch on them.
@@ -55,6 +57,19 @@ AT_CAPACITY = "at_capacity"
 CLOSED = "closed"
 STALE = "stale_message"
 RETRY = "retry"
+RATE_LIMITED = "rate_limited"  # always with ``retry_after`` (whole seconds)
+# An offline message's fields (``leave_message`` and ``POST /api/offline``).
+BAD_REQUEST = "bad_request"
+BAD_EMAIL = "bad_email"
+BAD_TEXT = "bad_text"
+BAD_NAME = "bad_name"
+BAD_PAGE = "bad_page"
+SPAM = "spam"
+
+#: Every code an ``error`` frame may carry; clients and the fuzz tests hold replies to it.
+ERROR_CODES = frozenset({
+    BAD_JSON, BAD_FRAME, UNKNOWN_ACTION, TOO_LARGE, FORBIDDEN, NOT_FOUND, CONFLICT, AT_CAPACITY,
+    CLOSED, STALE, RETRY, RATE_LIMITED, BAD_REQUEST, BAD_EMAIL, BAD_TEXT, BAD_NAME, BAD_PAGE, SPAM})
 
 
 @dataclass(frozen=True)
@@ -215,11 +230,15 @@ def parse(raw: str | bytes | None) -> Frame:
     return Frame(action=action, body=body, ref=ref)
 
 
-def error(code: str, message: str, ref: str | None = None) -> dict[str, Any]:
-    """The ``error`` frame; one shape for every refusal."""
+def error(code: str, message: str, ref: str | None = None,
+          retry_after: int | None = None) -> dict[str, Any]:
+    """The ``error`` frame; one shape for every refusal. ``retry_after`` (seconds) comes with
+    ``rate_limited``: the same frame may be sent again after that long."""
     frame: dict[str, Any] = {"type": "error", "code": code, "message": message}
     if ref is not None:
         frame["ref"] = ref
+    if retry_after is not None:
+        frame["retry_after"] = retry_after
     return frame
 
 
