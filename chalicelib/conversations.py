@@ -147,7 +147,7 @@ def _flood_control(connection_id: str, counter: int, now: int) -> tuple[list[Act
     if not slots:
         return [], None
     slot = slots[counter % len(slots)]
-    return [slot.set(now)], (slot.does_not_exist() | (slot < now - RATE_WINDOW_MS)
+    return [slot.set(now)], (slot.does_not_exist() | (slot <= now - RATE_WINDOW_MS)
                              | (slot > now + RATE_WINDOW_MS))
 
 
