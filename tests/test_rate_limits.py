@@ -86,7 +86,7 @@ def test_a_flood_is_refused_inside_the_message_write_with_a_retry_hint(
 
 
 def test_flood_slots_leave_with_the_connection(visitor, agent):
-    guest, console, conv = _chat(visitor, agent)
+    guest, _console, conv = _chat(visitor, agent)
     guest.say(conv, "hello")
     tabs = [c for c, tag in _raw_item(conv)["conns"]["M"].items() if tag["S"].startswith("v:")]
     assert [n for n in _raw_item(conv) if n.startswith(f"rl#{tabs[0]}#")]
