@@ -193,7 +193,8 @@ def handle(connection_id: str, body: str | None, outbox: Outbox, binary: bool = 
         logger.thread_safe_append_keys(action=frame.action)
         HANDLERS[frame.action](connection_id, frame, outbox)
     except ProtocolError as exc:
-        outbox.to([connection_id], error(exc.code, exc.message, exc.ref or ref, exc.retry_after))
+        echoed = ref if exc.ref is None else exc.ref  # an empty ref is still the client's ref
+        outbox.to([connection_id], error(exc.code, exc.message, echoed, exc.retry_after))
     except Exception:
         # DynamoDB throttling past its retries, a timeout, a bug: the frame may be resent
         # safely (sends are idempotent), so say so rather than drop the connection.

@@ -193,6 +193,19 @@ class Frame:
         return self.body.get(key, default)
 
 
+def _unicode(value: Any) -> bool:
+    """A string that is real Unicode text. JSON can spell lone UTF-16 surrogates ("\\ud800")
+    that no UTF-8 encoder (ours, DynamoDB's) accepts; letting one through would fail later,
+    half-way through a handler, instead of here with a clear error."""
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def parse(raw: str | bytes | None) -> Frame:
     """Parse and validate one client frame, or raise ProtocolError saying what is wrong."""
     if raw is None:
@@ -202,11 +215,11 @@ def parse(raw: str | bytes | None) -> Frame:
         raise ProtocolError(TOO_LARGE, f"Frame is {size} bytes; the limit is {MAX_FRAME_BYTES}.")
     try:
         doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: [[[[...]]]]
         raise ProtocolError(BAD_JSON, "Frame is not valid JSON.") from None
     if not isinstance(doc, dict):
         raise ProtocolError(BAD_FRAME, "Frame must be a JSON object.")
-    ref = doc.get(REF) if isinstance(doc.get(REF), str) and len(doc[REF]) <= 64 else None
+    ref = doc.get(REF) if _unicode(doc.get(REF)) and len(doc[REF]) <= 64 else None
     action = doc.get("action")
     if not isinstance(action, str):
         raise ProtocolError(BAD_FRAME, 'Frame needs an "action" string.', ref)
@@ -220,6 +233,8 @@ def parse(raw: str | bytes | None) -> Frame:
                 raise ProtocolError(BAD_FRAME, f'"{action}" needs "{name}".', ref)
             continue
         value = doc[name]
+        if isinstance(value, str) and not _unicode(value):
+            raise ProtocolError(BAD_FRAME, f'"{name}" must be Unicode text (it has a lone surrogate).', ref)
         ok = isinstance(value, field.kind) and not (field.kind is int and isinstance(value, bool))
         if not ok or (field.check is not None and not field.check(value)):
             expected = field.rule or getattr(field.kind, "__name__", "a valid value")
