@@ -8,7 +8,7 @@ from typing import Any
 from pynamodb.exceptions import DoesNotExist, PutError
 from pynamodb.expressions.update import Action
 
-from chalicelib import auth, config, limits
+from chalicelib import auth, config, limits, sites
 from chalicelib.models import META, AgentModel, agent_key, update_or_old
 
 AGENT_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{1,39}$")
@@ -33,8 +33,12 @@ def create(agent_id: str, name: str, password: str, *, role: str = "agent",
     if len(password) < MIN_PASSWORD:
         raise AgentError(f"Password must be at least {MIN_PASSWORD} characters.")
     chats = config.DEFAULT_MAX_CHATS if max_chats is None else max_chats
-    if not 1 <= chats <= 50:
+    if not isinstance(chats, int) or isinstance(chats, bool) or not 1 <= chats <= 50:
         raise AgentError("Maximum concurrent chats must be between 1 and 50.")
+    if email is not None and not sites.valid_email(email):
+        raise AgentError("Email: a valid address, or leave it out.")
+    if len(name) > 100:
+        raise AgentError("Name: at most 100 characters.")
     site = site or config.DEFAULT_SITE
     agent = AgentModel(agent_key(agent_id), name=name.strip() or agent_id, email=email,
                        pw_hash=auth.hash_password(password), role=role, max_chats=chats,

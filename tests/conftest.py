@@ -7,6 +7,7 @@ tests even though they share one table.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from collections.abc import Callable, Iterator
@@ -112,9 +113,9 @@ def dynamodb_calls(stack: Stack) -> Iterator[list[str]]:
         client.meta.events.unregister("before-call.dynamodb", record)
 
 
-@pytest.fixture
-def address_counters(stack: Stack) -> Iterator[None]:
-    """Put back the per-address rate-limit counters of 127.0.0.1 after the test.
+@contextlib.contextmanager
+def kept_address_counters() -> Iterator[None]:
+    """Put back the per-address rate-limit counters of 127.0.0.1 afterwards.
 
     Every REST call of the local stand-in comes from 127.0.0.1 (Chalice's local gateway
     says so), so a test that spends that address's hourly offline-message or failed-sign-in
@@ -132,9 +133,18 @@ def address_counters(stack: Stack) -> Iterator[None]:
             return None
 
     before = {key: count(key) for key in keys}
-    yield
-    for key, n in before.items():
-        if n is None:
-            CounterModel(key).delete()
-        else:
-            CounterModel(key).update(actions=[CounterModel.n.set(n)])
+    try:
+        yield
+    finally:
+        for key, n in before.items():
+            if n is None:
+                CounterModel(key).delete()
+            else:
+                CounterModel(key).update(actions=[CounterModel.n.set(n)])
+
+
+@pytest.fixture
+def address_counters(stack: Stack) -> Iterator[None]:
+    """See ``kept_address_counters``."""
+    with kept_address_counters():
+        yield
