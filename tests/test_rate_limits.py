@@ -24,6 +24,8 @@ from chalicelib.models import (
 )
 from chalicelib.protocol import RATE_LIMITED
 from tests.client import eventually
+from tests.test_widget import chat, w
+from tests.test_widget import open_page as open_page  # a fixture, used by name
 
 
 class Frozen:
@@ -160,3 +162,24 @@ def test_failed_sign_ins_answer_429_with_retry_after(stack, agent, monkeypatch, 
     status, headers, body = _post(url, {"agent": console.agent_id, "password": "wrong-password"})
     assert status == 429 and body["code"] == RATE_LIMITED
     assert 1 <= int(headers["Retry-After"]) <= agents.LOGIN_WINDOW
+
+
+def test_the_widget_slows_down_gently_and_sends_after_the_hint(stack, agent, open_page,
+                                                               monkeypatch):
+    from playwright.sync_api import expect
+
+    frozen = Frozen(monkeypatch)
+    console = agent(name="Ada")
+    page = open_page()
+    conv = chat(page, console, "one")
+    for text in ("two", "three", "four", "five", "six"):
+        w(page, ".input").fill(text)
+        w(page, ".input").press("Enter")
+    for text in ("two", "three", "four", "five"):
+        assert console.expect("message", conversation=conv)["text"] == text
+    expect(w(page, ".status")).to_contain_text("You are sending quickly")  # "six" was refused
+    console.quiet("message", wait=1.5)  # ... and is not sent while the window is still full
+    frozen.advance(1)
+    assert console.expect("message", conversation=conv)["text"] == "six"  # the same message, once
+    expect(w(page, ".status")).not_to_contain_text("sending quickly")
+    expect(w(page, '.log [data-seq="6"] .t')).to_have_text("six")
