@@ -86,7 +86,13 @@ class QueueIndex(GlobalSecondaryIndex["ConversationModel"]):
 
 
 class ConversationModel(Model):
-    """A conversation's state; its messages live beside it under the same partition key."""
+    """A conversation's state; its messages live beside it under the same partition key.
+
+    The item also carries undeclared top-level attributes ``rl#<connection>#<n>`` (the
+    flood-control slots of chat messages, see chalicelib.conversations): written and checked
+    by the message's own UpdateItem, removed when the connection leaves. Top-level so that
+    items written before they existed need no migration (a nested path needs its parent map).
+    """
 
     class Meta(_Meta):
         pass
