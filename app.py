@@ -40,6 +40,7 @@ from chalicelib import (
 )
 from chalicelib.auth import Caller
 from chalicelib.fanout import Outbox
+from chalicelib.protocol import RATE_LIMITED
 from chalicelib.telemetry import logger
 
 app = Chalice(app_name="clicktochat")
@@ -96,7 +97,8 @@ def connect(event: WebsocketEvent) -> dict[str, Any]:
 @app.on_ws_message()
 def message(event: WebsocketEvent) -> None:
     outbox = Outbox()
-    dispatch.handle(event.connection_id, event.body, outbox)
+    binary = bool(event.to_dict().get("isBase64Encoded"))
+    dispatch.handle(event.connection_id, event.body, outbox, binary=binary)
     _deliver(outbox, _endpoint(event))
 
 
@@ -165,7 +167,7 @@ def login() -> Response:
     try:
         token = agents.sign_in(agent_id, password, auth.fingerprint(source) if source else None)
     except agents.TooManyAttempts as exc:
-        return Response({"code": "rate_limited", "message": str(exc)}, status_code=429)
+        return _problem(429, RATE_LIMITED, str(exc), retry_after=exc.retry_after)
     if token is None:
         raise UnauthorizedError("Wrong agent id or password.")
     return Response({"token": token}, status_code=200)
@@ -176,8 +178,13 @@ def _json_body() -> Any:
     return request.json_body if request is not None else None
 
 
-def _problem(status: int, code: str, message: str) -> Response:
-    return Response({"code": code, "message": message}, status_code=status)
+def _problem(status: int, code: str, message: str, retry_after: int | None = None) -> Response:
+    """An error answer: ``{"code", "message"}``; a 429 also says when to try again, in the body
+    and in the standard ``Retry-After`` header."""
+    if retry_after is None:
+        return Response({"code": code, "message": message}, status_code=status)
+    return Response({"code": code, "message": message, "retry_after": retry_after},
+                    status_code=status, headers={"Retry-After": str(retry_after)})
 
 
 @app.route("/offline", methods=["POST"], cors=True)
@@ -203,7 +210,7 @@ def leave_offline_message() -> Response:
         message_id = offline.leave(site, body, visitor_id=visitor_id,
                                    ip_hash=auth.fingerprint(source_ip) if source_ip else None)
     except offline.Refused as refused:
-        return _problem(refused.status, refused.code, refused.message)
+        return _problem(refused.status, refused.code, refused.message, refused.retry_after)
     offline.dispatch(message_id)
     return Response({"id": message_id}, status_code=202)
 

@@ -8,7 +8,7 @@ from typing import Any
 from pynamodb.exceptions import DoesNotExist, PutError
 from pynamodb.expressions.update import Action
 
-from chalicelib import auth, config, limits
+from chalicelib import auth, config, limits, sites
 from chalicelib.models import META, AgentModel, agent_key, update_or_old
 
 AGENT_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{1,39}$")
@@ -36,8 +36,12 @@ def create(agent_id: str, name: str, password: str, *, role: str = "agent",
     if len(password) < MIN_PASSWORD:
         raise AgentError(f"Password must be at least {MIN_PASSWORD} characters.")
     chats = config.DEFAULT_MAX_CHATS if max_chats is None else max_chats
-    if not 1 <= chats <= 50:
+    if not isinstance(chats, int) or isinstance(chats, bool) or not 1 <= chats <= 50:
         raise AgentError("Maximum concurrent chats must be between 1 and 50.")
+    if email is not None and not sites.valid_email(email):
+        raise AgentError("Email: a valid address, or leave it out.")
+    if len(name) > 100:
+        raise AgentError("Name: at most 100 characters.")
     site = site or config.DEFAULT_SITE
     agent = AgentModel(agent_key(agent_id), name=name.strip() or agent_id, email=email,
                        pw_hash=auth.hash_password(password), role=role, max_chats=chats,
@@ -54,6 +58,10 @@ def create(agent_id: str, name: str, password: str, *, role: str = "agent",
 class TooManyAttempts(AgentError):
     """Sign-in refused for a while after repeated failures (guessing protection)."""
 
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after  # seconds until the window ends
+
 
 def sign_in(agent_id: str, password: str, source: str | None = None) -> str | None:
     """A fresh agent token for correct credentials, else None (same answer for both faults).
@@ -63,7 +71,8 @@ def sign_in(agent_id: str, password: str, source: str | None = None) -> str | No
     if source:
         limited[f"login-ip#{source}"] = LOGIN_FAILURES_PER_ADDRESS
     if any(limits.blocked(k, n, LOGIN_WINDOW) for k, n in limited.items()):
-        raise TooManyAttempts("Too many failed sign-in attempts; wait a few minutes.")
+        raise TooManyAttempts("Too many failed sign-in attempts; wait a few minutes.",
+                              limits.retry_after(LOGIN_WINDOW))
     token = _check(agent_id, password)
     if token is None:
         for k in limited:

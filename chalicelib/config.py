@@ -50,6 +50,12 @@ TRANSCRIPTS_PER_HOUR = int(os.environ.get("TRANSCRIPTS_PER_HOUR", "5"))
 # (DynamoDB TTL) this many days after their last write.
 RETENTION_DAYS = int(os.environ.get("RETENTION_DAYS", "365"))
 
+# Chat messages per connection in any one second (a burst allowance; checked inside the
+# message write itself, so it costs no extra request). 0 turns the limit off.
+MESSAGES_PER_SECOND = int(os.environ.get("MESSAGES_PER_SECOND", "5"))
+# New conversations a visitor may open per hour (resuming the open one is not counted).
+CONVERSATIONS_PER_VISITOR_PER_HOUR = int(os.environ.get("CONVERSATIONS_PER_VISITOR_PER_HOUR", "10"))
+
 # Concurrent posts to the management API per invocation.
 FANOUT_WORKERS = int(os.environ.get("FANOUT_WORKERS", "16"))
 

@@ -16,6 +16,15 @@ and delivered exactly once.
 
 Sequence numbers increase strictly per conversation. Clients send one message at a time
 per client id (wait for the ack), which is what makes a resend always the latest counter.
+
+Flood control rides on the same ``UpdateItem`` (no extra request): each connection has
+``MESSAGES_PER_SECOND`` time slots on the conversation item (top-level attributes
+``rl#<connection>#<n>``), and a message takes slot ``counter mod N`` only if that slot was
+last used over a second ago. Any one second therefore holds at most N messages per
+connection, whatever counters a client picks; an honest client (counters 1, 2, 3...) gets
+exactly "N in any second". The refused write returns the old item, which tells a flood
+(``rate_limited``, retry after a second) from the other refusals; a resend of a stored
+message is recognised before that and acknowledged as always.
 """
 
 from __future__ import annotations
@@ -23,8 +32,23 @@ from __future__ import annotations
 from typing import Any
 
 from botocore.exceptions import ClientError
+from pynamodb.expressions.condition import Condition
+from pynamodb.expressions.operand import Path
+from pynamodb.expressions.update import Action
 
-from chalicelib import auth, availability, clock, offline, queue, routing, sites, stats, telemetry
+from chalicelib import (
+    auth,
+    availability,
+    clock,
+    config,
+    limits,
+    offline,
+    queue,
+    routing,
+    sites,
+    stats,
+    telemetry,
+)
 from chalicelib.auth import Caller
 from chalicelib.fanout import Outbox
 from chalicelib.models import (
@@ -47,12 +71,15 @@ from chalicelib.protocol import (
     CONFLICT,
     FORBIDDEN,
     MAX_SYNC_PAGE,
+    RATE_LIMITED,
+    RETRY,
     STALE,
     Frame,
     ProtocolError,
 )
 
 PREVIEW_CHARS = 140
+RATE_WINDOW_MS = 1000  # the flood-control window of MESSAGES_PER_SECOND
 SYSTEM = "system"  # the role of messages the product writes itself
 NOT_PARTICIPANT = "You are not a participant in that conversation."
 
@@ -80,6 +107,11 @@ def start(who: Caller, outbox: Outbox, *, name: str | None = None, email: str | 
                                         "summary": existing.summary()})
         return existing
     assert visitor is not None
+    if not limits.allow(f"start#{who.subject}", config.CONVERSATIONS_PER_VISITOR_PER_HOUR, 3600):
+        # Give the claim back: a refused start leaves the visitor as it found them.
+        update_or_old(V, visitor_key(who.subject), [V.conv.remove()], V.conv == conv_id)
+        raise ProtocolError(RATE_LIMITED, "You have started several chats in a short time; "
+                                          "please try again later.", retry_after=limits.retry_after(3600))
     q_pk, q_sk = routing.queue_keys(who.site, now, conv_id)
     tabs = sorted(visitor.conns or ()) or [who.connection_id]
     # Started while nobody could answer (outside hours, or nobody on shift): an after-hours
@@ -130,6 +162,22 @@ def _sender(conv: ConversationModel, connection_id: str) -> tuple[str, str, str 
     return role, tag[2:], (conv.agent_name if role == auth.AGENT else None)
 
 
+def rate_slots(connection_id: str) -> list[Path]:
+    """The flood-control slots of one connection (removed when it leaves a conversation)."""
+    return [Path([f"rl#{connection_id}#{n}"]) for n in range(max(config.MESSAGES_PER_SECOND, 0))]
+
+
+def _flood_control(connection_id: str, counter: int, now: int) -> tuple[list[Action], Condition | None]:
+    """The write and the check of this message's time slot (see the module docstring). A slot
+    from the future (a server clock stepped back) counts as free rather than blocking."""
+    slots = rate_slots(connection_id)
+    if not slots:
+        return [], None
+    slot = slots[counter % len(slots)]
+    return [slot.set(now)], (slot.does_not_exist() | (slot <= now - RATE_WINDOW_MS)
+                             | (slot > now + RATE_WINDOW_MS))
+
+
 def send(connection_id: str, frame: Frame, outbox: Outbox) -> int:
     """Store a message and deliver it; returns its seq. Two DynamoDB requests."""
     C = ConversationModel
@@ -137,18 +185,23 @@ def send(connection_id: str, frame: Frame, outbox: Outbox) -> int:
     client, counter = _client_counter(message_id)
     key = conversation_key(conv_id)
     now = clock.now_ms()
+    flood_actions, flood_check = _flood_control(connection_id, counter, now)
     # A client id belongs to the participant who first used it (``co`` records their tag,
     # copied from the conns map inside the write), so nobody can jam another's counter.
     # The same write counts the message and keeps its client's first-message time (figures:
-    # messages per side, first response), so they cost no request of their own.
+    # messages per side, first response), and checks the sender's flood-control slot, so
+    # none of them costs a request of its own.
     actions = [C.seq.set(C.seq + 1), C.cm[client].set(counter), C.cs[client].set(C.seq + 1),
                C.co[client].set(C.conns[connection_id]),
                C.preview.set(C.preview | text[:PREVIEW_CHARS]), C.last_at.set(now),
                C.last_by.set(C.conns[connection_id]), C.ttl.set(keep_until(now)),
-               C.mn[client].set((C.mn[client] | 0) + 1), C.mf[client].set(C.mf[client] | now)]
+               C.mn[client].set((C.mn[client] | 0) + 1), C.mf[client].set(C.mf[client] | now),
+               *flood_actions]
     condition = (C.conns[connection_id].exists() & C.status.is_in(*routing.OPEN_STATES)
                  & (C.co[client].does_not_exist() | (C.co[client] == C.conns[connection_id]))
                  & (C.cm[client].does_not_exist() | (C.cm[client] < counter)))
+    if flood_check is not None:
+        condition = condition & flood_check
     try:
         ok, conv = update_or_old(C, key, actions, condition)
     except ClientError as exc:
@@ -172,9 +225,15 @@ def send(connection_id: str, frame: Frame, outbox: Outbox) -> int:
             seq = sent[1]  # a resend: same message, same seq
         elif conv.status not in routing.OPEN_STATES:
             raise ProtocolError(CLOSED, "This conversation is closed.", message_id)
-        else:
+        elif sent is not None and counter < sent[0]:
             raise ProtocolError(STALE, "An older message id than one already sent; use a new id.",
                                 message_id)
+        elif flood_check is not None:  # every other condition held: it was the time slot
+            raise ProtocolError(RATE_LIMITED, "You are sending messages too fast; this one was not "
+                                "sent. Send it again in a moment.", message_id,
+                                retry_after=RATE_WINDOW_MS // 1000)
+        else:  # cannot happen: the old item satisfies the condition
+            raise ProtocolError(RETRY, "Temporary problem; please resend.", message_id)
     role, author, name = _sender(conv, connection_id)
     telemetry.tag(site=conv.site, agent=author if role == auth.AGENT else None)
     attempt = auth.new_id(6)

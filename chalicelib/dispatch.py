@@ -28,7 +28,7 @@ from chalicelib import (
     visitors,
 )
 from chalicelib.fanout import Outbox
-from chalicelib.protocol import FORBIDDEN, RETRY, Frame, ProtocolError, error, parse
+from chalicelib.protocol import BAD_FRAME, FORBIDDEN, RETRY, Frame, ProtocolError, error, parse
 
 logger = Logger(service=config.SERVICE, child=True)
 
@@ -82,7 +82,7 @@ def _leave_message(connection_id: str, frame: Frame, outbox: Outbox) -> None:
     try:
         message_id = offline.leave(item.site, frame.body, visitor_id=item.subject, ip_hash=item.ip_hash)
     except offline.Refused as refused:
-        raise ProtocolError(refused.code, refused.message, frame.ref) from None
+        raise ProtocolError(refused.code, refused.message, frame.ref, refused.retry_after) from None
     outbox.to([connection_id], {"type": "message_left", "id": message_id, "ref": frame.ref})
     offline.dispatch(message_id)
 
@@ -189,16 +189,21 @@ HANDLERS: dict[str, Handler] = {
 }
 
 
-def handle(connection_id: str, body: str | None, outbox: Outbox) -> None:
-    """Run one client frame; whatever happens, the sender gets an answer in ``outbox``."""
+def handle(connection_id: str, body: str | None, outbox: Outbox, binary: bool = False) -> None:
+    """Run one client frame; whatever happens, the sender gets an answer in ``outbox``.
+    ``binary``: the client sent a binary WebSocket frame (API Gateway passes it base64
+    encoded); the protocol is JSON text, so it is refused without being decoded."""
     ref = None
     try:
+        if binary:
+            raise ProtocolError(BAD_FRAME, "Frames must be JSON text, not binary.")
         frame = parse(body)
         ref = frame.ref
         telemetry.tag(action=frame.action, conversation=frame.get("conversation"))
         HANDLERS[frame.action](connection_id, frame, outbox)
     except ProtocolError as exc:
-        outbox.to([connection_id], error(exc.code, exc.message, exc.ref or ref))
+        echoed = ref if exc.ref is None else exc.ref  # an empty ref is still the client's ref
+        outbox.to([connection_id], error(exc.code, exc.message, echoed, exc.retry_after))
     except Exception:
         # DynamoDB throttling past its retries, a timeout, a bug: the frame may be resent
         # safely (sends are idempotent), so say so rather than drop the connection.

@@ -9,15 +9,23 @@ from chalicelib.hours import from_ms
 from chalicelib.models import META, CounterModel, update_or_old
 
 
-def _key(key: str, window_seconds: int) -> str:
+def counter_key(key: str, window_seconds: int) -> str:
+    """The counter item of ``key`` in the current window (windows are fixed, aligned to the epoch)."""
     return f"RATE#{key}#{clock.now_ms() // (window_seconds * 1000)}"
+
+
+def retry_after(window_seconds: int) -> int:
+    """Whole seconds until the current window of ``window_seconds`` ends (at least 1): the
+    ``retry_after`` hint of a refusal, and the HTTP ``Retry-After`` header."""
+    window_ms = window_seconds * 1000
+    return max(1, -(-(window_ms - clock.now_ms() % window_ms) // 1000))
 
 
 def allow(key: str, limit: int, window_seconds: int) -> bool:
     """Count one event for ``key``; False (and nothing counted) once the window is full."""
     C = CounterModel
     ok, _ = update_or_old(
-        C, _key(key, window_seconds),
+        C, counter_key(key, window_seconds),
         [C.n.add(1), C.ttl.set(from_ms(clock.now_ms()) + timedelta(seconds=2 * window_seconds))],
         C.n.does_not_exist() | (C.n < limit))
     return ok
@@ -27,14 +35,14 @@ def blocked(key: str, limit: int, window_seconds: int) -> bool:
     """Whether ``key`` has reached ``limit`` events in this window (counted by ``record``);
     for limits on failures only, such as wrong passwords."""
     try:
-        return int(CounterModel.get(_key(key, window_seconds), META, consistent_read=True).n) >= limit
+        return int(CounterModel.get(counter_key(key, window_seconds), META, consistent_read=True).n) >= limit
     except CounterModel.DoesNotExist:
         return False
 
 
 def record(key: str, window_seconds: int) -> None:
     C = CounterModel
-    C(_key(key, window_seconds)).update(actions=[
+    C(counter_key(key, window_seconds)).update(actions=[
         C.n.add(1), C.ttl.set(from_ms(clock.now_ms()) + timedelta(seconds=2 * window_seconds))])
 
 

@@ -182,7 +182,13 @@ def expired(item: Model, now_ms: int) -> bool:
 
 
 class ConversationModel(TableModel):
-    """A conversation's state; its messages live beside it under the same partition key."""
+    """A conversation's state; its messages live beside it under the same partition key.
+
+    The item also carries undeclared top-level attributes ``rl#<connection>#<n>`` (the
+    flood-control slots of chat messages, see chalicelib.conversations): written and checked
+    by the message's own UpdateItem, removed when the connection leaves. Top-level so that
+    items written before they existed need no migration (a nested path needs its parent map).
+    """
 
     class Meta(_Meta):
         pass

@@ -37,7 +37,17 @@ from chalicelib.models import (
     update_or_old,
     visitor_key,
 )
-from chalicelib.protocol import MAX_TEXT_CHARS, is_web_url
+from chalicelib.protocol import (
+    BAD_EMAIL,
+    BAD_NAME,
+    BAD_PAGE,
+    BAD_REQUEST,
+    BAD_TEXT,
+    MAX_TEXT_CHARS,
+    RATE_LIMITED,
+    SPAM,
+    is_web_url,
+)
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +69,12 @@ def visitor_limit_key(visitor_id: str) -> str:
 class Refused(Exception):
     """An offline message we will not take; ``status`` is the HTTP answer (400 or 429)."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, retry_after: int | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.retry_after = retry_after  # seconds, with 429
 
 
 @dataclass(frozen=True)
@@ -77,22 +88,22 @@ class Fields:
 def validate(doc: Any) -> Fields:
     """Check a leave-a-message form; every refusal says which field and why."""
     if not isinstance(doc, dict):
-        raise Refused(400, "bad_request", "Send a JSON object.")
+        raise Refused(400, BAD_REQUEST, "Send a JSON object.")
     if doc.get(HONEYPOT):
-        raise Refused(400, "spam", "This message looks automated and was not accepted.")
+        raise Refused(400, SPAM, "This message looks automated and was not accepted.")
     email, text = doc.get("email"), doc.get("text")
     name, page = doc.get("name") or None, doc.get("page") or None
     if not sites.valid_email(email):
-        raise Refused(400, "bad_email", "Please give a valid email address so we can answer.")
+        raise Refused(400, BAD_EMAIL, "Please give a valid email address so we can answer.")
     if not isinstance(text, str) or not text.strip():
-        raise Refused(400, "bad_text", "Please write a message.")
+        raise Refused(400, BAD_TEXT, "Please write a message.")
     if len(text) > MAX_TEXT_CHARS:
-        raise Refused(400, "bad_text", f"Messages are limited to {MAX_TEXT_CHARS} characters.")
+        raise Refused(400, BAD_TEXT, f"Messages are limited to {MAX_TEXT_CHARS} characters.")
     if name is not None and (not isinstance(name, str) or len(name) > MAX_NAME
                              or not name.isprintable()):
-        raise Refused(400, "bad_name", f"A name is one line of at most {MAX_NAME} characters.")
+        raise Refused(400, BAD_NAME, f"A name is one line of at most {MAX_NAME} characters.")
     if page is not None and not is_web_url(page):
-        raise Refused(400, "bad_page", "The page must be an http(s) address.")
+        raise Refused(400, BAD_PAGE, "The page must be an http(s) address.")
     return Fields(email=str(email), text=text, name=name.strip() if name else None, page=page)
 
 
@@ -105,10 +116,11 @@ def leave(site_id: str, doc: Any, *, visitor_id: str | None = None,
     fields = validate(doc)
     if visitor_id and not limits.allow(visitor_limit_key(visitor_id),
                                        config.OFFLINE_PER_VISITOR_PER_HOUR, LIMIT_WINDOW):
-        raise Refused(429, "rate_limited", "You have sent several messages already; we will answer "
-                                           "them soon.")
+        raise Refused(429, RATE_LIMITED, "You have sent several messages already; we will answer "
+                                         "them soon.", limits.retry_after(LIMIT_WINDOW))
     if ip_hash and not limits.allow(f"offline-ip#{ip_hash}", config.OFFLINE_PER_IP_PER_HOUR, LIMIT_WINDOW):
-        raise Refused(429, "rate_limited", "Too many messages from your network; try again later.")
+        raise Refused(429, RATE_LIMITED, "Too many messages from your network; try again later.",
+                      limits.retry_after(LIMIT_WINDOW))
     conv_id = _attach(visitor_id, fields.email) if visitor_id else None
     now = clock.now_ms()
     message_id = auth.new_id()

@@ -243,10 +243,13 @@ def forget(connection_id: str, conversations: set[str], outbox: Outbox) -> None:
 
 
 def _leave(conv_id: str, connection_id: str) -> None:
-    """Take a connection out of a conversation; when it was the visitor's last tab of an open
-    chat, note when they left (missed or abandoned, in the figures)."""
+    """Take a connection out of a conversation, with its flood-control slots; when it was the
+    visitor's last tab of an open chat, note when they left (missed or abandoned, in the
+    figures)."""
     C = ConversationModel
-    ok, old = update_or_old(C, conversation_key(conv_id), [C.conns[connection_id].remove()],
+    ok, old = update_or_old(C, conversation_key(conv_id),
+                            [C.conns[connection_id].remove(),
+                             *(slot.remove() for slot in conversations.rate_slots(connection_id))],
                             C.pk.exists(), returning="ALL_OLD")
     if not ok or old is None:
         return

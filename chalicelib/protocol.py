@@ -39,11 +39,13 @@ MAX_COMMENT_CHARS = 500
 class ProtocolError(Exception):
     """A frame the server refuses; becomes an ``error`` frame for the sender."""
 
-    def __init__(self, code: str, message: str, ref: str | None = None) -> None:
+    def __init__(self, code: str, message: str, ref: str | None = None,
+                 retry_after: int | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.ref = ref
+        self.retry_after = retry_after
 
 
 # Error codes, in one place so clients can switch on them.
@@ -58,7 +60,19 @@ AT_CAPACITY = "at_capacity"
 CLOSED = "closed"
 STALE = "stale_message"
 RETRY = "retry"
-RATE_LIMITED = "rate_limited"
+RATE_LIMITED = "rate_limited"  # always with ``retry_after`` (whole seconds)
+# An offline message's fields (``leave_message`` and ``POST /api/offline``).
+BAD_REQUEST = "bad_request"
+BAD_EMAIL = "bad_email"
+BAD_TEXT = "bad_text"
+BAD_NAME = "bad_name"
+BAD_PAGE = "bad_page"
+SPAM = "spam"
+
+#: Every code an ``error`` frame may carry; clients and the fuzz tests hold replies to it.
+ERROR_CODES = frozenset({
+    BAD_JSON, BAD_FRAME, UNKNOWN_ACTION, TOO_LARGE, FORBIDDEN, NOT_FOUND, CONFLICT, AT_CAPACITY,
+    CLOSED, STALE, RETRY, RATE_LIMITED, BAD_REQUEST, BAD_EMAIL, BAD_TEXT, BAD_NAME, BAD_PAGE, SPAM})
 
 
 @dataclass(frozen=True)
@@ -194,6 +208,19 @@ class Frame:
         return self.body.get(key, default)
 
 
+def _unicode(value: Any) -> bool:
+    """A string that is real Unicode text. JSON can spell lone UTF-16 surrogates ("\\ud800")
+    that no UTF-8 encoder (ours, DynamoDB's) accepts; letting one through would fail later,
+    half-way through a handler, instead of here with a clear error."""
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def parse(raw: str | bytes | None) -> Frame:
     """Parse and validate one client frame, or raise ProtocolError saying what is wrong."""
     if raw is None:
@@ -203,11 +230,11 @@ def parse(raw: str | bytes | None) -> Frame:
         raise ProtocolError(TOO_LARGE, f"Frame is {size} bytes; the limit is {MAX_FRAME_BYTES}.")
     try:
         doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: [[[[...]]]]
         raise ProtocolError(BAD_JSON, "Frame is not valid JSON.") from None
     if not isinstance(doc, dict):
         raise ProtocolError(BAD_FRAME, "Frame must be a JSON object.")
-    ref = doc.get(REF) if isinstance(doc.get(REF), str) and len(doc[REF]) <= 64 else None
+    ref = doc.get(REF) if _unicode(doc.get(REF)) and len(doc[REF]) <= 64 else None
     action = doc.get("action")
     if not isinstance(action, str):
         raise ProtocolError(BAD_FRAME, 'Frame needs an "action" string.', ref)
@@ -221,6 +248,8 @@ def parse(raw: str | bytes | None) -> Frame:
                 raise ProtocolError(BAD_FRAME, f'"{action}" needs "{name}".', ref)
             continue
         value = doc[name]
+        if isinstance(value, str) and not _unicode(value):
+            raise ProtocolError(BAD_FRAME, f'"{name}" must be Unicode text (it has a lone surrogate).', ref)
         ok = isinstance(value, field.kind) and not (field.kind is int and isinstance(value, bool))
         if not ok or (field.check is not None and not field.check(value)):
             expected = field.rule or getattr(field.kind, "__name__", "a valid value")
@@ -231,11 +260,15 @@ def parse(raw: str | bytes | None) -> Frame:
     return Frame(action=action, body=body, ref=ref)
 
 
-def error(code: str, message: str, ref: str | None = None) -> dict[str, Any]:
-    """The ``error`` frame; one shape for every refusal."""
+def error(code: str, message: str, ref: str | None = None,
+          retry_after: int | None = None) -> dict[str, Any]:
+    """The ``error`` frame; one shape for every refusal. ``retry_after`` (seconds) comes with
+    ``rate_limited``: the same frame may be sent again after that long."""
     frame: dict[str, Any] = {"type": "error", "code": code, "message": message}
     if ref is not None:
         frame["ref"] = ref
+    if retry_after is not None:
+        frame["retry_after"] = retry_after
     return frame
 
 

@@ -37,7 +37,9 @@ def overview(who: Caller) -> dict[str, Any]:
 
 def history(who: Caller, text: str) -> dict[str, Any]:
     """Closed conversations of this site, newest first, whose visitor email, name or first
-    message contains ``text`` (one Query on the site's history, filtered; no Scan)."""
+    message contains ``text`` (one Query on the site's history, filtered; no Scan). Admins
+    only: it reaches every visitor's past chats, not just the caller's."""
+    require_lead(who)
     needle = text.strip().lower()
     found = []
     now = clock.now_ms()

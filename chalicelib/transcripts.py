@@ -20,7 +20,7 @@ from chalicelib import auth, config, limits, queue, sites
 from chalicelib.auth import Caller
 from chalicelib.fanout import Outbox
 from chalicelib.models import META, ConversationModel, conversation_key, plain_map, update_or_old
-from chalicelib.protocol import BAD_FRAME, FORBIDDEN, RATE_LIMITED, RETRY, Frame, ProtocolError
+from chalicelib.protocol import BAD_FRAME, CONFLICT, FORBIDDEN, RATE_LIMITED, RETRY, Frame, ProtocolError
 
 MAX_PER_CONVERSATION = 3
 
@@ -61,7 +61,8 @@ def request(who: Caller, frame: Frame, outbox: Outbox) -> None:
         raise ProtocolError(BAD_FRAME, "Give an email address to send the transcript to.", frame.ref)
     if address(conv, rid) is None:
         if not limits.allow(f"transcript#{who.tag}", config.TRANSCRIPTS_PER_HOUR, 3600):
-            raise ProtocolError(RATE_LIMITED, "Too many transcripts asked for; try again later.", frame.ref)
+            raise ProtocolError(RATE_LIMITED, "Too many transcripts asked for; try again later.", frame.ref,
+                                retry_after=limits.retry_after(3600))
         if conv.tx is None:
             ok, old = update_or_old(C, conv.pk, [C.tx.set({rid: to})], C.tx.does_not_exist())
         else:
@@ -72,7 +73,7 @@ def request(who: Caller, frame: Frame, outbox: Outbox) -> None:
                 raise ProtocolError(RETRY, "Temporary problem; please resend.", frame.ref)
             if address(old, rid) is None:
                 if len(plain_map(old.tx)) >= MAX_PER_CONVERSATION:
-                    raise ProtocolError(RATE_LIMITED, f"At most {MAX_PER_CONVERSATION} transcripts per chat.",
+                    raise ProtocolError(CONFLICT, f"At most {MAX_PER_CONVERSATION} transcripts per chat.",
                                         frame.ref)
                 raise ProtocolError(RETRY, "Temporary problem; please resend.", frame.ref)
             conv = old

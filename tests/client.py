@@ -85,11 +85,18 @@ class Client:
         return f"{self.client_id}:{self.counter}"
 
     def say(self, conversation: str, text: str, message_id: str | None = None) -> dict[str, Any]:
-        """Send a message and wait for its ack (the protocol's one-in-flight rule)."""
+        """Send a message and wait for its ack (the protocol's one-in-flight rule). Like the
+        real clients, a ``rate_limited`` refusal is answered by sending the same frame again
+        after its ``retry_after`` hint (tests of the limit itself use ``send``)."""
         message_id = message_id or self.next_id()
-        self.send({"action": "send", "conversation": conversation, "id": message_id,
-                   "text": text})
-        return self.expect_reply(message_id)
+        frame = {"action": "send", "conversation": conversation, "id": message_id, "text": text}
+        for _ in range(5):
+            self.send(frame)
+            reply = self.expect_reply(message_id)
+            if reply.get("code") != "rate_limited":
+                return reply
+            time.sleep(float(reply["retry_after"]))
+        return reply
 
     def expect_reply(self, ref: str, timeout: float = 5.0) -> dict[str, Any]:
         deadline = time.monotonic() + timeout

@@ -7,6 +7,7 @@ tests even though they share one table.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from collections.abc import Callable, Iterator
@@ -110,3 +111,40 @@ def dynamodb_calls(stack: Stack) -> Iterator[list[str]]:
     yield calls
     for client in clients.values():
         client.meta.events.unregister("before-call.dynamodb", record)
+
+
+@contextlib.contextmanager
+def kept_address_counters() -> Iterator[None]:
+    """Put back the per-address rate-limit counters of 127.0.0.1 afterwards.
+
+    Every REST call of the local stand-in comes from 127.0.0.1 (Chalice's local gateway
+    says so), so a test that spends that address's hourly offline-message or failed-sign-in
+    allowance would otherwise leave later tests refused."""
+    from chalicelib import agents, auth, limits
+    from chalicelib.models import META, CounterModel
+
+    keys = [limits.counter_key(f"offline-ip#{auth.fingerprint('127.0.0.1')}", 3600),
+            limits.counter_key("login-ip#127.0.0.1", agents.LOGIN_WINDOW)]
+
+    def count(key: str) -> int | None:
+        try:
+            return int(CounterModel.get(key, META, consistent_read=True).n)
+        except CounterModel.DoesNotExist:
+            return None
+
+    before = {key: count(key) for key in keys}
+    try:
+        yield
+    finally:
+        for key, n in before.items():
+            if n is None:
+                CounterModel(key).delete()
+            else:
+                CounterModel(key).update(actions=[CounterModel.n.set(n)])
+
+
+@pytest.fixture
+def address_counters(stack: Stack) -> Iterator[None]:
+    """See ``kept_address_counters``."""
+    with kept_address_counters():
+        yield

@@ -145,6 +145,8 @@
      *   onWelcome(frame)    -> after each (re)connect's welcome; sync from here
      *   onFrame(frame)      -> every other server frame (acks and send errors included)
      *   onAck(entry, ack), onFailed(entry, error) -> outcome of a queued message
+     *   onSlowDown(entry, ms) -> a message was refused as too fast (rate_limited) and goes
+     *                          again in ms; onSlowDown(null, 0) when it is resent
      *   onState(state, ms)  -> 'connecting' | 'online' | 'offline' (retry in ms) | 'stopped'
      *   onRefused()         -> the server is up but refused the handshake twice (bad or
      *                          expired token); return 'retry' (params changed), 'stop', or
@@ -439,6 +441,20 @@
           this.timers.retry = null;
           this._pump();
         }, backoff(entry.retries, 500, 10000));
+        return;
+      }
+      if (frame.type === 'error' && frame.code === 'rate_limited') {
+        // Sent faster than the server allows: nothing was stored, so the very same frame
+        // goes again once the hint (seconds) has passed. onSlowDown(entry, ms), then
+        // onSlowDown(null) when it goes.
+        const wait = Math.max(1, Number(frame.retry_after) || 1) * 1000;
+        clearTimeout(this.timers.retry);
+        if (this.o.onSlowDown) this.o.onSlowDown(entry, wait);
+        this.timers.retry = setTimeout(() => {
+          this.timers.retry = null;
+          if (this.o.onSlowDown) this.o.onSlowDown(null, 0);
+          this._pump();
+        }, wait);
         return;
       }
       if (frame.type === 'error' && frame.code === 'stale_message' && entry.renamed < 2) {

@@ -51,6 +51,7 @@ const STRINGS = {
     from: 'Message from {name}',
     tooLong: 'Messages can be at most {n} characters.',
     failed: 'That did not work. Please try again.',
+    slowDown: 'You are sending quickly; your message goes out in a moment.',
     ord: { one: 'st', two: 'nd', few: 'rd', other: 'th' },
   },
   fr: {
@@ -103,6 +104,7 @@ const STRINGS = {
     from: 'Message de {name}',
     tooLong: 'Un message compte au plus {n} caractères.',
     failed: 'Cela n’a pas fonctionné. Veuillez réessayer.',
+    slowDown: 'Vous écrivez vite ; votre message part dans un instant.',
     ord: { one: 'er', other: 'e' },
   },
 };

@@ -68,6 +68,7 @@ let lastRead = 0; // the visitor's read marker
 let agentRead = 0; // the agent's read marker
 let status = null; // {online, in_hours, agents, next_open}
 let ended = '';
+let slowNote = ''; // "slow down": a message was refused as too fast and goes again shortly
 let pendingStart = null; // {texts, name, email}: the first question(s), waiting for `conversation`
 let closing = false;
 let left = ''; // confirmation after leaving a message
@@ -297,7 +298,7 @@ function render() {
     line = conv.position ? t('queued', { pos: ordinal(conv.position) }) : T.waiting;
   } else if (isLive(conv)) line = t('chatting', { name: conv.agent || T.agent });
   else if (pendingStart) line = T.waiting;
-  statusLine.textContent = conv && conv.notice ? conv.notice + ' ' + line : line;
+  statusLine.textContent = [slowNote, conv && conv.notice, line].filter(Boolean).join(' ');
   updateFaq();
   updateLauncher();
   if (focusPending && v !== 'connecting') {
@@ -417,6 +418,10 @@ function ensureLink() {
       onFrame,
       onAck,
       onFailed,
+      onSlowDown(entry) {
+        slowNote = entry ? T.slowDown : '';
+        render();
+      },
       onState,
       onRefused() {
         if (!token) return 'backoff';

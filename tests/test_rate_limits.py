@@ -1,0 +1,185 @@
+"""Rate limits: a flood of messages, a burst of new conversations, offline messages per
+address. Each refusal is a clear ``rate_limited`` error frame with ``retry_after`` (seconds)
+or an HTTP 429 with ``Retry-After``, and changes nothing.
+
+The app's clock is frozen where a window matters, so no assertion depends on how fast this
+machine is."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+
+import pytest
+
+from chalicelib import clock, config
+from chalicelib.models import (
+    META,
+    ConversationModel,
+    MessageModel,
+    VisitorModel,
+    conversation_key,
+    visitor_key,
+)
+from chalicelib.protocol import RATE_LIMITED
+from tests.client import eventually
+from tests.test_widget import chat, w
+from tests.test_widget import open_page as open_page  # a fixture, used by name
+
+
+class Frozen:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.now = clock.now_ms()
+        monkeypatch.setattr(clock, "now_ms", lambda: self.now)
+
+    def advance(self, seconds: float) -> None:
+        self.now += int(seconds * 1000)
+
+
+def _chat(visitor, agent):
+    console = agent()
+    guest = visitor()
+    conv = guest.start()
+    console.expect("assigned")
+    return guest, console, conv
+
+
+def _state(conv):
+    item = ConversationModel.get(conversation_key(conv), META, consistent_read=True)
+    texts = [m.text for m in MessageModel.query(item.pk, MessageModel.sk.startswith("MSG#"),
+                                                 consistent_read=True)]
+    return int(item.seq), texts
+
+
+def _raw_item(conv):
+    client = ConversationModel._get_connection().connection.client
+    return client.get_item(TableName=config.TABLE_NAME, ConsistentRead=True,
+                           Key={"pk": {"S": conversation_key(conv)}, "sk": {"S": META}})["Item"]
+
+
+def test_a_flood_is_refused_inside_the_message_write_with_a_retry_hint(
+        visitor, agent, monkeypatch, dynamodb_calls):
+    assert config.MESSAGES_PER_SECOND == 5
+    frozen = Frozen(monkeypatch)
+    guest, console, conv = _chat(visitor, agent)
+    for n in range(5):
+        assert guest.say(conv, f"quick {n}")["seq"] == n + 1  # a burst of 5 within one second
+    dynamodb_calls.clear()
+    guest.send({"action": "send", "conversation": conv, "id": guest.next_id(), "text": "sixth"})
+    refusal = guest.expect_reply(f"{guest.client_id}:{guest.counter}")
+    assert refusal["code"] == RATE_LIMITED and refusal["retry_after"] == 1 and refusal["message"]
+    assert dynamodb_calls == ["UpdateItem"]  # no extra request: the check is in the write
+    assert _state(conv) == (5, [f"quick {n}" for n in range(5)])
+    # Another client id (or any counter) does not get around it: the slots are the connection's.
+    guest.send({"action": "send", "conversation": conv, "id": "fresh-client:7", "text": "sneaky"})
+    assert guest.expect_reply("fresh-client:7")["code"] == RATE_LIMITED
+    # A resend of a stored message is still acknowledged, never refused.
+    resend = guest.say(conv, "quick 4", message_id=f"{guest.client_id}:5")
+    assert resend["type"] == "ack" and resend["seq"] == 5
+    # The limit is per connection: the agent is not slowed.
+    assert console.say(conv, "no rush")["seq"] == 6
+    # After the hint, the very same refused frame goes through.
+    frozen.advance(refusal["retry_after"])
+    guest.send({"action": "send", "conversation": conv, "id": refusal["ref"], "text": "sixth"})
+    assert guest.expect_reply(refusal["ref"])["seq"] == 7
+    console.expect("message", text="sixth")
+    assert _state(conv)[0] == 7
+
+
+def test_flood_slots_leave_with_the_connection(visitor, agent):
+    guest, _console, conv = _chat(visitor, agent)
+    guest.say(conv, "hello")
+    tabs = [c for c, tag in _raw_item(conv)["conns"]["M"].items() if tag["S"].startswith("v:")]
+    assert [n for n in _raw_item(conv) if n.startswith(f"rl#{tabs[0]}#")]
+    guest.close()
+    eventually(lambda: not [n for n in _raw_item(conv) if n.startswith(f"rl#{tabs[0]}#")])
+
+
+def test_new_conversations_per_visitor_per_hour(visitor, agent, monkeypatch):
+    monkeypatch.setattr(config, "CONVERSATIONS_PER_VISITOR_PER_HOUR", 2)
+    agent(max_chats=10)
+    guest = visitor()
+    first = guest.start()
+    guest.send({"action": "start"})  # the open one again: not a new conversation, not counted
+    assert guest.expect("conversation")["conversation"] == first
+    guest.request({"action": "close", "conversation": first}, "closed")
+    second = guest.start()
+    guest.request({"action": "close", "conversation": second}, "closed")
+    guest.send({"action": "start", "ref": "third"})
+    refusal = guest.expect("error")
+    assert refusal["code"] == RATE_LIMITED and refusal["ref"] == "third"
+    assert 1 <= refusal["retry_after"] <= 3600
+    stored = VisitorModel.get(visitor_key(guest.welcome["visitor"]), META, consistent_read=True)
+    assert stored.conv is None  # the refused start left nothing behind
+    assert guest.request({"action": "hello"}, "welcome")["conversation"] is None
+    other = visitor()  # another visitor is not affected
+    assert other.start()
+
+
+def _post(url: str, body: dict) -> tuple[int, dict, dict]:
+    request = urllib.request.Request(url, method="POST", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, dict(response.headers), json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), json.loads(exc.read())
+
+
+def test_offline_messages_per_address_answer_429_with_retry_after(stack, site, visitor, monkeypatch,
+                                                                   address_counters):
+    url = f"{stack.gateway.http_url}/api/offline"
+    doc = {"site": site, "email": "flood@example.org", "text": "hello"}
+    status, _, _ = _post(url, doc)
+    assert status == 202
+    from chalicelib import auth, limits
+    from chalicelib.models import CounterModel
+
+    key = limits.counter_key(f"offline-ip#{auth.fingerprint('127.0.0.1')}", 3600)
+    used = int(CounterModel.get(key, META, consistent_read=True).n)
+    monkeypatch.setattr(config, "OFFLINE_PER_IP_PER_HOUR", used)  # the address is now at its limit
+    status, headers, body = _post(url, {**doc, "text": "one more"})
+    assert status == 429 and body["code"] == RATE_LIMITED and body["message"]
+    assert 1 <= int(headers["Retry-After"]) <= 3600 and body["retry_after"] == int(headers["Retry-After"])
+    assert int(CounterModel.get(key, META, consistent_read=True).n) == used  # refusals are not counted
+    guest = visitor()  # the widget's form over the socket: same address, same limit
+    guest.send({"action": "leave_message", "email": "flood@example.org", "text": "and again",
+                "ref": "lm"})
+    refusal = guest.expect("error")
+    assert refusal["code"] == RATE_LIMITED and refusal["ref"] == "lm" and refusal["retry_after"] >= 1
+
+
+def test_failed_sign_ins_answer_429_with_retry_after(stack, agent, monkeypatch, address_counters):
+    from chalicelib import agents
+
+    console = agent()
+    monkeypatch.setattr(agents, "LOGIN_FAILURES", 2)
+    url = f"{stack.gateway.http_url}/api/auth/login"
+    answers = [_post(url, {"agent": console.agent_id, "password": "wrong-password"})[0]
+               for _ in range(2)]
+    assert answers == [401, 401]
+    status, headers, body = _post(url, {"agent": console.agent_id, "password": "wrong-password"})
+    assert status == 429 and body["code"] == RATE_LIMITED
+    assert 1 <= int(headers["Retry-After"]) <= agents.LOGIN_WINDOW
+
+
+def test_the_widget_slows_down_gently_and_sends_after_the_hint(stack, agent, open_page,
+                                                               monkeypatch):
+    from playwright.sync_api import expect
+
+    frozen = Frozen(monkeypatch)
+    console = agent(name="Ada")
+    page = open_page()
+    conv = chat(page, console, "one")
+    for text in ("two", "three", "four", "five", "six"):
+        w(page, ".input").fill(text)
+        w(page, ".input").press("Enter")
+    for text in ("two", "three", "four", "five"):
+        assert console.expect("message", conversation=conv)["text"] == text
+    expect(w(page, ".status")).to_contain_text("You are sending quickly")  # "six" was refused
+    console.quiet("message", wait=1.5)  # ... and is not sent while the window is still full
+    frozen.advance(1)
+    assert console.expect("message", conversation=conv)["text"] == "six"  # the same message, once
+    expect(w(page, ".status")).not_to_contain_text("sending quickly")
+    expect(w(page, '.log [data-seq="6"] .t')).to_have_text("six")
