@@ -79,6 +79,13 @@ from chalicelib.protocol import (
 )
 
 PREVIEW_CHARS = 140
+START_LIMIT_WINDOW = 3600  # CONVERSATIONS_PER_VISITOR_PER_HOUR
+
+
+def start_limit_key(visitor_id: str) -> str:
+    """The rate-limit key of one visitor's new conversations (erasure deletes its counters)."""
+    return f"start#{visitor_id}"
+
 RATE_WINDOW_MS = 1000  # the flood-control window of MESSAGES_PER_SECOND
 SYSTEM = "system"  # the role of messages the product writes itself
 NOT_PARTICIPANT = "You are not a participant in that conversation."
@@ -107,11 +114,13 @@ def start(who: Caller, outbox: Outbox, *, name: str | None = None, email: str | 
                                         "summary": existing.summary()})
         return existing
     assert visitor is not None
-    if not limits.allow(f"start#{who.subject}", config.CONVERSATIONS_PER_VISITOR_PER_HOUR, 3600):
+    if not limits.allow(start_limit_key(who.subject), config.CONVERSATIONS_PER_VISITOR_PER_HOUR,
+                        START_LIMIT_WINDOW):
         # Give the claim back: a refused start leaves the visitor as it found them.
         update_or_old(V, visitor_key(who.subject), [V.conv.remove()], V.conv == conv_id)
         raise ProtocolError(RATE_LIMITED, "You have started several chats in a short time; "
-                                          "please try again later.", retry_after=limits.retry_after(3600))
+                                          "please try again later.",
+                            retry_after=limits.retry_after(START_LIMIT_WINDOW))
     q_pk, q_sk = routing.queue_keys(who.site, now, conv_id)
     tabs = sorted(visitor.conns or ()) or [who.connection_id]
     # Started while nobody could answer (outside hours, or nobody on shift): an after-hours

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from chalicelib import clock, config, limits, offline, routing
+from chalicelib import clock, config, conversations, limits, offline, routing, transcripts
 from chalicelib.fanout import Outbox
 from chalicelib.models import (
     META,
@@ -201,7 +201,10 @@ def erase(found: Holdings, outbox: Outbox) -> Erased:
     for visitor_id in found.visitors:
         keys += _partition(visitor_key(visitor_id))
         counts["visitors"] += 1
+        # Their rate counters name them too: offline messages, new chats, transcripts.
         limits.forget(offline.visitor_limit_key(visitor_id), offline.LIMIT_WINDOW)
+        limits.forget(conversations.start_limit_key(visitor_id), conversations.START_LIMIT_WINDOW)
+        limits.forget(transcripts.limit_key(f"v:{visitor_id}"), transcripts.LIMIT_WINDOW)
     _delete(keys)
     for site in sorted(sites_to_drain):
         routing.drain(site, outbox)  # the agent has room again; the queue moved

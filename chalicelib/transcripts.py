@@ -33,6 +33,14 @@ def mail_key(conv_id: str, request_id: str | None) -> str:
     return f"transcript:{conv_id}:{request_id}" if request_id else f"transcript:{conv_id}"
 
 
+LIMIT_WINDOW = 3600  # TRANSCRIPTS_PER_HOUR
+
+
+def limit_key(tag: str) -> str:
+    """The rate-limit key of one person's transcript requests (``v:<visitor>``/``a:<agent>``)."""
+    return f"transcript#{tag}"
+
+
 def address(conv: ConversationModel, request_id: str | None) -> str | None:
     """Where one request's transcript goes (the pre-chat address for the close-time one)."""
     if request_id is None:
@@ -60,9 +68,9 @@ def request(who: Caller, frame: Frame, outbox: Outbox) -> None:
     if not sites.valid_email(to):
         raise ProtocolError(BAD_FRAME, "Give an email address to send the transcript to.", frame.ref)
     if address(conv, rid) is None:
-        if not limits.allow(f"transcript#{who.tag}", config.TRANSCRIPTS_PER_HOUR, 3600):
+        if not limits.allow(limit_key(who.tag), config.TRANSCRIPTS_PER_HOUR, LIMIT_WINDOW):
             raise ProtocolError(RATE_LIMITED, "Too many transcripts asked for; try again later.", frame.ref,
-                                retry_after=limits.retry_after(3600))
+                                retry_after=limits.retry_after(LIMIT_WINDOW))
         if conv.tx is None:
             ok, old = update_or_old(C, conv.pk, [C.tx.set({rid: to})], C.tx.does_not_exist())
         else:

@@ -115,7 +115,8 @@ def dynamodb_calls(stack: Stack) -> Iterator[list[str]]:
 
 @contextlib.contextmanager
 def kept_address_counters() -> Iterator[None]:
-    """Put back the per-address rate-limit counters of 127.0.0.1 afterwards.
+    """Give a test the whole per-address allowance of 127.0.0.1, and put the counters back
+    afterwards.
 
     Every REST call of the local stand-in comes from 127.0.0.1 (Chalice's local gateway
     says so), so a test that spends that address's hourly offline-message or failed-sign-in
@@ -133,6 +134,8 @@ def kept_address_counters() -> Iterator[None]:
             return None
 
     before = {key: count(key) for key in keys}
+    for key in keys:  # start with the whole allowance, whatever earlier tests spent
+        CounterModel(key).delete()
     try:
         yield
     finally:

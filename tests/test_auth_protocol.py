@@ -33,9 +33,11 @@ def test_parse_accepts_every_schema_with_its_required_fields():
     samples = {"conversation": "abcdefgh12", "id": "client1:1", "text": "hi", "on": True,
                "seq": 3, "after": 0, "limit": 5, "email": "a@b.co",
                "url": "https://x.example/", "visitor": "v1", "accept": True,
-               "to": "bob"}
+               "to": "bob", "score": "up"}
+    per_action = {"transcript": {"id": "request1"}}  # a request id, not a message id
     for action, schema in SCHEMAS.items():
-        body = {name: samples[name] for name, f in schema.items() if f.required}
+        body = {name: per_action.get(action, {}).get(name, samples[name])
+                for name, f in schema.items() if f.required}
         frame = parse(__import__("json").dumps({"action": action, **body}))
         assert frame.action == action and frame.body == body
 
