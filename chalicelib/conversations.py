@@ -250,15 +250,15 @@ def send(connection_id: str, frame: Frame, outbox: Outbox) -> int:
                            text=text, cmid=message_id, ts=now, attempt=attempt, ttl=keep_until(now))
     fresh, stored = put_or_old(message, MessageModel.sk.does_not_exist())
     if stored is not None:
-        # Already stored by an earlier attempt: acknowledge again, deliver nothing. The same
-        # id with other text is not a resend but a client bug (e.g. a duplicated tab).
+        # Already stored by an earlier attempt (or by this very call: DynamoDB applied the
+        # PutItem but its answer was lost and botocore retried it). Stored once, acknowledged
+        # again. The same id with other text is not a resend but a client bug (a duplicated tab).
         if stored.text != text:
             raise ProtocolError(CONFLICT, "This message id was already used for another message.",
                                 message_id)
         now = int(stored.ts)
-        # Unless it is this very call's write: DynamoDB applied the PutItem but its answer was
-        # lost (a 5xx, a timeout) and botocore retried it. Nobody has it yet: deliver it.
         fresh = stored.attempt == attempt
+        message = stored
     if role == auth.AGENT and conv.email and not conv.connections_of("v:"):
         # The visitor left (an after-hours conversation): the reply goes by email. Queued
         # before the ack and again on every resend, so a failed enqueue is retried with the
@@ -268,8 +268,12 @@ def send(connection_id: str, frame: Frame, outbox: Outbox) -> int:
                                 "seq": seq, "ts": now})
     if fresh:
         telemetry.count("MessagesSent", side=role)
-        others = [c for c in conv.connections() if c != connection_id]
-        outbox.to(others, message_frame(conv_id, message))
+    # Delivered on every attempt, resends included: the server cannot tell a lost ack (the
+    # others have it) from an invocation that died after storing and before its fan-out (nobody
+    # has it), and the second must not lose the message. A repeat carries the same seq and id,
+    # and every client keeps one message per seq, so nobody sees it twice.
+    others = [c for c in conv.connections() if c != connection_id]
+    outbox.to(others, message_frame(conv_id, message))
     return seq
 
 

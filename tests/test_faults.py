@@ -403,11 +403,11 @@ def test_killed_between_the_two_writes_the_resend_completes_it(visitor, agent, f
         (1, "cut short"), (2, "meanwhile"), (3, "and later")]
 
 
-def test_killed_after_storing_before_fan_out_the_resend_is_acknowledged_once(visitor, agent, faults,
-                                                                            stack, monkeypatch):
+def test_killed_after_storing_before_fan_out_the_resend_delivers_it(visitor, agent, faults,
+                                                                    stack, monkeypatch):
     """Stored, then killed before anyone was told. The resend is acknowledged with the same
-    seq and not stored again; the other side gets it by sync when the next message shows the
-    gap (the server cannot tell this from a lost ack, where the others already have it)."""
+    seq, not stored again, and delivered: the server cannot tell this from a lost ack, so it
+    delivers on every resend (clients keep one message per seq)."""
     guest, console, conv = _chat(visitor, agent)
     settle(stack)
     killed = kill_once(monkeypatch, fanout, "deliver")
@@ -417,6 +417,8 @@ def test_killed_after_storing_before_fan_out_the_resend_is_acknowledged_once(vis
     assert _stored(conv) == [(1, "stored, untold")]
     ack = guest.say(conv, "stored, untold", message_id)
     assert ack["type"] == "ack" and ack["seq"] == 1
+    told = console.expect("message", conversation=conv)
+    assert (told["seq"], told["id"], told["text"]) == (1, message_id, "stored, untold")
     assert guest.say(conv, "next")["seq"] == 2
     assert console.expect("message", conversation=conv)["seq"] == 2
     page = console.request({"action": "sync", "conversation": conv, "after": 0}, "messages")

@@ -197,6 +197,11 @@ def test_chat_with_an_agent_across_reloads_navigation_and_a_closed_widget(stack,
     assert w(page, '.log [data-seq="1"]').get_attribute("data-seen") is None
     console.send({"action": "read", "conversation": conv, "seq": 2})
     expect(w(page, '.log [data-seq="1"]')).to_have_attribute("data-seen", "Seen")
+    # The agent's resend of that message (a lost ack) is delivered again: shown once.
+    again = console.say(conv, "Yes: taped seams and a rain cover.", ack["ref"])
+    assert again["seq"] == 2
+    page.wait_for_timeout(300)
+    expect(w(page, '.log [data-seq="2"]')).to_have_count(1)
     assert page.evaluate("window.__got") == ["visitor: Hello, is the Ridgeline waterproof?",
                                              "agent: Yes: taped seams and a rain cover."]
     screenshot(page, "widget-chat")
