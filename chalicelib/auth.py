@@ -48,6 +48,7 @@ class Caller:
     role: str
     subject: str
     site: str
+    ip_hash: str | None = None  # keyed hash of the source address (per-network limits)
 
     @property
     def tag(self) -> str:

@@ -55,6 +55,10 @@ RETENTION_DAYS = int(os.environ.get("RETENTION_DAYS", "365"))
 MESSAGES_PER_SECOND = int(os.environ.get("MESSAGES_PER_SECOND", "5"))
 # New conversations a visitor may open per hour (resuming the open one is not counted).
 CONVERSATIONS_PER_VISITOR_PER_HOUR = int(os.environ.get("CONVERSATIONS_PER_VISITOR_PER_HOUR", "10"))
+# ... and per network (source address): a new visitor identity is one tokenless connect away,
+# so the per-visitor limit alone is easy to get round. 0 turns it off (the local stand-in
+# does: every local client is 127.0.0.1).
+CONVERSATIONS_PER_IP_PER_HOUR = int(os.environ.get("CONVERSATIONS_PER_IP_PER_HOUR", "100"))
 
 # Concurrent posts to the management API per invocation.
 FANOUT_WORKERS = int(os.environ.get("FANOUT_WORKERS", "16"))

@@ -114,8 +114,11 @@ def start(who: Caller, outbox: Outbox, *, name: str | None = None, email: str | 
                                         "summary": existing.summary()})
         return existing
     assert visitor is not None
+    per_network = config.CONVERSATIONS_PER_IP_PER_HOUR
     if not limits.allow(start_limit_key(who.subject), config.CONVERSATIONS_PER_VISITOR_PER_HOUR,
-                        START_LIMIT_WINDOW):
+                        START_LIMIT_WINDOW) or (
+            per_network and who.ip_hash
+            and not limits.allow(f"start-ip#{who.ip_hash}", per_network, START_LIMIT_WINDOW)):
         # Give the claim back: a refused start leaves the visitor as it found them.
         update_or_old(V, visitor_key(who.subject), [V.conv.remove()], V.conv == conv_id)
         raise ProtocolError(RATE_LIMITED, "You have started several chats in a short time; "

@@ -157,7 +157,8 @@ def _join(conv_id: str, caller: Caller) -> None:
 
 def caller(connection_id: str) -> Caller:
     """The identity of a live connection (one GetItem; not used on the message path)."""
-    who = Caller(connection_id, *_identity(connection(connection_id)))
+    item = connection(connection_id)
+    who = Caller(connection_id, *_identity(item), ip_hash=item.ip_hash)
     identify(who)
     return who
 

@@ -117,6 +117,29 @@ def test_new_conversations_per_visitor_per_hour(visitor, agent, monkeypatch):
     assert other.start()
 
 
+def test_new_conversations_per_network_whatever_the_visitor_identity(visitor, agent, monkeypatch):
+    """Fresh identities (tokenless connects) do not get round the limit: it also counts per
+    source address."""
+    agent(max_chats=10)
+    monkeypatch.setattr(config, "CONVERSATIONS_PER_IP_PER_HOUR", 1_000_000)
+    assert visitor().start()  # counted from here on; its count tells us where we stand
+    from chalicelib import auth, limits
+    from chalicelib.models import CounterModel
+
+    key = limits.counter_key(f"start-ip#{auth.fingerprint('127.0.0.1')}", 3600)
+    used = int(CounterModel.get(key, META, consistent_read=True).n)
+    monkeypatch.setattr(config, "CONVERSATIONS_PER_IP_PER_HOUR", used + 1)
+    assert visitor().start()  # the last one this address may open this hour
+    newcomer = visitor()  # a brand-new identity, same network
+    newcomer.send({"action": "start", "ref": "again"})
+    refusal = newcomer.expect("error")
+    assert refusal["code"] == RATE_LIMITED and refusal["ref"] == "again" and refusal["retry_after"] >= 1
+    stored = VisitorModel.get(visitor_key(newcomer.welcome["visitor"]), META, consistent_read=True)
+    assert stored.conv is None
+    monkeypatch.setattr(config, "CONVERSATIONS_PER_IP_PER_HOUR", 0)  # off: allowed again
+    assert newcomer.start()
+
+
 def _post(url: str, body: dict) -> tuple[int, dict, dict]:
     request = urllib.request.Request(url, method="POST", data=json.dumps(body).encode(),
                                      headers={"Content-Type": "application/json"})

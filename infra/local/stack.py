@@ -70,6 +70,8 @@ class Stack:
             "TABLE_NAME": self.table,
             "TOKEN_SECRET": self.token_secret or local_secret(),
         })
+        # Every local client is 127.0.0.1: a per-network limit would count them all as one.
+        os.environ.setdefault("CONVERSATIONS_PER_IP_PER_HOUR", "0")
         self.app_module = importlib.import_module("app")
         from chalicelib import config, models
 
