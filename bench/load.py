@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import secrets
 import statistics
 import time
@@ -66,12 +65,11 @@ async def open_peer(ws_url: str, query: dict[str, str]) -> Peer:
 def make_agents(info: dict[str, Any], site: str, count: int) -> list[str]:
     """Agents with room for one chat each, written straight to the table (one slow hash for
     all: the benchmark measures chat, not sign-in)."""
-    os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = info["dynamodb"]
     from chalicelib import auth
-    from chalicelib.models import ALL_MODELS, AgentModel, agent_key
+    from chalicelib.models import AgentModel, agent_key
+    from infra.local.faults import route_app_through
 
-    for model in ALL_MODELS:  # PynamoDB caches a client per model: point them at this stack
-        model._connection = None
+    route_app_through(dynamodb=info["dynamodb"])  # each run has its own stack: its own table
 
     hashed = auth.hash_password(PASSWORD)
     ids = [f"b{secrets.token_hex(5)}" for _ in range(count)]
