@@ -21,6 +21,10 @@ from infra.local.sqs import SqsLocal, SqsPoller
 
 LOCAL_DIR = ROOT / ".local"
 
+# Every local client is 127.0.0.1: a per-network limit would count them all as one. Set at
+# import, before anything reads chalicelib.config (its settings are read once, at import).
+os.environ.setdefault("CONVERSATIONS_PER_IP_PER_HOUR", "0")
+
 
 def local_secret() -> str:
     """A token secret kept across restarts so signed-in agents stay signed in."""
@@ -70,8 +74,6 @@ class Stack:
             "TABLE_NAME": self.table,
             "TOKEN_SECRET": self.token_secret or local_secret(),
         })
-        # Every local client is 127.0.0.1: a per-network limit would count them all as one.
-        os.environ.setdefault("CONVERSATIONS_PER_IP_PER_HOUR", "0")
         self.app_module = importlib.import_module("app")
         from chalicelib import config, models
 
