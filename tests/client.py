@@ -167,3 +167,16 @@ def rest(http_url: str, method: str, path: str, body: Any = None,
             return response.status, json.loads(response.read() or b"null")
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read() or b"null")
+
+
+class Clock:
+    """The app's clock (chalicelib.clock), frozen at ``start`` and moved by the test."""
+
+    def __init__(self, monkeypatch: Any, start: int) -> None:
+        from chalicelib import clock
+
+        self.now = start
+        monkeypatch.setattr(clock, "now_ms", lambda: self.now)
+
+    def advance(self, seconds: float) -> None:
+        self.now += int(seconds * 1000)

@@ -14,11 +14,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from chalicelib import agents, clock, config, offline, queue, sites
+from chalicelib import agents, config, offline, queue, sites
 from chalicelib.hours import to_ms
 from chalicelib.models import SiteModel
 from infra import admin
-from tests.client import Client, rest
+from tests.client import Client, Clock, rest
 from tests.conftest import PASSWORD
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -29,17 +29,6 @@ HOURS = {"timezone": "Europe/Paris",
 SATURDAY_3PM = to_ms(datetime(2026, 11, 28, 15, 0, tzinfo=PARIS))
 MONDAY_9AM = to_ms(datetime(2026, 11, 30, 9, 0, tzinfo=PARIS))
 MONDAY_10AM = to_ms(datetime(2026, 11, 30, 10, 0, tzinfo=PARIS))
-
-
-class Clock:
-    """The app's clock, moved by the test."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, start: int) -> None:
-        self.now = start
-        monkeypatch.setattr(clock, "now_ms", lambda: self.now)
-
-    def advance(self, seconds: float) -> None:
-        self.now += int(seconds * 1000)
 
 
 @pytest.fixture

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from chalicelib import agents, clock, sites, stats
+from chalicelib import agents, sites, stats
 from chalicelib.models import META, ConversationModel, conversation_key, raw_query
-from tests.client import Client, eventually, rest, settle
+from tests.client import Client, Clock, eventually, rest, settle
 from tests.conftest import PASSWORD
 
 # 20:00 UTC on 10 March 2026 is 09:00 on 11 March in Auckland (UTC+13): a day item keyed by
@@ -22,15 +22,6 @@ T0 = int(datetime(2026, 3, 10, 20, 0, tzinfo=UTC).timestamp() * 1000)
 ZONE = "Pacific/Auckland"
 DAY = "2026-03-11"
 ALL_DAY = {d: [["00:00", "24:00"]] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
-
-
-class Clock:
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, start: int) -> None:
-        self.now = start
-        monkeypatch.setattr(clock, "now_ms", lambda: self.now)
-
-    def advance(self, seconds: float) -> None:
-        self.now += int(seconds * 1000)
 
 
 @pytest.fixture
