@@ -55,6 +55,11 @@ class Peer:
         await self.ws.send(json.dumps(frame))
 
 
+async def request(peer: Peer, frame: dict[str, Any], reply: str, timeout: float = 300) -> dict[str, Any]:
+    await peer.send(frame)
+    return await peer.expect(reply, timeout=timeout)
+
+
 async def open_peer(ws_url: str, query: dict[str, str]) -> Peer:
     ws = await connect(f"{ws_url}?{urlencode(query)}", open_timeout=60, max_size=2**20, ping_interval=None)
     peer = Peer(ws)
@@ -89,18 +94,14 @@ async def conversations(info: dict[str, Any], count: int, messages: int) -> dict
     agent_ids = make_agents(info, site, count)
     agents = await asyncio.gather(*(open_peer(info["ws_url"], {"token": auth.issue("agent", a, site)})
                                     for a in agent_ids))
-    for peer in agents:
-        await peer.send({"action": "hello"})
-        await peer.expect("welcome")
-    for peer in agents:
-        await peer.send({"action": "shift", "on": True})
-        await peer.expect("shift")
+    # Set-up is not measured; it runs all at once (as a real morning would), which the
+    # router is built for: each start routes its own chat.
+    await asyncio.gather(*(request(peer, {"action": "hello"}, "welcome") for peer in agents))
+    await asyncio.gather(*(request(peer, {"action": "shift", "on": True}, "shift") for peer in agents))
     visitors = await asyncio.gather(*(open_peer(info["ws_url"], {"site": site}) for _ in range(count)))
-    conv_ids: list[str] = []
-    for peer in visitors:
-        await peer.send({"action": "start"})
-        conv_ids.append(str((await peer.expect("conversation"))["conversation"]))
-    await asyncio.gather(*(peer.expect("assigned") for peer in agents))
+    started = await asyncio.gather(*(request(peer, {"action": "start"}, "conversation") for peer in visitors))
+    conv_ids = [str(frame["conversation"]) for frame in started]
+    await asyncio.gather(*(peer.expect("assigned", timeout=300) for peer in agents))
     sent: dict[str, float] = {}
     errors = 0
 

@@ -139,7 +139,7 @@ def start(who: Caller, outbox: Outbox, *, name: str | None = None, email: str | 
     telemetry.logger.info("conversation started")
     outbox.to(tabs, {"type": "conversation", "conversation": conv.id,
                      "summary": conv.summary()})
-    if route and not routing.drain(who.site, outbox):
+    if route and not routing.drain(who.site, outbox, joined=conv.id):
         # Waiting: make sure the site is known to the minute timer, which mails digests of
         # chats nobody can answer (a site nobody configured has no settings item yet).
         availability.refresh(who.site, outbox)
@@ -412,6 +412,6 @@ def close(connection_id: str, frame: Frame, outbox: Outbox) -> ConversationModel
                                    "summary": conv.summary(), "by": role})
     if conv.agent_id:
         routing.release(conv.agent_id, conv_id)
-    routing.drain(conv.site, outbox)
+    routing.drain(conv.site, outbox, quiet=bool(conv.agent_id))  # one that waited left the line
     return conv
 

@@ -278,8 +278,8 @@ def set_shift(who: Caller, on: bool | None, outbox: Outbox, away: bool | None = 
     agent.update(actions=actions, condition=A.pk.exists())
     outbox.to(sorted(agent.conns or ()), {"type": "shift", "on": on_shift, "away": is_away,
                                           "agent": agents.public(agent)})
-    if on_shift and not is_away:
-        routing.drain(who.site, outbox)
+    if on_shift and not is_away:  # the line is unchanged unless this agent takes from it
+        routing.drain(who.site, outbox, quiet=True, newcomer=sorted(agent.conns or ()))
     availability.refresh(who.site, outbox)
     return agent
 

@@ -10,6 +10,8 @@ routers, or two agents accepting at once, can never double-assign or overfill.
 
 from __future__ import annotations
 
+import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pynamodb.expressions.condition import size
@@ -32,6 +34,7 @@ from chalicelib.protocol import AT_CAPACITY, CONFLICT, ProtocolError
 QUEUED, ASSIGNED, ACTIVE, CLOSED = "queued", "assigned", "active", "closed"
 OPEN_STATES = (QUEUED, ASSIGNED, ACTIVE)
 QUEUE_PAGE = 100
+IN_FLIGHT_MS = 5_000  # a conversation this new is still being routed by its own start
 
 
 def queue_keys(site: str, queued_at: int, conv_id: str) -> tuple[str, str]:
@@ -115,16 +118,34 @@ def announce(assignment: Assignment, outbox: Outbox) -> None:
                                    "summary": conv.summary()})
 
 
-def drain(site: str, outbox: Outbox) -> int:
-    """Assign waiting conversations, oldest first, while anyone has capacity; then tell
-    everyone still waiting their position and every on-shift agent the new queue."""
+def drain(site: str, outbox: Outbox, *, joined: str | None = None, quiet: bool = False,
+          newcomer: Sequence[str] = ()) -> int:
+    """Assign waiting conversations, oldest first, while anyone has capacity; then tell the
+    waiting visitors and the on-shift agents whatever changed in the line.
+
+    What changed decides who is told, because a full broadcast costs one post per waiting
+    visitor and per agent, and a burst of starts or closes would make that quadratic:
+
+    * ``joined``: this invocation just put that conversation at the back of the line (a
+      start). If it alone went to an agent, the line is as everyone last saw it and nothing
+      is sent; if it waits, only its own visitor learns a position (nobody ahead moved) and
+      the agents get the longer line.
+    * ``quiet``: the caller did not change the line itself (a chat that had an agent
+      ended, an agent came on shift). If nothing is assigned either, only the
+      ``newcomer`` connections (an agent who just came on shift) get the line.
+    * otherwise (shift changes, requeues, transfers, erasure): everyone is told.
+
+    Concurrent routers each pick the least-loaded agents in an order of their own (a hash of
+    the conversation and agent ids), so a burst of starts spreads over the agents instead of
+    every router racing for the same one and paying for the failed conditional writes.
+    """
     queue = waiting(site)
     agents = on_shift(site)
     load = {a.id: a.load for a in agents}
-    assigned = 0
-    for conv in list(queue):
-        free = sorted((a for a in agents if load[a.id] < a.max_chats),
-                      key=lambda a: (load[a.id], a.id))
+    taken: list[str] = []
+    for conv in _to_route(queue, joined):
+        order = {a.id: (load[a.id], _spread(conv.id, a.id)) for a in agents if load[a.id] < a.max_chats}
+        free = sorted((a for a in agents if a.id in order), key=lambda a: order[a.id])
         if not free:
             break
         for agent in free:
@@ -133,14 +154,45 @@ def drain(site: str, outbox: Outbox) -> int:
                 load[agent.id] += 1
                 announce(result, outbox)
                 queue.remove(conv)
-                assigned += 1
+                taken.append(conv.id)
                 break
             if result == "taken":
                 queue.remove(conv)
                 break
             load[agent.id] = int(agent.max_chats)  # the index was stale: full or off shift now
+    if joined is not None and taken == [joined]:
+        return 1
+    if joined is not None and not taken:
+        mine = [(n, c) for n, c in enumerate(queue, start=1) if c.id == joined]
+        for position, conv in mine:
+            outbox.to(conv.connections_of("v:"), {"type": "queued", "conversation": conv.id,
+                                                  "position": position})
+        _tell_agents(site, outbox, queue, agents)
+        return 0
+    if quiet and not taken:
+        if newcomer:
+            outbox.to(list(newcomer), queue_listing(queue))
+        return 0
     broadcast_queue(site, outbox, queue, agents)
-    return assigned
+    return len(taken)
+
+
+def _to_route(queue: list[ConversationModel], joined: str | None) -> list[ConversationModel]:
+    """What this router tries to place, oldest first. A start routes its own conversation
+    and those that have waited past ``IN_FLIGHT_MS``, not the ones other starts wrote a
+    moment ago: those starts are routing them right now, and in a burst every router
+    walking the whole line would fight over the same conversations (each lost race costs
+    three writes). One whose start died before routing is picked up once its grace ends."""
+    if joined is None:
+        return list(queue)
+    settled = clock.now_ms() - IN_FLIGHT_MS
+    return [c for c in queue if c.id == joined or int(c.queued_at or 0) < settled]
+
+
+def _spread(conv_id: str, agent_id: str) -> int:
+    """A tie-break among equally loaded agents that differs from one conversation to the
+    next (stable for a given pair, so a router never flip-flops within one pass)."""
+    return zlib.crc32(f"{conv_id}/{agent_id}".encode())
 
 
 def broadcast_queue(site: str, outbox: Outbox, queue: list[ConversationModel] | None = None,
@@ -148,10 +200,15 @@ def broadcast_queue(site: str, outbox: Outbox, queue: list[ConversationModel] | 
     """Push positions to waiting visitors and the queue to on-shift agents."""
     queue = waiting(site) if queue is None else queue
     agents = on_shift(site) if agents is None else agents
-    telemetry.gauge("QueueLength", len(queue), site=site)  # known here: no extra request
     for position, conv in enumerate(queue, start=1):
         outbox.to(conv.connections_of("v:"), {"type": "queued", "conversation": conv.id,
                                               "position": position})
+    _tell_agents(site, outbox, queue, agents)
+
+
+def _tell_agents(site: str, outbox: Outbox, queue: list[ConversationModel],
+                 agents: list[AgentModel]) -> None:
+    telemetry.gauge("QueueLength", len(queue), site=site)  # known here: no extra request
     listing = queue_listing(queue)
     outbox.to([c for a in agents for c in sorted(a.conns or ())], listing)
 

@@ -49,7 +49,10 @@ def record_page(who: Caller, frame: Frame, outbox: Outbox) -> None:
     if not visitor.conv:
         apply_rules(who.site, visitor, outbox)
         return
-    conv = ConversationModel.get(conversation_key(visitor.conv), META)
+    try:
+        conv = ConversationModel.get(conversation_key(visitor.conv), META)
+    except ConversationModel.DoesNotExist:  # its start is writing it right now (page and start
+        return                              # arrive together on a page load); nobody to tell yet
     outbox.to(conv.connections_of("a:"), {"type": "page", "conversation": conv.id,
                                           "visitor": who.subject, **page})
 

@@ -5,7 +5,16 @@ from __future__ import annotations
 import threading
 
 from chalicelib import routing
-from chalicelib.models import META, AgentModel, ConversationModel, agent_key, conversation_key
+from chalicelib.models import (
+    META,
+    AgentModel,
+    ConversationModel,
+    VisitorModel,
+    agent_key,
+    conversation_key,
+    visitor_key,
+)
+from tests.client import eventually
 
 
 def _load(agent_id):
@@ -39,7 +48,7 @@ def test_new_chats_go_to_the_agent_with_fewest(visitor, agent):
     second = visitor().start()
     assert idle.expect("assigned")["conversation"] == second
     third = visitor().start()
-    # both have one now: ties go by agent id, but never to someone with more
+    # both have one now: ties go either way (spread per conversation), never to someone with more
     loads = {busy.agent_id: _load(busy.agent_id), idle.agent_id: _load(idle.agent_id)}
     assert sorted(loads.values()) == [1, 2]
     assert first != second != third
@@ -48,7 +57,8 @@ def test_new_chats_go_to_the_agent_with_fewest(visitor, agent):
 def test_queue_is_first_come_first_served(visitor, agent):
     guests = [visitor() for _ in range(3)]
     guests[0].send({"action": "page", "url": "https://shop.example/pricing", "title": "Pricing"})
-    guests[0].request({"action": "ping", "ref": "p"}, "pong", ref="p")
+    eventually(lambda: VisitorModel.get(visitor_key(guests[0].welcome["visitor"]), META,
+                                        consistent_read=True).page is not None)  # frames run concurrently
     convs = [g.start() for g in guests]
     for position, (guest, conv) in enumerate(zip(guests, convs, strict=True), start=1):
         assert guest.expect("queued", conversation=conv, position=position)
@@ -139,3 +149,72 @@ def test_agent_off_shift_gets_nothing_new_but_keeps_chats(visitor, agent):
     assert other.expect("queued", conversation=waiting)["position"] == 1
     console.quiet("assigned", wait=0.5)
     assert console.say(conv, "still here")["type"] == "ack"
+
+
+def test_the_line_is_told_only_what_changed(visitor, agent):
+    """A burst of starts must not cost a post per waiting visitor and per agent each time:
+    a chat that goes straight to an agent tells nobody else; a chat that waits tells its own
+    visitor a position (nobody ahead moved) and the agents the longer line; when the line
+    moves, everyone behind learns their new place."""
+    consoles = [agent(max_chats=1) for _ in range(2)]
+    for console in consoles:
+        console.expect("queue")  # the line as it was when they came on shift
+    guests = [visitor() for _ in range(3)]
+    convs = [guests[0].start(), guests[1].start()]
+    for console in consoles:
+        console.expect("assigned")
+        console.quiet("queue", wait=0.3)  # straight to an agent: the line did not change
+
+    convs.append(guests[2].start())  # everyone is full: it waits
+    assert guests[2].expect("queued", conversation=convs[2])["position"] == 1
+    for console in consoles:
+        assert [i["conversation"] for i in console.expect("queue")["items"]] == [convs[2]]
+
+    waiting = visitor()
+    late = waiting.start()
+    assert waiting.expect("queued", conversation=late)["position"] == 2
+    guests[2].quiet("queued", wait=0.3)  # nobody ahead of it moved
+    for console in consoles:
+        assert [i["conversation"] for i in console.expect("queue")["items"]] == [convs[2], late]
+
+    guests[0].send({"action": "close", "conversation": convs[0]})  # the line moves
+    assert guests[2].expect("assigned")["conversation"] == convs[2]
+    assert waiting.expect("queued", conversation=late)["position"] == 1
+    for console in consoles:
+        assert [i["conversation"] for i in console.expect("queue")["items"]] == [late]
+
+
+def test_closing_a_chat_with_an_agent_and_an_empty_line_sends_no_queue(visitor, agent):
+    """The line did not change, so no agent is sent it again (a post per agent per close)."""
+    console = agent(max_chats=2)
+    console.expect("queue")
+    guest = visitor()
+    conv = guest.start()
+    console.expect("assigned", conversation=conv)
+    guest.send({"action": "close", "conversation": conv})
+    console.expect("closed", conversation=conv)
+    console.quiet("queue", wait=0.3)
+
+
+def test_a_start_leaves_younger_waiting_chats_to_their_own_start(visitor, agent, site, monkeypatch):
+    """In a burst each start routes its own chat; one written earlier is left to its own
+    start for a grace period (so routers do not all fight over the head of the line), then
+    any later router picks it up first: a start that died before routing strands nobody."""
+    stranded_guest = visitor()
+    stranded = stranded_guest.start()  # nobody on shift: it waits
+    console = agent(max_chats=2, shift=False)
+    # on shift without a drain, as if the router that should have taken `stranded` died
+    A = AgentModel
+    AgentModel(agent_key(console.agent_id)).update(actions=[
+        A.on_shift.set(True), A.s_pk.set(f"SHIFT#{site}"), A.s_sk.set(console.agent_id)])
+
+    monkeypatch.setattr(routing, "IN_FLIGHT_MS", 60_000)
+    first = visitor().start()
+    assert console.expect("assigned")["conversation"] == first
+    assert ConversationModel.get(conversation_key(stranded), META, consistent_read=True).status == "queued"
+
+    monkeypatch.setattr(routing, "IN_FLIGHT_MS", 0)
+    later_guest = visitor()
+    later = later_guest.start()
+    assert console.expect("assigned")["conversation"] == stranded  # oldest first
+    assert later_guest.expect("queued", conversation=later)["position"] == 1

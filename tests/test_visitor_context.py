@@ -47,6 +47,17 @@ def test_the_pages_of_a_visit_are_bounded(visitor):
     eventually(lambda: pages().page.as_dict()["url"].startswith("https://shop.example/p/"))
 
 
+def test_a_page_while_its_start_is_still_writing_the_chat_is_no_error(visitor):
+    """On a page load the widget sends ``start`` and ``page`` together and they run at once:
+    the visitor already points at the chat its start has not written yet."""
+    guest = visitor()
+    vid = guest.welcome["visitor"]
+    VisitorModel(visitor_key(vid)).update(actions=[VisitorModel.conv.set("c" + secrets.token_hex(10))])
+    guest.send({"action": "page", "url": "https://shop.example/checkout", "ref": "page"})
+    eventually(lambda: VisitorModel.get(visitor_key(vid), META, consistent_read=True).page is not None)
+    guest.quiet("error", wait=0.5)
+
+
 def test_prechat_answers_go_with_the_conversation(visitor, agent):
     console = agent()
     guest = visitor()
