@@ -28,7 +28,7 @@ def status(site: SiteModel, now_ms: int | None = None) -> Status:
     now = from_ms(clock.now_ms() if now_ms is None else now_ms)
     plan = sites.schedule(site)
     in_hours = plan.is_open(now)
-    agents = bool(routing.on_shift(site.id))
+    agents = routing.anyone_on_shift(site.id)
     upcoming = None  # open but nobody on shift: back when someone signs on, no promise
     if not in_hours:
         opening = plan.next_open(now)

@@ -50,9 +50,19 @@ def waiting(site: str, limit: int = QUEUE_PAGE) -> list[ConversationModel]:
             if not expired(c, now)]
 
 
-def on_shift(site: str) -> list[AgentModel]:
-    """Agents on shift on ``site`` with their load (a Query on the sparse shift index)."""
-    return list(AgentModel.shift_index.query(f"SHIFT#{site}"))
+def on_shift(site: str, with_room: bool = False) -> list[AgentModel]:
+    """Agents on shift on ``site`` with their load (a Query on the sparse shift index);
+    ``with_room``: only those below their maximum, which is all a router needs (filtered in
+    DynamoDB, so a busy 500-agent team does not send 500 items to every start)."""
+    A = AgentModel
+    room = (A.convs.does_not_exist() | (size(A.convs) < A.max_chats)) if with_room else None
+    return list(A.shift_index.query(f"SHIFT#{site}", filter_condition=room))
+
+
+def anyone_on_shift(site: str) -> bool:
+    """Whether the site has an agent on shift: one item read, however large the team (it
+    is asked on every visitor hello and start)."""
+    return next(iter(AgentModel.shift_index.query(f"SHIFT#{site}", limit=1)), None) is not None
 
 
 @dataclass
@@ -140,7 +150,7 @@ def drain(site: str, outbox: Outbox, *, joined: str | None = None, quiet: bool =
     every router racing for the same one and paying for the failed conditional writes.
     """
     queue = waiting(site)
-    agents = on_shift(site)
+    agents = on_shift(site, with_room=True)
     load = {a.id: a.load for a in agents}
     taken: list[str] = []
     for conv in _to_route(queue, joined):
@@ -167,26 +177,28 @@ def drain(site: str, outbox: Outbox, *, joined: str | None = None, quiet: bool =
         for position, conv in mine:
             outbox.to(conv.connections_of("v:"), {"type": "queued", "conversation": conv.id,
                                                   "position": position})
-        _tell_agents(site, outbox, queue, agents)
+        _tell_agents(site, outbox, queue, on_shift(site))
         return 0
     if quiet and not taken:
         if newcomer:
             outbox.to(list(newcomer), queue_listing(queue))
         return 0
-    broadcast_queue(site, outbox, queue, agents)
+    broadcast_queue(site, outbox, queue)
     return len(taken)
 
 
 def _to_route(queue: list[ConversationModel], joined: str | None) -> list[ConversationModel]:
     """What this router tries to place, oldest first. A start routes its own conversation
-    and those that have waited past ``IN_FLIGHT_MS``, not the ones other starts wrote a
-    moment ago: those starts are routing them right now, and in a burst every router
-    walking the whole line would fight over the same conversations (each lost race costs
-    three writes). One whose start died before routing is picked up once its grace ends."""
+    and at most one that has waited past ``IN_FLIGHT_MS`` (its start may have died before
+    routing it), not the ones other starts wrote a moment ago: those starts are routing
+    them right now. In a burst, every router walking the whole line would fight over the
+    same conversations (each lost race costs three writes), which made 500 simultaneous
+    starts quadratic; this keeps each start's work bounded."""
     if joined is None:
         return list(queue)
     settled = clock.now_ms() - IN_FLIGHT_MS
-    return [c for c in queue if c.id == joined or int(c.queued_at or 0) < settled]
+    stranded = [c for c in queue if c.id != joined and int(c.queued_at or 0) < settled][:1]
+    return [c for c in queue if c.id == joined or c in stranded]
 
 
 def _spread(conv_id: str, agent_id: str) -> int:

@@ -34,8 +34,10 @@ def offer(who: Caller, conv_id: str, to_agent: str, note: str | None, outbox: Ou
     try:
         target = AgentModel.get(agent_key(to_agent), META, consistent_read=True)
     except AgentModel.DoesNotExist:
-        raise ProtocolError(NOT_FOUND, "No such agent.") from None
-    if target.site != who.site or not target.on_shift or target.away or not target.conns:
+        target = None
+    if target is None or target.site != who.site:  # another site's agent ids are not revealed
+        raise ProtocolError(NOT_FOUND, "No such agent.")
+    if not target.on_shift or target.away or not target.conns:
         raise ProtocolError(NOT_FOUND, "That agent is not available (off shift, away or offline).")
     if target.load >= target.max_chats:
         raise ProtocolError(AT_CAPACITY, f"{target.name} has no room for another chat.")

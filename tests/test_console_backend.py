@@ -112,6 +112,18 @@ def test_a_declined_transfer_returns_and_changes_nothing(visitor, agent):
     assert second.expect("error")["code"] == "not_found"
 
 
+def test_a_transfer_does_not_tell_whether_another_sites_agent_exists(visitor, agent):
+    _guest, first, conv = _chat(visitor, agent)
+    elsewhere = f"x{secrets.token_hex(4)}"
+    agents.create(elsewhere, "Elsewhere", PASSWORD, site=f"other{secrets.token_hex(3)}")
+    answers = []
+    for to in (elsewhere, f"nobody{secrets.token_hex(3)}"):
+        first.send({"action": "transfer", "conversation": conv, "to": to})
+        error = first.expect("error")
+        answers.append((error["code"], error["message"]))
+    assert answers[0] == answers[1] == ("not_found", "No such agent.")
+
+
 def test_away_agents_get_no_new_chats_and_visitors_see_nobody(visitor, agent):
     console = agent()
     console.request({"action": "away", "on": True}, "shift")
