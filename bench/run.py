@@ -18,6 +18,7 @@ import json
 import os
 import platform
 import secrets
+import signal
 import statistics
 import subprocess
 import sys
@@ -150,7 +151,7 @@ class Server:
     def __init__(self, echo: bool = False) -> None:
         args = [sys.executable, "-m", "bench.serve"] + (["--echo"] if echo else [])
         self.process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                        text=True)
+                                        text=True, start_new_session=True)
         assert self.process.stdout is not None
         line = self.process.stdout.readline()
         while not line.startswith("{\"ws_url"):
@@ -160,8 +161,14 @@ class Server:
         threading.Thread(target=self.process.stdout.read, daemon=True).start()
 
     def stop(self) -> None:
+        """Stop the stack; one still busy with a run's thousand disconnects after 30 s is
+        killed with its DynamoDB Local (its own process group): it is thrown away anyway."""
         self.process.terminate()
-        self.process.wait(timeout=60)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=30)
 
 
 def delivery(sizes: list[int], messages: int, repeats: int) -> dict[str, Any]:
