@@ -143,7 +143,7 @@ def drain(site: str, outbox: Outbox, *, joined: str | None = None, quiet: bool =
     * ``quiet``: the caller did not change the line itself (a chat that had an agent
       ended, an agent came on shift). If nothing is assigned either, only the
       ``newcomer`` connections (an agent who just came on shift) get the line.
-    * otherwise (shift changes, requeues, transfers, erasure): everyone is told.
+    * otherwise (requeues, transfers, erasure, a chat that waited leaving): everyone is told.
 
     Concurrent routers each pick the least-loaded agents in an order of their own (a hash of
     the conversation and agent ids), so a burst of starts spreads over the agents instead of
