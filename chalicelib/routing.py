@@ -154,8 +154,8 @@ def drain(site: str, outbox: Outbox, *, joined: str | None = None, quiet: bool =
     load = {a.id: a.load for a in agents}
     taken: list[str] = []
     for conv in _to_route(queue, joined):
-        order = {a.id: (load[a.id], _spread(conv.id, a.id)) for a in agents if load[a.id] < a.max_chats}
-        free = sorted((a for a in agents if a.id in order), key=lambda a: order[a.id])
+        free = sorted((a for a in agents if load[a.id] < a.max_chats),
+                      key=lambda a: (load[a.id], _spread(conv.id, a.id)))
         if not free:
             break
         for agent in free:
@@ -173,10 +173,10 @@ def drain(site: str, outbox: Outbox, *, joined: str | None = None, quiet: bool =
     if joined is not None and taken == [joined]:
         return 1
     if joined is not None and not taken:
-        mine = [(n, c) for n, c in enumerate(queue, start=1) if c.id == joined]
-        for position, conv in mine:
-            outbox.to(conv.connections_of("v:"), {"type": "queued", "conversation": conv.id,
-                                                  "position": position})
+        for position, conv in enumerate(queue, start=1):
+            if conv.id == joined:
+                outbox.to(conv.connections_of("v:"), {"type": "queued", "conversation": conv.id,
+                                                      "position": position})
         _tell_agents(site, outbox, queue, on_shift(site))
         return 0
     if quiet and not taken:
@@ -197,8 +197,8 @@ def _to_route(queue: list[ConversationModel], joined: str | None) -> list[Conver
     if joined is None:
         return list(queue)
     settled = clock.now_ms() - IN_FLIGHT_MS
-    stranded = [c for c in queue if c.id != joined and int(c.queued_at or 0) < settled][:1]
-    return [c for c in queue if c.id == joined or c in stranded]
+    stranded = next((c.id for c in queue if c.id != joined and int(c.queued_at or 0) < settled), None)
+    return [c for c in queue if c.id in (joined, stranded)]
 
 
 def _spread(conv_id: str, agent_id: str) -> int:
