@@ -3,7 +3,10 @@
 #   make test  set up, then run the test suite
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
-PYTHON ?= python3
+# One Python for everything: the Lambda runtime's version (infra/runtime.py). The venv, the tests,
+# CI, the bench and the Lambda package all run on it; infra/find-python finds one (PATH, pyenv
+# even when not on PATH, uv) or says how to get one. PYTHON=/path/to/python3.x overrides.
+LAMBDA_PYTHON := $(shell sed -n 's/^PYTHON_VERSION = "\(.*\)"/\1/p' infra/runtime.py)
 VENV := .venv
 PY := $(VENV)/bin/python
 TOOLS := .tools
@@ -20,12 +23,15 @@ help:
 
 setup: $(VENV)/.installed $(TOOLS)/.installed java
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
-	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11+"; exit 1; }
-	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "error: Python 3.11+ is required"; exit 1; }
-	$(PYTHON) -m venv $(VENV)
+# The stamp names the Python version: a venv made by another version is rebuilt, not reused.
+$(VENV)/.installed: $(VENV)/.python-$(LAMBDA_PYTHON) requirements.txt requirements-dev.txt
 	$(PY) -m pip install --quiet --upgrade "pip<26.3"  # chalice 1.34 refuses newer pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
+	@touch $@
+
+$(VENV)/.python-$(LAMBDA_PYTHON):
+	@python=$$(PYTHON="$(PYTHON)" infra/find-python $(LAMBDA_PYTHON)) || exit 1; \
+	  rm -rf $(VENV) && echo "python $(LAMBDA_PYTHON): $$python" && "$$python" -m venv $(VENV)
 	@touch $@
 
 $(TOOLS)/.installed: infra/local/package.json infra/local/package-lock.json
