@@ -59,7 +59,7 @@ import os
 import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from botocore.exceptions import ClientError
 from pynamodb.attributes import (
@@ -554,11 +554,9 @@ def connection_key(connection_id: str) -> str:
     return f"CONN#{connection_id}"
 
 
-M = TypeVar("M", bound=Model)
-
-
-def update_or_old(model: type[M], hash_key: str, actions: Sequence[Action], condition: Condition | None,
-                  range_key: str = META, returning: str = "ALL_NEW") -> tuple[bool, M | None]:
+def update_or_old[M: Model](model: type[M], hash_key: str, actions: Sequence[Action],
+                            condition: Condition | None, range_key: str = META,
+                            returning: str = "ALL_NEW") -> tuple[bool, M | None]:
     """One conditional UpdateItem that returns the new item (or, with ``returning="ALL_OLD"``,
     the item as it was), or the old one if it failed.
 
@@ -574,7 +572,7 @@ def update_or_old(model: type[M], hash_key: str, actions: Sequence[Action], cond
     return ok, (model.from_raw_data(data) if data else None)
 
 
-def put_or_old(item: M, condition: Condition) -> tuple[bool, M | None]:
+def put_or_old[M: Model](item: M, condition: Condition) -> tuple[bool, M | None]:
     """One conditional PutItem; on refusal, the item that was already there (no extra read)."""
     model = type(item)
     args, save = item._get_save_args(condition=condition)

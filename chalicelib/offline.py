@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from chalicelib import auth, clock, config, limits, mail, queue, routing, sites, stats
 from chalicelib.availability import status
@@ -203,10 +203,7 @@ def reply_job(conv_id: str, seq: int) -> dict[str, Any]:
 
 # --- the consumer side: one queue record is one job -------------------------------------
 
-R = TypeVar("R", OfflineMessageModel, ConversationModel)
-
-
-def _current(model: type[R], pk: str, kind: str) -> R | None:
+def _current[R: (OfflineMessageModel, ConversationModel)](model: type[R], pk: str, kind: str) -> R | None:
     """The record a job is about, or None (the job is dropped) when it was erased or is past
     its retention. Logged by kind only: the record's content never goes to the logs."""
     try:

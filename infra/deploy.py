@@ -12,8 +12,9 @@ idempotent pass (a second run changes nothing):
 2. the infra stack (``infra/template.yaml``): table, mail queues, SES, S3 + CloudFront;
 3. its outputs and the mail settings written into ``.chalice/config.json`` (the stage's
    environment) and ``.chalice/policy-<stage>.json`` (the SES identity, the WebSocket API);
-4. ``chalice deploy`` from a staged copy of the project whose dependencies are vendored
-   without what the Lambda runtime already has (boto3, botocore...): ~1.2 MB, not 18 MB;
+4. ``chalice deploy`` from a staged copy of the project whose dependencies are vendored for
+   the runtime in ``infra/runtime.py`` (refused if AWS deprecated it), with our own pinned
+   botocore trimmed to the services the app calls, and ``tzdata``;
    the first time twice, because ``WEBSOCKET_API_ID`` is only known after the first;
 5. the SQS event source mapping gets ``ReportBatchItemFailures`` (Chalice 1.34 never sets it,
    and ``send_mail`` returns partial batch responses) and a maximum concurrency;
@@ -49,14 +50,21 @@ import boto3
 import yaml
 from botocore.exceptions import ClientError
 
+from infra import runtime
+
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "infra" / "template.yaml"
 BUILD_ROOT = Path(".chalice") / "deployments" / "build"  # under the project; git-ignored
 DEFAULT_SITE = "default"
 
-# Distributions the Lambda Python runtime already provides: never shipped in the zip.
-RUNTIME_PROVIDED = frozenset({"boto3", "botocore", "s3transfer", "jmespath", "python-dateutil",
-                              "six", "urllib3"})
+# The package carries its own pinned botocore (requirements.txt; infra/runtime.py says why), so
+# what runs on Lambda is what the tests ran. Its API models are trimmed to the services the app
+# calls (chalicelib.aws.client names and PynamoDB's dynamodb; tests/test_packaged.py keeps this
+# list and the code in step): 5 of ~420 services, about 1.3 MB of the package instead of 13 MB.
+SHIPPED_SERVICES = frozenset({"dynamodb", "apigatewaymanagementapi", "sqs", "sesv2", "ssm"})
+# Parts of the SDK the app never imports (boto3 adds ~90 ms of imports; chalicelib.aws): never
+# shipped even if a dependency asks for them.
+NOT_SHIPPED = frozenset({"boto3", "s3transfer"})
 PLATFORMS = {"x86_64": "manylinux2014_x86_64", "arm64": "manylinux2014_aarch64"}
 MAX_PACKAGE_BYTES = 5 * 1024 * 1024
 ALARM_PARAMETERS = ("ErrorRatePercent", "HandlerP99Millis", "FanoutErrorThreshold")
@@ -307,12 +315,12 @@ def _dist_name(dist_info: Path) -> str:
     return ""
 
 
-def strip_runtime_provided(target: Path) -> list[str]:
-    """Delete the distributions the Lambda runtime provides (by their RECORD); return them."""
+def strip_unshipped(target: Path) -> list[str]:
+    """Delete the distributions in :data:`NOT_SHIPPED` (by their RECORD); return them."""
     removed = []
     for dist_info in sorted(target.glob("*.dist-info")):
         name = _dist_name(dist_info)
-        if name not in RUNTIME_PROVIDED:
+        if name not in NOT_SHIPPED:
             continue
         for row in (dist_info / "RECORD").read_text().splitlines():
             rel = row.split(",", 1)[0]
@@ -328,13 +336,40 @@ def strip_runtime_provided(target: Path) -> list[str]:
     return removed
 
 
-def vendor_dependencies(root: Path, architecture: str, python_version: str) -> Path:
-    """requirements.txt installed for Lambda's platform, minus the runtime's own packages.
+def trim_botocore(target: Path) -> list[str]:
+    """Keep only the API models of :data:`SHIPPED_SERVICES` (and botocore's own tables: endpoints,
+    partitions, retry modes, defaults); drop documentation examples. Returns what was removed.
 
-    Cached per (requirements, platform, Python) under the build directory.
+    botocore loads a service's model only when a client for it is made, so the other ~420
+    directories are dead weight: 13 MB zipped, and more to unpack on every cold start."""
+    data = target / "botocore" / "data"
+    if not data.is_dir():
+        raise DeployError(f"{target} has no botocore/data: requirements.txt must pin botocore.")
+    removed = []
+    for entry in sorted(data.iterdir()):
+        if entry.is_dir() and entry.name not in SHIPPED_SERVICES:
+            shutil.rmtree(entry)
+            removed.append(entry.name)
+    missing = sorted(SHIPPED_SERVICES - {p.name for p in data.iterdir() if p.is_dir()})
+    if missing:
+        raise DeployError(f"botocore has no model for {missing}: check SHIPPED_SERVICES.")
+    for examples in data.rglob("examples-1.json"):
+        examples.unlink()
+    for record in target.glob("botocore-*.dist-info/RECORD"):  # list only what is shipped
+        rows = record.read_text().splitlines()
+        record.write_text("".join(f"{row}\n" for row in rows
+                                  if (target / row.split(",", 1)[0]).exists() or "dist-info" in row))
+    return removed
+
+
+def vendor_dependencies(root: Path, architecture: str, python_version: str) -> Path:
+    """requirements.txt installed for Lambda's platform, botocore trimmed to what the app calls.
+
+    Cached per (requirements, platform, Python, trimming) under the build directory.
     """
     requirements = root / "requirements.txt"
-    key = hashlib.sha256(requirements.read_bytes() + f"{architecture}{python_version}".encode())
+    key = hashlib.sha256(requirements.read_bytes() + f"{architecture}{python_version}".encode()
+                         + ",".join(sorted(SHIPPED_SERVICES)).encode())
     target = root / BUILD_ROOT / f"vendor-{key.hexdigest()[:16]}"
     if (target / ".complete").exists():
         return target
@@ -348,11 +383,24 @@ def vendor_dependencies(root: Path, architecture: str, python_version: str) -> P
     if done.returncode != 0:
         raise DeployError(f"Installing requirements.txt for Lambda ({PLATFORMS[architecture]}, Python "
                           f"{python_version}) failed; every dependency needs a wheel:\n{done.stderr}")
-    strip_runtime_provided(target)
+    strip_unshipped(target)
+    trim_botocore(target)
     for cache in target.rglob("__pycache__"):
         shutil.rmtree(cache, ignore_errors=True)
     (target / ".complete").write_text("")
     return target
+
+
+def lambda_runtime() -> str:
+    """The runtime Chalice will declare: the one of the Python running it. Refused when AWS has
+    deprecated it (infra/runtime.py has the dates), so a deploy never makes a function that
+    AWS blocks or will soon block."""
+    found = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    try:
+        runtime.check_deployable(found)
+    except runtime.RuntimeRefused as exc:
+        raise DeployError(str(exc)) from None
+    return found
 
 
 def stage_project(root: Path, stage: str) -> Path:
@@ -361,7 +409,7 @@ def stage_project(root: Path, stage: str) -> Path:
     config = load_chalice_config(root)
     architecture = str(config.get("stages", {}).get(stage, {}).get("lambda_architecture")
                        or config.get("lambda_architecture") or "x86_64")
-    python_version = f"{sys.version_info[0]}.{sys.version_info[1]}"  # Chalice picks the same
+    python_version = lambda_runtime().removeprefix("python")  # Chalice picks the same
     vendor = vendor_dependencies(root, architecture, python_version)
     project = root / BUILD_ROOT / stage / "project"
     for stale in ("app.py", "chalicelib", "vendor", "requirements.txt"):
@@ -376,7 +424,7 @@ def stage_project(root: Path, stage: str) -> Path:
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     shutil.copytree(vendor, project / "vendor", ignore=shutil.ignore_patterns(".complete"))
     (project / "requirements.txt").write_text(
-        "# Dependencies are vendored by infra/deploy.py (vendor/), without the runtime's boto3.\n")
+        "# Dependencies are vendored by infra/deploy.py (vendor/), botocore trimmed.\n")
     for policy in (root / ".chalice").glob("policy-*.json"):
         shutil.copy2(policy, project / ".chalice" / policy.name)
     shutil.copy2(root / ".chalice" / "config.json", project / ".chalice" / "config.json")
@@ -433,8 +481,9 @@ def package(stage: str, *, root: Path = ROOT, runner: Runner = run_subprocess,
     size = zip_path.stat().st_size
     with zipfile.ZipFile(zip_path) as archive:
         shipped = {n.split("/", 1)[0] for n in archive.namelist()}
-    if shipped & {"botocore", "boto3"}:
-        raise DeployError(f"{zip_path} contains botocore/boto3: the vendoring step failed.")
+    if shipped & NOT_SHIPPED or not {"botocore", "tzdata"} <= shipped:
+        raise DeployError(f"{zip_path} must carry botocore and tzdata and no boto3: the vendoring "
+                          f"step failed (top level: {sorted(shipped)}).")
     out(f"package: {zip_path.relative_to(root)} {size / 1e6:.2f} MB "
         f"(limit {MAX_PACKAGE_BYTES / 1e6:.1f} MB); template: {merged_path.relative_to(root)}")
     if size > MAX_PACKAGE_BYTES:
