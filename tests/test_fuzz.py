@@ -9,9 +9,11 @@ before and after).
 
 Most frames run in-process through ``dispatch.handle`` (the ``$default`` path, minus the
 posting) against the session's DynamoDB Local with real connection records, which is fast;
-a few hundred more go through the local API Gateway stand-in over a real WebSocket, binary
-and oversize frames included. Runs are derandomised and database-less: the same frames on
-every run, so CI is reproducible and bounded in time.
+a few hundred more go through the local API Gateway stand-in over a real WebSocket. Frames
+API Gateway itself refuses (binary, or over 32 KB) never reach the app: the gateway closes
+the connection (1003 / 1009) and invokes only ``$disconnect``, which is asserted over the
+wire too. Runs are derandomised and database-less: the same frames on every run, so CI is
+reproducible and bounded in time.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from websockets.exceptions import ConnectionClosed
 
 from chalicelib import agents, auth, config, conversations, dispatch, presence, routing
 from chalicelib.fanout import Outbox
@@ -53,6 +56,8 @@ from chalicelib.protocol import (
     encode,
     parse,
 )
+from infra.local.gateway import MAX_FRAME_BYTES as GATEWAY_FRAME_BYTES
+from tests.client import eventually
 from tests.conftest import PASSWORD
 
 
@@ -330,21 +335,31 @@ def test_raw_garbage_gets_one_clear_error(world, raw, binary):
 # ---------------------------------------------------------------- over the wire
 
 def _wire_frames() -> st.SearchStrategy[tuple[str, Any]]:
-    """Frames that must each get exactly one ``error`` back over the socket."""
+    """Frames that reach the app and must each get exactly one ``error`` back over the
+    socket: text only, at most API Gateway's 32 KB (it closes the connection for more)."""
     def invalid(doc: dict[str, Any]) -> bool:
+        raw = json.dumps(doc)  # as Client.send sends it (non-ASCII escaped: up to 12 bytes a char)
+        if len(raw) > GATEWAY_FRAME_BYTES:
+            return False  # the gateway would close the connection (see the test below)
         try:
-            parse(json.dumps(doc))
+            parse(raw)
         except ProtocolError:
             return True
         return False
 
+    def padded(n: int) -> str:
+        return json.dumps({"action": "ping", "p": "x" * n})
+
+    overhead = len(padded(0))
     return st.one_of(
         shaped_frames().filter(invalid).map(lambda d: ("json", d)),
-        st.binary(min_size=1, max_size=300).map(lambda b: ("binary", b)),
+        st.binary(min_size=1, max_size=300).map(
+            lambda b: ("text", b.decode("latin-1"))),  # bytes as text: not JSON, or odd JSON
         st.sampled_from(["{", "[1,2]", "null", '"x"', "\ufeff{}", '{"action":"teleport"}'])
         .map(lambda t: ("text", t)),
-        st.integers(MAX_FRAME_BYTES + 1, 100_000)
-        .map(lambda n: ("text", json.dumps({"action": "ping", "p": "x" * n}))),
+        # Over our 20,000-byte frame limit, within API Gateway's 32 KB: the app refuses it.
+        st.integers(MAX_FRAME_BYTES + 1 - overhead, GATEWAY_FRAME_BYTES - overhead)
+        .map(lambda n: ("text", padded(n))),
         st.sampled_from(["send", "typing", "read", "sync", "close", "note", "notes", "context",
                          "transfer", "transfer_answer", "accept"]).map(lambda a: ("aimed", a)),
     )
@@ -361,8 +376,8 @@ def _aimed(action: str, conv: str) -> dict[str, Any]:
 
 
 def test_hostile_frames_over_a_real_websocket(stack, world, visitor, agent, address_counters):
-    """A few hundred hostile frames through the API Gateway stand-in, binary and oversize
-    (over 20,000 bytes, under API Gateway's 128 KB) included: each gets one clear error,
+    """A few hundred hostile text frames through the API Gateway stand-in, oversize ones
+    included (over our 20,000 bytes, within API Gateway's 32 KB): each gets one clear error,
     the connection stays up, no handler fails, and the victim's conversation is untouched."""
     guest = visitor()
     guest.start()
@@ -377,9 +392,7 @@ def test_hostile_frames_over_a_real_websocket(stack, world, visitor, agent, addr
     def run(item, as_agent):
         client = outsider if as_agent else guest
         kind, payload = item
-        if kind == "binary":
-            client.send_raw(payload)
-        elif kind == "json":
+        if kind == "json":
             client.send(payload)
         elif kind == "aimed":
             client.send(_aimed(payload, world.ids[VICTIM_CONV]))
@@ -387,16 +400,68 @@ def test_hostile_frames_over_a_real_websocket(stack, world, visitor, agent, addr
             client.send_raw(payload)
         refusal = client.expect("error")
         assert refusal["code"] in ERROR_CODES and refusal["code"] != RETRY and refusal["message"]
-        if kind == "binary":
-            assert refusal["code"] == BAD_FRAME
-        if kind == "text" and len(payload) > MAX_FRAME_BYTES:
+        oversize = kind == "text" and len(payload.encode()) > MAX_FRAME_BYTES
+        if oversize:
             assert refusal["code"] == TOO_LARGE
-        sent["oversize" if kind == "text" and len(payload) > MAX_FRAME_BYTES else kind] += 1
+        sent["oversize" if oversize else kind] += 1
 
     run()
-    assert sum(sent.values()) >= 280 and min(sent.values()) >= 10 and len(sent) == 5, sent
+    assert sum(sent.values()) >= 280 and min(sent.values()) >= 10 and len(sent) == 4, sent
     assert stack.gateway.counters["invoke_error:$default"] == failures
     assert world.victim_state() == before
     for client in (guest, outsider):
         assert client.request({"action": "ping", "ref": "still-here"}, "pong")["ref"] == "still-here"
         assert not [f for f in client.backlog if f.get("type") == "error"], client.backlog
+
+
+# What API Gateway refuses itself ("Quotas for configuring and running a WebSocket API":
+# 32 KB frames, 128 KB messages, close code 1009; "Working with binary media types for
+# WebSocket APIs": binary frames, 1003): the connection is closed and no route but
+# $disconnect runs. Each case on a fresh visitor connection, which the app must forget.
+GATEWAY_REFUSALS = [
+    ("binary", b"", 1003),
+    ("binary", b'{"action": "ping", "ref": "x"}', 1003),
+    ("binary", bytes(range(256)) * 8, 1003),
+    ("frame", json.dumps({"action": "ping", "p": "x" * GATEWAY_FRAME_BYTES}), 1009),
+    ("frame", "y" * (GATEWAY_FRAME_BYTES + 1), 1009),
+    ("frame", "z" * 100_000, 1009),
+    ("message", ["{" + " " * (GATEWAY_FRAME_BYTES - 1)] * 4 + ["}"], 1009),
+]
+
+
+@pytest.mark.parametrize("kind,payload,code", GATEWAY_REFUSALS,
+                         ids=[f"{k}-{i}" for i, (k, _, _) in enumerate(GATEWAY_REFUSALS)])
+def test_frames_api_gateway_refuses_close_the_connection(stack, visitor, kind, payload, code):
+    bystander = visitor()
+    bystander.start()
+    known = set(stack.gateway.connection_ids())
+    guest = visitor()
+    (connection_id,) = set(stack.gateway.connection_ids()) - known
+    presence.connection(connection_id)  # registered with the app
+    counters = stack.gateway.counters.copy()
+
+    try:
+        guest.send_raw(payload)
+    except ConnectionClosed:
+        pass  # the gateway may close before the client has sent it all
+    with pytest.raises(ConnectionClosed) as closed:
+        while True:
+            guest.ws.recv(timeout=5)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == code
+
+    after = stack.gateway.counters.copy()
+    assert after["invoke:$default"] == counters["invoke:$default"]  # no route ran for it
+    refused = {"binary": "refused:binary", "frame": "refused:frame_too_big",
+               "message": "refused:message_too_big"}[kind]
+    assert after[refused] == counters[refused] + 1
+
+    def forgotten() -> bool:  # $disconnect ran: the app no longer knows the connection
+        try:
+            presence.connection(connection_id)
+        except ProtocolError:
+            return True
+        return False
+
+    eventually(forgotten)
+    assert connection_id not in stack.gateway.connection_ids()
+    assert bystander.request({"action": "ping", "ref": "unaffected"}, "pong")["ref"] == "unaffected"

@@ -8,6 +8,7 @@ plain urllib for REST/static, so the wire formats are what is under test.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
 import json
 import threading
@@ -25,7 +26,14 @@ from chalice.app import Chalice, WebsocketEvent
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from infra.local.gateway import MAX_MESSAGE_BYTES, GatewayServer
+from infra.local.gateway import (
+    IDLE_TIMEOUT_S,
+    MAX_CONNECTION_S,
+    MAX_FRAME_BYTES,
+    MAX_MESSAGE_BYTES,
+    GatewayServer,
+)
+from infra.local.stack import Stack
 
 try:  # works whether or not tests/ is a package
     from tests import echo_app
@@ -69,6 +77,29 @@ async def open_ws(server: GatewayServer, query: str = "") -> tuple[ClientConnect
 
 async def recv(ws: ClientConnection, timeout: float = 5.0) -> str | bytes:
     return await asyncio.wait_for(ws.recv(), timeout)
+
+
+async def closed_with(ws: ClientConnection, timeout: float = 5.0) -> tuple[int, list[str | bytes]]:
+    """Wait for the server to close ``ws``: its close code, and what arrived before."""
+    received: list[str | bytes] = []
+    with pytest.raises(ConnectionClosed) as closed:
+        while True:
+            received.append(await recv(ws, timeout))
+    assert closed.value.rcvd is not None, "no close frame: the TCP link just died"
+    return closed.value.rcvd.code, received
+
+
+async def send_refused(ws: ClientConnection, message: Any) -> None:
+    """Send what the gateway will refuse; it may close before the client has sent it all."""
+    with contextlib.suppress(ConnectionClosed):
+        await ws.send(message)
+
+
+def disconnect_of(connection_id: str) -> dict[str, Any]:
+    """The echo app's record of ``$disconnect`` for a connection (waits for it)."""
+    wait_until(lambda: any(d["connectionId"] == connection_id for d in echo_app.disconnects))
+    (record,) = [d for d in echo_app.disconnects if d["connectionId"] == connection_id]
+    return record
 
 
 def management(endpoint: str) -> Any:
@@ -252,7 +283,8 @@ def test_events_match_api_gateway_shape(probe: GatewayServer) -> None:
     assert connect_ev["queryStringParameters"] == {"visitor": "v1", "tag": "b"}
     assert connect_ev["multiValueQueryStringParameters"] == {"visitor": ["v1"], "tag": ["a", "b"]}
     assert connect_ev["headers"]["User-Agent"] == "probe-agent/1.0"
-    assert connect_ev["multiValueHeaders"]["Upgrade"] == ["websocket"]
+    # Hop-by-hop headers stay with the gateway, as on AWS.
+    assert not {"upgrade", "connection"} & {h.lower() for h in connect_ev["multiValueHeaders"]}
     assert connect_ev["isBase64Encoded"] is False
 
     mctx = message_ev["requestContext"]
@@ -317,23 +349,106 @@ def test_frames_are_dispatched_concurrently(probe: GatewayServer) -> None:
     assert asyncio.run(scenario()) < 1.2
 
 
-def test_oversized_frame_closes_with_1009(echo: GatewayServer) -> None:
-    async def scenario() -> tuple[str, str | bytes, int | None]:
+def test_frame_over_32k_closes_with_1009_and_invokes_nothing(echo: GatewayServer) -> None:
+    """API Gateway quotas: "WebSocket frame size 32 KB"; a larger frame closes the connection
+    with 1009 and reaches no route."""
+
+    async def scenario() -> tuple[str, str | bytes, int]:
         ws, cid = await open_ws(echo)
         async with ws:
-            await ws.send("x" * MAX_MESSAGE_BYTES)  # exactly at the limit: fine
+            await ws.send("x" * MAX_FRAME_BYTES)  # exactly at the limit: fine
             at_limit = await recv(ws)
-            await ws.send("x" * (MAX_MESSAGE_BYTES + 1))
-            with pytest.raises(ConnectionClosed) as info:
-                await recv(ws)
-            return cid, at_limit, info.value.rcvd.code if info.value.rcvd else None
+            await send_refused(ws, "x" * (MAX_FRAME_BYTES + 1))
+            code, after = await closed_with(ws)
+            assert after == []
+            return cid, at_limit, code
 
+    before = echo.counters.copy()
     cid, at_limit, code = asyncio.run(scenario())
-    assert len(at_limit) == MAX_MESSAGE_BYTES
+    assert len(at_limit) == MAX_FRAME_BYTES
     assert code == 1009
-    wait_until(lambda: any(d["connectionId"] == cid for d in echo_app.disconnects))
-    (record,) = [d for d in echo_app.disconnects if d["connectionId"] == cid]
-    assert record["code"] == 1009
+    assert echo.counters["invoke:$default"] == before["invoke:$default"] + 1  # the 32 KB one
+    assert echo.counters["refused:frame_too_big"] == before["refused:frame_too_big"] + 1
+    record = disconnect_of(cid)
+    assert (record["code"], record["reason"]) == (1009, "Frame size exceeds 32 KB limit")
+
+
+def test_a_single_128k_frame_is_over_the_frame_limit(echo: GatewayServer) -> None:
+    """128 KB is the message limit, not the frame limit: in one frame it is refused."""
+
+    async def scenario() -> tuple[str, int]:
+        ws, cid = await open_ws(echo)
+        async with ws:
+            await send_refused(ws, "x" * MAX_MESSAGE_BYTES)
+            code, _ = await closed_with(ws)
+            return cid, code
+
+    before = echo.counters["invoke:$default"]
+    cid, code = asyncio.run(scenario())
+    assert code == 1009
+    assert disconnect_of(cid)["code"] == 1009
+    assert echo.counters["invoke:$default"] == before
+
+
+def test_fragmented_message_over_128k_closes_with_1009(echo: GatewayServer) -> None:
+    """Fragments of at most 32 KB each make one message of up to 128 KB; a byte more and
+    the connection is closed with 1009, the message never delivered."""
+    fragment = "x" * MAX_FRAME_BYTES
+    fragments = MAX_MESSAGE_BYTES // MAX_FRAME_BYTES
+
+    async def scenario() -> tuple[str, str | bytes, int]:
+        ws, cid = await open_ws(echo)
+        async with ws:
+            await ws.send([fragment] * fragments)  # 4 frames, 128 KB in all: fine
+            at_limit = await recv(ws)
+            await send_refused(ws, [fragment] * fragments + ["y"])
+            code, after = await closed_with(ws)
+            assert after == []
+            return cid, at_limit, code
+
+    before = echo.counters.copy()
+    cid, at_limit, code = asyncio.run(scenario())
+    assert at_limit == fragment * fragments
+    assert code == 1009
+    assert echo.counters["invoke:$default"] == before["invoke:$default"] + 1
+    assert echo.counters["refused:message_too_big"] == before["refused:message_too_big"] + 1
+    record = disconnect_of(cid)
+    assert (record["code"], record["reason"]) == (1009, "Message size exceeds 128 KB limit")
+
+
+def test_small_fragments_make_one_message(echo: GatewayServer) -> None:
+    async def scenario() -> str | bytes:
+        async with connect(echo.ws_url) as ws:
+            await ws.send(["hel", "lo ", "wörld"])
+            return await recv(ws)
+
+    assert asyncio.run(scenario()) == "hello wörld"
+
+
+@pytest.mark.parametrize("payload", [b"", b"\x00\xff", b'{"action": "ping"}'])
+def test_binary_frame_closes_with_1003_and_invokes_nothing(echo: GatewayServer,
+                                                           payload: bytes) -> None:
+    """"Working with binary media types for WebSocket APIs": API Gateway does not accept
+    binary frames from clients; it closes the connection with 1003 and invokes no route.
+    What the client sent before still reaches the app."""
+
+    async def scenario() -> tuple[str, int]:
+        ws, cid = await open_ws(echo)
+        async with ws:
+            await ws.send("before")
+            assert await recv(ws) == "before"
+            await send_refused(ws, payload)
+            code, after = await closed_with(ws)
+            assert after == []
+            return cid, code
+
+    before = echo.counters.copy()
+    cid, code = asyncio.run(scenario())
+    assert code == 1003
+    assert echo.counters["invoke:$default"] == before["invoke:$default"] + 1  # "before" only
+    assert echo.counters["refused:binary"] == before["refused:binary"] + 1
+    record = disconnect_of(cid)
+    assert (record["code"], record["reason"]) == (1003, "Binary frames are not supported")
 
 
 # ------------------------------------------------------------ @connections API
@@ -532,12 +647,23 @@ def test_stop_closes_sockets_and_runs_disconnect(monkeypatch: pytest.MonkeyPatch
     asyncio.run(scenario())
 
 
+def test_limits_are_on_by_default() -> None:
+    """API Gateway's idle timeout (10 min) and maximum connection (2 h), as ``make dev`` and
+    the test stack get them unless told otherwise."""
+    assert (IDLE_TIMEOUT_S, MAX_CONNECTION_S) == (600, 7200)
+    server = GatewayServer(echo_app.app)
+    assert (server.idle_timeout, server.max_connection_duration) == (600, 7200)
+    stack = Stack()
+    assert (stack.idle_timeout, stack.max_connection_duration) == (600, 7200)
+
+
 def test_idle_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
     with GatewayServer(echo_app.app, idle_timeout=0.5) as server:
         monkeypatch.setenv(ENDPOINT_ENV, server.management_endpoint)
 
         async def scenario() -> None:
-            async with connect(server.ws_url) as ws:
+            ws, cid = await open_ws(server)
+            async with ws:
                 await asyncio.sleep(0.3)
                 await ws.send("keep alive")  # activity resets the idle clock
                 assert await recv(ws) == "keep alive"
@@ -546,5 +672,29 @@ def test_idle_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
                 with pytest.raises(ConnectionClosed) as closed:
                     await recv(ws, timeout=3)
                 assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+                assert (await asyncio.to_thread(disconnect_of, cid))["code"] == 1001
 
         asyncio.run(scenario())
+        assert server.counters["closed:idle"] == 1
+
+
+def test_maximum_connection_duration(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A busy connection is closed all the same when it reaches the maximum duration."""
+    with GatewayServer(echo_app.app, idle_timeout=None, max_connection_duration=0.8) as server:
+        monkeypatch.setenv(ENDPOINT_ENV, server.management_endpoint)
+
+        async def scenario() -> None:
+            ws, cid = await open_ws(server)
+            async with ws:
+                started = time.monotonic()
+                with pytest.raises(ConnectionClosed) as closed:
+                    while True:
+                        await ws.send("busy")
+                        assert await recv(ws, timeout=3) == "busy"
+                        await asyncio.sleep(0.1)
+                assert time.monotonic() - started >= 0.7
+                assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+                assert (await asyncio.to_thread(disconnect_of, cid))["code"] == 1001
+
+        asyncio.run(scenario())
+        assert server.counters["closed:max_duration"] == 1

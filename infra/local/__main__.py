@@ -11,6 +11,7 @@ import sys
 import threading
 
 from infra.local.dynamodb import Unavailable
+from infra.local.gateway import IDLE_TIMEOUT_S, MAX_CONNECTION_S
 from infra.local.stack import LOCAL_DIR, Stack
 
 DEMO_AGENT, DEMO_PASSWORD = "demo", "demo-password"
@@ -20,6 +21,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m infra.local")
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
     parser.add_argument("--fresh", action="store_true", help="start with an empty database")
+    # API Gateway's WebSocket limits, on by default as on AWS; 0 turns one off (debugging).
+    parser.add_argument("--idle-timeout", type=float, default=IDLE_TIMEOUT_S, metavar="SECONDS",
+                        help=f"close WebSockets idle this long (default {IDLE_TIMEOUT_S:g}; 0: never)")
+    parser.add_argument("--max-connection", type=float, default=MAX_CONNECTION_S,
+                        metavar="SECONDS",
+                        help=f"close WebSockets open this long (default {MAX_CONNECTION_S:g}; 0: never)")
     args = parser.parse_args()
     # A thousand visitors are a thousand sockets; many shells default to 1,024 descriptors.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -34,7 +41,8 @@ def main() -> int:
     # The app's EMF lines stay JSON on stdout (as CloudWatch gets them); each metric is also
     # printed readably on stderr: "metric MessagesSent=1 side=visitor (...)".
     telemetry.add_sink(printer())
-    stack = Stack(port=args.port, data_dir=data_dir)
+    stack = Stack(port=args.port, data_dir=data_dir, idle_timeout=args.idle_timeout or None,
+                  max_connection_duration=args.max_connection or None)
     try:
         stack.start()
     except Unavailable as exc:

@@ -14,6 +14,15 @@ server on its own asyncio loop (in a daemon thread) that
 * serves static folders (the demo page, the widget) with caching disabled;
 * fires ``@app.schedule`` handlers on demand or on a timer.
 
+It refuses by default what API Gateway refuses (the quotas page, "Quotas for configuring and
+running a WebSocket API in API Gateway", and "Working with binary media types for WebSocket
+APIs"): a client frame over 32 KB or a message over 128 KB closes the connection with 1009, a
+binary frame closes it with 1003, in both cases with no route invoked; a connection idle for
+10 minutes or open for 2 hours is closed (1001); an ``@connections`` POST over 128 KB answers
+413. Events carry the keys real events carry, no more (Powertools' sample events
+``tests/events/apiGatewayWebSocketApi{Connect,Message,Disconnect}.json`` are the reference;
+``tests/test_gateway_events.py`` compares them key for key).
+
 Handlers are blocking (boto3, DynamoDB), so they always run in a thread pool,
 never on the event loop; each ``$default`` frame is its own invocation, run
 concurrently, exactly like Lambda would.  Unlike Lambda, all invocations share
@@ -44,6 +53,8 @@ from pathlib import Path
 from typing import Any, Self, TypeVar
 
 from aiohttp import WSMsgType, web
+from aiohttp.http_websocket import WebSocketError, WebSocketWriter
+from aiohttp.web_request import BaseRequest
 from chalice.app import Chalice, ScheduledEventConfig
 from chalice.config import Config
 from chalice.local import LocalGateway, LocalGatewayException
@@ -53,9 +64,19 @@ __all__ = ["GatewayServer", "LocalLambdaContext"]
 
 logger = logging.getLogger(__name__)
 
-#: API Gateway's hard limit for one WebSocket message and for a
-#: ``PostToConnection`` payload (128 KB).
+# API Gateway's WebSocket quotas ("Quotas for configuring and running a WebSocket API in API
+# Gateway"; none can be raised): "WebSocket frame size 32 KB", "Message payload size 128 KB"
+# ("If a larger message (or larger frame size) is received, the connection is closed with code
+# 1009"), "Idle Connection Timeout 10 minutes", "Connection duration for WebSocket API 2 hours".
+
+#: Largest client frame API Gateway accepts (32 KB); one byte more closes the socket with 1009.
+MAX_FRAME_BYTES = 32 * 1024
+#: Largest client message (fragments reassembled) and ``PostToConnection`` payload (128 KB).
 MAX_MESSAGE_BYTES = 128 * 1024
+#: Seconds without a client data frame before API Gateway closes the connection (10 min).
+IDLE_TIMEOUT_S = 10 * 60.0
+#: Seconds after which API Gateway closes any connection, busy or not (2 h).
+MAX_CONNECTION_S = 2 * 60 * 60.0
 
 #: Fake but well-formed identifiers; boto3 and Powertools only care about shape.
 ACCOUNT_ID = "123456789012"
@@ -69,7 +90,19 @@ _CLOSE_NORMAL = 1000
 _CLOSE_GOING_AWAY = 1001
 _CLOSE_NO_STATUS = 1005
 _CLOSE_ABNORMAL = 1006
+_CLOSE_UNSUPPORTED = 1003
 _CLOSE_TOO_BIG = 1009
+# AWS documents the codes of these closes, not the disconnectReason it reports with them.
+_REASON_BINARY = "Binary frames are not supported"
+_REASON_FRAME_TOO_BIG = "Frame size exceeds 32 KB limit"
+_REASON_MESSAGE_TOO_BIG = "Message size exceeds 128 KB limit"
+
+# Hop-by-hop headers of the upgrade request: API Gateway does not pass them to $connect
+# (compare Powertools' apiGatewayWebSocketApiConnect.json with what any client sends).
+_HOP_BY_HOP = frozenset({"connection", "upgrade"})
+
+_OP_BINARY = 0x2
+_OP_CLOSE = 0x8
 
 _T = TypeVar("_T")
 
@@ -156,13 +189,133 @@ class _NoRoute(Exception):
     """The app has no handler for a route key API Gateway would have to reject."""
 
 
+def _header_size(header: bytes | bytearray) -> int:
+    """Bytes in a WebSocket frame header, as far as its first two bytes tell (RFC 6455 5.2)."""
+    if len(header) < 2:
+        return 2
+    length = header[1] & 0x7F
+    extended = 2 if length == 126 else 8 if length == 127 else 0
+    return 2 + extended + (4 if header[1] & 0x80 else 0)
+
+
+class _FrameRules:
+    """API Gateway's rules for client frames, applied to the raw bytes before aiohttp parses them.
+
+    aiohttp's ``max_msg_size`` only bounds a whole message, and its reader never tells how a
+    message was fragmented; API Gateway bounds every *frame* (32 KB) as well as the message
+    (128 KB) and refuses binary frames. So this sits between the connection and aiohttp's
+    ``WebSocketReader``: it follows the frame headers in the byte stream (skipping payloads, so
+    it costs a few operations per frame) and forwards the bytes unchanged. At the first frame
+    API Gateway would refuse, it forwards the frames before it (they are dispatched, as on
+    AWS), drops the rest, and fails aiohttp's message queue with the close code: the reader
+    loop gets ``WSMsgType.ERROR`` and aiohttp closes the socket with that code, the way it
+    does for its own protocol errors. Control frames and protocol errors are left to aiohttp.
+    """
+
+    def __init__(self, reader: Any, queue: Any, refuse: Callable[[int, str], None]) -> None:
+        self._reader = reader  # aiohttp's WebSocketReader: feed_data / feed_eof
+        self._queue = queue  # aiohttp's WebSocketDataQueue: set_exception
+        self._refuse = refuse
+        self._header = bytearray()  # a frame header split across reads
+        self._frame_start = 0  # where the header being read began in this read
+        self._skip = 0  # payload bytes of the current frame still to pass
+        self._message = 0  # payload bytes of the data message in progress
+        self._refused = False
+
+    def feed_data(self, data: bytes) -> tuple[bool, bytes]:
+        if self._refused:
+            return True, b""
+        verdict = self._scan(data)
+        if verdict is None:
+            result: tuple[bool, bytes] = self._reader.feed_data(data)
+            return result
+        code, reason = verdict
+        self._refused = True
+        if self._frame_start > 0:
+            eof, _ = self._reader.feed_data(data[:self._frame_start])
+            if eof:  # aiohttp found a protocol error first: its verdict stands
+                return True, b""
+        self._refuse(code, reason)
+        self._queue.set_exception(WebSocketError(code, reason))
+        return True, b""
+
+    def feed_eof(self) -> None:
+        self._reader.feed_eof()
+
+    def _scan(self, data: bytes) -> tuple[int, str] | None:
+        """Follow frame headers through ``data``; the first refused frame's (code, reason)."""
+        pos, end = 0, len(data)
+        self._frame_start = 0
+        while pos < end:
+            if self._skip:
+                step = min(self._skip, end - pos)
+                self._skip -= step
+                pos += step
+                continue
+            if not self._header:
+                self._frame_start = pos
+            take = min(_header_size(self._header) - len(self._header), end - pos)
+            self._header += data[pos:pos + take]
+            pos += take
+            if len(self._header) < _header_size(self._header):
+                continue  # incomplete, or it just said it is longer
+            verdict = self._check(self._header)
+            self._header.clear()
+            if verdict is not None:
+                return verdict
+        return None
+
+    def _check(self, header: bytearray) -> tuple[int, str] | None:
+        fin, opcode, length = header[0] & 0x80, header[0] & 0x0F, header[1] & 0x7F
+        if length == 126:
+            length = int.from_bytes(header[2:4])
+        elif length == 127:
+            length = int.from_bytes(header[2:10])
+        self._skip = length
+        if opcode >= _OP_CLOSE:
+            return None  # close / ping / pong (interleaving is allowed)
+        if opcode == _OP_BINARY:
+            return _CLOSE_UNSUPPORTED, _REASON_BINARY
+        if length > MAX_FRAME_BYTES:
+            return _CLOSE_TOO_BIG, _REASON_FRAME_TOO_BIG
+        self._message += length
+        if self._message > MAX_MESSAGE_BYTES:
+            return _CLOSE_TOO_BIG, _REASON_MESSAGE_TOO_BIG
+        if fin:
+            self._message = 0
+        return None
+
+
+class _GatewayWebSocket(web.WebSocketResponse):
+    """aiohttp's server socket with :class:`_FrameRules` in front of its reader.
+
+    The rules go in where aiohttp installs its reader (``_post_start``), synchronously, so no
+    byte can reach the reader around them; bytes that arrived with the upgrade request are
+    held back and sent through the rules too.
+    """
+
+    def __init__(self, refuse: Callable[[int, str], None], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._refuse = refuse
+
+    def _post_start(self, request: BaseRequest, protocol: str | None,
+                    writer: WebSocketWriter) -> None:
+        handler = request.protocol
+        early, handler._message_tail = handler._message_tail, b""
+        super()._post_start(request, protocol, writer)
+        rules = _FrameRules(handler._payload_parser, self._reader, self._refuse)
+        handler._payload_parser = rules
+        if early and rules.feed_data(early)[0]:
+            handler.close()
+
+
 @dataclass(eq=False)
 class _Connection:
     """Book-keeping for one accepted WebSocket (loop thread only)."""
 
     connection_id: str
     source_ip: str
-    user_agent: str
+    user_agent: str | None  # None when the client sent no User-Agent
     connected_at: int  # epoch ms
     last_active_at: int  # epoch ms, updated on every inbound data frame
     ws: web.WebSocketResponse | None = None
@@ -187,7 +340,11 @@ class GatewayServer:
     ``invoke_error:<routeKey>``
         invocations that raised.
     ``frames_in``
-        data frames received from clients.
+        data messages received from clients and handed to ``$default``.
+    ``refused:binary`` / ``refused:frame_too_big`` / ``refused:message_too_big``
+        connections closed (1003 / 1009 / 1009) for a frame API Gateway refuses.
+    ``closed:idle`` / ``closed:max_duration``
+        connections closed (1001) by the idle timeout / the maximum connection duration.
     ``post`` / ``post:gone`` / ``post:too_large``
         ``@connections`` POSTs delivered / answered 410 / answered 413.
     ``get`` / ``delete`` (and ``get:gone`` / ``delete:gone``)
@@ -206,16 +363,17 @@ class GatewayServer:
         static_dirs: Mapping[str, Path] | None = None,
         schedule_interval: float | None = None,
         max_workers: int = 64,
-        idle_timeout: float | None = None,
-        max_connection_duration: float | None = None,
+        idle_timeout: float | None = IDLE_TIMEOUT_S,
+        max_connection_duration: float | None = MAX_CONNECTION_S,
         lambda_timeout: float = 30.0,
     ) -> None:
         """Configure, but do not start, the server.
 
-        ``idle_timeout`` / ``max_connection_duration`` (seconds) mimic API
-        Gateway's 10 minute idle and 2 hour hard limits; off by default so
-        debugging sessions are not cut.  ``lambda_timeout`` only feeds
-        ``context.get_remaining_time_in_millis()``; nothing is killed.
+        ``idle_timeout`` / ``max_connection_duration`` (seconds) are API Gateway's
+        10 minute idle and 2 hour hard limits, on by default as on AWS (tests may
+        shorten them; ``None`` or 0 turns one off, for a debugging session).
+        ``lambda_timeout`` only feeds ``context.get_remaining_time_in_millis()``;
+        nothing is killed.
         """
         self.app = app
         self.host = host
@@ -486,58 +644,87 @@ class GatewayServer:
 
     def _request_context(self, conn: _Connection, route_key: str, event_type: str,
                          now: int) -> dict[str, Any]:
+        """``requestContext`` with the keys AWS sends, in its order (Powertools' samples)."""
+        request_id = _aws_id()  # "$context.requestId: Same as $context.extendedRequestId"
+        identity = {"sourceIp": conn.source_ip}
+        if conn.user_agent is not None:
+            # $context.identity.userAgent is documented for WebSocket APIs (mapping template
+            # reference); the samples' client sent no User-Agent, hence none there.
+            identity["userAgent"] = conn.user_agent
         return {
             "routeKey": route_key,
             "eventType": event_type,
-            "extendedRequestId": _aws_id(),
+            "extendedRequestId": request_id,
             "requestTime": _request_time(now),
             "messageDirection": "IN",
             "stage": self.stage,
             "connectedAt": conn.connected_at,
             "requestTimeEpoch": now,
-            "identity": {"sourceIp": conn.source_ip, "userAgent": conn.user_agent},
-            "requestId": _aws_id(),
-            "domainName": f"{self._client_host}:{self.port}",
+            "identity": identity,
+            "requestId": request_id,
+            "domainName": self._domain_name,
             "connectionId": conn.connection_id,
             "apiId": API_ID,
         }
 
+    @property
+    def _domain_name(self) -> str:
+        # On AWS, "<apiId>.execute-api.<region>.amazonaws.com": the host clients dial, and the
+        # one apps build the @connections endpoint from. Here that needs the port.
+        return f"{self._client_host}:{self.port}"
+
     def _connect_event(self, conn: _Connection, request: web.Request) -> dict[str, Any]:
+        """The ``$connect`` event: what the client sent, without hop-by-hop headers, plus what
+        API Gateway adds (trace id, X-Forwarded-*)."""
         multi_headers: dict[str, list[str]] = {}
         for name, value in request.headers.items():
-            multi_headers.setdefault(name, []).append(value)
-        # API Gateway adds these; apps may read X-Forwarded-For for the client IP.
-        for name, value in (
-            ("X-Forwarded-For", conn.source_ip),
-            ("X-Forwarded-Port", str(self.port)),
-            ("X-Forwarded-Proto", "http"),
-        ):
-            if name.lower() not in {n.lower() for n in multi_headers}:
-                multi_headers[name] = [value]
-        multi_query: dict[str, list[str]] = {}
-        for name, value in request.query.items():
-            multi_query.setdefault(name, []).append(value)
-        return {
+            if name.lower() not in _HOP_BY_HOP:
+                multi_headers.setdefault(name, []).append(value)
+
+        def put(name: str, value: str) -> None:
+            for existing in [n for n in multi_headers if n.lower() == name.lower()]:
+                del multi_headers[existing]
+            multi_headers[name] = [value]
+
+        sent = {n.lower(): values[-1] for n, values in multi_headers.items()}
+        if "x-amzn-trace-id" not in sent:
+            # X-Ray's format: "Root=1-<epoch seconds, 8 hex>-<96 bits, 24 hex>".
+            put("X-Amzn-Trace-Id",
+                f"Root=1-{conn.connected_at // 1000:08x}-{secrets.token_hex(12)}")
+        forwarded = sent.get("x-forwarded-for")
+        put("X-Forwarded-For", f"{forwarded}, {conn.source_ip}" if forwarded else conn.source_ip)
+        put("X-Forwarded-Port", str(self.port))
+        put("X-Forwarded-Proto", "http")  # "https" on AWS: the stand-in has no TLS
+        multi_headers = dict(sorted(multi_headers.items(), key=lambda item: item[0].lower()))
+        event: dict[str, Any] = {
             "headers": {name: values[-1] for name, values in multi_headers.items()},
             "multiValueHeaders": multi_headers,
-            "queryStringParameters": (
-                {name: values[-1] for name, values in multi_query.items()} or None
-            ),
-            "multiValueQueryStringParameters": multi_query or None,
-            "requestContext": self._request_context(conn, "$connect", "CONNECT", conn.connected_at),
-            "isBase64Encoded": False,
         }
+        if request.query:
+            # Only when there is a query string: AWS leaves both keys out, not null.
+            multi_query: dict[str, list[str]] = {}
+            for name, value in request.query.items():
+                multi_query.setdefault(name, []).append(value)
+            event["queryStringParameters"] = {n: v[-1] for n, v in multi_query.items()}
+            event["multiValueQueryStringParameters"] = multi_query
+        event["requestContext"] = self._request_context(
+            conn, "$connect", "CONNECT", conn.connected_at)
+        event["isBase64Encoded"] = False
+        return event
 
-    def _message_event(self, conn: _Connection, body: str, is_base64: bool) -> dict[str, Any]:
+    def _message_event(self, conn: _Connection, body: str) -> dict[str, Any]:
         context = self._request_context(conn, "$default", "MESSAGE", _now_ms())
-        context["messageId"] = _aws_id()
-        return {"requestContext": context, "body": body, "isBase64Encoded": is_base64}
+        context = {"routeKey": context.pop("routeKey"), "messageId": _aws_id(), **context}
+        # Binary frames never get here (closed with 1003), so the body is always text.
+        return {"requestContext": context, "body": body, "isBase64Encoded": False}
 
     def _disconnect_event(self, conn: _Connection, code: int, reason: str) -> dict[str, Any]:
         context = self._request_context(conn, "$disconnect", "DISCONNECT", _now_ms())
         context["disconnectStatusCode"] = code
         context["disconnectReason"] = reason
-        headers = {"Host": f"{self._client_host}:{self.port}", "X-Forwarded-For": ""}
+        # Exactly the headers AWS sends on $disconnect (apiGatewayWebSocketApiDisconnect.json).
+        headers = {"Host": self._domain_name, "x-api-key": "", "X-Forwarded-For": "",
+                   "x-restapi": ""}
         return {
             "headers": headers,
             "multiValueHeaders": {k: [v] for k, v in headers.items()},
@@ -555,7 +742,7 @@ class GatewayServer:
         conn = _Connection(
             connection_id=_aws_id(),
             source_ip=request.remote or "127.0.0.1",
-            user_agent=request.headers.get("User-Agent", ""),
+            user_agent=request.headers.get("User-Agent"),
             connected_at=now,
             last_active_at=now,
         )
@@ -581,8 +768,10 @@ class GatewayServer:
         # As on AWS, a subprotocol is only agreed if $connect echoes it back.
         headers = {k.lower(): v for k, v in (result.get("headers") or {}).items()}
         protocol = headers.get("sec-websocket-protocol")
-        ws = web.WebSocketResponse(
-            # aiohttp refuses messages of *exactly* max_msg_size; AWS accepts 128 KB.
+        ws = _GatewayWebSocket(
+            functools.partial(self._refuse, conn),
+            # _FrameRules enforces the limits first; this is aiohttp's own backstop (it
+            # refuses messages of *exactly* max_msg_size; AWS accepts 128 KB).
             max_msg_size=MAX_MESSAGE_BYTES + 1,
             compress=False,  # API Gateway does not negotiate permessage-deflate
             autoping=True,
@@ -611,9 +800,7 @@ class GatewayServer:
         while True:
             msg = await ws.receive()
             if msg.type is WSMsgType.TEXT:
-                self._on_frame(conn, msg.data, is_base64=False)
-            elif msg.type is WSMsgType.BINARY:
-                self._on_frame(conn, base64.b64encode(msg.data).decode("ascii"), is_base64=True)
+                self._on_frame(conn, msg.data)
             elif msg.type is WSMsgType.CLOSE:
                 if conn.server_close:
                     return conn.server_close
@@ -622,26 +809,36 @@ class GatewayServer:
                     return code, "Client-side close frame status not set"
                 return code, f"Client-side close frame status set to {code}"
             elif msg.type is WSMsgType.ERROR:
-                if conn.server_close:
+                if conn.server_close:  # refused by _FrameRules, or closed by us
                     return conn.server_close
-                # Protocol violations (e.g. 1009 for > 128 KB) carry their code;
-                # ws.close_code would only say 1006 by now.
+                # aiohttp's own protocol errors carry their code; ws.close_code would only
+                # say 1006 by now.
                 code = int(getattr(msg.data, "code", None) or _CLOSE_ABNORMAL)
                 if code == _CLOSE_TOO_BIG:
-                    return code, "Message too big"
+                    return code, _REASON_MESSAGE_TOO_BIG
                 return code, "Going away"
             elif msg.type in (WSMsgType.CLOSING, WSMsgType.CLOSED):
                 if conn.server_close:
                     return conn.server_close
                 return _CLOSE_ABNORMAL, "Going away"
 
-    def _on_frame(self, conn: _Connection, body: str, *, is_base64: bool) -> None:
+    def _on_frame(self, conn: _Connection, body: str) -> None:
         conn.last_active_at = _now_ms()
         self._count("frames_in")
-        self._spawn(self._dispatch_message(conn, body, is_base64), owner=conn.tasks)
+        self._spawn(self._dispatch_message(conn, body), owner=conn.tasks)
 
-    async def _dispatch_message(self, conn: _Connection, body: str, is_base64: bool) -> None:
-        event = self._message_event(conn, body, is_base64)
+    def _refuse(self, conn: _Connection, code: int, reason: str) -> None:
+        """A frame API Gateway refuses (called by _FrameRules, on the loop): record why, so
+        the reader loop reports it to ``$disconnect``; aiohttp sends the close frame."""
+        kind = {_REASON_BINARY: "binary", _REASON_FRAME_TOO_BIG: "frame_too_big"}.get(
+            reason, "message_too_big")
+        self._count(f"refused:{kind}")
+        logger.info("closing %s with %d: %s", conn.connection_id, code, reason)
+        if conn.server_close is None:
+            conn.server_close = (code, reason)
+
+    async def _dispatch_message(self, conn: _Connection, body: str) -> None:
+        event = self._message_event(conn, body)
         try:
             await self._invoke("$default", event)
         except _NoRoute:
@@ -725,6 +922,7 @@ class GatewayServer:
                     self.max_connection_duration or 0
                 )
                 if (too_idle or too_old) and conn.server_close is None:
+                    self._count("closed:max_duration" if too_old else "closed:idle")
                     conn.server_close = (_CLOSE_GOING_AWAY, "Going away")
                     self._spawn(self._server_close(conn, _CLOSE_GOING_AWAY, "Going away"))
 
@@ -776,9 +974,12 @@ class GatewayServer:
         self._count("get")
         # The wire names are camelCase (the service model's locationName);
         # boto3 presents them as ConnectedAt / Identity.SourceIp / LastActiveAt.
+        identity = {"sourceIp": conn.source_ip}
+        if conn.user_agent is not None:
+            identity["userAgent"] = conn.user_agent
         return web.json_response({
             "connectedAt": _iso8601(conn.connected_at),
-            "identity": {"sourceIp": conn.source_ip, "userAgent": conn.user_agent},
+            "identity": identity,
             "lastActiveAt": _iso8601(conn.last_active_at),
         })
 

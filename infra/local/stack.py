@@ -15,7 +15,7 @@ from pathlib import Path
 from types import ModuleType
 
 from infra.local.dynamodb import ROOT, DynamoDBLocal
-from infra.local.gateway import GatewayServer
+from infra.local.gateway import IDLE_TIMEOUT_S, MAX_CONNECTION_S, GatewayServer
 from infra.local.ses import SesLocal
 from infra.local.sqs import SqsLocal, SqsPoller
 
@@ -37,11 +37,17 @@ def local_secret() -> str:
 
 
 class Stack:
-    """Start and stop every local part in the right order."""
+    """Start and stop every local part in the right order.
+
+    ``idle_timeout`` / ``max_connection_duration`` (seconds) are API Gateway's WebSocket limits
+    (10 minutes, 2 hours), on by default as on AWS; ``None`` turns one off.
+    """
 
     def __init__(self, *, port: int = 0, table: str = "chat", data_dir: Path | None = None,
                  schedule_interval: float | None = 5.0, token_secret: str | None = None,
-                 poll_queues: bool = True, retry_delay: float | None = None) -> None:
+                 poll_queues: bool = True, retry_delay: float | None = None,
+                 idle_timeout: float | None = IDLE_TIMEOUT_S,
+                 max_connection_duration: float | None = MAX_CONNECTION_S) -> None:
         self.port = port
         self.table = table
         self.data_dir = data_dir
@@ -49,6 +55,8 @@ class Stack:
         self.token_secret = token_secret
         self.poll_queues = poll_queues
         self.retry_delay = retry_delay
+        self.idle_timeout = idle_timeout
+        self.max_connection_duration = max_connection_duration
         self.dynamodb: DynamoDBLocal | None = None
         self.sqs: SqsLocal | None = None
         self.ses: SesLocal | None = None
@@ -82,6 +90,7 @@ class Stack:
                               max_receive_count=config.MAIL_MAX_RECEIVES)
         self.gateway = GatewayServer(
             self.app_module.app, port=self.port, schedule_interval=self.schedule_interval,
+            idle_timeout=self.idle_timeout, max_connection_duration=self.max_connection_duration,
             static_dirs={"/": ROOT / "demo", "/widget/": ROOT / "widget",
                          "/console/": ROOT / "console"})
         self.gateway.start()
