@@ -137,16 +137,11 @@ print("\n@@RESULT@@" + json.dumps(out, default=str))
 """
 
 
-def invoke(venv: Path, task_root: Path, function: str, handler: str, events: Sequence[Mapping[str, Any]],
-           *, env: Mapping[str, str], memory_mb: int = 512, timeout_s: float = 15,
-           probes: Sequence[str] = ()) -> dict[str, Any]:
-    """One cold container of ``function``: import ``app``, call ``app.<handler>`` per event.
-
-    Returns the driver's report: ``import_ms``, ``botocore`` (version and file actually
-    imported), ``boto3_imported``, ``results`` (``ok`` and ``result`` or ``error``) and
-    ``probes`` (the ``result`` each probe snippet set, run after the calls)."""
-    lambda_env = {
-        # What Lambda sets (Developer Guide, "Defined runtime environment variables").
+def lambda_environment(venv: Path, task_root: Path, function: str, handler: str,
+                       memory_mb: int = 512) -> dict[str, str]:
+    """The variables Lambda sets (Developer Guide, "Defined runtime environment variables"),
+    and nothing from this machine's environment."""
+    return {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
         "LANG": "en_US.UTF-8",
         "TZ": ":UTC",
@@ -165,12 +160,28 @@ def invoke(venv: Path, task_root: Path, function: str, handler: str, events: Seq
         # Amazon Linux 2023's minimal image: do not lean on /usr/share/zoneinfo.
         "PYTHONTZPATH": "",
         "PYTHONDONTWRITEBYTECODE": "1",
-        **env,
     }
+
+
+def python(venv: Path, task_root: Path, code: str, *, env: Mapping[str, str], stdin: str = "",
+           timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh runtime process whose working directory is the task root."""
+    return subprocess.run([str(venv / "bin" / "python"), "-c", code], input=stdin, cwd=task_root,
+                          env=dict(env), capture_output=True, text=True, timeout=timeout)
+
+
+def invoke(venv: Path, task_root: Path, function: str, handler: str, events: Sequence[Mapping[str, Any]],
+           *, env: Mapping[str, str], memory_mb: int = 512, timeout_s: float = 15,
+           probes: Sequence[str] = ()) -> dict[str, Any]:
+    """One cold container of ``function``: import ``app``, call ``app.<handler>`` per event.
+
+    Returns the driver's report: ``import_ms``, ``botocore`` (version and file actually
+    imported), ``boto3_imported``, ``results`` (``ok`` and ``result`` or ``error``) and
+    ``probes`` (the ``result`` each probe snippet set, run after the calls)."""
+    lambda_env = {**lambda_environment(venv, task_root, function, handler, memory_mb), **env}
     job = {"calls": [{"handler": handler, "event": e} for e in events], "timeout": timeout_s,
            "probes": list(probes)}
-    done = subprocess.run([str(venv / "bin" / "python"), "-c", _DRIVER], input=json.dumps(job),
-                          cwd=task_root, env=lambda_env, capture_output=True, text=True, timeout=120)
+    done = python(venv, task_root, _DRIVER, env=lambda_env, stdin=json.dumps(job))
     marker = done.stdout.rfind("@@RESULT@@")
     if done.returncode != 0 or marker < 0:
         raise RuntimeError(f"{function} ({handler}) failed to start in the runtime sandbox "
@@ -293,5 +304,5 @@ def handlers(sam_template: Path) -> dict[str, tuple[str, int]]:
             for name, r in sam["Resources"].items() if r["Type"] == "AWS::Serverless::Function"}
 
 
-__all__ = ["handlers", "invoke", "rest", "runtime_venv", "scheduled", "unpack", "ws_connect",
-           "ws_disconnect", "ws_message"]
+__all__ = ["handlers", "invoke", "lambda_environment", "python", "rest", "runtime_venv", "scheduled",
+           "unpack", "ws_connect", "ws_disconnect", "ws_message"]

@@ -128,6 +128,24 @@ def test_the_package_carries_its_sdk_trimmed_and_the_zone_database(task_root: Pa
     assert not (task_root / "boto3").exists()
 
 
+def test_a_cold_start_compiles_nothing_but_the_handler_module(venv: Path, task_root: Path,
+                                                               functions: dict[str, tuple[str, int]]) -> None:
+    """/var/task is read-only: a module without its pyc in the zip is compiled on every cold
+    start. Every module the app loads ships compiled, for the runtime's Python (only app.py and
+    Chalice's own app.py, which ``chalice package`` adds itself, are left to compile)."""
+    report = _invoke(venv, task_root, functions, "WebsocketMessage", [], probes=[
+        "import os, sys, importlib.util\n"
+        "task = os.environ['LAMBDA_TASK_ROOT']\n"
+        "mods = [m for m in list(sys.modules.values())"
+        " if (getattr(m, '__file__', None) or '').startswith(task)]\n"
+        "missing = [m.__file__[len(task):] for m in mods if m.__file__.endswith('.py')"
+        " and not os.path.exists(importlib.util.cache_from_source(m.__file__))]\n"
+        "result = [len(mods), sorted(missing)]"])
+    loaded, missing = report["probes"][0]
+    assert loaded > 150
+    assert missing == ["/app.py", "/chalice/__init__.py", "/chalice/app.py"]
+
+
 def test_shipped_services_are_exactly_the_ones_the_code_calls() -> None:
     """Trimming botocore is only safe while this list and the code agree: every service the
     app makes a client for (``aws.client("...")``, and PynamoDB's ``dynamodb``) is shipped."""
@@ -256,3 +274,49 @@ def test_token_secret_comes_from_ssm_in_the_zip(stack: Any, site: str, venv: Pat
     assert answer["statusCode"] == 200, answer
     # signed with the parameter's value: our own process (same secret) accepts the token
     assert auth.verify(json.loads(answer["body"])["token"]).subject == "pkgssm"
+
+
+# ---- one Python, a supported runtime -------------------------------------------------------------
+
+
+def test_one_python_for_everything() -> None:
+    """The venv running the tests is the runtime's Python, and the Makefile builds it from
+    the same line of infra/runtime.py."""
+    import sys
+
+    assert f"{sys.version_info[0]}.{sys.version_info[1]}" == runtime.PYTHON_VERSION
+    makefile = (ROOT / "Makefile").read_text()
+    assert "LAMBDA_PYTHON := $(shell sed -n 's/^PYTHON_VERSION = " in makefile
+    assert re.search(r'^PYTHON_VERSION = "3\.\d+"$', (ROOT / "infra" / "runtime.py").read_text(), re.M)
+    deprecated, _, _ = runtime.SCHEDULE[runtime.RUNTIME]
+    assert deprecated > runtime.SCHEDULE_CHECKED
+
+
+@pytest.mark.parametrize(("version", "date"), [((3, 11), "2026-06-30"), ((3, 10), "2026-06-30"),
+                                               ((3, 9), "2025-12-15")])
+def test_deploy_refuses_a_deprecated_runtime_naming_the_date(version: tuple[int, int], date: str) -> None:
+    with pytest.raises(deploy.DeployError, match=date):
+        deploy.lambda_runtime(version)
+    assert deploy.lambda_runtime((3, 13)) == "python3.13"
+    assert deploy.lambda_runtime((3, 12)) == "python3.12"
+
+
+def test_runtime_dates_are_checked_against_today() -> None:
+    import datetime as dt
+
+    runtime.check_deployable("python3.12", today=dt.date(2028, 10, 30))
+    with pytest.raises(runtime.RuntimeRefused, match="2028-10-31"):
+        runtime.check_deployable("python3.12", today=dt.date(2028, 10, 31))
+    with pytest.raises(runtime.RuntimeRefused, match="not a Lambda Python runtime"):
+        runtime.check_deployable("python2.7")
+
+
+def test_find_python_finds_the_runtime_version_or_says_how_to_get_one() -> None:
+    found = subprocess.run([str(ROOT / "infra" / "find-python"), runtime.PYTHON_VERSION],
+                           capture_output=True, text=True, env={**os.environ, "PATH": "/usr/bin:/bin"})
+    assert found.returncode == 0, found.stderr
+    version = subprocess.run([found.stdout.strip(), "-c", "import sys; print(sys.version_info[:2])"],
+                             capture_output=True, text=True, check=True).stdout
+    assert version.strip() == str(tuple(int(p) for p in runtime.PYTHON_VERSION.split(".")))
+    missing = subprocess.run([str(ROOT / "infra" / "find-python"), "3.99"], capture_output=True, text=True)
+    assert missing.returncode == 1 and "pyenv install 3.99" in missing.stderr
