@@ -213,43 +213,20 @@ def fanout(counts: list[int], rounds: int) -> dict[str, Any]:
 
 
 def cold_start(runs: int) -> dict[str, Any]:
-    code = ("import time, resource; t = time.perf_counter(); import app; "
-            "print(round((time.perf_counter() - t) * 1000, 1), "
-            "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)")
-    env = {**os.environ, "AWS_DEFAULT_REGION": "us-east-1", "TOKEN_SECRET": "x" * 40}
-    times, memory = [], []
-    for _ in range(runs):
-        out = subprocess.run([sys.executable, "-X", "importtime", "-c", code], cwd=ROOT, env=env,
-                             capture_output=True, text=True, check=True)
-        ms, mb = out.stdout.split()
-        times.append(float(ms))
-        memory.append(float(mb))
-        slowest = sorted(((int(line.split("|")[1]), line.split("|")[2].strip())
-                          for line in out.stderr.splitlines()[1:] if line.count("|") == 2),
-                         reverse=True)[:8]
-    # What a cold container pays on its first requests after the import: DynamoDB clients for
-    # every item type (one shared client since chalicelib.models.TableModel; 9 before).
-    clients_code = ("import time, app; from chalicelib.models import ALL_MODELS; t = time.perf_counter(); "
-                    "[m._get_connection().connection.client for m in ALL_MODELS]; "
-                    "print(round((time.perf_counter() - t) * 1000, 1))")
-    env_creds = {**env, "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y"}
-    clients = [float(subprocess.run([sys.executable, "-c", clients_code], cwd=ROOT, env=env_creds,
-                                    capture_output=True, text=True, check=True).stdout)
-               for _ in range(runs)]
-    return {"import_ms": spread(times), "max_rss_mb": spread(memory), "budget_ms": BUDGET["import_ms"],
-            "dynamodb_clients_all_item_types_ms": spread(clients),
-            "met": statistics.median(times) <= BUDGET["import_ms"],
-            "slowest_imports_us": [{"module": m, "cumulative_us": us} for us, m in slowest]}
+    """The zip as shipped, imported in the runtime sandbox (bench/packaged.py): the app's cold
+    import against the SDK's own, plus the package's size and files."""
+    from bench import packaged
 
-
-def package_size() -> dict[str, Any]:
-    """The Lambda package exactly as `make deploy` ships it (`make package STAGE=prod`)."""
-    from infra import deploy
-
-    built = deploy.package("prod", out=lambda *_: None)
-    size = built.zip_bytes / 1e6
-    return {"mb": round(size, 2), "budget_mb": BUDGET["package_mb"], "met": size <= BUDGET["package_mb"],
-            "how": "make package STAGE=prod (botocore/boto3 left to the Lambda runtime)"}
+    measured = packaged.measure(packaged.build(), runs)
+    app = measured["cold_import_ms"]["app"]
+    return {"import_ms": app, "sdk_import_ms": measured["cold_import_ms"]["botocore"],
+            "runtime_boto3_import_ms": measured["cold_import_ms"]["runtime_boto3"],
+            "budget_ms": BUDGET["import_ms"], "met": app["median"] <= BUDGET["import_ms"],
+            "package": {"mb": round(measured["zip_bytes"] / 1e6, 2), "files": measured["files"],
+                        "unpacked_mb": round(measured["unpacked_bytes"] / 1e6, 2),
+                        "budget_mb": BUDGET["package_mb"],
+                        "met": measured["zip_bytes"] / 1e6 <= BUDGET["package_mb"]},
+            "how": measured["how"]}
 
 
 # --- 5. widget --------------------------------------------------------------------------------
@@ -383,7 +360,7 @@ def main() -> int:
     results: dict[str, Any] = {"machine": machine(), "quick": args.quick}
     steps = [("work", work_counts), ("delivery", lambda: delivery(sizes, 10 if args.quick else 20, repeats)),
              ("fanout", lambda: fanout([1, 2, 5, 20], 10 if args.quick else 30)),
-             ("cold_start", lambda: cold_start(3 if args.quick else 7)), ("package", package_size),
+             ("cold_start", lambda: cold_start(3 if args.quick else 9)),
              ("widget", lambda: widget(repeats))]
     for name, step in steps:
         started = time.perf_counter()
