@@ -507,9 +507,13 @@ def test_payload_over_128k_is_rejected(echo: GatewayServer) -> None:
     async def scenario() -> None:
         ws, cid = await open_ws(echo)
         async with ws:
-            with pytest.raises(client.exceptions.PayloadTooLargeException):
+            await asyncio.to_thread(client.post_to_connection, ConnectionId=cid,
+                                    Data=b"x" * MAX_MESSAGE_BYTES)  # at the limit: delivered
+            assert await recv(ws) == "x" * MAX_MESSAGE_BYTES
+            with pytest.raises(client.exceptions.PayloadTooLargeException) as refused:
                 await asyncio.to_thread(client.post_to_connection, ConnectionId=cid,
                                         Data=b"x" * (MAX_MESSAGE_BYTES + 1))
+            assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 413
             await ws.send("ok")
             assert await recv(ws) == "ok"  # nothing else was delivered
 
