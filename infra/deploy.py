@@ -67,6 +67,11 @@ SHIPPED_SERVICES = frozenset({"dynamodb", "apigatewaymanagementapi", "sqs", "ses
 # Parts of the SDK the app never imports (boto3 adds ~90 ms of imports; chalicelib.aws): never
 # shipped even if a dependency asks for them.
 NOT_SHIPPED = frozenset({"boto3", "s3transfer"})
+# Subpackages of shipped libraries that nothing we import reaches: Powertools' event handlers
+# (REST/GraphQL/AppSync routers: Chalice routes for us) are 0.56 MB of the zip. Its one
+# reference from the rest of Powertools is a lazy import for pydantic models, which the
+# package does not carry. tests/test_packaged.py imports and runs every handler without them.
+UNUSED_SUBPACKAGES = ("aws_lambda_powertools/event_handler",)
 PLATFORMS = {"x86_64": "manylinux2014_x86_64", "arm64": "manylinux2014_aarch64"}
 MAX_PACKAGE_BYTES = 5 * 1024 * 1024
 ALARM_PARAMETERS = ("ErrorRatePercent", "HandlerP99Millis", "FanoutErrorThreshold")
@@ -371,7 +376,7 @@ def vendor_dependencies(root: Path, architecture: str, python_version: str) -> P
     """
     requirements = root / "requirements.txt"
     key = hashlib.sha256(requirements.read_bytes() + f"{architecture}{python_version}".encode()
-                         + ",".join(sorted(SHIPPED_SERVICES)).encode())
+                         + ",".join([*sorted(SHIPPED_SERVICES), *UNUSED_SUBPACKAGES]).encode())
     target = root / BUILD_ROOT / f"vendor-{key.hexdigest()[:16]}"
     if (target / ".complete").exists():
         return target
@@ -387,6 +392,8 @@ def vendor_dependencies(root: Path, architecture: str, python_version: str) -> P
                           f"{python_version}) failed; every dependency needs a wheel:\n{done.stderr}")
     strip_unshipped(target)
     trim_botocore(target)
+    for unused in UNUSED_SUBPACKAGES:
+        shutil.rmtree(target / unused)
     for cache in target.rglob("__pycache__"):
         shutil.rmtree(cache, ignore_errors=True)
     (target / ".complete").write_text("")
