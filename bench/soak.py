@@ -67,6 +67,7 @@ class Socket:
     acks: dict[str, asyncio.Future[dict[str, Any]]] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)  # everything else, in order
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)  # kept: the loop holds weak refs
 
     async def pump(self) -> None:
         try:
@@ -116,8 +117,21 @@ async def open_socket(ws_url: str, query: dict[str, str]) -> Socket:
     ws = await connect(f"{ws_url}?{urlencode(query)}", open_timeout=120, max_size=2**20,
                        ping_interval=None, close_timeout=5)
     sock = Socket(ws)
-    asyncio.get_running_loop().create_task(sock.pump())
+    loop = asyncio.get_running_loop()
+    sock.tasks = [loop.create_task(sock.pump()), loop.create_task(heartbeat(sock))]
     return sock
+
+
+async def heartbeat(sock: Socket, every: float = 240) -> None:
+    """A ``ping`` frame every few minutes, as the widget and console send: API Gateway (and the
+    stand-in, by default) closes a connection idle for 10 minutes, and a visitor waiting in
+    line sends nothing of its own."""
+    try:
+        while True:
+            await asyncio.sleep(every)
+            await sock.send({"action": "ping"})
+    except Exception:
+        pass  # the socket closed; the run's audit reports what that cost
 
 
 @dataclass
