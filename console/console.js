@@ -17,7 +17,7 @@
   const DEPLOYED = window.ChatConsoleConfig || {};
 
   const { Link, Transcript, Typing, TypingIndicator, el, storage, apiUrl,
-          formatTime, beep, wakeAudio, MAX_TEXT_CHARS } = window.ChatLink;
+          formatTime, beep, wakeAudio, room, MAX_TEXT_CHARS } = window.ChatLink;
 
   const TOKEN_KEY = 'ctc.agent.token';
   const TITLE = 'Agent console';
@@ -92,6 +92,40 @@
   function say(text) {
     notice.textContent = text || '';
   }
+
+  const OFFLINE = "You're offline; try again when the connection is back.";
+
+  /** "1,234 characters" / "1 character". */
+  function characters(n) {
+    return n.toLocaleString('en') + (n === 1 ? ' character' : ' characters');
+  }
+
+  /** A text box's length check, as in the widget: near the limit, "N characters left" in
+   * `count` (a polite status, updated once typing pauses); past it, "<what> too long (N
+   * characters over)" in `err` (an alert), unless `err` shows something else. Returns
+   * check(submit): measure now; below zero, send nothing and keep the text (on submit the
+   * message replaces whatever `err` showed). The limits are the
+   * server's (characters) and API Gateway's (the frame's bytes): ChatLink's room(). */
+  function lengthCheck(box, count, err, what, frame, field) {
+    let timer = null;
+    let long = '';
+    const check = (submit) => {
+      clearTimeout(timer);
+      const n = room(box.value, frame && frame(), field);
+      count.textContent = n >= 0 && n < MAX_TEXT_CHARS / 10 ? characters(n) + ' left' : '';
+      if ((submit && n < 0) || !err.textContent || err.textContent === long) {
+        err.textContent = long = n < 0 ? what + ' too long (' + characters(-n) + ' over)' : '';
+      }
+      return n;
+    };
+    box.addEventListener('input', () => {
+      clearTimeout(timer);
+      timer = setTimeout(check, 400);
+    });
+    return check;
+  }
+
+  const replyCheck = lengthCheck(replyInput, $('reply-length'), notice, 'Message');
 
   function toast(text, bad) {
     const node = el('div', { class: bad ? 'toast bad' : 'toast', role: bad ? 'alert' : 'status',
@@ -526,6 +560,7 @@
     renderSelected();
     if (changed && c) {
       replyInput.value = c.draft || '';
+      replyCheck();
       if (c.scroll === null || c.scroll === undefined) scrollDown();
       else messages.scrollTop = c.scroll;
       if (!c.context || !c.notesLoaded) loadDetails(c);
@@ -669,17 +704,21 @@
     c.notes.sort((a, b) => Number(a.ts) - Number(b.ts));
   }
 
+  const noteFrame = () => ({ action: 'note', conversation: selected || '', ref: 'note:' + (selected || '') });
+  const noteCheck = lengthCheck($('note-input'), $('note-length'), $('note-error'), 'Note', noteFrame);
+
   $('note-form').addEventListener('submit', (event) => {
     event.preventDefault();
     const c = selected ? convs.get(selected) : null;
     const input = $('note-input');
     const text = input.value;
-    if (!c || !text.trim()) return;
-    if (!link || !link.send({ action: 'note', conversation: c.id, text, ref: 'note:' + c.id })) {
-      say("You're offline; try again when the connection is back.");
+    if (!c || !text.trim() || noteCheck(true) < 0) return; // too long: said so, the note stays
+    if (!link || !link.send(Object.assign(noteFrame(), { text }))) {
+      say(OFFLINE);
       return;
     }
     input.value = '';
+    noteCheck();
   });
 
   // ------------------------------------------------------------------ state
@@ -725,7 +764,7 @@
   function acceptChat(id) {
     wakeAudio();
     if (!link || !link.send({ action: 'accept', conversation: id, ref: 'accept:' + id })) {
-      say("You're offline; try again when the connection is back.");
+      say(OFFLINE);
       return;
     }
     acceptWanted = id;
@@ -735,7 +774,7 @@
   function answerOffer(id, accept) {
     const offer = offers.get(id);
     if (!offer || !link || !link.send({ action: 'transfer_answer', conversation: id, accept, ref: 'offer:' + id })) {
-      say("You're offline; try again when the connection is back.");
+      say(OFFLINE);
       return;
     }
     if (accept) {
@@ -1107,7 +1146,7 @@
     // One id per click: a resend of this request mails once, another click mails again.
     const id = 'c' + Math.random().toString(36).slice(2, 12);
     if (!link.send({ action: 'transcript', conversation: c.id, id, ref: 'transcript:' + c.id })) {
-      say("You're offline; try again when the connection is back.");
+      say(OFFLINE);
     }
   });
 
@@ -1117,7 +1156,7 @@
     if (isOpen(c)) {
       const frame = { action: 'close', conversation: c.id, ref: 'close:' + c.id };
       if (transcriptBox.checked && !transcriptBox.disabled) frame.transcript = true;
-      if (!link.send(frame)) say("You're offline; try again when the connection is back.");
+      if (!link.send(frame)) say(OFFLINE);
       transcriptBox.checked = false;
       return;
     }
@@ -1165,15 +1204,21 @@
     replyInput.focus();
   });
 
+  const transferFrame = () => ({ action: 'transfer', conversation: selected || '', to: transferTo.value,
+                                 ref: 'transfer:' + (selected || '') });
+  const transferCheck = lengthCheck(transferNote, $('transfer-length'), transferError, 'Note', transferFrame,
+                                    'note');
+
   transferBox.addEventListener('submit', (event) => {
     event.preventDefault();
     const c = selected ? convs.get(selected) : null;
     if (!c || !transferTo.value) return;
-    const frame = { action: 'transfer', conversation: c.id, to: transferTo.value, ref: 'transfer:' + c.id };
+    const frame = transferFrame();
     if (transferNote.value.trim()) frame.note = transferNote.value;
     transferError.textContent = '';
+    if (transferCheck(true) < 0) return; // too long: said so, the note stays
     if (!link || !link.send(frame)) {
-      transferError.textContent = "You're offline; try again when the connection is back.";
+      transferError.textContent = OFFLINE;
       return;
     }
     transferSend.disabled = true;
@@ -1184,13 +1229,12 @@
     const c = selected ? convs.get(selected) : null;
     const text = replyInput.value;
     if (!c || !isOpen(c) || !text.trim()) return;
-    if (text.length > MAX_TEXT_CHARS) {
-      say('Messages can be at most ' + MAX_TEXT_CHARS + ' characters.');
-      return;
-    }
+    if (replyCheck(true) < 0) return; // too long: said so; the text stays, nothing is sent
     const entry = link.post(c.id, text);
+    if (!entry) return;
     c.transcript.addPending(entry, pendingNode(entry));
     replyInput.value = '';
+    replyCheck();
     c.draft = '';
     hideSnippets();
     typing.stop();
@@ -1296,6 +1340,7 @@
     const caret = menuAt.start + snippet.text.length;
     replyInput.setSelectionRange(caret, caret);
     hideSnippets();
+    replyCheck();
     replyInput.focus();
     if (selected) typing.input(selected);
   }
@@ -1390,7 +1435,7 @@
   function invite(visitor) {
     const text = inviteText.value.trim() || 'Can I help you?';
     if (!link || !link.send({ action: 'invite', visitor, text: text.slice(0, 300), ref: 'invite:' + visitor })) {
-      toast("You're offline; try again when the connection is back.", true);
+      toast(OFFLINE, true);
       return;
     }
     inviting.add(visitor);

@@ -217,6 +217,129 @@ def test_capacity_is_respected_and_new_chats_ring_count_and_switch_by_keyboard(s
     expect(ada.locator("#conv-close")).to_have_text("End chat")
 
 
+# ------------------------------------------------------------------ too long: told, kept, never sent
+
+# Records every frame the page's sockets send (the console's socket exists already: ChatLink
+# calls the prototype's send each time, so wrapping it now sees every later frame).
+RECORD_SENDS = """() => {
+  window.__sent = [];
+  window.__sockets = new Set();
+  const send = WebSocket.prototype.send;
+  WebSocket.prototype.send = function (data) {
+    window.__sockets.add(this);
+    window.__sent.push(typeof data === 'string' ? data : '[binary]');
+    return send.call(this, data);
+  };
+}"""
+
+
+def test_an_over_long_reply_or_note_is_not_sent_the_agent_is_told_and_keeps_it(stack, site, visitor,
+                                                                              console):
+    from playwright.sync_api import expect
+
+    from chalicelib.protocol import MAX_TEXT_CHARS
+
+    ada = console("Ada")
+    guest = visitor()
+    conv = guest.start()
+    guest.say(conv, "Hi")
+    expect(ada.locator("#messages [data-seq='1']")).to_have_text("Hi")
+    ada.evaluate(RECORD_SENDS)
+    frames_in = stack.gateway.counters["frames_in"]
+    box, notice, left = ada.locator("#reply-input"), ada.locator("#notice"), ada.locator("#reply-length")
+
+    # A pasted reply over the server's limit: said at once (an alert), kept, not sent.
+    reply = "y" * (MAX_TEXT_CHARS + 2)
+    box.fill(reply)
+    expect(notice).to_have_text("Message too long (2 characters over)")
+    assert notice.get_attribute("role") == "alert"
+    box.press("Enter")
+    expect(notice).to_have_text("Message too long (2 characters over)")
+    expect(box).to_have_value(reply)
+    expect(ada.locator("#messages li")).to_have_count(1)  # no pending reply
+
+    # Near the limit: what is left, politely; the alert goes.
+    box.fill("y" * (MAX_TEXT_CHARS - 1))
+    expect(left).to_have_text("1 character left")
+    assert left.get_attribute("role") == "status" and box.get_attribute("aria-describedby") == "reply-length"
+    expect(notice).to_be_empty()
+
+    # A private note too: its own alert beside it, kept, nothing stored.
+    note = "n" * (MAX_TEXT_CHARS + 1000)
+    ada.fill("#note-input", note)
+    ada.click("#note-add")
+    expect(ada.locator("#note-error")).to_have_text("Note too long (1,000 characters over)")
+    expect(ada.locator("#note-input")).to_have_value(note)
+    expect(ada.locator("#notes [data-testid=note]")).to_have_count(0)
+
+    guest.quiet("message", conversation=conv)
+    sent = ada.evaluate("window.__sent")
+    assert not [f for f in sent if f == "[binary]" or json.loads(f)["action"] in ("send", "note")], sent
+    assert stack.gateway.counters["frames_in"] - frames_in == len(sent)  # typing frames only
+
+    # Within the limit it goes, on the same open socket, as the chat's second message.
+    box.fill("Happy to help.")
+    box.press("Enter")
+    expect(box).to_have_value("")
+    assert guest.expect("message", conversation=conv)["seq"] == 2
+    assert ada.evaluate("[...window.__sockets].map((ws) => ws.readyState)") == [1]
+
+
+def test_chatlink_refuses_frames_api_gateway_would_refuse_and_keeps_the_socket(stack, site, open_page):
+    """ChatLink (widget/chatlink.js, the one place widget and console send through), loaded as
+    the console loads it: a frame over the byte budget or anything that is not a plain object
+    (binary) is refused with null, not sent, and the socket stays open; offline is false."""
+    from chalicelib.protocol import MAX_FRAME_BYTES, MAX_TEXT_CHARS
+
+    page = open_page("/console/")
+    page.evaluate(RECORD_SENDS)
+    frames_in = stack.gateway.counters["frames_in"]
+    result = page.evaluate("""async ([site, max, chars]) => {
+      const frames = [];
+      let ready;
+      const welcomed = new Promise((resolve) => { ready = resolve; });
+      const link = new ChatLink.Link({ params: () => ({ site }), storagePrefix: 'unit', onWelcome: ready,
+                                       onFrame: (f) => frames.push(f) });
+      link.start();
+      await welcomed;
+      const pad = (n) => { // a frame of exactly n bytes of JSON, to see the edge
+        const frame = { action: 'nope', ref: 'edge', pad: '' };
+        frame.pad = 'x'.repeat(n - JSON.stringify(frame).length);
+        return frame;
+      };
+      const r = {
+        over: link.send(pad(max + 1)),
+        big: link.send({ action: 'ping', pad: 'x'.repeat(40000) }),
+        wide: link.send({ action: 'ping', pad: '\\u{1F600}'.repeat(max / 4) }),
+        bytes: link.send(new Uint8Array(8)),
+        buffer: link.send(new ArrayBuffer(8)),
+        blob: link.send(new Blob(['{"action":"ping"}'])),
+        text: link.send('{"action":"ping"}'),
+        post: link.post('conv1234', 'x'.repeat(chars + 1)),
+        queued: link.outbox.length,
+        room: [ChatLink.room('x'.repeat(10)), ChatLink.room('x'.repeat(chars + 1)),
+               ChatLink.room('\\x01'.repeat(3500)) < 0],
+        edge: link.send(pad(max)),
+      };
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      r.open = link.ws.readyState;
+      r.replies = frames.filter((f) => f.type === 'error').map((f) => [f.code, f.ref]);
+      link.stop();
+      r.offline = link.send({ action: 'ping' });
+      return r;
+    }""", [site, MAX_FRAME_BYTES, MAX_TEXT_CHARS])
+    assert result == {
+        "over": None, "big": None, "wide": None, "bytes": None, "buffer": None, "blob": None, "text": None,
+        "post": None, "queued": 0, "room": [MAX_TEXT_CHARS - 10, -1, True],
+        "edge": True,  # exactly the budget goes, and the server reads it (not too_large)
+        "open": 1, "replies": [["unknown_action", "edge"]], "offline": False,
+    }
+    sent = page.evaluate("window.__sent")
+    assert [json.loads(f)["action"] for f in sent] == ["hello", "nope"]
+    assert max(len(f.encode()) for f in sent) == MAX_FRAME_BYTES
+    assert stack.gateway.counters["frames_in"] - frames_in == 2
+
+
 # ------------------------------------------------------------------ transfer
 
 

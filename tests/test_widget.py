@@ -466,6 +466,119 @@ def test_without_a_websocket_the_message_is_left_over_rest(stack, site, open_pag
         mail["body"]["text"]
 
 
+# ------------------------------------------------------------------ too long: told, kept, never sent
+
+
+def _send_frame_room(text_bytes_per_char: int, chars: int) -> int:
+    """How many characters over the limit the widget should report for ``chars`` characters
+    that are ``text_bytes_per_char`` bytes each once JSON-escaped: the server's character cap
+    and, inside a ``send`` frame with the longest ids, its frame cap in bytes."""
+    from chalicelib.protocol import MAX_FRAME_BYTES, MAX_TEXT_CHARS
+
+    base = len(json.dumps({"action": "send", "conversation": "c" * 40, "id": "i" * 53, "text": ""},
+                          separators=(",", ":")))
+    return chars - min(MAX_TEXT_CHARS, (MAX_FRAME_BYTES - base) // text_bytes_per_char)
+
+
+def test_an_over_long_message_is_not_sent_the_visitor_is_told_and_keeps_it(stack, site, agent, open_page):
+    """Over the limit (the server's 4,000 characters, or the frame's bytes with characters
+    JSON spells in 6 bytes): the widget says how many characters too many, keeps the text and
+    sends no frame at all: the socket stays open and the next message is seq 2."""
+    from playwright.sync_api import expect
+
+    from chalicelib.protocol import MAX_FRAME_BYTES, MAX_TEXT_CHARS
+
+    console = agent(name="Ada")
+    page = open_page()
+    sent: list[str | bytes] = []  # every frame the page sends, from its first
+    page.on("websocket", lambda ws: ws.on("framesent", lambda payload: sent.append(payload)))
+    conv = chat(page, console, "Hello")
+    (socket,) = page.sockets
+    page.wait_for_timeout(200)
+    before = len(sent)
+    frames_in = stack.gateway.counters["frames_in"]
+    box, error, count = w(page, ".input"), w(page, ".compose .err"), w(page, ".compose .count")
+
+    # Pasted: the live hint says it (no Enter needed), in the alert line.
+    pasted = "x" * (MAX_TEXT_CHARS + 5)
+    box.fill(pasted)
+    expect(error).to_have_text("Message too long (5 characters over)")
+    assert error.get_attribute("role") == "alert"
+    box.press("Enter")
+    expect(error).to_have_text("Message too long (5 characters over)")
+    expect(box).to_have_value(pasted)  # nothing lost
+    expect(w(page, ".log > li")).to_have_count(1)  # no pending bubble either
+
+    # Near the limit: a polite count of what is left; the alert is gone.
+    box.fill("x" * (MAX_TEXT_CHARS - 10))
+    expect(count).to_have_text("10 characters left")
+    assert count.get_attribute("role") == "status"
+    expect(error).to_be_empty()
+    box.press("End")
+    box.press_sequentially("xxxxxxxxxxx")  # typed one by one past the limit
+    expect(error).to_have_text("Message too long (1 character over)")
+    expect(count).to_be_empty()
+
+    # Under 4,000 characters but over the frame budget in bytes (JSON spells \x01 "\u0001").
+    controls = "\x01" * 3500
+    over = _send_frame_room(6, 3500)
+    assert 0 < over < 3500 and len(json.dumps(controls)) > MAX_FRAME_BYTES
+    box.fill(controls)
+    box.press("Enter")
+    expect(error).to_have_text(f"Message too long ({over} characters over)")
+    expect(box).to_have_value(controls)
+
+    console.quiet("message", conversation=conv)
+    since = sent[before:]
+    assert not [f for f in since if isinstance(f, bytes) or json.loads(f)["action"] == "send"], since
+    assert stack.gateway.counters["frames_in"] - frames_in == len(since)  # only typing frames arrived
+    assert not socket.is_closed()
+
+    # Back under the limit: it goes, on the same socket, as the chat's second message.
+    box.fill("Short again")
+    box.press("Enter")
+    expect(error).to_be_empty()
+    expect(box).to_have_value("")
+    assert console.expect("message", conversation=conv)["seq"] == 2
+    assert page.sockets == [socket] and not socket.is_closed()
+    assert max(len(f.encode()) for f in sent if isinstance(f, str)) <= MAX_FRAME_BYTES
+
+
+def test_an_over_long_offline_message_is_refused_before_any_request_in_french(stack, site, open_page):
+    """The leave-a-message form: the same check in the widget's other language, with neither
+    the socket's ``leave_message`` nor the REST fallback tried; 4,000 characters do go."""
+    from playwright.sync_api import expect
+
+    from chalicelib.protocol import MAX_TEXT_CHARS
+
+    stack.ses.clear()
+    page = open_page(locale="fr-FR")
+    posted: list[str] = []
+    page.on("request", lambda r: posted.append(r.url) if r.method == "POST" else None)
+    w(page, ".launcher").click()
+    expect(w(page, ".away-text")).to_have_text("Nous vous répondrons par e-mail dès que possible")
+    (socket,) = page.sockets
+    sent: list[str | bytes] = []
+    socket.on("framesent", lambda payload: sent.append(payload))
+    form = w(page, ".leave")
+    form.locator('input[name="email"]').fill("lea@example.org")
+    text = "é" * (MAX_TEXT_CHARS + 1)
+    form.locator("textarea").fill(text)
+    form.locator('button[type="submit"]').click()
+    expect(form.locator(".err")).to_have_text("Message trop long (1 caractère en trop)")
+    expect(form.locator("textarea")).to_have_value(text)
+    expect(w(page, ".thanks")).to_be_hidden()
+    page.wait_for_timeout(300)
+    assert not [f for f in sent if "leave_message" in str(f)] and not posted
+
+    form.locator("textarea").fill("é" * (MAX_TEXT_CHARS - 3))
+    expect(form.locator(".count")).to_have_text("Encore 3 caractères")
+    expect(form.locator(".err")).to_be_empty()
+    form.locator('button[type="submit"]').click()
+    expect(w(page, ".thanks")).to_have_text("Merci — nous vous répondrons à lea@example.org par e-mail")
+    assert not socket.is_closed()
+
+
 # ------------------------------------------------------------------ robustness
 
 

@@ -24,7 +24,15 @@
   'use strict';
 
   const ID_CHARS = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-';
-  const MAX_TEXT_CHARS = 4000; // chalicelib/protocol.py MAX_TEXT_CHARS
+  const MAX_TEXT_CHARS = 4000; // chalicelib/protocol.py MAX_TEXT_CHARS (code points, as Python counts)
+  // API Gateway closes a WebSocket with 1009 when a client frame is over 32 KB (or a message
+  // over 128 KB) and with 1003 on any binary frame: "WebSocket frame size: 32 KB", in "Quotas
+  // for configuring and running a WebSocket in API Gateway",
+  // https://docs.aws.amazon.com/apigateway/latest/developerguide/apigateway-execution-service-websocket-limits-table.html
+  // So Link.send() sends only JSON text of at most this many UTF-8 bytes: the server's own cap
+  // (chalicelib/protocol.py MAX_FRAME_BYTES: it answers too_large above it), which leaves a
+  // safe 12 KB margin under AWS's 32 KB whatever "KB" means there (32,000 or 32,768).
+  const MAX_FRAME_BYTES = 20000;
   const ACK_TIMEOUT_MS = 15000; // no ack/error by then: resend the same frame (idempotent)
   const HELLO_TIMEOUT_MS = 10000;
   const PING_IDLE_MS = 4 * 60 * 1000; // API Gateway drops sockets idle for 10 minutes
@@ -128,6 +136,42 @@
     return node;
   }
 
+  const UTF8 = new TextEncoder();
+
+  /** The JSON text of a client frame if it is one API Gateway takes, else null. Only plain
+   * objects: a string, Blob, ArrayBuffer or typed array is not a frame (and binary is 1003). */
+  function frameText(frame) {
+    try {
+      if (!frame || Object.getPrototypeOf(frame) !== Object.prototype) return null;
+      const text = JSON.stringify(frame);
+      return UTF8.encode(text).length <= MAX_FRAME_BYTES ? text : null;
+    } catch (e) {
+      return null; // cycles, BigInt
+    }
+  }
+
+  // The frame a message goes in, with the longest ids the protocol allows (40, 40 + 1 + 12).
+  const SEND_FRAME = { action: 'send', conversation: 'c'.repeat(40), id: 'i'.repeat(53) };
+
+  /** Room for `text` as `frame[field]` (default: a message's `send` frame, field `text`):
+   * how many characters (code points, as the server counts them) can still be added, or,
+   * below zero, how many must go, for it to be at most `max` (default MAX_TEXT_CHARS)
+   * characters AND for the whole frame to fit MAX_FRAME_BYTES once JSON-escaped. */
+  function room(text, frame, field, max) {
+    field = field || 'text';
+    max = max || MAX_TEXT_CHARS;
+    let bytes = MAX_FRAME_BYTES - UTF8.encode(JSON.stringify(Object.assign({}, frame || SEND_FRAME,
+      { [field]: '' }))).length;
+    let keep = 0;
+    let all = 0;
+    for (const c of String(text)) {
+      // Each character costs what JSON.stringify makes of it in UTF-8: 1 to 4 bytes, 2 for
+      // \" \\ \n..., 6 for other control characters and lone surrogates (\u0001, \ud800).
+      if (keep === all++ && keep < max && (bytes -= UTF8.encode(JSON.stringify(c)).length - 2) >= 0) keep++;
+    }
+    return keep < all ? keep - all : max - all;
+  }
+
   /** Backoff with jitter: between half and all of min(cap, base * 2^attempt). */
   function backoff(attempt, base, cap) {
     const ceiling = Math.min(cap || 15000, (base || 500) * Math.pow(2, Math.min(attempt, 10)));
@@ -204,15 +248,24 @@
       this._state('stopped');
     }
 
-    /** Send a frame now if the connection is ready; false otherwise. */
+    /** Send a frame (a plain object) now. Returns true when sent; false when not connected
+     * (try again later); null when API Gateway would refuse it (over MAX_FRAME_BYTES of JSON,
+     * or not a plain object: never binary): it is not sent, now or later, and the socket
+     * stays open. Both refusals are falsy, so `if (!link.send(f))` means "not sent"; tell
+     * "too large" (=== null) from "offline" (=== false) to say the right thing. */
     send(frame) {
+      const text = frameText(frame);
+      if (text === null) return null;
       if (!this.ready || !this.ws || this.ws.readyState !== WebSocket.OPEN) return false;
-      this.ws.send(JSON.stringify(frame));
+      this.ws.send(text);
       return true;
     }
 
-    /** Queue a message; it is sent when its turn comes, and resent until answered. */
+    /** Queue a message; it is sent when its turn comes, and resent until answered. Returns
+     * the entry, or null (nothing queued) when the text is too long to ever go: check with
+     * room(text) first to tell the person. */
     post(conversation, text) {
+      if (room(text) < 0) return null;
       const entry = { key: randomId(10), id: this._nextId(), conversation, text, renamed: 0 };
       this.outbox.push(entry);
       this._saveOutbox();
@@ -483,7 +536,13 @@
       const entry = this.outbox[0];
       const frame = { action: 'send', conversation: entry.conversation, id: entry.id,
                       text: entry.text };
-      if (!this.send(frame)) return;
+      const sent = this.send(frame);
+      if (sent === null) { // too large to ever go (e.g. an outbox from an older page): drop it
+        this._answered(entry, { type: 'error', code: 'too_large', ref: entry.id,
+                                message: 'Message too long.' });
+        return;
+      }
+      if (!sent) return;
       this.inflight = entry;
       clearTimeout(this.timers.ack);
       this.timers.ack = setTimeout(() => {
@@ -679,6 +738,6 @@
 
   target.ChatLink = {
     Link, Transcript, Typing, TypingIndicator, el, storage, apiUrl,
-    formatTime, randomId, beep, wakeAudio, MAX_TEXT_CHARS,
+    formatTime, randomId, beep, wakeAudio, room, MAX_TEXT_CHARS, MAX_FRAME_BYTES,
   };
 })(typeof CTC_BUNDLE === 'object' ? CTC_BUNDLE : window);

@@ -12,7 +12,7 @@
  * into the page with textContent / setAttribute only, never as HTML.
  */
 const { Link, Transcript, Typing, TypingIndicator, el, storage, beep: tone, wakeAudio,
-        MAX_TEXT_CHARS, randomId } = CTC_BUNDLE.ChatLink;
+        MAX_TEXT_CHARS, randomId, room } = CTC_BUNDLE.ChatLink;
 
 const TOKEN_KEY = 'ctc.token';
 const MUTE_KEY = 'ctc.mute';
@@ -174,12 +174,13 @@ const log = h('ol.log', { role: 'log', 'aria-live': 'polite', 'aria-label': T.me
 const awayText = h('p.away-text');
 const leaveName = h('input', { name: 'name', autocomplete: 'name', maxlength: 100 });
 const leaveEmail = h('input', { name: 'email', type: 'email', autocomplete: 'email', required: true, maxlength: 254 });
-const leaveText = h('textarea', { name: 'text', rows: 4, required: true, maxlength: MAX_TEXT_CHARS });
+const leaveText = h('textarea', { name: 'text', rows: 4, required: true });
 const honeypot = h('input.hp', { name: 'website', tabindex: '-1', 'aria-hidden': 'true', autocomplete: 'off' });
 const leaveError = h('p.err', { role: 'alert' });
+const leaveHint = hint(leaveText, leaveError, () => Object.assign({ action: 'leave_message', ref: 'lm' }, leaveDoc()));
 const leaveButton = h('button.btn', { type: 'submit' }, T.leaveSend);
 const leaveForm = h('form.leave', { novalidate: true }, h('p', {}, T.leave), h('label', {}, T.nameOpt, leaveName),
-  h('label', {}, T.email, leaveEmail), h('label', {}, T.message, leaveText), honeypot, leaveError, leaveButton);
+  h('label', {}, T.email, leaveEmail), h('label', {}, T.message, leaveText), leaveHint, honeypot, leaveError, leaveButton);
 const thanks = h('p.thanks', { role: 'status', tabindex: '-1', hidden: true });
 const away = h('div.away', hidden, awayText, leaveForm, thanks);
 const restartButton = h('button.btn.restart', hidden, T.restart);
@@ -202,11 +203,11 @@ const preEmail = h('input', { name: 'email', type: 'email', autocomplete: 'email
 const prechat = h('div.prechat', hidden, h('label', {}, T.nameOpt, preName), h('label', {}, T.email, preEmail));
 const faqList = h('ul.faq');
 const faqBox = h('div.faqs', { 'aria-live': 'polite', hidden: true }, h('span.who', {}, T.faq), faqList);
-const input = h('textarea.input', { rows: 2, maxlength: MAX_TEXT_CHARS, placeholder: T.placeholder,
-  'aria-label': T.placeholder });
+const input = h('textarea.input', { rows: 2, placeholder: T.placeholder, 'aria-label': T.placeholder });
 const composeError = h('p.err', { role: 'alert' });
+const composeHint = hint(input, composeError);
 const compose = h('form.compose', hidden, prechat, faqBox, composeError,
-  h('div.row', {}, input, h('button.btn.send', { type: 'submit' }, T.send)));
+  h('div.row', {}, input, h('button.btn.send', { type: 'submit' }, T.send)), composeHint);
 const panel = h('div.panel', { id: 'ctc-panel', role: 'dialog', 'aria-modal': 'true', hidden: true },
   h('div.head', {}, title, muteButton, endButton, closeButton), connLine, statusLine, body, typingLine, compose);
 const root = h('div.root', {}, invite, preview, panel, launcher);
@@ -236,6 +237,35 @@ function applyLook() {
   title.textContent = label;
   panel.setAttribute('aria-label', label);
   greet.textContent = String(setting('greeting') || T.greeting);
+}
+
+/** "12 characters left", "Message too long (3 characters over)": plural and digits by language. */
+function chars(key, n) {
+  let one = n === 1;
+  try { one = new Intl.PluralRules(LANG).select(n) === 'one'; } catch (e) { /* old browser */ }
+  return t(key, { n: n.toLocaleString(LOCALE), c: T.chars[one ? 0 : 1] });
+}
+
+/** The length hint under a text box: "N characters left" near the limit (a polite status,
+ * updated once typing pauses), and past it "Message too long (N characters over)" in the
+ * box's error line (an alert), which check() also fills on submit. The limit is the server's
+ * (characters) and API Gateway's (the frame's bytes), measured by ChatLink's room(). */
+function hint(box, err, frame) {
+  const node = h('p.count', { role: 'status' });
+  let timer;
+  let long = '';
+  node.check = () => {
+    clearTimeout(timer);
+    const n = room(box.value, frame && frame());
+    node.textContent = n >= 0 && n < MAX_TEXT_CHARS / 10 ? chars('left', n) : '';
+    if (!err.textContent || err.textContent === long) err.textContent = long = n < 0 ? chars('tooLong', -n) : '';
+    return n;
+  };
+  box.addEventListener('input', () => {
+    clearTimeout(timer);
+    timer = setTimeout(node.check, 400);
+  });
+  return node;
 }
 
 function ordinal(n) {
@@ -466,7 +496,10 @@ function setConversation(summary, resumed) {
   if (pendingStart) {
     const first = pendingStart;
     pendingStart = null;
-    for (const text of first.texts) transcript.addPending(link.post(conv.id, text), pendingNode(text));
+    for (const text of first.texts) {
+      const entry = link.post(conv.id, text);
+      if (entry) transcript.addPending(entry, pendingNode(text));
+    }
   }
   updateSeen();
   render();
@@ -709,6 +742,13 @@ function leftMessage() {
   if (shadow.activeElement === leaveButton) thanks.focus(); // the form is gone: keep focus inside
 }
 
+function leaveDoc() {
+  const doc = { email: leaveEmail.value.trim(), text: leaveText.value, page: location.href.slice(0, 2048),
+                website: honeypot.value };
+  if (leaveName.value.trim()) doc.name = leaveName.value.trim();
+  return doc;
+}
+
 async function leaveMessage() {
   leaveError.textContent = '';
   if (!leaveEmail.checkValidity() || !leaveText.value.trim()) {
@@ -716,10 +756,12 @@ async function leaveMessage() {
     (leaveEmail.checkValidity() ? leaveText : leaveEmail).focus();
     return;
   }
+  if (leaveHint.check() < 0) { // too long: say so, keep the text, send nothing (socket or REST)
+    leaveText.focus();
+    return;
+  }
   interact();
-  const doc = { email: leaveEmail.value.trim(), text: leaveText.value, page: location.href.slice(0, 2048),
-                website: honeypot.value };
-  if (leaveName.value.trim()) doc.name = leaveName.value.trim();
+  const doc = leaveDoc();
   leaveButton.disabled = true;
   if (link && link.send(Object.assign({ action: 'leave_message', ref: 'lm' }, doc))) return;
   // No socket (yet, or WebSockets blocked): the same over REST.
@@ -893,10 +935,7 @@ compose.addEventListener('submit', (event) => {
   composeError.textContent = '';
   const text = input.value;
   if (!text.trim()) return;
-  if (text.length > MAX_TEXT_CHARS) {
-    composeError.textContent = t('tooLong', { n: MAX_TEXT_CHARS });
-    return;
-  }
+  if (composeHint.check() < 0) return; // too long: said so; the text stays, nothing is sent
   interact();
   if (isLive(conv) && transcript) {
     const entry = link.post(conv.id, text);
@@ -918,6 +957,7 @@ compose.addEventListener('submit', (event) => {
     sendStart();
   }
   input.value = '';
+  composeHint.check();
   if (typing) typing.stop();
   render();
   scrollDown();
