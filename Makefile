@@ -113,3 +113,27 @@ deploy: $(VENV)/.installed
 destroy: $(VENV)/.installed
 	@test -n "$(STAGE)" || { echo "usage: make destroy STAGE=dev|prod [CONFIRM=<stage>] [BACKUP=1]"; exit 1; }
 	$(PY) -m infra.deploy destroy --stage $(STAGE) $(if $(filter $(STAGE),$(CONFIRM)),--yes) $(if $(BACKUP),--backup)
+
+# ---- security scan (docs/deploy.md, "Security scan (checkov)") -------------------------------
+#   make checkov [STAGE=dev]   checkov on infra/*.yaml and on the merged template of `make package`
+# checkov lives in a throw-away venv under .tools/checkov (never in .venv, not part of make test).
+# Accepted findings: infra/*.yaml carry theirs per resource (Metadata checkov skip, with the
+# reason); those below hold for every function, log group and API that Chalice generates.
+CHECKOV_VERSION := 3.3.30
+CHECKOV_PYTHON ?= python3
+CHECKOV := $(TOOLS)/checkov/bin/checkov
+CHECKOV_ARGS := --framework cloudformation --compact --quiet --skip-download
+CHECKOV_CHALICE_SKIPS := CKV_AWS_116,CKV_AWS_117,CKV_AWS_120,CKV_AWS_158,CKV_AWS_173
+
+.PHONY: checkov
+
+$(TOOLS)/checkov/.installed-$(CHECKOV_VERSION):
+	rm -rf $(TOOLS)/checkov && $(CHECKOV_PYTHON) -m venv $(TOOLS)/checkov
+	$(TOOLS)/checkov/bin/pip install --quiet "checkov==$(CHECKOV_VERSION)"
+	@touch $@
+
+checkov: $(TOOLS)/checkov/.installed-$(CHECKOV_VERSION) $(VENV)/.installed
+	$(CHECKOV) $(CHECKOV_ARGS) -f infra/template.yaml infra/apigateway-account.yaml
+	$(PY) -m infra.deploy package --stage $(or $(STAGE),dev)
+	$(CHECKOV) $(CHECKOV_ARGS) --skip-check $(CHECKOV_CHALICE_SKIPS) \
+	  -f .chalice/deployments/build/$(or $(STAGE),dev)/package/template.json
