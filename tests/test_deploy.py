@@ -582,7 +582,10 @@ class FakeChalice:
         command = args[args.index("--project-dir") + 2]
         config = json.loads((cwd / ".chalice" / "config.json").read_text())
         self.runs.append((command, dict(config["stages"][self.stage]["environment_variables"])))
-        assert (cwd / "vendor" / "pynamodb").is_dir() and not (cwd / "vendor" / "botocore").exists()
+        vendor = cwd / "vendor"  # our pinned botocore, trimmed to the services the app calls
+        assert (vendor / "pynamodb").is_dir() and (vendor / "tzdata").is_dir()
+        models = {p.name for p in (vendor / "botocore" / "data").iterdir() if p.is_dir()}
+        assert models == deploy.SHIPPED_SERVICES
         record = cwd / ".chalice" / "deployed" / f"{self.stage}.json"
         lam = self.session.client("lambda", endpoint_url=self.url)
         name = f"clicktochat-{self.stage}-send_mail"
@@ -639,7 +642,7 @@ def project(tmp_path: Path) -> Path:
         shutil.copy2(ROOT / name, root / name)
     shutil.copytree(ROOT / "chalicelib", root / "chalicelib", ignore=shutil.ignore_patterns("__pycache__"))
     (root / "infra").mkdir()
-    for name in ("__init__.py", "deploy.py", "template.yaml"):
+    for name in ("__init__.py", "deploy.py", "runtime.py", "template.yaml"):
         shutil.copy2(ROOT / "infra" / name, root / "infra" / name)
     (root / "widget").mkdir()
     for name in ("widget.js", "chatlink.js"):

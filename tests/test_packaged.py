@@ -237,13 +237,20 @@ def test_rest_and_mail_functions_run_from_the_zip(stack: Any, site: str, venv: P
     def received() -> bool:
         got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1,
                                   AttributeNames=["All"], MessageAttributeNames=["All"])
-        mine.extend(m for m in got.get("Messages", []) if message_id in m["Body"])
+        for message in got.get("Messages", []):
+            if message_id in message["Body"]:
+                mine.append(message)
+            else:  # someone else's job: back on the queue at once
+                sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"],
+                                              VisibilityTimeout=0)
         return bool(mine)
 
     eventually(received, timeout=10)
     report = _invoke(venv, task_root, functions, "SendMail",
                      [{"Records": [sqs_record(m, arn) for m in mine]}])
     assert report["results"][0]["result"] == {"batchItemFailures": []}
+    for message in mine:  # what the event source mapping does with a batch that succeeded
+        sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
     mails = stack.ses.emails()[before:]
     assert any("Sent from the zip" in m["body"]["text"] for m in mails), mails
 
