@@ -1331,6 +1331,7 @@ class Deployer:
     def deploy(self, options: Options | None = None) -> Result:
         options = options or Options()
         self.changes = []
+        lambda_runtime()  # before anything is created: a deprecated runtime is refused outright
         config = load_chalice_config(self.root)
         env = stage_env(config, self.stage)
         mail_from = options.mail_from or env.get("MAIL_FROM", "")

@@ -308,6 +308,30 @@ def test_deploy_refuses_a_deprecated_runtime_naming_the_date(version: tuple[int,
     assert deploy.lambda_runtime((3, 12)) == "python3.12"
 
 
+def test_make_deploy_refuses_a_deprecated_runtime_before_touching_aws(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run by Python 3.11, ``deploy`` stops at once with the date: no stack, no secret made
+    (the session below fails every AWS call, so reaching one would fail differently)."""
+    import sys
+
+    class NoAWS:
+        region_name = "us-east-1"
+
+        def client(self, *_: Any, **__: Any) -> Any:
+            raise AssertionError("an AWS call was made")
+
+    class Python311:  # what deploy.py sees of `sys` when run by Python 3.11
+        version_info = (3, 11, 9, "final", 0)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(sys, name)
+
+    monkeypatch.setattr(deploy, "sys", Python311())
+    deployer = deploy.Deployer("dev", session=NoAWS(), out=lambda line: None)
+    with pytest.raises(deploy.DeployError, match=r"deprecated the python3\.11 Lambda runtime on 2026-06-30"):
+        deployer.deploy(deploy.Options(mail_from="chat@shop.test", team_email="help@shop.test"))
+
+
 def test_runtime_dates_are_checked_against_today() -> None:
     import datetime as dt
 
