@@ -76,6 +76,7 @@ from chalicelib.protocol import (
     STALE,
     Frame,
     ProtocolError,
+    fit,
 )
 
 PREVIEW_CHARS = 140
@@ -375,10 +376,13 @@ def sync(connection_id: str, frame: Frame, outbox: Outbox) -> None:
         message_sk(after + 1), message_sk(10**12 - 1)), consistent_read=True, limit=limit + 1))
     now = clock.now_ms()
     items = [m for m in items if not expired(m, now)]  # past retention, not yet deleted
-    outbox.to([connection_id], {
-        "type": "messages", "conversation": conv.id, "after": after,
-        "items": [message_frame(conv.id, m) for m in items[:limit]],
-        "more": len(items) > limit, "summary": conv.summary()})
+    # One frame of at most FRAME_BUDGET bytes: 200 long emoji messages are megabytes. The
+    # client asks again from the last seq it got while ``more`` (so does a cut page).
+    page: dict[str, Any] = {"type": "messages", "conversation": conv.id, "after": after,
+                            "summary": conv.summary()}
+    rest = fit(page, "items", [message_frame(conv.id, m) for m in items[:limit]], lambda m: m["seq"])
+    page["more"] = rest is not None or len(items) > limit
+    outbox.to([connection_id], page)
 
 
 def close(connection_id: str, frame: Frame, outbox: Outbox) -> ConversationModel:

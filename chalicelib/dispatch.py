@@ -64,7 +64,7 @@ def _accept(connection_id: str, frame: Frame, outbox: Outbox) -> None:
 def _queue(connection_id: str, frame: Frame, outbox: Outbox) -> None:
     who = presence.caller(connection_id)
     presence.require_agent(who)
-    outbox.to([connection_id], routing.queue_listing(routing.waiting(who.site)))
+    outbox.to([connection_id], routing.queue_listing(routing.waiting(who.site), frame.get("cursor")))
 
 
 def _send(connection_id: str, frame: Frame, outbox: Outbox) -> None:
@@ -123,7 +123,8 @@ def _note(connection_id: str, frame: Frame, outbox: Outbox) -> None:
 
 
 def _notes(connection_id: str, frame: Frame, outbox: Outbox) -> None:
-    outbox.to([connection_id], notes.history(_agent(connection_id), frame["conversation"]))
+    outbox.to([connection_id], notes.history(_agent(connection_id), frame["conversation"],
+                                                  frame.get("cursor")))
 
 
 def _transfer(connection_id: str, frame: Frame, outbox: Outbox) -> None:
@@ -139,7 +140,7 @@ def _away(connection_id: str, frame: Frame, outbox: Outbox) -> None:
 
 
 def _overview(connection_id: str, frame: Frame, outbox: Outbox) -> None:
-    outbox.to([connection_id], supervision.overview(_agent(connection_id)))
+    outbox.to([connection_id], supervision.overview(_agent(connection_id), frame.get("cursor")))
 
 
 def _history(connection_id: str, frame: Frame, outbox: Outbox) -> None:
@@ -147,11 +148,16 @@ def _history(connection_id: str, frame: Frame, outbox: Outbox) -> None:
 
 
 def _context(connection_id: str, frame: Frame, outbox: Outbox) -> None:
-    outbox.to([connection_id], visitors.context(_agent(connection_id), frame["conversation"]))
+    outbox.to([connection_id], visitors.context(_agent(connection_id), frame["conversation"],
+                                                     frame.get("cursor")))
 
 
 def _visitors(connection_id: str, frame: Frame, outbox: Outbox) -> None:
-    outbox.to([connection_id], visitors.live(_agent(connection_id)))
+    outbox.to([connection_id], visitors.live(_agent(connection_id), frame.get("cursor")))
+
+
+def _snippets(connection_id: str, frame: Frame, outbox: Outbox) -> None:
+    outbox.to([connection_id], presence.snippets(_agent(connection_id), frame.get("cursor")))
 
 
 def _transcript(connection_id: str, frame: Frame, outbox: Outbox) -> None:
@@ -184,6 +190,7 @@ HANDLERS: dict[str, Handler] = {
     "history": _history,
     "visitors": _visitors,
     "context": _context,
+    "snippets": _snippets,
     "rate": ratings.rate,
     "transcript": _transcript,
 }

@@ -21,7 +21,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from chalicelib import aws, config, telemetry
-from chalicelib.protocol import encode
+from chalicelib.protocol import FRAME_BUDGET, encode, shrink
 
 log = logging.getLogger(__name__)
 _clients: dict[str, Any] = {}
@@ -40,12 +40,26 @@ class Outbox:
         self.conversations: dict[str, set[str]] = defaultdict(set)
 
     def to(self, connection_ids: Iterable[str], frame: dict[str, Any]) -> None:
-        data = encode(frame)
+        data = self.measured(frame)
         conversation = frame.get("conversation")
         for connection_id in connection_ids:
             self.frames[connection_id].append(data)
             if isinstance(conversation, str):
                 self.conversations[connection_id].add(conversation)
+
+    @staticmethod
+    def measured(frame: dict[str, Any]) -> bytes:
+        """The frame encoded, never more than ``FRAME_BUDGET`` bytes. API Gateway refuses a
+        post over 128 KB (413, not delivered) and splits one over 32 KB; either way a client
+        waiting for it (a console for its ``welcome``) would wait forever. Builders bound
+        their frames; one that did not is degraded here (strings clipped, then lists cut,
+        ``truncated: true``), logged and counted (``FramesTrimmed``), never posted as is."""
+        data = encode(frame)
+        if len(data) <= FRAME_BUDGET:
+            return data
+        log.warning("frame over budget, trimmed: type=%s bytes=%d", frame.get("type"), len(data))
+        telemetry.count("FramesTrimmed")
+        return encode(shrink(frame))
 
     def __len__(self) -> int:
         return sum(len(v) for v in self.frames.values())

@@ -9,6 +9,7 @@ from chalicelib import auth, clock, conversations
 from chalicelib.auth import Caller
 from chalicelib.fanout import Outbox
 from chalicelib.models import META, AgentModel, ConversationModel, MessageModel, agent_key, keep_until
+from chalicelib.protocol import page_at
 
 NOTE = "note"
 
@@ -33,7 +34,10 @@ def note_frame(conv_id: str, note: MessageModel) -> dict[str, Any]:
             "from": {"id": note.author, "name": note.name}, "ts": int(note.ts)}
 
 
-def history(who: Caller, conv_id: str) -> dict[str, Any]:
+def history(who: Caller, conv_id: str, cursor: str | None = None) -> dict[str, Any]:
+    """The chat's notes, oldest first, one page (``more``, ``cursor``: how many were sent);
+    ``after`` echoes the cursor asked from, so the console appends rather than replaces."""
     conv = conversations.held_by(who, conv_id)
     items = MessageModel.query(conv.pk, MessageModel.sk.startswith("NOTE#"), consistent_read=True)
-    return {"type": "notes", "conversation": conv.id, "items": [note_frame(conv.id, n) for n in items]}
+    return page_at({"type": "notes", "conversation": conv.id}, "items",
+                   [note_frame(conv.id, n) for n in items], cursor)

@@ -43,7 +43,7 @@ from chalicelib.models import (
     update_or_old,
     visitor_key,
 )
-from chalicelib.protocol import FORBIDDEN, ProtocolError
+from chalicelib.protocol import FORBIDDEN, ProtocolError, fit, page_at
 
 SITE_ID = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 VISIT_GAP_MS = 30 * 60 * 1000  # a visitor gone this long starts a new visit when they return
@@ -175,17 +175,28 @@ def _identity(item: ConnectionModel) -> tuple[str, str, str]:
 
 
 def hello(who: Caller) -> dict[str, Any]:
-    """The ``welcome`` frame: identity, a fresh token, and the state to render."""
+    """The ``welcome`` frame: identity, a fresh token, and the state to render.
+
+    An agent's lists share one frame budget, most needed first: their chats, transfer offers,
+    snippets, then the line. A list cut short is named in ``next`` with the cursor its own
+    action (``snippets``, ``queue``) continues from: a welcome that did not fit would not be
+    delivered at all, and a console waiting for it reconnects forever."""
     frame: dict[str, Any] = {"type": "welcome", "role": who.role, "site": who.site,
                              "token": auth.issue(who.role, who.subject, who.site)}
     if who.role == auth.AGENT:
         agent = AgentModel.get(agent_key(who.subject), META, consistent_read=True)
         convs = routing.held(agent)
         frame["agent"] = agents.public(agent)
-        frame["snippets"] = sites.console(sites.get(who.site))["snippets"]
-        frame["offers"] = transfers.pending_offers(agent)
-        frame["conversations"] = [c.summary() for c in convs]
-        frame["queue"] = routing.queue_listing(routing.waiting(who.site))["items"]
+        frame["next"] = {}
+        fit(frame, "conversations", [c.summary() for c in convs])
+        fit(frame, "offers", transfers.pending_offers(agent), at_least_one=False)
+        rest = fit(frame, "snippets", sites.console(sites.get(who.site))["snippets"], at_least_one=False)
+        if rest is not None:
+            frame["next"]["snippets"] = str(rest)
+        rest = fit(frame, "queue", routing.queue_items(routing.waiting(who.site)), routing.queue_cursor,
+                   at_least_one=False)
+        if rest is not None:
+            frame["next"]["queue"] = rest
     else:
         frame["visitor"] = who.subject
         frame["status"] = {k: v for k, v in availability.status(sites.get(who.site)).frame().items()
@@ -200,6 +211,12 @@ def hello(who: Caller) -> dict[str, Any]:
                 frame["conversation"]["position"] = (
                     queue.index(conv.id) + 1 if conv.id in queue else len(queue) + 1)
     return frame
+
+
+def snippets(who: Caller, cursor: str | None = None) -> dict[str, Any]:
+    """A page of the site's snippets (``snippets`` frame): the rest of what ``welcome`` had no
+    room for. 200 snippets of 2,000 characters can be over a megabyte."""
+    return page_at({"type": "snippets"}, "items", sites.console(sites.get(who.site))["snippets"], cursor)
 
 
 def disconnect(connection_id: str, outbox: Outbox) -> ConnectionModel | None:

@@ -26,6 +26,23 @@ MAX_FRAME_BYTES = 20_000
 MAX_TEXT_CHARS = 4_000
 MAX_SYNC_PAGE = 200
 
+#: Every server frame, encoded, is at most this many bytes: one API Gateway frame (32 KB), so
+#: it is never split, and a quarter of what ``@connections`` accepts (128 KB; more is refused
+#: with 413 and never delivered). Builders fit lists into it with :func:`fit`; the ``Outbox``
+#: measures every frame and degrades (:func:`shrink`) one a builder let grow past it.
+FRAME_BUDGET = 32 * 1024
+#: Bytes :func:`fit` keeps free for what is added after a list: ``more``, ``cursor``, ``next``
+#: (cursors are at most ``MAX_CURSOR_CHARS``), a ``ref``.
+FRAME_RESERVE = 512
+MAX_CURSOR_CHARS = 100
+#: Byte caps on page fields in outgoing frames. The client's page fields are limited in
+#: characters (a title of 300 four-byte characters is 1,200 bytes, a referrer any 2,048), so
+#: a list of pages or of visitors would grow without bound in bytes; clipped on a UTF-8
+#: boundary, a page costs at most ~2 KB whatever the visitor sends.
+PAGE_FIELD_BYTES = {"url": 1024, "title": 256, "referrer": 512}
+#: Pages of a visit sent in a ``visitors`` item (the newest); ``page_count`` says how many there are.
+VISITOR_PAGES_SHOWN = 5
+
 # A client message id is "<client instance>:<counter>". The instance part is random per
 # browser tab (kept across reconnects); the counter increases by one per message. The
 # server deduplicates on it, so a resend after a lost ack is stored and delivered once.
@@ -110,6 +127,9 @@ def _seq(value: Any) -> bool:
 
 
 CONVERSATION = Field(str, check=_conv_id, rule="a conversation id")
+#: Where the next page of a list starts: the ``cursor`` (or a ``next`` entry) of the page before.
+CURSOR = Field(str, required=False, check=lambda v: len(v) <= MAX_CURSOR_CHARS,
+               rule=f"a cursor from the previous page (at most {MAX_CURSOR_CHARS} characters)")
 SEQ = Field(int, check=_seq, rule="a non-negative integer")
 
 # action -> {field: Field}. Roles that may send each action are enforced by the domain.
@@ -137,20 +157,21 @@ SCHEMAS: dict[str, dict[str, Field]] = {
     "close": {"conversation": CONVERSATION, "transcript": Field(bool, required=False)},
     "note": {"conversation": CONVERSATION,
              "text": Field(str, check=_text, rule=f"1 to {MAX_TEXT_CHARS} characters, not blank")},
-    "notes": {"conversation": CONVERSATION},
+    "notes": {"conversation": CONVERSATION, "cursor": CURSOR},
     "transfer": {"conversation": CONVERSATION,
                  "to": Field(str, check=lambda v: 0 < len(v) <= 40, rule="an agent id"),
                  "note": Field(str, required=False, check=lambda v: len(v) <= MAX_TEXT_CHARS,
                                rule=f"at most {MAX_TEXT_CHARS} characters")},
     "transfer_answer": {"conversation": CONVERSATION, "accept": Field(bool)},
     "away": {"on": Field(bool)},
-    "overview": {},
-    "visitors": {},
+    "overview": {"cursor": CURSOR},
+    "visitors": {"cursor": CURSOR},
+    "snippets": {"cursor": CURSOR},
     "history": {"text": Field(str, check=lambda v: len(v.strip()) > 0 and len(v) <= 100,
                               rule="1 to 100 characters")},
     "shift": {"on": Field(bool)},
     "accept": {"conversation": CONVERSATION},
-    "queue": {},
+    "queue": {"cursor": CURSOR},
     "leave_message": {
         "email": Field(str),
         "text": Field(str),
@@ -166,7 +187,7 @@ SCHEMAS: dict[str, dict[str, Field]] = {
                           rule="at most 2048 characters"),
         "tz": Field(str, required=False, check=lambda v: 0 < len(v) <= 64, rule="an IANA time zone"),
     },
-    "context": {"conversation": CONVERSATION},
+    "context": {"conversation": CONVERSATION, "cursor": CURSOR},
     "rate": {
         "conversation": CONVERSATION,
         "score": Field(str, check=lambda v: v in ("up", "down"), rule='"up" or "down"'),
@@ -272,6 +293,110 @@ def error(code: str, message: str, ref: str | None = None,
     return frame
 
 
-def encode(frame: dict[str, Any]) -> bytes:
+def encode(frame: Any) -> bytes:
     """Serialise a server frame compactly (bytes go straight to post_to_connection)."""
     return json.dumps(frame, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def clip(text: str, max_bytes: int) -> str:
+    """``text`` cut to at most ``max_bytes`` of UTF-8, never inside a character (Python
+    strings are code points, so decoding the cut bytes with ``ignore`` drops only a partial
+    last character); an ellipsis marks a cut."""
+    data = text.encode("utf-8")
+    if len(data) <= max_bytes:
+        return text
+    return data[:max(0, max_bytes - 3)].decode("utf-8", "ignore") + "\u2026"
+
+
+def page_view(page: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A visited page as frames carry it: url, title and referrer clipped to ``PAGE_FIELD_BYTES``."""
+    if not page:
+        return None
+    view = dict(page)
+    for name, limit in PAGE_FIELD_BYTES.items():
+        if isinstance(view.get(name), str):
+            view[name] = clip(view[name], limit)
+    return view
+
+
+def fit(frame: dict[str, Any], key: str, items: list[Any],
+        cursor: Callable[[Any], str | int] | None = None, at_least_one: bool = True) -> str | int | None:
+    """Put the longest prefix of ``items`` into ``frame[key]`` that keeps the whole frame within
+    ``FRAME_BUDGET - FRAME_RESERVE`` bytes, encoded. Returns None when all fit, otherwise the
+    cursor to ask for the rest with: ``cursor(last item sent)``, or the count sent.
+
+    With ``at_least_one`` (the default) it sends at least one item when there are any, so
+    paging always moves on (every builder keeps its single items far below the budget; the
+    ``Outbox`` is the backstop). Several lists in one frame are fitted one after another,
+    each in what the others left, the later ones without ``at_least_one``: their cursor is
+    then ``""`` or ``0`` (from the start).
+    """
+    frame[key] = []
+    used = len(encode(frame)) + FRAME_RESERVE
+    kept = 0
+    for item in items:
+        cost = len(encode(item)) + (1 if kept else 0)  # its comma
+        if used + cost > FRAME_BUDGET and (kept or not at_least_one):
+            break
+        used += cost
+        kept += 1
+    frame[key] = list(items[:kept])
+    if kept == len(items):
+        return None
+    if cursor is None:
+        return kept
+    return cursor(items[kept - 1]) if kept else ""
+
+
+def page_of(frame: dict[str, Any], key: str, items: list[Any],
+            cursor: Callable[[Any], str | int] | None = None) -> dict[str, Any]:
+    """:func:`fit` for a frame that is one list: sets ``more`` and ``cursor`` (null at the end)."""
+    rest = fit(frame, key, items, cursor)
+    frame["more"] = rest is not None
+    frame["cursor"] = rest
+    return frame
+
+
+def offset(cursor: str | None) -> int:
+    """The position a count cursor (from :func:`fit` without ``cursor``) continues at."""
+    return int(cursor) if cursor is not None and cursor.isdigit() else 0
+
+
+def page_at(frame: dict[str, Any], key: str, items: list[Any], after: str | None) -> dict[str, Any]:
+    """:func:`page_of` for a list addressed by position: ``cursor`` is how many items came
+    before the next page (a string), ``after`` echoes the cursor this page was asked from
+    (null for the first page: the client replaces its list; otherwise it appends)."""
+    start = offset(after)
+    frame["after"] = after
+    rest = fit(frame, key, items[start:])
+    frame["more"] = rest is not None
+    frame["cursor"] = None if rest is None else str(start + int(rest))
+    return frame
+
+
+def shrink(frame: dict[str, Any], budget: int = FRAME_BUDGET) -> dict[str, Any]:
+    """A copy of an over-budget frame that fits: long strings clipped (halving the cap until
+    it fits), then lists cut, with ``truncated: true``. Only the ``Outbox``'s backstop for a
+    builder that failed to bound its frame: the client still gets a frame of that type
+    (a console waiting for ``welcome`` gets its ``welcome``), not nothing."""
+    def clipped(value: Any, cap: int) -> Any:
+        if isinstance(value, str):
+            return clip(value, cap)
+        if isinstance(value, list):
+            return [clipped(v, cap) for v in value]
+        if isinstance(value, dict):
+            return {k: v if k in ("type", "conversation") else clipped(v, cap) for k, v in value.items()}
+        return value
+
+    out = dict(frame, truncated=True)
+    cap = 4096
+    while len(encode(out)) > budget and cap >= 16:
+        out = clipped(dict(frame, truncated=True), cap)
+        cap //= 2
+    while len(encode(out)) > budget:
+        lists = [k for k, v in out.items() if isinstance(v, list) and v]
+        if not lists:
+            return {k: v for k, v in out.items() if k in ("type", "conversation", "ref", "truncated")}
+        longest = max(lists, key=lambda k: len(encode(out[k])))
+        out[longest] = out[longest][:len(out[longest]) // 2]
+    return out

@@ -13,6 +13,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from pynamodb.expressions.condition import size
 from pynamodb.expressions.update import Action
@@ -29,7 +30,7 @@ from chalicelib.models import (
     plain_map,
     update_or_old,
 )
-from chalicelib.protocol import AT_CAPACITY, CONFLICT, ProtocolError
+from chalicelib.protocol import AT_CAPACITY, CONFLICT, ProtocolError, page_of, page_view
 
 QUEUED, ASSIGNED, ACTIVE, CLOSED = "queued", "assigned", "active", "closed"
 OPEN_STATES = (QUEUED, ASSIGNED, ACTIVE)
@@ -225,12 +226,28 @@ def _tell_agents(site: str, outbox: Outbox, queue: list[ConversationModel],
     outbox.to([c for a in agents for c in sorted(a.conns or ())], listing)
 
 
-def queue_listing(queue: list[ConversationModel]) -> dict[str, object]:
-    """The ``queue`` frame agents see: oldest first, with wait start and first words."""
-    return {"type": "queue", "items": [
-        {"conversation": c.id, "position": i, "queued_at": c.queued_at, "preview": c.preview,
-         "page": plain_map(c.page) if c.page else None}
-        for i, c in enumerate(queue, start=1)]}
+def queue_items(queue: list[ConversationModel], after: str | None = None) -> list[dict[str, Any]]:
+    """The line as agents see it: oldest first, with absolute positions, wait start, first
+    words and the page (clipped); with ``after`` (a cursor), only the chats behind it."""
+    items = [{"conversation": c.id, "position": i, "queued_at": c.queued_at, "preview": c.preview,
+              "page": page_view(plain_map(c.page)) if c.page else None}
+             for i, c in enumerate(queue, start=1)]
+    return items if not after else [i for i in items if queue_cursor(i) > after]
+
+
+def queue_cursor(item: dict[str, Any]) -> str:
+    """Where a page of the line ends: its last chat's place in line (wait start, then id), so
+    the next page starts right behind it even if chats ahead left meanwhile."""
+    return f"{int(item['queued_at'] or 0):015d}#{item['conversation']}"
+
+
+def queue_listing(queue: list[ConversationModel], after: str | None = None) -> dict[str, Any]:
+    """The ``queue`` frame agents see, one page of it (``more``, ``cursor``); ``after``: the
+    page that follows that cursor (echoed, so the console appends instead of replacing)."""
+    frame: dict[str, Any] = {"type": "queue"}
+    if after is not None:
+        frame["after"] = after
+    return page_of(frame, "items", queue_items(queue, after), queue_cursor)
 
 
 def accept(agent_id: str, conv_id: str, outbox: Outbox) -> Assignment:

@@ -8,7 +8,7 @@ from typing import Any
 from chalicelib import agents, clock, routing
 from chalicelib.auth import Caller
 from chalicelib.models import META, AgentModel, ConversationModel, agent_key, expired
-from chalicelib.protocol import FORBIDDEN, ProtocolError
+from chalicelib.protocol import FORBIDDEN, ProtocolError, fit, offset
 
 HISTORY_PAGE = 50
 
@@ -20,19 +20,39 @@ def require_lead(who: Caller) -> AgentModel:
     return agent
 
 
-def overview(who: Caller) -> dict[str, Any]:
+#: The lists of an ``overview``, in the order they fill its frame.
+OVERVIEW_LISTS = ("agents", "queue", "conversations")
+
+
+def overview(who: Caller, cursor: str | None = None) -> dict[str, Any]:
     """Every agent on shift or still holding chats (away, or off shift finishing up), with
-    their load and chats; the queue; and every open chat."""
+    their load and chats; the queue; and every open chat.
+
+    Paged: ~310 open chats are 128 KB. The first page fills the frame with the lists in
+    ``OVERVIEW_LISTS`` order; each list cut short is named in ``next`` with a cursor
+    ``"<list>:<position>"``. ``overview`` with that cursor answers with that list from there
+    (and ``after`` = the cursor, so the console appends) and its own ``next``."""
     require_lead(who)
     team = [a for a in AgentModel.team_index.query(f"TEAM#{who.site}") if a.on_shift or a.convs]
-    chats = [c for a in team for c in routing.held(a)]
     queue = routing.waiting(who.site)
-    return {"type": "overview",
-            "agents": [{"id": a.id, "name": a.name, "load": a.load, "max_chats": a.max_chats,
-                        "online": bool(a.conns), "on_shift": bool(a.on_shift), "away": bool(a.away),
-                        "conversations": sorted(a.convs or ())} for a in team],
-            "queue_length": len(queue), "queue": routing.queue_listing(queue)["items"],
-            "conversations": [c.summary() for c in chats]}
+    wanted, _, at = (cursor or "").partition(":")
+    lists = OVERVIEW_LISTS if cursor is None else tuple(k for k in OVERVIEW_LISTS if k == wanted)
+    start = offset(at) if cursor is not None else 0
+    frame: dict[str, Any] = {"type": "overview", "after": cursor, "queue_length": len(queue), "next": {}}
+    for name in lists:
+        if name == "agents":
+            items: list[Any] = [
+                {"id": a.id, "name": a.name, "load": a.load, "max_chats": a.max_chats,
+                 "online": bool(a.conns), "on_shift": bool(a.on_shift), "away": bool(a.away),
+                 "conversations": sorted(a.convs or ())} for a in team]
+        elif name == "queue":
+            items = routing.queue_items(queue)
+        else:
+            items = [c.summary() for a in team for c in routing.held(a)]
+        rest = fit(frame, name, items[start:], at_least_one=cursor is not None or name == "agents")
+        if rest is not None:
+            frame["next"][name] = f"{name}:{start + int(rest)}"
+    return frame
 
 
 def history(who: Caller, text: str) -> dict[str, Any]:

@@ -46,6 +46,7 @@ Connects            role            a WebSocket connection accepted
 ConnectsRefused     --              ``$connect`` refused (bad token, origin, site)
 Disconnects         role            ``$disconnect`` of a known connection
 FanoutFailures      reason          a post found the connection gone (410) or failed
+FramesTrimmed       --              a frame over the 32 KB budget was cut down before posting
 QueueLength         site            waiting conversations after routing (max 100 counted)
 MailSent            --              an email handed to SES
 MailFailures        --              SES refused, was unreachable or timed out
@@ -74,7 +75,7 @@ logger = Logger(service=config.SERVICE)
 
 # Every metric the app emits (the table above); infra/template.yaml's dashboard shows each.
 METRICS = ("MessagesSent", "Connects", "ConnectsRefused", "Disconnects", "FanoutFailures",
-           "QueueLength", "MailSent", "MailFailures", "FrameErrors", "ColdStart")
+           "FramesTrimmed", "QueueLength", "MailSent", "MailFailures", "FrameErrors", "ColdStart")
 
 Sink = Callable[[str], None]
 Dimensions = tuple[tuple[str, str], ...]

@@ -25,7 +25,18 @@ from chalicelib.models import (
     update_or_old,
     visitor_key,
 )
-from chalicelib.protocol import CONFLICT, NOT_FOUND, Frame, ProtocolError
+from chalicelib.protocol import (
+    CONFLICT,
+    NOT_FOUND,
+    PAGE_FIELD_BYTES,
+    VISITOR_PAGES_SHOWN,
+    Frame,
+    ProtocolError,
+    clip,
+    page_at,
+    page_of,
+    page_view,
+)
 
 MAX_PAGES = 50  # pages kept per visit, enough for "where have they been" without growing
 
@@ -54,20 +65,27 @@ def record_page(who: Caller, frame: Frame, outbox: Outbox) -> None:
     except ConversationModel.DoesNotExist:  # its start is writing it right now (page and start
         return                              # arrive together on a page load); nobody to tell yet
     outbox.to(conv.connections_of("a:"), {"type": "page", "conversation": conv.id,
-                                          "visitor": who.subject, **page})
+                                          "visitor": who.subject, **(page_view(page) or {})})
 
 
 PAST_SHOWN = 5
 
 
-def context(who: Caller, conv_id: str) -> dict[str, Any]:
-    """Everything the agent of a conversation may know about its visitor, in one frame."""
+USER_AGENT_BYTES = 512
+
+
+def context(who: Caller, conv_id: str, cursor: str | None = None) -> dict[str, Any]:
+    """Everything the agent of a conversation may know about its visitor, in one frame; the
+    visit's pages (up to 50, clipped) paged by position: with ``cursor``, only more ``pages``
+    (``after`` = the cursor) for the console to append."""
     conv = conversations.held_by(who, conv_id)
     try:
         visitor = VisitorModel.get(visitor_key(conv.visitor_id), META, consistent_read=True)
     except VisitorModel.DoesNotExist:
         visitor = VisitorModel(visitor_key(conv.visitor_id))
-    pages = visitor.visit_pages()
+    pages = [page_view(p) for p in visitor.visit_pages()]
+    if cursor is not None:
+        return page_at({"type": "context", "conversation": conv.id}, "pages", pages, cursor)
     past_ids = [str(p) for p in (visitor.past or [])][-PAST_SHOWN:][::-1]
     past = []
     now = clock.now_ms()
@@ -78,11 +96,14 @@ def context(who: Caller, conv_id: str) -> dict[str, Any]:
             continue  # erased, or deleted by retention
         if not expired(earlier, now):
             past.append(earlier.summary())
-    return {"type": "context", "conversation": conv.id, "visitor": conv.visitor_id,
-            "page": visitor.current_page(), "pages": pages,
-            "referrer": _arrived_from(pages),
-            "user_agent": visitor.user_agent, "timezone": visitor.timezone,
-            "name": conv.visitor_name, "email": conv.email, "past": past}
+    referrer = _arrived_from(visitor.visit_pages())
+    frame = {"type": "context", "conversation": conv.id, "visitor": conv.visitor_id,
+             "page": page_view(visitor.current_page()),
+             "referrer": clip(referrer, PAGE_FIELD_BYTES["referrer"]) if referrer else None,
+             "user_agent": clip(visitor.user_agent, USER_AGENT_BYTES) if visitor.user_agent else None,
+             "timezone": visitor.timezone, "name": conv.visitor_name, "email": conv.email,
+             "past": past}
+    return page_at(frame, "pages", pages, None)
 
 
 def _arrived_from(pages: list[dict[str, Any]]) -> str | None:
@@ -94,24 +115,36 @@ def _arrived_from(pages: list[dict[str, Any]]) -> str | None:
     return None
 
 
-def live(who: Caller) -> dict[str, Any]:
-    """Visitors on the site right now: where they are, since when, where they have been."""
+#: Visitors read for one ``visitors`` page: more than fit in one frame (an item is >= 120 bytes).
+LIVE_READS = 300
+
+
+def live(who: Caller, cursor: str | None = None) -> dict[str, Any]:
+    """Visitors on the site right now: where they are, since when, where they have been
+    (the newest ``VISITOR_PAGES_SHOWN`` pages, clipped, and ``page_count``). Paged by visitor
+    id: ``cursor`` is the last id sent, ``after`` echoes it (the console appends)."""
     seen: dict[str, int] = {}
     for conn in ConnectionModel.site_index.query(f"VCONN#{who.site}"):
         seen[conn.subject] = int(min(seen.get(conn.subject, conn.connected_at), conn.connected_at))
     now = clock.now_ms()
     items = []
-    for visitor_id in sorted(seen):
+    ids = sorted(v for v in seen if cursor is None or v > cursor)
+    for visitor_id in ids[:LIVE_READS]:
         try:
             visitor = VisitorModel.get(visitor_key(visitor_id), META)
         except VisitorModel.DoesNotExist:
             continue
         page = visitor.current_page()
-        items.append({"visitor": visitor_id, "page": page,
+        pages = visitor.visit_pages()
+        items.append({"visitor": visitor_id, "page": page_view(page),
                       "on_page_ms": now - int(page["ts"]) if page else None,
-                      "pages": visitor.visit_pages(), "chatting": bool(visitor.conv),
+                      "pages": [page_view(p) for p in pages[-VISITOR_PAGES_SHOWN:]],
+                      "page_count": len(pages), "chatting": bool(visitor.conv),
                       "since": seen[visitor_id], "invited": bool(visitor.invite)})
-    return {"type": "visitors", "items": items}
+    frame = page_of({"type": "visitors", "after": cursor}, "items", items, lambda i: i["visitor"])
+    if not frame["more"] and len(ids) > LIVE_READS:  # not read yet: the next page reads them
+        frame["more"], frame["cursor"] = True, ids[LIVE_READS - 1]
+    return frame
 
 
 def invite(agent: Caller, visitor_id: str, text: str, outbox: Outbox) -> str:
