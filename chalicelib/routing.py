@@ -244,9 +244,7 @@ def queue_cursor(item: dict[str, Any]) -> str:
 def queue_listing(queue: list[ConversationModel], after: str | None = None) -> dict[str, Any]:
     """The ``queue`` frame agents see, one page of it (``more``, ``cursor``); ``after``: the
     page that follows that cursor (echoed, so the console appends instead of replacing)."""
-    frame: dict[str, Any] = {"type": "queue"}
-    if after is not None:
-        frame["after"] = after
+    frame: dict[str, Any] = {"type": "queue", "after": after}
     return page_of(frame, "items", queue_items(queue, after), queue_cursor)
 
 

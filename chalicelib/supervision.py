@@ -8,7 +8,7 @@ from typing import Any
 from chalicelib import agents, clock, routing
 from chalicelib.auth import Caller
 from chalicelib.models import META, AgentModel, ConversationModel, agent_key, expired
-from chalicelib.protocol import FORBIDDEN, ProtocolError, fit, offset
+from chalicelib.protocol import FORBIDDEN, ProtocolError, fit, offset, page_of
 
 HISTORY_PAGE = 50
 
@@ -72,5 +72,6 @@ def history(who: Caller, text: str) -> dict[str, Any]:
             found.append(conv.summary())
             if len(found) >= HISTORY_PAGE:
                 break
-    return {"type": "history", "query": text, "items": found}
+    # Up to 50 summaries; ``more`` when they did not all fit one frame (search narrower).
+    return page_of({"type": "history", "query": text}, "items", found)
 
