@@ -63,10 +63,20 @@
     },
   });
 
+  // The overview comes in pages of at most 32 KB: the first (no `after`) starts afresh, the
+  // others add to the one list they carry; `next` names each list's cursor for its next page.
+  const ov = { agents: [], conversations: [], queue: [] };
   C.on('overview', (frame) => {
-    const agents = Array.isArray(frame.agents) ? frame.agents : [];
-    const chats = Array.isArray(frame.conversations) ? frame.conversations : [];
-    const queue = Array.isArray(frame.queue) ? frame.queue : [];
+    for (const name of Object.keys(ov)) {
+      if (Array.isArray(frame[name])) ov[name] = frame.after ? ov[name].concat(frame[name]) : frame[name].slice();
+      else if (!frame.after) ov[name] = [];
+    }
+    for (const cursor of Object.values(frame.next || {})) {
+      if (typeof cursor === 'string') C.send({ action: 'overview', cursor, ref: 'admin:overview' });
+    }
+    const agents = ov.agents;
+    const chats = ov.conversations;
+    const queue = ov.queue;
     $('ov-queue').textContent = String(Number(frame.queue_length) || queue.length);
     $('ov-chats').textContent = String(chats.length);
     $('ov-agents').textContent = String(agents.length);

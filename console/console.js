@@ -794,6 +794,19 @@
 
   // ------------------------------------------------------------------ protocol
 
+  /** A page of a paged list: the first page (no `after`) replaces, later ones append
+   *  (one entry per key); while `more`, ask for the next page with `cursor`. */
+  function paged(list, frame, field, key, ask) {
+    const items = Array.isArray(frame[field]) ? frame[field] : [];
+    let out = items;
+    if (frame.after !== null && frame.after !== undefined) {
+      const seen = new Set(key ? list.map(key) : []);
+      out = list.concat(key ? items.filter((i) => !seen.has(key(i))) : items);
+    }
+    if (frame.more && typeof frame.cursor === 'string' && frame.cursor) ask(frame.cursor);
+    return out;
+  }
+
   function onWelcome(welcome) {
     if (typeof welcome.token === 'string') {
       token = welcome.token; // a fresh expiry
@@ -835,6 +848,10 @@
       if (first) first.seen = true;
     }
     welcomed = true;
+    // Lists the welcome had no room for (each frame is at most 32 KB): fetch the rest.
+    const next = welcome.next || {};
+    if (typeof next.queue === 'string') link.send({ action: 'queue', cursor: next.queue });
+    if (typeof next.snippets === 'string') link.send({ action: 'snippets', cursor: next.snippets });
     renderHeader();
     renderQueue();
     renderOffers();
@@ -857,7 +874,8 @@
         else if (!onShift) link.send({ action: 'queue' });
         break;
       case 'queue':
-        queue = Array.isArray(frame.items) ? frame.items : [];
+        queue = paged(queue, frame, 'items', (i) => i.conversation,
+                      (cursor) => link.send({ action: 'queue', cursor }));
         if (acceptWanted && !queue.some((i) => i.conversation === acceptWanted) && !offers.has(acceptWanted)) {
           acceptWanted = null;
         }
@@ -947,7 +965,9 @@
       }
       case 'context':
         if (c) {
-          c.context = frame;
+          const pages = paged(c.context && frame.after ? c.context.pages || [] : [], frame, 'pages', null,
+                              (cursor) => link.send({ action: 'context', conversation: c.id, cursor }));
+          c.context = frame.after ? Object.assign({}, c.context, { pages }) : Object.assign({}, frame, { pages });
           if (c.id === selected) renderSelected();
         }
         break;
@@ -963,7 +983,9 @@
         break;
       case 'notes':
         if (c) {
-          c.notes = [];
+          if (!frame.after) c.notes = [];
+          paged([], frame, 'items', null,
+                (cursor) => link.send({ action: 'notes', conversation: c.id, cursor }));
           for (const note of Array.isArray(frame.items) ? frame.items : []) addNote(c, note);
           c.notesLoaded = true;
           if (c.id === selected) renderNotes(c);
@@ -1010,9 +1032,14 @@
           renderSelected();
         }
         break;
+      case 'snippets':
+        snippets = paged(snippets, frame, 'items', (s) => s.shortcut,
+                         (cursor) => link.send({ action: 'snippets', cursor }));
+        break;
       case 'visitors':
         visitorsAt = Date.now();
-        visitorItems = Array.isArray(frame.items) ? frame.items : [];
+        visitorItems = paged(visitorItems, frame, 'items', (v) => v.visitor,
+                             (cursor) => link.send({ action: 'visitors', cursor }));
         renderVisitors();
         break;
       case 'invited':
@@ -1417,7 +1444,7 @@
       }
       const pages = Array.isArray(v.pages) ? v.pages : [];
       const pagesCell = el('td', { class: 'num', title: pages.map((p) => p.title || p.url).join('\n') },
-                           String(pages.length));
+                           String(v.page_count || pages.length));
       const onSite = el('td', { class: 'num' });
       if (v.since) onSite.append(el('span', { 'data-since': Number(v.since) }, duration(now - Number(v.since))));
       const action = el('td');

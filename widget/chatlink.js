@@ -433,8 +433,22 @@
       ws.send(JSON.stringify({ action: 'hello' }));
       this.helloTries = tries;
       clearTimeout(this.timers.hello);
+      // No welcome yet: it may be the frame that was lost, not the socket. If the socket still
+      // answers a ping, ask again on it (a reconnect would only lose it again); if not, or
+      // after a few tries, give the socket up.
       this.timers.hello = setTimeout(() => {
-        if (this.ws === ws && !this.ready) this._abandon();
+        if (this.ws !== ws || this.ready) return;
+        if (tries >= 4) {
+          this._abandon();
+          return;
+        }
+        const asked = Date.now();
+        ws.send(JSON.stringify({ action: 'ping' }));
+        this.timers.hello = setTimeout(() => {
+          if (this.ws !== ws || this.ready) return;
+          if (this.lastHeard >= asked) this._hello(ws, tries + 1);
+          else this._abandon();
+        }, 3000);
       }, HELLO_TIMEOUT_MS);
     }
 
