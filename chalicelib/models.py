@@ -523,6 +523,43 @@ class CounterModel(TableModel):
     ttl = TTLAttribute(null=True)
 
 
+ITEM_LIMIT = 400 * 1024  # DynamoDB's item size limit, in bytes
+
+
+def item_bytes(raw: dict[str, Any]) -> int:
+    """The size DynamoDB counts for an item in its wire form (``{"name": {"S": ...}}``): what
+    the 400 KB limit applies to and what a write is billed on. The rules are AWS's ("Item
+    sizes and formats")."""
+    return sum(len(name.encode()) + _value_bytes(value) for name, value in raw.items())
+
+
+def _value_bytes(value: dict[str, Any]) -> int:
+    (kind, data), = value.items()
+    if kind == "S":
+        return len(str(data).encode())
+    if kind == "N":
+        return _number_bytes(str(data))
+    if kind == "B":
+        return len(data)
+    if kind in ("BOOL", "NULL"):
+        return 1
+    if kind == "SS":
+        return sum(len(str(v).encode()) for v in data)
+    if kind == "NS":
+        return sum(_number_bytes(str(v)) for v in data)
+    if kind == "L":
+        return 3 + sum(1 + _value_bytes(v) for v in data)
+    if kind == "M":
+        return 3 + sum(1 + len(k.encode()) + _value_bytes(v) for k, v in data.items())
+    raise ValueError(f"unknown DynamoDB type {kind}")
+
+
+def _number_bytes(text: str) -> int:
+    """One byte per two significant digits, plus one (leading and trailing zeros trimmed)."""
+    digits = text.lstrip("-").replace(".", "").strip("0") or "0"
+    return (len(digits) + 1) // 2 + 1
+
+
 def due_sk(at_ms: int, suffix: str = "") -> str:
     """Sort key of the "due" index: zero-padded milliseconds, so string order is time order."""
     return f"{at_ms:015d}{suffix}"
