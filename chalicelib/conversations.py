@@ -25,6 +25,15 @@ connection, whatever counters a client picks; an honest client (counters 1, 2, 3
 exactly "N in any second". The refused write returns the old item, which tells a flood
 (``rate_limited``, retry after a second) from the other refusals; a resend of a stored
 message is recognised before that and acknowledged as always.
+
+Bounded, in the same write: the dedupe and figure state is kept per client instance (five
+map entries each), and client ids are the client's choice, so a conversation takes at most
+``MAX_CLIENTS`` of them from anyone and ``AGENT_CLIENTS`` more from agents only (checked
+with ``size`` in the condition, so a visitor inventing ids can fill only their own share and
+never lock the agent out). An honest tab keeps one id for its life; a client that has used
+up the share is refused (``conflict``) and its resends of what it already sent still work.
+No client's state is ever evicted, so every resend stays idempotent. See models.py for the
+item's worst case.
 """
 
 from __future__ import annotations
@@ -32,7 +41,7 @@ from __future__ import annotations
 from typing import Any
 
 from botocore.exceptions import ClientError
-from pynamodb.expressions.condition import Condition
+from pynamodb.expressions.condition import Condition, size
 from pynamodb.expressions.operand import Path
 from pynamodb.expressions.update import Action
 
@@ -61,6 +70,7 @@ from chalicelib.models import (
     expired,
     keep_until,
     message_sk,
+    plain_map,
     put_or_old,
     update_or_old,
     visitor_key,
@@ -87,6 +97,8 @@ def start_limit_key(visitor_id: str) -> str:
     return f"start#{visitor_id}"
 
 RATE_WINDOW_MS = 1000  # the flood-control window of MESSAGES_PER_SECOND
+MAX_CLIENTS = 32  # client instances any participant may add to a conversation
+AGENT_CLIENTS = 32  # and beyond that, agents' only: a visitor cannot crowd them out
 SYSTEM = "system"  # the role of messages the product writes itself
 NOT_PARTICIPANT = "You are not a participant in that conversation."
 
@@ -211,7 +223,10 @@ def send(connection_id: str, frame: Frame, outbox: Outbox) -> int:
                *flood_actions]
     condition = (C.conns[connection_id].exists() & C.status.is_in(*routing.OPEN_STATES)
                  & (C.co[client].does_not_exist() | (C.co[client] == C.conns[connection_id]))
-                 & (C.cm[client].does_not_exist() | (C.cm[client] < counter)))
+                 & (C.cm[client].does_not_exist() | (C.cm[client] < counter))
+                 & (C.cm[client].exists() | (size(C.cm) < MAX_CLIENTS)
+                    | (C.conns[connection_id].startswith("a:")
+                       & (size(C.cm) < MAX_CLIENTS + AGENT_CLIENTS))))
     if flood_check is not None:
         condition = condition & flood_check
     try:
@@ -240,6 +255,9 @@ def send(connection_id: str, frame: Frame, outbox: Outbox) -> int:
         elif sent is not None and counter < sent[0]:
             raise ProtocolError(STALE, "An older message id than one already sent; use a new id.",
                                 message_id)
+        elif sent is None and _clients_full(conv, connection_id):
+            raise ProtocolError(CONFLICT, "Too many client ids in this conversation; keep using "
+                                          "the one you have.", message_id)
         elif flood_check is not None:  # every other condition held: it was the time slot
             raise ProtocolError(RATE_LIMITED, "You are sending messages too fast; this one was not "
                                 "sent. Send it again in a moment.", message_id,
@@ -278,6 +296,13 @@ def send(connection_id: str, frame: Frame, outbox: Outbox) -> int:
     others = [c for c in conv.connections() if c != connection_id]
     outbox.to(others, message_frame(conv_id, message))
     return seq
+
+
+def _clients_full(conv: ConversationModel, connection_id: str) -> bool:
+    """Whether a new client id would exceed the sender's share (see the module docstring)."""
+    used = len(plain_map(conv.cm))
+    agent = conv.connections()[connection_id].startswith("a:")
+    return used >= MAX_CLIENTS + (AGENT_CLIENTS if agent else 0)
 
 
 def post_system(conv: ConversationModel, text: str, outbox: Outbox,

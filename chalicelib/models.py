@@ -524,6 +524,9 @@ class CounterModel(TableModel):
 
 
 ITEM_LIMIT = 400 * 1024  # DynamoDB's item size limit, in bytes
+# The worst cases of the items a visitor can grow (the "Item budgets" table above).
+CONVERSATION_MAX_BYTES = 64 * 1024
+VISITOR_MAX_BYTES = 48 * 1024
 
 
 def item_bytes(raw: dict[str, Any]) -> int:

@@ -3,10 +3,12 @@ not stop the line (issue 15: bounded everywhere). State is checked in DynamoDB L
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
-from chalicelib import config, telemetry
+from chalicelib import config, conversations, telemetry
 from chalicelib.models import (
+    CONVERSATION_MAX_BYTES,
     ITEM_LIMIT,
     META,
     AgentModel,
@@ -58,3 +60,26 @@ def test_a_chat_that_cannot_be_written_does_not_stop_the_line(visitor, agent):
     held = AgentModel.get(agent_key(console.agent_id), META, consistent_read=True)
     assert set(held.convs or ()) == {convs[1], convs[2]}  # no place kept for the stuck chat
     assert ConversationModel.get(conversation_key(convs[0]), META, consistent_read=True).status == "queued"
+
+
+def test_a_visitor_inventing_client_ids_cannot_grow_the_conversation(visitor, agent, monkeypatch):
+    """Thousands of invented client ids (the longest allowed, the largest counters): only the
+    visitor's share is kept, resends still dedupe, and the agent can still write."""
+    monkeypatch.setattr(config, "MESSAGES_PER_SECOND", 0)  # the flood limit is not what bounds this
+    guest = visitor()
+    conv = guest.start()
+    ids = [f"{secrets.token_urlsafe(30)}:999999999999" for _ in range(1000)]
+    for message_id in ids:
+        guest.send({"action": "send", "conversation": conv, "id": message_id, "text": "x"})
+    replies = {message_id: guest.expect_reply(message_id, timeout=60) for message_id in ids}
+    acked = [m for m, r in replies.items() if r["type"] == "ack"]
+    assert len(acked) == conversations.MAX_CLIENTS
+    assert {r.get("code") for r in replies.values() if r["type"] == "error"} == {"conflict"}
+    size = item_bytes(raw_item(conversation_key(conv)))
+    assert size <= CONVERSATION_MAX_BYTES, size
+    again = guest.say(conv, "x", acked[0])  # a resend of a kept client: the same message
+    assert again["type"] == "ack" and again["seq"] == replies[acked[0]]["seq"]
+    console = agent()
+    console.expect("assigned", conversation=conv)
+    assert console.say(conv, "Hello, how can I help?")["type"] == "ack"  # agents keep their share
+    assert guest.expect("message", conversation=conv)["text"] == "Hello, how can I help?"
