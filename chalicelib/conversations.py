@@ -99,6 +99,7 @@ def start_limit_key(visitor_id: str) -> str:
 RATE_WINDOW_MS = 1000  # the flood-control window of MESSAGES_PER_SECOND
 MAX_CLIENTS = 32  # client instances any participant may add to a conversation
 AGENT_CLIENTS = 32  # and beyond that, agents' only: a visitor cannot crowd them out
+PAST_KEPT = 20  # a visitor's closed conversations listed on their item, newest last
 SYSTEM = "system"  # the role of messages the product writes itself
 NOT_PARTICIPANT = "You are not a participant in that conversation."
 
@@ -305,6 +306,19 @@ def _clients_full(conv: ConversationModel, connection_id: str) -> bool:
     return used >= MAX_CLIENTS + (AGENT_CLIENTS if agent else 0)
 
 
+def _forget_open(visitor_id: str, conv_id: str, now: int) -> None:
+    """The visitor's chat is over: clear their pointer and remember it among their last
+    ``PAST_KEPT`` conversations (older ones are still found by the ``by_visitor`` index, so
+    the list is only what an agent is shown first, and never grows past its budget)."""
+    V = VisitorModel
+    done = [V.conv.remove(), V.ttl.set(keep_until(now))]
+    ok, old = update_or_old(V, visitor_key(visitor_id), [*done, V.past.set((V.past | []).append([conv_id]))],
+                            (V.conv == conv_id) & (V.past.does_not_exist() | (size(V.past) < PAST_KEPT)))
+    if not ok and old is not None and old.conv == conv_id:  # full: drop the oldest
+        kept = [*[str(p) for p in old.past or []][-(PAST_KEPT - 1):], conv_id]
+        update_or_old(V, visitor_key(visitor_id), [*done, V.past.set(kept)], V.conv == conv_id)
+
+
 def post_system(conv: ConversationModel, text: str, outbox: Outbox,
                 condition: Any = None, count: Any = None) -> int | None:
     """Store and deliver a message from the system itself (holding message, transfer notice):
@@ -429,10 +443,7 @@ def close(connection_id: str, frame: Frame, outbox: Outbox) -> ConversationModel
         telemetry.logger.exception("closed conversation not counted in the figures")
     if frame.get("transcript") and conv.email:
         queue.enqueue({"kind": "transcript", "conv": conv_id})
-    V = VisitorModel
-    update_or_old(V, visitor_key(conv.visitor_id),
-                  [V.conv.remove(), V.past.set((V.past | []).append([conv_id])), V.ttl.set(keep_until(now))],
-                  V.conv == conv_id)
+    _forget_open(conv.visitor_id, conv_id, now)
     outbox.to(conv.connections(), {"type": "closed", "conversation": conv.id,
                                    "summary": conv.summary(), "by": role})
     if conv.agent_id:

@@ -6,16 +6,19 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from chalicelib import config, conversations, telemetry
+from chalicelib import config, conversations, protocol, telemetry, visitors
 from chalicelib.models import (
     CONVERSATION_MAX_BYTES,
     ITEM_LIMIT,
     META,
+    VISITOR_MAX_BYTES,
     AgentModel,
     ConversationModel,
+    VisitorModel,
     agent_key,
     conversation_key,
     item_bytes,
+    visitor_key,
 )
 from tests.client import eventually
 
@@ -83,3 +86,24 @@ def test_a_visitor_inventing_client_ids_cannot_grow_the_conversation(visitor, ag
     console.expect("assigned", conversation=conv)
     assert console.say(conv, "Hello, how can I help?")["type"] == "ack"  # agents keep their share
     assert guest.expect("message", conversation=conv)["text"] == "Hello, how can I help?"
+
+
+def test_a_page_flood_of_four_byte_characters_keeps_the_visitor_item_small(visitor):
+    """Page after page with the largest address, title and referrer allowed, all in 4-byte
+    characters: the visit's history is kept in brief, the item stays within its budget, and
+    every page is still recorded (no ``retry``)."""
+    guest = visitor()
+    key = visitor_key(guest.welcome["visitor"])
+    wide = "\U0001f600"  # 4 bytes in UTF-8
+    for n in range(visitors.MAX_PAGES + 5):
+        url = f"https://shop.example/{n:03d}/" + wide * ((protocol.MAX_URL_BYTES - 26) // 4)
+        guest.send({"action": "page", "url": url, "title": wide * 300, "ref": "page",
+                    "referrer": "https://elsewhere.example/" + wide * ((protocol.MAX_URL_BYTES - 26) // 4),
+                    "tz": "America/Argentina/ComodRivadavia"})
+        eventually(lambda url=url: (VisitorModel.get(key, META, consistent_read=True).current_page()
+                                    or {}).get("url") == url)
+    assert not [f for f in guest.backlog if f.get("type") == "error"]
+    item = VisitorModel.get(key, META, consistent_read=True)
+    assert len(item.pages) == visitors.MAX_PAGES
+    size = item_bytes(raw_item(key))
+    assert size <= VISITOR_MAX_BYTES, size
