@@ -48,6 +48,26 @@ lazily, so reads that serve them skip any ``expired`` item. Export and erasure
 (``chalicelib.privacy``) find a visitor's items through ``by_visitor`` and ``by_email``:
 keys-only, so the per-message update of a conversation never writes to them.
 
+Item budgets (bytes, as DynamoDB counts them: ``item_bytes``). An item at 400 KB cannot be
+written at all, and a write is billed on the larger of the item before and after, so each
+item a visitor can grow is bounded well below (docs/resilience.md has the breakdown;
+tests/test_items.py drives each to its worst case):
+
+==================  ===============================================================  ========
+item                worst case                                                       budget
+==================  ===============================================================  ========
+conversation META   64 client ids x 276 B (17.7 KB) + page 5.4 KB + name, email,      64 KB
+                    preview, rating, 3 transcript requests (~5.5 KB) + transfer
+                    note 16 KB + scalars 1 KB + ~300 B per open tab
+visitor META        current page 5.4 KB + 25 brief pages x 1.2 KB (30 KB) + 20 past    48 KB
+                    ids, user agent 1.2 KB, tz, invitation 1.3 KB + 20 B per open tab
+message             text 16,000 B + keys and scalars                                 17 KB
+offline message     text 16,000 B + name, email, page                                20 KB
+==================  ===============================================================  ========
+
+Every later write of a conversation (assign, transfer, close, figures, erasure) adds at most
+a few hundred bytes, so each budget leaves over 300 KB of room for the rest of its life.
+
 A conversation item's ``conns`` map is ``{connection id: "v:<visitor>" | "a:<agent>"}``. It is
 the fan-out list and the authorization check in one: a frame naming a conversation is
 accepted only when its connection is a key of that map, tested inside the write itself.
