@@ -25,6 +25,15 @@ connection, whatever counters a client picks; an honest client (counters 1, 2, 3
 exactly "N in any second". The refused write returns the old item, which tells a flood
 (``rate_limited``, retry after a second) from the other refusals; a resend of a stored
 message is recognised before that and acknowledged as always.
+
+Bounded, in the same write: the dedupe and figure state is kept per client instance (five
+map entries each), and client ids are the client's choice, so a conversation takes at most
+``MAX_CLIENTS`` of them from anyone and ``AGENT_CLIENTS`` more from agents only (checked
+with ``size`` in the condition, so a visitor inventing ids can fill only their own share and
+never lock the agent out). An honest tab keeps one id for its life; a client that has used
+up the share is refused (``conflict``) and its resends of what it already sent still work.
+No client's state is ever evicted, so every resend stays idempotent. See models.py for the
+item's worst case.
 """
 
 from __future__ import annotations
@@ -32,7 +41,7 @@ from __future__ import annotations
 from typing import Any
 
 from botocore.exceptions import ClientError
-from pynamodb.expressions.condition import Condition
+from pynamodb.expressions.condition import Condition, size
 from pynamodb.expressions.operand import Path
 from pynamodb.expressions.update import Action
 
@@ -61,6 +70,7 @@ from chalicelib.models import (
     expired,
     keep_until,
     message_sk,
+    plain_map,
     put_or_old,
     update_or_old,
     visitor_key,
@@ -88,6 +98,9 @@ def start_limit_key(visitor_id: str) -> str:
     return f"start#{visitor_id}"
 
 RATE_WINDOW_MS = 1000  # the flood-control window of MESSAGES_PER_SECOND
+MAX_CLIENTS = 32  # client instances any participant may add to a conversation
+AGENT_CLIENTS = 32  # and beyond that, agents' only: a visitor cannot crowd them out
+PAST_KEPT = 20  # a visitor's closed conversations listed on their item, newest last
 SYSTEM = "system"  # the role of messages the product writes itself
 NOT_PARTICIPANT = "You are not a participant in that conversation."
 
@@ -212,7 +225,10 @@ def send(connection_id: str, frame: Frame, outbox: Outbox) -> int:
                *flood_actions]
     condition = (C.conns[connection_id].exists() & C.status.is_in(*routing.OPEN_STATES)
                  & (C.co[client].does_not_exist() | (C.co[client] == C.conns[connection_id]))
-                 & (C.cm[client].does_not_exist() | (C.cm[client] < counter)))
+                 & (C.cm[client].does_not_exist() | (C.cm[client] < counter))
+                 & (C.cm[client].exists() | (size(C.cm) < MAX_CLIENTS)
+                    | (C.conns[connection_id].startswith("a:")
+                       & (size(C.cm) < MAX_CLIENTS + AGENT_CLIENTS))))
     if flood_check is not None:
         condition = condition & flood_check
     try:
@@ -241,6 +257,9 @@ def send(connection_id: str, frame: Frame, outbox: Outbox) -> int:
         elif sent is not None and counter < sent[0]:
             raise ProtocolError(STALE, "An older message id than one already sent; use a new id.",
                                 message_id)
+        elif sent is None and _clients_full(conv, connection_id):
+            raise ProtocolError(CONFLICT, "Too many client ids in this conversation; keep using "
+                                          "the one you have.", message_id)
         elif flood_check is not None:  # every other condition held: it was the time slot
             raise ProtocolError(RATE_LIMITED, "You are sending messages too fast; this one was not "
                                 "sent. Send it again in a moment.", message_id,
@@ -279,6 +298,26 @@ def send(connection_id: str, frame: Frame, outbox: Outbox) -> int:
     others = [c for c in conv.connections() if c != connection_id]
     outbox.to(others, message_frame(conv_id, message))
     return seq
+
+
+def _clients_full(conv: ConversationModel, connection_id: str) -> bool:
+    """Whether a new client id would exceed the sender's share (see the module docstring)."""
+    used = len(plain_map(conv.cm))
+    agent = conv.connections()[connection_id].startswith("a:")
+    return used >= MAX_CLIENTS + (AGENT_CLIENTS if agent else 0)
+
+
+def _forget_open(visitor_id: str, conv_id: str, now: int) -> None:
+    """The visitor's chat is over: clear their pointer and remember it among their last
+    ``PAST_KEPT`` conversations (older ones are still found by the ``by_visitor`` index, so
+    the list is only what an agent is shown first, and never grows past its budget)."""
+    V = VisitorModel
+    done = [V.conv.remove(), V.ttl.set(keep_until(now))]
+    ok, old = update_or_old(V, visitor_key(visitor_id), [*done, V.past.set((V.past | []).append([conv_id]))],
+                            (V.conv == conv_id) & (V.past.does_not_exist() | (size(V.past) < PAST_KEPT)))
+    if not ok and old is not None and old.conv == conv_id:  # full: drop the oldest
+        kept = [*[str(p) for p in old.past or []][-(PAST_KEPT - 1):], conv_id]
+        update_or_old(V, visitor_key(visitor_id), [*done, V.past.set(kept)], V.conv == conv_id)
 
 
 def post_system(conv: ConversationModel, text: str, outbox: Outbox,
@@ -408,10 +447,7 @@ def close(connection_id: str, frame: Frame, outbox: Outbox) -> ConversationModel
         telemetry.logger.exception("closed conversation not counted in the figures")
     if frame.get("transcript") and conv.email:
         queue.enqueue({"kind": "transcript", "conv": conv_id})
-    V = VisitorModel
-    update_or_old(V, visitor_key(conv.visitor_id),
-                  [V.conv.remove(), V.past.set((V.past | []).append([conv_id])), V.ttl.set(keep_until(now))],
-                  V.conv == conv_id)
+    _forget_open(conv.visitor_id, conv_id, now)
     outbox.to(conv.connections(), {"type": "closed", "conversation": conv.id,
                                    "summary": conv.summary(), "by": role})
     if conv.agent_id:

@@ -48,6 +48,26 @@ lazily, so reads that serve them skip any ``expired`` item. Export and erasure
 (``chalicelib.privacy``) find a visitor's items through ``by_visitor`` and ``by_email``:
 keys-only, so the per-message update of a conversation never writes to them.
 
+Item budgets (bytes, as DynamoDB counts them: ``item_bytes``). An item at 400 KB cannot be
+written at all, and a write is billed on the larger of the item before and after, so each
+item a visitor can grow is bounded well below (docs/resilience.md has the breakdown;
+tests/test_items.py drives each to its worst case):
+
+==================  ===============================================================  ========
+item                worst case                                                       budget
+==================  ===============================================================  ========
+conversation META   64 client ids x 276 B (17.7 KB) + page 5.4 KB + name, email,      64 KB
+                    preview, rating, 3 transcript requests (~5.5 KB) + transfer
+                    note 16 KB + scalars 1 KB + ~300 B per open tab
+visitor META        current page 5.4 KB + 25 brief pages x 1.2 KB (30 KB) + 20 past    48 KB
+                    ids, user agent 1.2 KB, tz, invitation 1.3 KB + 20 B per open tab
+message             text 16,000 B + keys and scalars                                 17 KB
+offline message     text 16,000 B + name, email, page                                20 KB
+==================  ===============================================================  ========
+
+Every later write of a conversation (assign, transfer, close, figures, erasure) adds at most
+a few hundred bytes, so each budget leaves over 300 KB of room for the rest of its life.
+
 A conversation item's ``conns`` map is ``{connection id: "v:<visitor>" | "a:<agent>"}``. It is
 the fan-out list and the authorization check in one: a frame naming a conversation is
 accepted only when its connection is a key of that map, tested inside the write itself.
@@ -521,6 +541,46 @@ class CounterModel(TableModel):
     sk = UnicodeAttribute(range_key=True, default=META)
     n = NumberAttribute(default=0)
     ttl = TTLAttribute(null=True)
+
+
+ITEM_LIMIT = 400 * 1024  # DynamoDB's item size limit, in bytes
+# The worst cases of the items a visitor can grow (the "Item budgets" table above).
+CONVERSATION_MAX_BYTES = 64 * 1024
+VISITOR_MAX_BYTES = 48 * 1024
+
+
+def item_bytes(raw: dict[str, Any]) -> int:
+    """The size DynamoDB counts for an item in its wire form (``{"name": {"S": ...}}``): what
+    the 400 KB limit applies to and what a write is billed on. The rules are AWS's ("Item
+    sizes and formats")."""
+    return sum(len(name.encode()) + _value_bytes(value) for name, value in raw.items())
+
+
+def _value_bytes(value: dict[str, Any]) -> int:
+    (kind, data), = value.items()
+    if kind == "S":
+        return len(str(data).encode())
+    if kind == "N":
+        return _number_bytes(str(data))
+    if kind == "B":
+        return len(data)
+    if kind in ("BOOL", "NULL"):
+        return 1
+    if kind == "SS":
+        return sum(len(str(v).encode()) for v in data)
+    if kind == "NS":
+        return sum(_number_bytes(str(v)) for v in data)
+    if kind == "L":
+        return 3 + sum(1 + _value_bytes(v) for v in data)
+    if kind == "M":
+        return 3 + sum(1 + len(k.encode()) + _value_bytes(v) for k, v in data.items())
+    raise ValueError(f"unknown DynamoDB type {kind}")
+
+
+def _number_bytes(text: str) -> int:
+    """One byte per two significant digits, plus one (leading and trailing zeros trimmed)."""
+    digits = text.lstrip("-").replace(".", "").strip("0") or "0"
+    return (len(digits) + 1) // 2 + 1
 
 
 def due_sk(at_ms: int, suffix: str = "") -> str:

@@ -51,6 +51,20 @@ CONVERSATION_ID = re.compile(r"^[A-Za-z0-9_-]{8,40}$")
 # A request id chosen by the client (transcript requests), so a resend is the same request.
 REQUEST_ID = re.compile(r"^[A-Za-z0-9_-]{6,40}$")
 MAX_COMMENT_CHARS = 500
+# Every text a visitor can have stored is limited in UTF-8 bytes too (DynamoDB counts bytes;
+# one character may be four): these figures are what the item budgets in models.py add up.
+MAX_TEXT_BYTES = 16_000
+MAX_NAME_BYTES = 400
+MAX_EMAIL_BYTES = 254
+MAX_URL_BYTES = 2048
+MAX_TITLE_BYTES = 1200
+MAX_TZ_BYTES = 64
+MAX_COMMENT_BYTES = 2000
+
+
+def utf8_len(value: str) -> int:
+    """Bytes of ``value`` in UTF-8: what DynamoDB stores and bills."""
+    return len(value.encode("utf-8", errors="surrogatepass"))
 
 
 class ProtocolError(Exception):
@@ -103,7 +117,8 @@ class Field:
 
 
 def _text(value: Any) -> bool:
-    return isinstance(value, str) and len(value.strip()) > 0 and len(value) <= MAX_TEXT_CHARS
+    return (isinstance(value, str) and len(value.strip()) > 0 and len(value) <= MAX_TEXT_CHARS
+            and utf8_len(value) <= MAX_TEXT_BYTES)
 
 
 _WEB_URL = re.compile(r"^https?://[^\s\x00-\x1f\x7f]+$")
@@ -111,11 +126,12 @@ _WEB_URL = re.compile(r"^https?://[^\s\x00-\x1f\x7f]+$")
 
 def is_web_url(value: Any, limit: int = 2048) -> bool:
     """An http(s) address on one line: the one rule for every URL we store or show."""
-    return isinstance(value, str) and len(value) <= limit and bool(_WEB_URL.match(value))
+    return (isinstance(value, str) and len(value) <= limit and utf8_len(value) <= limit
+            and bool(_WEB_URL.match(value)))
 
 
-def _short(value: str, limit: int) -> bool:
-    return len(value) <= limit
+def _short(value: str, limit: int, nbytes: int | None = None) -> bool:
+    return len(value) <= limit and utf8_len(value) <= (limit if nbytes is None else nbytes)
 
 
 def _conv_id(value: Any) -> bool:
@@ -137,14 +153,17 @@ SCHEMAS: dict[str, dict[str, Field]] = {
     "ping": {},
     "hello": {},
     "start": {
-        "name": Field(str, required=False, check=lambda v: len(v) <= 100, rule="at most 100 characters"),
-        "email": Field(str, required=False, check=lambda v: len(v) <= 254, rule="an email address"),
+        "name": Field(str, required=False, check=lambda v: _short(v, 100, MAX_NAME_BYTES),
+                      rule=f"at most 100 characters ({MAX_NAME_BYTES} bytes)"),
+        "email": Field(str, required=False, check=lambda v: _short(v, MAX_EMAIL_BYTES),
+                       rule="an email address"),
     },
     "send": {
         "conversation": CONVERSATION,
         "id": Field(str, check=lambda v: bool(CLIENT_MESSAGE_ID.match(v)),
                     rule='"<client id>:<counter>", e.g. "k3Jd9a:12"'),
-        "text": Field(str, check=_text, rule=f"1 to {MAX_TEXT_CHARS} characters, not blank"),
+        "text": Field(str, check=_text,
+                      rule=f"1 to {MAX_TEXT_CHARS} characters ({MAX_TEXT_BYTES} bytes), not blank"),
     },
     "typing": {"conversation": CONVERSATION, "on": Field(bool)},
     "read": {"conversation": CONVERSATION, "seq": SEQ},
@@ -181,18 +200,21 @@ SCHEMAS: dict[str, dict[str, Field]] = {
     },
     "status": {},
     "page": {
-        "url": Field(str, check=is_web_url, rule="an http(s) address of at most 2048 characters"),
-        "title": Field(str, required=False, check=lambda v: len(v) <= 300, rule="at most 300 characters"),
-        "referrer": Field(str, required=False, check=lambda v: _short(v, 2048),
-                          rule="at most 2048 characters"),
-        "tz": Field(str, required=False, check=lambda v: 0 < len(v) <= 64, rule="an IANA time zone"),
+        "url": Field(str, check=is_web_url, rule=f"an http(s) address of at most {MAX_URL_BYTES} bytes"),
+        "title": Field(str, required=False, check=lambda v: _short(v, 300, MAX_TITLE_BYTES),
+                       rule=f"at most 300 characters ({MAX_TITLE_BYTES} bytes)"),
+        "referrer": Field(str, required=False, check=lambda v: _short(v, MAX_URL_BYTES),
+                          rule=f"at most {MAX_URL_BYTES} bytes"),
+        "tz": Field(str, required=False, check=lambda v: len(v) > 0 and _short(v, MAX_TZ_BYTES),
+                    rule="an IANA time zone"),
     },
     "context": {"conversation": CONVERSATION, "cursor": CURSOR},
     "rate": {
         "conversation": CONVERSATION,
         "score": Field(str, check=lambda v: v in ("up", "down"), rule='"up" or "down"'),
-        "comment": Field(str, required=False, check=lambda v: len(v) <= MAX_COMMENT_CHARS,
-                         rule=f"at most {MAX_COMMENT_CHARS} characters"),
+        "comment": Field(str, required=False,
+                         check=lambda v: _short(v, MAX_COMMENT_CHARS, MAX_COMMENT_BYTES),
+                         rule=f"at most {MAX_COMMENT_CHARS} characters ({MAX_COMMENT_BYTES} bytes)"),
     },
     "transcript": {
         "conversation": CONVERSATION,

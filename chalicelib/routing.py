@@ -6,6 +6,11 @@ neither trusts an earlier read: the agent's write adds the conversation only whi
 ``size(convs) < max_chats`` (capacity), the conversation's write succeeds only while it is
 still ``queued`` (nobody else took it). If the second fails, the first is undone. So two
 routers, or two agents accepting at once, can never double-assign or overfill.
+
+One chat cannot jam the line: if the conversation's write fails for any reason (an item
+grown too large to write, a throttle that outlasted the retries), the agent's reservation is
+given back before the error goes on, and ``drain`` skips that chat (counted as
+``RoutingFailures``) and routes the ones behind it.
 """
 
 from __future__ import annotations
@@ -94,8 +99,12 @@ def assign(conv_id: str, agent_id: str, require_shift: bool = True) -> Assignmen
                C.assigned_at.set(now), C.q_pk.remove(), C.q_sk.remove(),
                C.accepted_at.set(C.accepted_at | now)]  # the first acceptance: where waiting ends
     actions += [C.conns[c].set(f"a:{agent_id}") for c in sorted(agent.conns or ())]
-    claimed, conv = update_or_old(C, conversation_key(conv_id), actions,
-                                  (C.status == QUEUED) & (C.site == agent.site))
+    try:
+        claimed, conv = update_or_old(C, conversation_key(conv_id), actions,
+                                      (C.status == QUEUED) & (C.site == agent.site))
+    except Exception:
+        release(agent_id, conv_id)  # whatever failed, the reserved place is not kept
+        raise
     if not claimed or conv is None:
         release(agent_id, conv_id)
         return "taken"
@@ -160,7 +169,15 @@ def drain(site: str, outbox: Outbox, *, joined: str | None = None, quiet: bool =
         if not free:
             break
         for agent in free:
-            result = assign(conv.id, agent.id)
+            try:
+                result = assign(conv.id, agent.id)
+            except Exception:
+                # This chat cannot be placed now (assign gave the place back): the ones
+                # behind it must not wait for it. It stays in line for a later pass.
+                telemetry.count("RoutingFailures")
+                telemetry.logger.exception("conversation could not be assigned",
+                                           extra={"conversation": conv.id})
+                break
             if isinstance(result, Assignment):
                 load[agent.id] += 1
                 announce(result, outbox)

@@ -51,6 +51,7 @@ QueueLength         site            waiting conversations after routing (max 100
 MailSent            --              an email handed to SES
 MailFailures        --              SES refused, was unreachable or timed out
 FrameErrors         --              a frame failed unexpectedly (the client is told to resend)
+RoutingFailures     --              a waiting chat could not be written as assigned (skipped)
 ColdStart           function_name   first invocation of a function in a process
 ==================  ==============  =========================================================
 """
@@ -75,7 +76,8 @@ logger = Logger(service=config.SERVICE)
 
 # Every metric the app emits (the table above); infra/template.yaml's dashboard shows each.
 METRICS = ("MessagesSent", "Connects", "ConnectsRefused", "Disconnects", "FanoutFailures",
-           "FramesTrimmed", "QueueLength", "MailSent", "MailFailures", "FrameErrors", "ColdStart")
+           "FramesTrimmed", "QueueLength", "MailSent", "MailFailures", "FrameErrors",
+           "RoutingFailures", "ColdStart")
 
 Sink = Callable[[str], None]
 Dimensions = tuple[tuple[str, str], ...]

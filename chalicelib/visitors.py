@@ -38,7 +38,11 @@ from chalicelib.protocol import (
     page_view,
 )
 
-MAX_PAGES = 50  # pages kept per visit, enough for "where have they been" without growing
+# The visit's pages are history: kept in brief and few, so the visitor item (rewritten on
+# every page view, and billed on its size) stays small whatever a page's address or title.
+MAX_PAGES = 25  # pages kept per visit, enough for "where have they been"
+HISTORY_URL_BYTES = 512  # of a page's address, and of its referrer
+HISTORY_TITLE_BYTES = 128
 
 
 def record_page(who: Caller, frame: Frame, outbox: Outbox) -> None:
@@ -47,11 +51,13 @@ def record_page(who: Caller, frame: Frame, outbox: Outbox) -> None:
     V = VisitorModel
     page = {"url": frame["url"], "title": frame.get("title") or "", "referrer": frame.get("referrer") or "",
             "ts": clock.now_ms()}
+    brief = {"url": clip(page["url"], HISTORY_URL_BYTES), "title": clip(page["title"], HISTORY_TITLE_BYTES),
+             "referrer": clip(page["referrer"], HISTORY_URL_BYTES), "ts": page["ts"]}
     extra: list[Action] = [V.ttl.set(keep_until(int(page["ts"])))]
     if frame.get("tz"):
         extra.append(V.timezone.set(frame["tz"]))
     ok, visitor = update_or_old(V, visitor_key(who.subject),
-                                [V.page.set(page), V.pages.set((V.pages | []).append([page])), *extra],
+                                [V.page.set(page), V.pages.set((V.pages | []).append([brief])), *extra],
                                 V.pk.exists() & (V.pages.does_not_exist() | (size(V.pages) < MAX_PAGES)))
     if not ok:  # the visit's list is full: keep the current page only
         ok, visitor = update_or_old(V, visitor_key(who.subject), [V.page.set(page), *extra], V.pk.exists())

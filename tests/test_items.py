@@ -1,0 +1,109 @@
+"""Items a visitor can grow stay bounded in bytes, and one chat that cannot be written does
+not stop the line (issue 15: bounded everywhere). State is checked in DynamoDB Local."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from chalicelib import config, conversations, protocol, telemetry, visitors
+from chalicelib.models import (
+    CONVERSATION_MAX_BYTES,
+    ITEM_LIMIT,
+    META,
+    VISITOR_MAX_BYTES,
+    AgentModel,
+    ConversationModel,
+    VisitorModel,
+    agent_key,
+    conversation_key,
+    item_bytes,
+    visitor_key,
+)
+from tests.client import eventually
+
+
+def _client() -> Any:
+    return ConversationModel._get_connection().connection.client
+
+
+def raw_item(pk: str) -> dict[str, Any]:
+    """An item as DynamoDB stores it (wire form), to measure it."""
+    return dict(_client().get_item(TableName=config.TABLE_NAME, Key={"pk": {"S": pk}, "sk": {"S": META}},
+                                   ConsistentRead=True)["Item"])
+
+
+def fill_to_the_limit(pk: str, room: int) -> None:
+    """Grow an item directly in DynamoDB Local until only ``room`` bytes are left, the way a
+    stranger's appends would have left it."""
+    size = item_bytes(raw_item(pk))
+    name = "zz"
+    filler = "x" * (ITEM_LIMIT - size - len(name) - room)
+    _client().update_item(TableName=config.TABLE_NAME, Key={"pk": {"S": pk}, "sk": {"S": META}},
+                          UpdateExpression="SET #z = :z", ExpressionAttributeNames={"#z": name},
+                          ExpressionAttributeValues={":z": {"S": filler}})
+
+
+def test_a_chat_that_cannot_be_written_does_not_stop_the_line(visitor, agent):
+    """The oldest waiting chat has grown to 400 KB: routing skips it (and counts it), routes
+    the next ones, and the agent's place reserved for it is given back."""
+    guests = [visitor() for _ in range(3)]
+    convs = [g.start() for g in guests]  # nobody on shift: all three wait
+    fill_to_the_limit(conversation_key(convs[0]), room=8)
+    lines: list[str] = []
+    remove = telemetry.add_sink(lines.append)
+    try:
+        console = agent(max_chats=2)  # comes on shift: the line drains
+        got = {console.expect("assigned", timeout=10)["conversation"] for _ in range(2)}
+        # metrics are written when the invocation ends, just after its frames went out
+        eventually(lambda: any('"RoutingFailures"' in line for line in lines))
+    finally:
+        remove()
+    assert got == {convs[1], convs[2]}
+    held = AgentModel.get(agent_key(console.agent_id), META, consistent_read=True)
+    assert set(held.convs or ()) == {convs[1], convs[2]}  # no place kept for the stuck chat
+    assert ConversationModel.get(conversation_key(convs[0]), META, consistent_read=True).status == "queued"
+
+
+def test_a_visitor_inventing_client_ids_cannot_grow_the_conversation(visitor, agent, monkeypatch):
+    """Thousands of invented client ids (the longest allowed, the largest counters): only the
+    visitor's share is kept, resends still dedupe, and the agent can still write."""
+    monkeypatch.setattr(config, "MESSAGES_PER_SECOND", 0)  # the flood limit is not what bounds this
+    guest = visitor()
+    conv = guest.start()
+    ids = [f"{secrets.token_urlsafe(30)}:999999999999" for _ in range(1000)]
+    for message_id in ids:
+        guest.send({"action": "send", "conversation": conv, "id": message_id, "text": "x"})
+    replies = {message_id: guest.expect_reply(message_id, timeout=60) for message_id in ids}
+    acked = [m for m, r in replies.items() if r["type"] == "ack"]
+    assert len(acked) == conversations.MAX_CLIENTS
+    assert {r.get("code") for r in replies.values() if r["type"] == "error"} == {"conflict"}
+    size = item_bytes(raw_item(conversation_key(conv)))
+    assert size <= CONVERSATION_MAX_BYTES, size
+    again = guest.say(conv, "x", acked[0])  # a resend of a kept client: the same message
+    assert again["type"] == "ack" and again["seq"] == replies[acked[0]]["seq"]
+    console = agent()
+    console.expect("assigned", conversation=conv)
+    assert console.say(conv, "Hello, how can I help?")["type"] == "ack"  # agents keep their share
+    assert guest.expect("message", conversation=conv)["text"] == "Hello, how can I help?"
+
+
+def test_a_page_flood_of_four_byte_characters_keeps_the_visitor_item_small(visitor):
+    """Page after page with the largest address, title and referrer allowed, all in 4-byte
+    characters: the visit's history is kept in brief, the item stays within its budget, and
+    every page is still recorded (no ``retry``)."""
+    guest = visitor()
+    key = visitor_key(guest.welcome["visitor"])
+    wide = "\U0001f600"  # 4 bytes in UTF-8
+    for n in range(visitors.MAX_PAGES + 5):
+        url = f"https://shop.example/{n:03d}/" + wide * ((protocol.MAX_URL_BYTES - 26) // 4)
+        guest.send({"action": "page", "url": url, "title": wide * 300, "ref": "page",
+                    "referrer": "https://elsewhere.example/" + wide * ((protocol.MAX_URL_BYTES - 26) // 4),
+                    "tz": "America/Argentina/ComodRivadavia"})
+        eventually(lambda url=url: (VisitorModel.get(key, META, consistent_read=True).current_page()
+                                    or {}).get("url") == url)
+    assert not [f for f in guest.backlog if f.get("type") == "error"]
+    item = VisitorModel.get(key, META, consistent_read=True)
+    assert len(item.pages) == visitors.MAX_PAGES
+    size = item_bytes(raw_item(key))
+    assert size <= VISITOR_MAX_BYTES, size
