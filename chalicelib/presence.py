@@ -8,7 +8,10 @@ conversation (fan-out and authorization on the hot path).
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
+from contextvars import ContextVar
 from datetime import timedelta
 from typing import Any
 
@@ -155,8 +158,26 @@ def _join(conv_id: str, caller: Caller) -> None:
     update_or_old(C, conversation_key(conv_id), actions, owner & C.status.is_in(*routing.OPEN_STATES))
 
 
+# The connection item this invocation already holds: the frame budget's counted write returns
+# it (chalicelib/limits.py), so the handler's "who is this?" costs no second request.
+_known: ContextVar[ConnectionModel | None] = ContextVar("known_connection", default=None)
+
+
+@contextlib.contextmanager
+def known(item: ConnectionModel | None) -> Iterator[None]:
+    """Within this block, ``connection`` answers from ``item`` (fresh from a write made in
+    this invocation) instead of reading it again. Reset on exit: a warm Lambda container
+    runs the next invocation in the same context."""
+    token = _known.set(item)
+    try:
+        yield
+    finally:
+        _known.reset(token)
+
+
 def caller(connection_id: str) -> Caller:
-    """The identity of a live connection (one GetItem; not used on the message path)."""
+    """The identity of a live connection (one GetItem, or none when the frame budget's write
+    already returned the item; not used on the message path)."""
     item = connection(connection_id)
     who = Caller(connection_id, *_identity(item), ip_hash=item.ip_hash)
     identify(who)
@@ -164,6 +185,9 @@ def caller(connection_id: str) -> Caller:
 
 
 def connection(connection_id: str) -> ConnectionModel:
+    held = _known.get()
+    if held is not None and held.pk == connection_key(connection_id):
+        return held
     try:
         return ConnectionModel.get(connection_key(connection_id), META, consistent_read=True)
     except ConnectionModel.DoesNotExist:
