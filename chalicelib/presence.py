@@ -84,8 +84,7 @@ def connect(connection_id: str, query: dict[str, str], source_ip: str | None = N
     if caller.role == auth.AGENT:
         _attach_agent(caller)
     else:
-        allowed = sites.console(sites.get(caller.site))["origins"]
-        if allowed and headers.get("origin") not in allowed:
+        if not sites.allows_origin(sites.get(caller.site), headers.get("origin")):
             raise Refused(403, "origin not allowed for this site")
         if not _attach_visitor(caller, now, headers.get("user-agent"), resuming=bool(token)):
             # The token's visitor record is gone: erased on request (or past retention). It
