@@ -644,7 +644,9 @@ class GatewayServer:
         self._management_runner = web.AppRunner(management, access_log=None, handle_signals=False,
                                                 keepalive_timeout=self.header_timeout)
         await self._management_runner.setup()
-        site = web.TCPSite(self._management_runner, "127.0.0.1", 0)
+        # A restart (stop, start) keeps the port, as the public listener does: the app's
+        # endpoint setting still points at it.
+        site = web.TCPSite(self._management_runner, "127.0.0.1", self.management_port)
         await site.start()
         server = getattr(site, "_server", None)
         assert server is not None and server.sockets
