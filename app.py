@@ -40,7 +40,8 @@ from chalicelib import (
 )
 from chalicelib.auth import Caller
 from chalicelib.fanout import Outbox
-from chalicelib.protocol import RATE_LIMITED
+from chalicelib.models import SiteModel
+from chalicelib.protocol import FORBIDDEN, RATE_LIMITED
 from chalicelib.telemetry import logger
 
 app = Chalice(app_name="clicktochat")
@@ -196,6 +197,26 @@ def leave_offline_message() -> Response:
     if not isinstance(site, str) or not presence.SITE_ID.match(site):
         return _problem(400, "bad_site", 'Send the "site" this message is for.')
     request = app.current_request
+    origin = request.headers.get("origin") if request is not None else None
+    settings = sites.get(site)
+    if not sites.allows_origin(settings, origin):
+        return _site_cors(_problem(403, FORBIDDEN, "This site does not take messages from "
+                                   "that page."), settings, origin)
+    return _site_cors(_offline_message(site, body, request), settings, origin)
+
+
+def _site_cors(response: Response, settings: SiteModel, origin: str | None) -> Response:
+    """A site that lists its origins is answered for those only: the request's own origin when
+    listed, else the first listed (which a browser on any other page will not accept). Chalice's
+    ``cors=True`` would say ``*``; it leaves a header the response already has alone."""
+    allowed = sites.console(settings)["origins"]
+    if allowed:
+        response.headers["Access-Control-Allow-Origin"] = str(origin if origin in allowed else allowed[0])
+        response.headers["Vary"] = "Origin"
+    return response
+
+
+def _offline_message(site: str, body: dict[str, Any], request: Any) -> Response:
     source_ip = request.context.get("identity", {}).get("sourceIp") if request is not None else None
     visitor_id = None
     if isinstance(body.get("token"), str):

@@ -80,7 +80,9 @@ def issue(role: str, subject: str, site: str, ttl: int | None = None, now: float
 
 def verify(token: str, now: float | None = None) -> Claims:
     """Return the claims of a valid token or raise InvalidToken; constant-time comparison."""
-    if not isinstance(token, str) or token.count(".") != 1 or len(token) > 1024:
+    # Tokens are ASCII by construction; anything else is refused here, before hmac (whose
+    # compare_digest raises TypeError on non-ASCII text) could turn a stranger's token into a 500.
+    if not isinstance(token, str) or not token.isascii() or token.count(".") != 1 or len(token) > 1024:
         raise InvalidToken("malformed token")
     payload, mac = token.split(".")
     if not hmac.compare_digest(mac, _mac(payload)):

@@ -60,6 +60,11 @@ CONVERSATIONS_PER_VISITOR_PER_HOUR = int(os.environ.get("CONVERSATIONS_PER_VISIT
 # does: every local client is 127.0.0.1).
 CONVERSATIONS_PER_IP_PER_HOUR = int(os.environ.get("CONVERSATIONS_PER_IP_PER_HOUR", "100"))
 
+# Failed agent sign-ins per source address per 15 minutes, whatever the account: against
+# guessing across many accounts. 0 turns it off (the local stand-in does: every local client
+# is 127.0.0.1, so one developer's typos would lock everyone out).
+LOGIN_FAILURES_PER_ADDRESS = int(os.environ.get("LOGIN_FAILURES_PER_ADDRESS", "50"))
+
 # Concurrent posts to the management API per invocation.
 FANOUT_WORKERS = int(os.environ.get("FANOUT_WORKERS", "16"))
 

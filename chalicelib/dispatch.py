@@ -1,7 +1,9 @@
 """The ``$default`` route: parse a frame, authorize it, hand it to the domain.
 
-One table maps each action to its handler. Every refusal becomes an ``error`` frame for the
-sender only; the connection stays usable and nothing is changed by a refused frame.
+One table maps each action to its handler. Before it runs, the frame is counted against its
+connection's budget for that kind of action (``limits.admit``; ``send`` is counted inside its
+own write). Every refusal becomes an ``error`` frame for the sender only; the connection stays
+usable and nothing is changed by a refused frame.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from chalicelib import (
     availability,
     config,
     conversations,
+    limits,
     notes,
     offline,
     presence,
@@ -207,7 +210,8 @@ def handle(connection_id: str, body: str | None, outbox: Outbox, binary: bool = 
         frame = parse(body)
         ref = frame.ref
         telemetry.tag(action=frame.action, conversation=frame.get("conversation"))
-        HANDLERS[frame.action](connection_id, frame, outbox)
+        with presence.known(limits.admit(connection_id, frame)):
+            HANDLERS[frame.action](connection_id, frame, outbox)
     except ProtocolError as exc:
         echoed = ref if exc.ref is None else exc.ref  # an empty ref is still the client's ref
         outbox.to([connection_id], error(exc.code, exc.message, echoed, exc.retry_after))

@@ -10,6 +10,7 @@ conversation state, participants' connections   CONV#<id> / META                
 send a message (hot path, 2 requests)           CONV#<id> / META, then MSG#<seq>   UpdateItem + PutItem
 messages after seq N, in order (resume)         CONV#<id> / MSG#<seq:012d>         Query sk > MSG#<N>
 what a connection is (role, who, site)          CONN#<connection id> / META        Get/Put/DeleteItem, TTL
+a connection's frame budget (rate limits)       CONN#<connection id> / META        UpdateItem (conditional)
 a visitor's open conversation and tabs          VISITOR#<id> / META                UpdateItem
 an agent: profile, capacity, chats, tabs        AGENT#<id> / META                  GetItem / UpdateItem
 agents on shift on a site (routing)             GSI shift: SHIFT#<site> / <agent>  Query (sparse)
@@ -351,6 +352,10 @@ class ConnectionModel(TableModel):
     ip_hash = UnicodeAttribute(null=True)
     site_pk = UnicodeAttribute(null=True)
     site_sk = UnicodeAttribute(null=True)
+    # Frame budgets (chalicelib/limits.py): per action class, the window being counted and
+    # the frames counted in it. Two small maps; a class adds a key, not an attribute.
+    rw = MapAttribute[str, Any](default=dict)
+    rn = MapAttribute[str, Any](default=dict)
     ttl = TTLAttribute()
     site_index = SiteConnectionsIndex()
 

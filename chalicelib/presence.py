@@ -8,7 +8,10 @@ conversation (fan-out and authorization on the hot path).
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
+from contextvars import ContextVar
 from datetime import timedelta
 from typing import Any
 
@@ -81,8 +84,7 @@ def connect(connection_id: str, query: dict[str, str], source_ip: str | None = N
     if caller.role == auth.AGENT:
         _attach_agent(caller)
     else:
-        allowed = sites.console(sites.get(caller.site))["origins"]
-        if allowed and headers.get("origin") not in allowed:
+        if not sites.allows_origin(sites.get(caller.site), headers.get("origin")):
             raise Refused(403, "origin not allowed for this site")
         if not _attach_visitor(caller, now, headers.get("user-agent"), resuming=bool(token)):
             # The token's visitor record is gone: erased on request (or past retention). It
@@ -155,8 +157,26 @@ def _join(conv_id: str, caller: Caller) -> None:
     update_or_old(C, conversation_key(conv_id), actions, owner & C.status.is_in(*routing.OPEN_STATES))
 
 
+# The connection item this invocation already holds: the frame budget's counted write returns
+# it (chalicelib/limits.py), so the handler's "who is this?" costs no second request.
+_known: ContextVar[ConnectionModel | None] = ContextVar("known_connection", default=None)
+
+
+@contextlib.contextmanager
+def known(item: ConnectionModel | None) -> Iterator[None]:
+    """Within this block, ``connection`` answers from ``item`` (fresh from a write made in
+    this invocation) instead of reading it again. Reset on exit: a warm Lambda container
+    runs the next invocation in the same context."""
+    token = _known.set(item)
+    try:
+        yield
+    finally:
+        _known.reset(token)
+
+
 def caller(connection_id: str) -> Caller:
-    """The identity of a live connection (one GetItem; not used on the message path)."""
+    """The identity of a live connection (one GetItem, or none when the frame budget's write
+    already returned the item; not used on the message path)."""
     item = connection(connection_id)
     who = Caller(connection_id, *_identity(item), ip_hash=item.ip_hash)
     identify(who)
@@ -164,6 +184,9 @@ def caller(connection_id: str) -> Caller:
 
 
 def connection(connection_id: str) -> ConnectionModel:
+    held = _known.get()
+    if held is not None and held.pk == connection_key(connection_id):
+        return held
     try:
         return ConnectionModel.get(connection_key(connection_id), META, consistent_read=True)
     except ConnectionModel.DoesNotExist:

@@ -232,6 +232,47 @@ SCHEMAS: dict[str, dict[str, Field]] = {
     },
 }
 
+
+@dataclass(frozen=True)
+class Budget:
+    """How many frames of one action class a connection may send per fixed window.
+
+    ``durable``: the count is also kept on the connection's item in DynamoDB, because on
+    Lambda each frame may run in another container and a count held in memory alone would
+    multiply with the containers a flood spreads over. Only ``ping`` does without: refusing
+    it costs exactly what answering it does (one post back), and it touches no table.
+    """
+
+    limit: int
+    window_seconds: int
+    durable: bool = True
+
+
+#: Per-connection frame budgets by action class (docs/protocol.md, "Rate limits", says the
+#: same for people). Windows of ten seconds let a console open (hello, queue, overview,
+#: visitors, then sync/notes/context per chat) in one burst, while a flood is cut within
+#: the first fraction of a second. ``send`` is not here: it has its own, finer limit
+#: (``config.MESSAGES_PER_SECOND``) checked inside the message write, so the message path
+#: stays at two DynamoDB requests.
+BUDGETS: dict[str, Budget] = {
+    "ping": Budget(20, 10, durable=False),
+    "signal": Budget(40, 10),  # typing, read markers, page views: relayed or small writes
+    "query": Budget(40, 10),  # reads and queries that answer only the sender
+    "change": Budget(20, 10),  # writes that change shared state (shift, accept, close...)
+}
+
+#: The class of each action (every action but ``send`` has one).
+ACTION_CLASS: dict[str, str] = {
+    "ping": "ping",
+    "typing": "signal", "read": "signal", "page": "signal",
+    "hello": "query", "status": "query", "sync": "query", "queue": "query", "notes": "query",
+    "overview": "query", "history": "query", "visitors": "query", "context": "query",
+    "start": "change", "close": "change", "shift": "change", "away": "change",
+    "accept": "change", "transfer": "change", "transfer_answer": "change", "note": "change",
+    "invite": "change", "invitation": "change", "rate": "change", "leave_message": "change",
+    "transcript": "change",
+}
+
 # The optional correlation field every frame may carry; echoed as ``ref`` in replies.
 REF = "ref"
 

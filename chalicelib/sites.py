@@ -109,6 +109,14 @@ def console(site: SiteModel) -> dict[str, Any]:
     return {**CONSOLE_DEFAULTS, **(json.loads(site.console) if site.console else {})}
 
 
+def allows_origin(site: SiteModel, origin: str | None) -> bool:
+    """Whether a page on ``origin`` may use the site's visitor side ($connect, offline
+    messages): any page when the site lists no origins, else only the ones listed (a request
+    that names no origin is not a page on one of them)."""
+    allowed = console(site)["origins"]
+    return not allowed or origin in allowed
+
+
 def validate_console(doc: Any) -> dict[str, Any]:
     """Check console settings an admin sends; every refusal names the field."""
     if not isinstance(doc, dict) or not set(doc) <= set(CONSOLE_DEFAULTS):

@@ -206,3 +206,86 @@ def test_the_widget_slows_down_gently_and_sends_after_the_hint(stack, agent, ope
     assert console.expect("message", conversation=conv)["text"] == "six"  # the same message, once
     expect(w(page, ".status")).not_to_contain_text("sending quickly")
     expect(w(page, '.log [data-seq="6"] .t')).to_have_text("six")
+
+
+def _replies(client, n, prefix, timeout=20.0, refless=False):
+    """The next ``n`` replies to frames whose ``ref`` starts with ``prefix``, in order
+    (other frames stay in the backlog); with ``refless``, frames without a ref (``status``)
+    count as replies too."""
+    import time
+
+    def ours(frame):
+        return str(frame.get("ref", prefix if refless else "")).startswith(prefix)
+
+    frames = [f for f in client.backlog if ours(f)]
+    client.backlog = [f for f in client.backlog if not ours(f)]
+    deadline = time.monotonic() + timeout
+    while len(frames) < n and time.monotonic() < deadline:
+        try:
+            frame = json.loads(client.ws.recv(timeout=max(0.1, deadline - time.monotonic())))
+        except TimeoutError:
+            break
+        (frames if ours(frame) else client.backlog).append(frame)
+    return frames
+
+
+def test_a_status_flood_is_refused_and_other_connections_are_not_slowed(
+        visitor, agent, monkeypatch, dynamodb_calls):
+    """2,000 ``status`` frames at full speed once slowed everyone's sends; now one connection
+    gets its budget and the rest are refused, most of them without a DynamoDB request."""
+    from chalicelib import limits
+    from chalicelib.protocol import BUDGETS
+
+    frozen = Frozen(monkeypatch)
+    budget = BUDGETS["query"]
+    guest, console, conv = _chat(visitor, agent)
+    flooder = visitor(hello=False)
+    flood = 300
+    dynamodb_calls.clear()
+    for n in range(flood):
+        flooder.send({"action": "status", "ref": f"s{n}"})
+    replies = _replies(flooder, flood, "s", refless=True)
+    answered = [r for r in replies if r["type"] == "status"]
+    refused = [r for r in replies if r.get("code") == RATE_LIMITED]
+    assert len(replies) == flood and len(answered) == budget.limit
+    assert len(refused) == flood - budget.limit
+    assert all(1 <= r["retry_after"] <= budget.window_seconds and r["ref"].startswith("s")
+               for r in refused)
+    # Refused in memory: the flood cost DynamoDB about what its budget did (two or three
+    # requests per answered frame), not 300 frames' worth; the slack is for other tests'
+    # disconnects still settling in the background.
+    assert len(dynamodb_calls) <= flood // 2
+    # Meanwhile a legitimate chat on other connections goes on normally.
+    assert guest.say(conv, "still here")["type"] == "ack"
+    console.expect("message", text="still here")
+    # A new container has no memory of the flood: the count on the connection item holds.
+    limits.LOCAL.clear()
+    flooder.send({"action": "status", "ref": "fresh-container"})
+    again = flooder.expect("error")
+    assert again["code"] == RATE_LIMITED and again["ref"] == "fresh-container"
+    # The next window: answered again.
+    frozen.advance(again["retry_after"])
+    flooder.request({"action": "status"}, "status")
+
+
+def test_every_action_has_a_budget_and_its_own_count(visitor, agent, monkeypatch):
+    """Each action class is counted separately: a spent ``query`` budget does not stop a
+    ``ping`` or a ``typing``, and each of those is limited too."""
+    from chalicelib.protocol import ACTION_CLASS, BUDGETS, SCHEMAS
+
+    assert set(ACTION_CLASS) | {"send"} == set(SCHEMAS)
+    Frozen(monkeypatch)
+    guest, console, conv = _chat(visitor, agent)
+    fresh = visitor(hello=False)
+    # (action, fields, class, connection, frames of that class it has sent already)
+    for action, extra, cls, who, used in (
+            ("hello", {}, "query", fresh, 0), ("ping", {}, "ping", fresh, 0),
+            ("typing", {"conversation": conv, "on": True}, "signal", guest, 0),
+            ("away", {"on": False}, "change", console, 1)):  # the fixture's "shift"
+        n = BUDGETS[cls].limit - used + 5
+        for i in range(n):
+            who.send({"action": action, "ref": f"{action}{i}", **extra})
+        # typing has no reply unless refused; the others answer every frame
+        expected = 5 if action == "typing" else n
+        replies = [r for r in _replies(who, expected, action, timeout=10) if r.get("type") == "error"]
+        assert [r["code"] for r in replies] == [RATE_LIMITED] * 5, action

@@ -12,7 +12,7 @@ import threading
 
 from infra.local.dynamodb import Unavailable
 from infra.local.gateway import IDLE_TIMEOUT_S, MAX_CONNECTION_S
-from infra.local.stack import LOCAL_DIR, Stack
+from infra.local.stack import LOCAL_DIR, Stack, write_private
 
 DEMO_AGENT, DEMO_PASSWORD = "demo", "demo-password"
 
@@ -52,9 +52,10 @@ def main() -> int:
     keys = ("AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_SQS", "AWS_ENDPOINT_URL_SESV2",
             "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "TABLE_NAME",
             "TOKEN_SECRET", "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI")
-    (LOCAL_DIR / "dev.json").write_text(json.dumps({**{k: os.environ[k] for k in keys},
-                                                    "ws_url": stack.gateway.ws_url,
-                                                    "http_url": stack.gateway.http_url}))
+    # It holds the token secret and the management API's key: owner-only.
+    write_private(LOCAL_DIR / "dev.json", json.dumps({**{k: os.environ[k] for k in keys},
+                                                      "ws_url": stack.gateway.ws_url,
+                                                      "http_url": stack.gateway.http_url}))
     from chalicelib import agents
 
     try:

@@ -91,6 +91,9 @@ class FaultProxy:
     def __init__(self, upstream: str) -> None:
         parsed = urlparse(upstream)
         self.upstream = (parsed.hostname or "127.0.0.1", parsed.port or 80)
+        # The gateway's management API sits under a per-run secret path: clients keep it (it is
+        # part of the endpoint) and it is forwarded as is, but operations are named without it.
+        self.prefix = parsed.path.rstrip("/")
         self.rules: list[Rule] = []
         self.seen: collections.Counter[str] = collections.Counter()
         self.injected: collections.Counter[str] = collections.Counter()
@@ -101,7 +104,7 @@ class FaultProxy:
     @property
     def endpoint(self) -> str:
         assert self._server is not None, "FaultProxy not started"
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return f"http://127.0.0.1:{self._server.server_address[1]}{self.prefix}"
 
     def start(self) -> FaultProxy:
         proxy = self
@@ -162,7 +165,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         target = self.headers.get("X-Amz-Target")
         if target:
             return target.rsplit(".", 1)[-1]
-        return f"{self.command} {self.path.split('?', 1)[0]}"
+        return f"{self.command} {self.path.split('?', 1)[0].removeprefix(self.owner.prefix)}"
 
     def _handle(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)

@@ -9,8 +9,11 @@ server on its own asyncio loop (in a daemon thread) that
   to the very callable the Lambda runtime would call (``app.handler_map[...]``);
 * speaks the ``@connections`` management API on the wire, so an *unmodified*
   boto3 ``apigatewaymanagementapi`` client (``endpoint_url=management_endpoint``)
-  can post to, inspect and delete connections, including ``GoneException``;
-* forwards ``/api/...`` to Chalice's own :class:`chalice.local.LocalGateway`;
+  can post to, inspect and delete connections, including ``GoneException``. On AWS only
+  IAM-signed callers reach it; here it has its own listener, always on 127.0.0.1 and never
+  on the public port, under a per-run secret path (``management_endpoint`` includes it);
+* forwards ``/api/...`` to Chalice's own :class:`chalice.local.LocalGateway`, concurrently
+  (each thread sees its own ``app.current_request``: :func:`_per_thread_request_state`);
 * serves static folders (the demo page, the widget) with caching disabled;
 * fires ``@app.schedule`` handlers on demand or on a timer.
 
@@ -27,6 +30,10 @@ Handlers are blocking (boto3, DynamoDB), so they always run in a thread pool,
 never on the event loop; each ``$default`` frame is its own invocation, run
 concurrently, exactly like Lambda would.  Unlike Lambda, all invocations share
 one Python process, so application module state must be thread-safe.
+
+A client must finish its request headers within ``header_timeout`` seconds of connecting (or
+of its previous request), and a request body within ``body_timeout``: a client that trickles
+bytes (slowloris) is cut off instead of holding a connection and a handler for ever.
 """
 
 from __future__ import annotations
@@ -77,6 +84,9 @@ MAX_MESSAGE_BYTES = 128 * 1024
 IDLE_TIMEOUT_S = 10 * 60.0
 #: Seconds after which API Gateway closes any connection, busy or not (2 h).
 MAX_CONNECTION_S = 2 * 60 * 60.0
+#: Seconds a client has to send complete request headers (slowloris), and a request body.
+HEADER_TIMEOUT_S = 5.0
+BODY_TIMEOUT_S = 30.0
 
 #: Fake but well-formed identifiers; boto3 and Powertools only care about shape.
 ACCOUNT_ID = "123456789012"
@@ -183,6 +193,37 @@ class _LockedCounter(collections.Counter[str]):
     def copy(self) -> collections.Counter[str]:  # type: ignore[override]
         with self.lock:
             return collections.Counter(self)
+
+
+class _PerThread:
+    """A data descriptor keeping one value per thread (see ``_per_thread_request_state``)."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def __get__(self, obj: object, owner: type | None = None) -> Any:
+        return self if obj is None else getattr(self._local, "value", None)
+
+    def __set__(self, obj: object, value: Any) -> None:
+        self._local.value = value
+
+
+def _per_thread_request_state(app: Chalice) -> None:
+    """Give ``app`` a per-thread ``current_request`` and ``lambda_context``.
+
+    Chalice stores the request being handled on the app object itself: on Lambda a container
+    runs one request at a time, but the stand-in runs REST calls concurrently in threads, where
+    one call would read another's request. A subclass made for this one app (so no other
+    Chalice app changes) turns both attributes into per-thread values; the app's code is
+    unchanged and still reads ``app.current_request``.
+    """
+    cls = type(app)
+    if isinstance(cls.__dict__.get("current_request"), _PerThread):
+        return
+    app.__class__ = type(f"PerThread{cls.__name__}", (cls,), {
+        "current_request": _PerThread(), "lambda_context": _PerThread()})
+    for name in ("current_request", "lambda_context"):
+        app.__dict__.pop(name, None)
 
 
 class _NoRoute(Exception):
@@ -366,6 +407,8 @@ class GatewayServer:
         idle_timeout: float | None = IDLE_TIMEOUT_S,
         max_connection_duration: float | None = MAX_CONNECTION_S,
         lambda_timeout: float = 30.0,
+        header_timeout: float = HEADER_TIMEOUT_S,
+        body_timeout: float = BODY_TIMEOUT_S,
     ) -> None:
         """Configure, but do not start, the server.
 
@@ -373,7 +416,7 @@ class GatewayServer:
         10 minute idle and 2 hour hard limits, on by default as on AWS (tests may
         shorten them; ``None`` or 0 turns one off, for a debugging session).
         ``lambda_timeout`` only feeds ``context.get_remaining_time_in_millis()``;
-        nothing is killed.
+        nothing is killed. ``header_timeout`` / ``body_timeout``: see the module docstring.
         """
         self.app = app
         self.host = host
@@ -388,6 +431,11 @@ class GatewayServer:
         self.idle_timeout = idle_timeout
         self.max_connection_duration = max_connection_duration
         self.lambda_timeout = lambda_timeout
+        self.header_timeout = header_timeout
+        self.body_timeout = body_timeout
+        #: Per-run secret path of the management API (on its own loopback-only listener).
+        self.management_key = secrets.token_urlsafe(24)
+        self.management_port = 0
         self._counter_lock = threading.Lock()
         self.counters: collections.Counter[str] = _LockedCounter(self._counter_lock)
         self._connections: dict[str, _Connection] = {}
@@ -400,7 +448,7 @@ class GatewayServer:
         #: Timers (schedules, idle sweeper): cancelled on stop().
         self._service_tasks: set[asyncio.Task[Any]] = set()
         self._rest_gateway: LocalGateway | None = None
-        self._rest_lock: asyncio.Lock | None = None
+        self._management_runner: web.AppRunner | None = None
 
     # ------------------------------------------------------------------ public
 
@@ -414,8 +462,9 @@ class GatewayServer:
 
     @property
     def management_endpoint(self) -> str:
-        """Value for ``AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI`` / boto3 ``endpoint_url``."""
-        return self.http_url
+        """Value for ``AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI`` / boto3 ``endpoint_url``:
+        the loopback-only listener and the per-run secret path."""
+        return f"http://127.0.0.1:{self.management_port}/{self.management_key}"
 
     def start(self) -> None:
         """Bind, start the loop thread, and return once the socket is listening.
@@ -570,21 +619,38 @@ class GatewayServer:
         web_app = web.Application(client_max_size=16 * 1024 * 1024)
         router = web_app.router
         router.add_get("/ws", self._handle_ws)
-        # boto3 sends the endpoint_url's path too, so accept any stage prefix.
-        for prefix in ("", "/{stage}"):
-            path = prefix + "/@connections/{connection_id}"
-            router.add_post(path, self._mgmt_post)
-            router.add_get(path, self._mgmt_get, allow_head=False)
-            router.add_delete(path, self._mgmt_delete)
         router.add_route("*", "/api", self._handle_rest)
         router.add_route("*", "/api/{tail:.*}", self._handle_rest)
         router.add_route("*", "/{tail:.*}", self._handle_static)
 
-        self._rest_lock = asyncio.Lock()
+        # The management API: its own app on its own listener, 127.0.0.1 only, whatever host
+        # the public one binds, and only under the per-run key (an unknown path answers 404).
+        # boto3 sends the endpoint_url's path too, so accept any stage prefix after the key.
+        management = web.Application(client_max_size=16 * 1024 * 1024)
+        for prefix in ("", "/{stage}"):
+            path = f"/{self.management_key}{prefix}/@connections/{{connection_id}}"
+            management.router.add_post(path, self._mgmt_post)
+            management.router.add_get(path, self._mgmt_get, allow_head=False)
+            management.router.add_delete(path, self._mgmt_delete)
+
+        _per_thread_request_state(self.app)
         self._rest_gateway = self._make_rest_gateway()
-        self._runner = web.AppRunner(web_app, access_log=None, handle_signals=False)
+        # aiohttp's keep-alive timer also runs from the moment a connection opens and closes
+        # it if no complete request has arrived by then: a header read timeout.
+        self._runner = web.AppRunner(web_app, access_log=None, handle_signals=False,
+                                     keepalive_timeout=self.header_timeout)
         await self._runner.setup()
         await web.SockSite(self._runner, sock).start()
+        self._management_runner = web.AppRunner(management, access_log=None, handle_signals=False,
+                                                keepalive_timeout=self.header_timeout)
+        await self._management_runner.setup()
+        # A restart (stop, start) keeps the port, as the public listener does: the app's
+        # endpoint setting still points at it.
+        site = web.TCPSite(self._management_runner, "127.0.0.1", self.management_port)
+        await site.start()
+        server = getattr(site, "_server", None)
+        assert server is not None and server.sockets
+        self.management_port = server.sockets[0].getsockname()[1]
         if self.schedule_interval:
             self._spawn(self._schedule_timer(self.schedule_interval), self._service_tasks)
         if self.idle_timeout or self.max_connection_duration:
@@ -605,6 +671,8 @@ class GatewayServer:
             await asyncio.wait(pending, timeout=10)
         if self._runner is not None:
             await self._runner.cleanup()
+        if self._management_runner is not None:
+            await self._management_runner.cleanup()
 
     async def _invoke(self, route_key: str, event: dict[str, Any]) -> Any:
         """Run the route's Lambda entry point in the thread pool."""
@@ -945,7 +1013,7 @@ class GatewayServer:
         return connection_id, conn
 
     async def _mgmt_post(self, request: web.Request) -> web.Response:
-        data = await request.read()
+        data = await self._read_body(request)
         connection_id, conn = self._live(request)
         if len(data) > MAX_MESSAGE_BYTES:
             self._count("post:too_large")
@@ -1018,22 +1086,19 @@ class GatewayServer:
         path = request.raw_path[len("/api"):]
         if not path.startswith("/"):
             path = "/" + path
-        body = await request.read() or None
+        body = await self._read_body(request) or None
         headers = dict(request.headers)
         assert self._loop is not None and self._executor is not None
-        assert self._rest_lock is not None
         self._count("rest")
-        # Chalice keeps app.current_request on the shared app object, so two
-        # concurrent REST invocations would trample each other (Lambda runs
-        # one per container). Serialise them; WebSocket handlers are unaffected.
-        async with self._rest_lock:
-            try:
-                response = await self._loop.run_in_executor(
-                    self._executor,
-                    functools.partial(gateway.handle_request, request.method, path, headers, body),
-                )
-            except LocalGatewayException as exc:
-                return web.Response(status=exc.CODE, headers=exc.headers, body=exc.body)
+        # Concurrent, like Lambda containers: each worker thread has its own
+        # app.current_request (_per_thread_request_state).
+        try:
+            response = await self._loop.run_in_executor(
+                self._executor,
+                functools.partial(gateway.handle_request, request.method, path, headers, body),
+            )
+        except LocalGatewayException as exc:
+            return web.Response(status=exc.CODE, headers=exc.headers, body=exc.body)
         out_headers: CIMultiDict[str] = CIMultiDict()
         for name, value in (response.get("headers") or {}).items():
             out_headers[name] = str(value)
@@ -1052,6 +1117,13 @@ class GatewayServer:
         else:
             payload = raw.encode("utf-8") if isinstance(raw, str) else bytes(raw)
         return web.Response(status=int(response["statusCode"]), headers=out_headers, body=payload)
+
+    async def _read_body(self, request: web.Request) -> bytes:
+        """The request body, or 408 if it trickles in slower than ``body_timeout`` allows."""
+        try:
+            return await asyncio.wait_for(request.read(), self.body_timeout)
+        except TimeoutError:
+            raise web.HTTPRequestTimeout() from None
 
     # ----------------------------------------------------------------- static
 

@@ -21,18 +21,35 @@ from infra.local.sqs import SqsLocal, SqsPoller
 
 LOCAL_DIR = ROOT / ".local"
 
-# Every local client is 127.0.0.1: a per-network limit would count them all as one. Set at
-# import, before anything reads chalicelib.config (its settings are read once, at import).
+# Every local client is 127.0.0.1: a per-network limit would count them all as one (and one
+# developer's typos would lock every local console out of signing in). Set at import, before
+# anything reads chalicelib.config (its settings are read once, at import).
 os.environ.setdefault("CONVERSATIONS_PER_IP_PER_HOUR", "0")
+os.environ.setdefault("LOGIN_FAILURES_PER_ADDRESS", "0")
 
 
-def local_secret() -> str:
+def write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read (0600), in a folder only its owner can enter.
+
+    For files holding secrets (the token secret, dev.json with the management API's key): the
+    mode is set as the file is created, so it is never readable by others even for a moment,
+    and forced on a file an older version left world-readable.
+    """
+    path.parent.mkdir(mode=0o700, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, text.encode("utf-8"))
+    finally:
+        os.close(fd)
+
+
+def local_secret(folder: Path | None = None) -> str:
     """A token secret kept across restarts so signed-in agents stay signed in."""
-    path = LOCAL_DIR / "token-secret"
+    path = (folder or LOCAL_DIR) / "token-secret"
     if not path.exists():
-        LOCAL_DIR.mkdir(exist_ok=True)
-        path.write_text(secrets.token_urlsafe(48))
-        path.chmod(0o600)
+        write_private(path, secrets.token_urlsafe(48))
+    path.chmod(0o600)  # a copy written by an older version may be readable by others
     return path.read_text().strip()
 
 
