@@ -267,6 +267,7 @@ ACTION_CLASS: dict[str, str] = {
     "typing": "signal", "read": "signal", "page": "signal",
     "hello": "query", "status": "query", "sync": "query", "queue": "query", "notes": "query",
     "overview": "query", "history": "query", "visitors": "query", "context": "query",
+    "snippets": "query",
     "start": "change", "close": "change", "shift": "change", "away": "change",
     "accept": "change", "transfer": "change", "transfer_answer": "change", "note": "change",
     "invite": "change", "invitation": "change", "rate": "change", "leave_message": "change",
