@@ -24,6 +24,7 @@ LOCAL_DIR = ROOT / ".local"
 # Every local client is 127.0.0.1: a per-network limit would count them all as one. Set at
 # import, before anything reads chalicelib.config (its settings are read once, at import).
 os.environ.setdefault("CONVERSATIONS_PER_IP_PER_HOUR", "0")
+os.environ.setdefault("MAIL_PER_NETWORK_PER_HOUR", "0")
 
 
 def local_secret() -> str:
@@ -95,6 +96,7 @@ class Stack:
                          "/console/": ROOT / "console"})
         self.gateway.start()
         os.environ["AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI"] = self.gateway.management_endpoint
+        os.environ["PUBLIC_API_URL"] = self.gateway.http_url  # links in emails (address confirmation)
         self.poller = SqsPoller(self.app_module.app, self.sqs, retry_delay=self.retry_delay)
         if self.poll_queues:
             self.poller.start()
