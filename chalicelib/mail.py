@@ -53,7 +53,8 @@ def address(value: object) -> str | None:
     except UnicodeError:
         return None
     labels = ascii_domain.split(".")
-    if len(labels) < 2 or not all(_LABEL.fullmatch(label) for label in labels) or not _TLD.fullmatch(labels[-1]):
+    if (len(labels) < 2 or not all(_LABEL.fullmatch(label) for label in labels)
+            or not _TLD.fullmatch(labels[-1])):
         return None
     result = f"{local}@{ascii_domain}"
     return result if len(result) <= 254 else None

@@ -115,7 +115,8 @@ def test_an_agents_request_is_trusted_at_once(stack, visitor, agent, mailbox):
     conv = guest.expect("conversation")["conversation"]
     console.expect("assigned", conversation=conv)
     guest.say(conv, "Thanks for the refund")
-    queued = console.request({"action": "transcript", "conversation": conv, "id": "agent-1"}, "transcript_queued")
+    queued = console.request({"action": "transcript", "conversation": conv, "id": "agent-1"},
+                             "transcript_queued")
     assert queued["confirm"] is False
     (mail_,) = mailbox("omar@example.org")
     assert "Thanks for the refund" in mail_["body"]["text"]
@@ -182,7 +183,8 @@ def test_addresses_ses_would_refuse_are_refused_up_front(stack, site, visitor, a
     guest = visitor()
     refused = guest.request({"action": "start", "email": bad, "ref": "s"}, "error")
     assert refused["code"] == "bad_frame"
-    status, body = rest(stack.gateway.http_url, "POST", "/offline", {"site": site, "email": bad, "text": "hi"})
+    status, body = rest(stack.gateway.http_url, "POST", "/offline",
+                        {"site": site, "email": bad, "text": "hi"})
     assert status == 400 and body["code"] == "bad_email"
     conv = guest.start()
     asked = guest.request({"action": "transcript", "conversation": conv, "id": "bad-addr", "email": bad,
@@ -195,7 +197,8 @@ def test_an_idna_domain_is_accepted_and_encoded(stack, visitor, agent, mailbox):
     guest, conv = _chat(visitor, agent, "Tina@Bücher.Example")
     stored = ConversationModel.get(conversation_key(conv), META, consistent_read=True)
     assert stored.email == "Tina@xn--bcher-kva.example"
-    queued = guest.request({"action": "transcript", "conversation": conv, "id": "idna-1"}, "transcript_queued")
+    queued = guest.request({"action": "transcript", "conversation": conv, "id": "idna-1"},
+                           "transcript_queued")
     assert queued["email"] == "Tina@xn--bcher-kva.example"
     (note,) = mailbox("Tina@xn--bcher-kva.example")
     assert note["destination"]["to"] == ["Tina@xn--bcher-kva.example"]
@@ -226,4 +229,5 @@ def test_a_cut_transcript_and_digest_say_so(stack, site, visitor, agent, monkeyp
     offline.sweep_digests()
     digests = [e for e in mailbox(config.TEAM_EMAIL) if "waiting 0" in e["body"]["text"]]
     assert len(digests) == 1 and "waiting 3" not in digests[0]["body"]["text"]
-    assert "more messages not included here; see the conversation in the console" in digests[0]["body"]["text"]
+    said = "more messages not included here; see the conversation in the console"
+    assert said in digests[0]["body"]["text"]

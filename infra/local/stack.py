@@ -96,7 +96,7 @@ class Stack:
                          "/console/": ROOT / "console"})
         self.gateway.start()
         os.environ["AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI"] = self.gateway.management_endpoint
-        os.environ["PUBLIC_API_URL"] = self.gateway.http_url  # links in emails (address confirmation)
+        os.environ["PUBLIC_API_URL"] = f"{self.gateway.http_url}/api"  # links in emails (confirmation)
         self.poller = SqsPoller(self.app_module.app, self.sqs, retry_delay=self.retry_delay)
         if self.poll_queues:
             self.poller.start()
