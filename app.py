@@ -36,6 +36,7 @@ from chalicelib import (
     reports,
     sites,
     telemetry,
+    transcripts,
     visitors,
 )
 from chalicelib.auth import Caller
@@ -234,6 +235,19 @@ def _offline_message(site: str, body: dict[str, Any], request: Any) -> Response:
         return _problem(refused.status, refused.code, refused.message, refused.retry_after)
     offline.dispatch(message_id)
     return Response({"id": message_id}, status_code=202)
+
+
+@app.route("/transcripts/confirm/{token}", methods=["GET"])
+def confirm_transcript_address(token: str) -> Response:
+    """The link in a confirmation email: trusts the address for its chat and sends the
+    transcripts waiting on it. A small plain page (opened from a mail client, not the widget);
+    safe to open twice. No CORS: no page has any business fetching it."""
+    done = transcripts.confirm(token)
+    page = ("<!doctype html><meta charset=utf-8><meta name=viewport content='width=device-width'>"
+            f"<title>Email address</title><p>{done.message}</p>")
+    return Response(page, status_code=done.status, headers={
+        "Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store",
+        "Referrer-Policy": "no-referrer", "Content-Security-Policy": "default-src 'none'"})
 
 
 @app.route("/sites/{site}/status", cors=True)

@@ -8,7 +8,7 @@ from typing import Any
 from pynamodb.exceptions import DoesNotExist, PutError
 from pynamodb.expressions.update import Action
 
-from chalicelib import auth, config, limits, sites
+from chalicelib import auth, config, limits, mail
 from chalicelib.models import META, AgentModel, agent_key, update_or_old
 
 AGENT_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{1,39}$")
@@ -39,8 +39,10 @@ def create(agent_id: str, name: str, password: str, *, role: str = "agent",
     chats = config.DEFAULT_MAX_CHATS if max_chats is None else max_chats
     if not isinstance(chats, int) or isinstance(chats, bool) or not 1 <= chats <= 50:
         raise AgentError("Maximum concurrent chats must be between 1 and 50.")
-    if email is not None and not sites.valid_email(email):
-        raise AgentError("Email: a valid address, or leave it out.")
+    if email is not None:
+        email = mail.address(email)
+        if email is None:
+            raise AgentError("Email: a valid address, or leave it out.")
     if len(name) > 100:
         raise AgentError("Name: at most 100 characters.")
     site = site or config.DEFAULT_SITE

@@ -100,6 +100,32 @@ def verify(token: str, now: float | None = None) -> Claims:
     return claims
 
 
+def sign(purpose: str, doc: dict[str, str], ttl: int, now: float | None = None) -> str:
+    """A signed, expiring token for one ``purpose`` other than signing in (a link in an email):
+    same format and key as ``issue``, but the purpose is part of what is signed, so it can
+    never pass for a visitor or agent token, nor for another purpose's token."""
+    claims = {**doc, "e": int(now if now is not None else time.time()) + ttl}
+    payload = _b64(json.dumps(claims, separators=(",", ":")).encode("utf-8"))
+    return f"{payload}.{_mac(f'{purpose}:{payload}')}"
+
+
+def unsign(purpose: str, token: str, now: float | None = None) -> dict[str, str]:
+    """The document of a valid ``sign``ed token for ``purpose``, or raise InvalidToken."""
+    if not isinstance(token, str) or token.count(".") != 1 or len(token) > 1024 or not token.isascii():
+        raise InvalidToken("malformed token")
+    payload, mac = token.split(".")
+    if not hmac.compare_digest(mac, _mac(f"{purpose}:{payload}")):
+        raise InvalidToken("bad signature")
+    try:
+        doc = json.loads(_unb64(payload))
+        expires = int(doc.pop("e"))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise InvalidToken("malformed claims") from None
+    if expires <= int(now if now is not None else time.time()):
+        raise InvalidToken("expired")
+    return {str(k): str(v) for k, v in doc.items()}
+
+
 def hash_password(password: str) -> str:
     """A salted scrypt hash, self-describing so the cost can be raised later."""
     salt = secrets.token_bytes(16)

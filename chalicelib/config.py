@@ -45,6 +45,28 @@ OFFLINE_PER_VISITOR_PER_HOUR = int(os.environ.get("OFFLINE_PER_VISITOR_PER_HOUR"
 
 # Transcripts by email on request: per person (visitor or agent), per hour.
 TRANSCRIPTS_PER_HOUR = int(os.environ.get("TRANSCRIPTS_PER_HOUR", "5"))
+# A visitor's address is confirmed by a link before the first transcript; the link lasts this long.
+MAIL_CONFIRM_TTL_SECONDS = int(os.environ.get("MAIL_CONFIRM_TTL_SECONDS", str(24 * 3600)))
+# Hourly budgets of the emails strangers can cause (offline messages, transcripts and their
+# confirmation links, digests): per network address, per site, per deployment (chalicelib.mail.spend;
+# docs/resilience.md). 0 turns one off; the local stand-in turns off the per-network one.
+MAIL_PER_NETWORK_PER_HOUR = int(os.environ.get("MAIL_PER_NETWORK_PER_HOUR", "20"))
+MAIL_PER_SITE_PER_HOUR = int(os.environ.get("MAIL_PER_SITE_PER_HOUR", "200"))
+MAIL_PER_DEPLOYMENT_PER_HOUR = int(os.environ.get("MAIL_PER_DEPLOYMENT_PER_HOUR", "1000"))
+
+
+def public_api_url() -> str:
+    """Where the REST API answers, for links in emails (address confirmation): ``PUBLIC_API_URL``
+    (a custom domain, or the local stand-in's own), else the execute-api URL of ``REST_API_ID``.
+    Read at call time: the stand-in learns its port after the app is imported."""
+    url = os.environ.get("PUBLIC_API_URL")
+    if url:
+        return url.rstrip("/")
+    api_id = os.environ.get("REST_API_ID")
+    if not api_id:
+        raise RuntimeError("Set PUBLIC_API_URL (or REST_API_ID) so emails can link to the API.")
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
+    return f"https://{api_id}.execute-api.{region}.amazonaws.com/{os.environ.get('REST_API_STAGE', 'api')}"
 
 # Retention: conversations, messages, notes, visitor records and offline messages are deleted
 # (DynamoDB TTL) this many days after their last write.

@@ -51,12 +51,14 @@ from chalicelib import (
     clock,
     config,
     limits,
+    mail,
     offline,
     queue,
     routing,
     sites,
     stats,
     telemetry,
+    transcripts,
 )
 from chalicelib.auth import Caller
 from chalicelib.fanout import Outbox
@@ -110,8 +112,10 @@ def start(who: Caller, outbox: Outbox, *, name: str | None = None, email: str | 
     """Open the visitor's conversation (or return the one already open) and route it. The
     pre-chat answers (name, email) go on the conversation: the agent sees them, and an email
     lets a later reply reach a visitor who has left."""
-    if email is not None and not sites.valid_email(email):
-        raise ProtocolError(BAD_FRAME, '"email" must be a valid email address.')
+    if email is not None:
+        email = mail.address(email)
+        if email is None:
+            raise ProtocolError(BAD_FRAME, '"email" must be a valid email address.')
     V, C = VisitorModel, ConversationModel
     conv_id = auth.new_id()
     now = clock.now_ms()
@@ -424,8 +428,9 @@ def sync(connection_id: str, frame: Frame, outbox: Outbox) -> None:
     outbox.to([connection_id], page)
 
 
-def close(connection_id: str, frame: Frame, outbox: Outbox) -> ConversationModel:
-    """Either side ends the conversation: capacity returns to the agent, the queue moves."""
+def close(connection_id: str, frame: Frame, outbox: Outbox, network: str | None = None) -> ConversationModel:
+    """Either side ends the conversation: capacity returns to the agent, the queue moves.
+    ``network`` (the closer's address hash) counts a transcript asked for against the mail budgets."""
     C = ConversationModel
     conv_id = frame["conversation"]
     now = clock.now_ms()
@@ -446,7 +451,7 @@ def close(connection_id: str, frame: Frame, outbox: Outbox) -> ConversationModel
     except Exception:  # the chat is closed either way; a lost figure must not look like a failure
         telemetry.logger.exception("closed conversation not counted in the figures")
     if frame.get("transcript") and conv.email:
-        queue.enqueue({"kind": "transcript", "conv": conv_id})
+        transcripts.at_close(conv, role, network, frame.ref, outbox, connection_id)
     _forget_open(conv.visitor_id, conv_id, now)
     outbox.to(conv.connections(), {"type": "closed", "conversation": conv.id,
                                    "summary": conv.summary(), "by": role})

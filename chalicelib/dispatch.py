@@ -75,7 +75,9 @@ def _send(connection_id: str, frame: Frame, outbox: Outbox) -> None:
 
 
 def _close(connection_id: str, frame: Frame, outbox: Outbox) -> None:
-    conversations.close(connection_id, frame, outbox)
+    # The closer's network counts a transcript against the mail budgets (one read, only then).
+    network = presence.connection(connection_id).ip_hash if frame.get("transcript") else None
+    conversations.close(connection_id, frame, outbox, network)
 
 
 def _leave_message(connection_id: str, frame: Frame, outbox: Outbox) -> None:

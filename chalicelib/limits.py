@@ -37,13 +37,16 @@ def retry_after(window_seconds: int) -> int:
     return max(1, -(-(window_ms - clock.now_ms() % window_ms) // 1000))
 
 
-def allow(key: str, limit: int, window_seconds: int) -> bool:
-    """Count one event for ``key``; False (and nothing counted) once the window is full."""
+def allow(key: str, limit: int, window_seconds: int, cost: int = 1) -> bool:
+    """Count ``cost`` events for ``key``; False (and nothing counted) when they would not fit
+    in what is left of the window."""
+    if cost > limit:
+        return False
     C = CounterModel
     ok, _ = update_or_old(
         C, counter_key(key, window_seconds),
-        [C.n.add(1), C.ttl.set(from_ms(clock.now_ms()) + timedelta(seconds=2 * window_seconds))],
-        C.n.does_not_exist() | (C.n < limit))
+        [C.n.add(cost), C.ttl.set(from_ms(clock.now_ms()) + timedelta(seconds=2 * window_seconds))],
+        C.n.does_not_exist() | (C.n <= limit - cost))
     return ok
 
 

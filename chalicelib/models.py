@@ -254,6 +254,8 @@ class ConversationModel(TableModel):
     outcome = UnicodeAttribute(null=True)  # answered | missed | abandoned (set when counted)
     rating = MapAttribute[str, Any](null=True)  # the visitor's: score up/down, comment, ts
     tx = MapAttribute[str, Any](null=True)  # transcript requests: request id -> address
+    tx_close = BooleanAttribute(null=True)  # closed with "transcript": one to the pre-chat address
+    ok = MapAttribute[str, Any](null=True)  # addresses trusted with its transcript: address -> link|agent
     q_pk = UnicodeAttribute(null=True)
     q_sk = UnicodeAttribute(null=True)
     email_key = UnicodeAttribute(null=True)  # see EmailItemsIndex

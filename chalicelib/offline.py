@@ -93,7 +93,8 @@ def validate(doc: Any) -> Fields:
         raise Refused(400, SPAM, "This message looks automated and was not accepted.")
     email, text = doc.get("email"), doc.get("text")
     name, page = doc.get("name") or None, doc.get("page") or None
-    if not sites.valid_email(email):
+    email = mail.address(email)
+    if email is None:
         raise Refused(400, BAD_EMAIL, "Please give a valid email address so we can answer.")
     if not isinstance(text, str) or not text.strip():
         raise Refused(400, BAD_TEXT, "Please write a message.")
@@ -104,7 +105,7 @@ def validate(doc: Any) -> Fields:
         raise Refused(400, BAD_NAME, f"A name is one line of at most {MAX_NAME} characters.")
     if page is not None and not is_web_url(page):
         raise Refused(400, BAD_PAGE, "The page must be an http(s) address.")
-    return Fields(email=str(email), text=text, name=name.strip() if name else None, page=page)
+    return Fields(email=email, text=text, name=name.strip() if name else None, page=page)
 
 
 def leave(site_id: str, doc: Any, *, visitor_id: str | None = None,
@@ -121,6 +122,10 @@ def leave(site_id: str, doc: Any, *, visitor_id: str | None = None,
     if ip_hash and not limits.allow(f"offline-ip#{ip_hash}", config.OFFLINE_PER_IP_PER_HOUR, LIMIT_WINDOW):
         raise Refused(429, RATE_LIMITED, "Too many messages from your network; try again later.",
                       limits.retry_after(LIMIT_WINDOW))
+    try:  # two mails: the team's and the visitor's receipt
+        mail.spend(site_id, 2, ip_hash)
+    except mail.OverBudget as over:
+        raise Refused(429, RATE_LIMITED, over.message, over.retry_after) from None
     conv_id = _attach(visitor_id, fields.email) if visitor_id else None
     now = clock.now_ms()
     message_id = auth.new_id()
@@ -186,6 +191,11 @@ def sweep_digests(now_ms: int | None = None) -> list[str]:
             done = int(conv.digested_seq or 0)
             if int(conv.seq or 0) <= done or int(conv.last_at or 0) > quiet_since:
                 continue
+            try:  # the site's and deployment's mail budgets: when spent, it waits a later round
+                mail.spend(site.id, 1)
+            except mail.OverBudget:
+                log.warning("digest held back: mail budget spent", extra={"site": site.id})
+                continue
             # Queue first, then mark: a failed enqueue leaves it unmarked for the next round,
             # and a double enqueue (two sweeps) is one email, its key being the lines it covers.
             queue.enqueue({"kind": "digest", "conv": conv.id, "after": done, "upto": int(conv.seq)})
@@ -229,6 +239,8 @@ def process(body: str) -> None:
         _reply(str(job["conv"]), int(job["seq"]))
     elif kind == "transcript":
         _transcript_mail(str(job["conv"]), str(job["rid"]) if job.get("rid") else None)
+    elif kind == "confirm":
+        _confirm_mail(str(job["conv"]), str(job["rid"]) if job.get("rid") else None)
     else:
         raise ValueError(f"unknown mail job {kind!r}")
 
@@ -255,7 +267,8 @@ def _offline(message_id: str) -> None:
     mail.send_once(f"offline:{message_id}:confirm", mail.Email(
         to=msg.email, reply_to=sites.team_email(site),
         subject=f"We got your message - {sites.display_name(site)}",
-        text="\n".join([f"Hello{' ' + msg.name if msg.name else ''},", "",
+        # Nothing the visitor wrote (not even their name): this address is not confirmed.
+        text="\n".join(["Hello,", "",
                         f"Thank you for writing to {sites.display_name(site)}. Nobody could chat "
                         f"just now, but your message has reached the team. {when}"])))
 
@@ -265,11 +278,14 @@ def _digest(conv_id: str, after: int, upto: int) -> None:
     if conv is None:
         return
     site = sites.get(conv.site)
-    unanswered = [m for m in _messages(conv_id, after, upto) if m.role == auth.VISITOR]
+    items, more = _messages(conv_id, after, upto)
+    unanswered = [m for m in items if m.role == auth.VISITOR]
     if not unanswered:
         return
     lines = [f"A visitor wrote on {sites.display_name(site)} while nobody was on shift:", ""]
     lines += [f"[{_local(site, m.ts)}] {m.text}" for m in unanswered]
+    if more:
+        lines += ["", _cut(more, team=True)]
     lines += ["", "Open the conversation in the console to answer"
               + (f", or reply to this email to write to {conv.email}." if conv.email else ".")]
     mail.send_once(f"digest:{conv_id}:{upto}", mail.Email(
@@ -303,20 +319,49 @@ def _transcript_mail(conv_id: str, request_id: str | None = None) -> None:
     to = None if conv is None else transcripts.address(conv, request_id)
     if conv is None or not to:
         return
+    if not transcripts.trusted(conv, to):  # never visitor text to an unconfirmed address
+        log.warning("transcript job dropped: its address is not confirmed")
+        return
     site = sites.get(conv.site)
-    lines = [f"Your conversation with {sites.display_name(site)}:", "", *_transcript(site, conv_id)]
+    lines = [f"Your conversation with {sites.display_name(site)}:", "",
+             *_transcript(site, conv_id, team=False)]
     mail.send_once(transcripts.mail_key(conv_id, request_id), mail.Email(
         to=to, reply_to=sites.team_email(site),
         subject=f"Your chat with {sites.display_name(site)}", text="\n".join(lines)))
 
 
-def _messages(conv_id: str, after: int, upto: int) -> list[MessageModel]:
-    return list(MessageModel.query(conversation_key(conv_id), MessageModel.sk.between(
+def _confirm_mail(conv_id: str, request_id: str | None) -> None:
+    from chalicelib import transcripts
+
+    conv = _current(ConversationModel, conversation_key(conv_id), "confirm")
+    if conv is not None:
+        transcripts.send_confirmation(conv, request_id)
+
+
+def _messages(conv_id: str, after: int, upto: int) -> tuple[list[MessageModel], int]:
+    """The first ``TRANSCRIPT_LIMIT`` messages after ``after`` up to ``upto``, and how many
+    sequence numbers past them were left out (0 when none): a mail that is cut says so."""
+    items = list(MessageModel.query(conversation_key(conv_id), MessageModel.sk.between(
         message_sk(after + 1), message_sk(upto)), consistent_read=True, limit=TRANSCRIPT_LIMIT))
+    if len(items) < TRANSCRIPT_LIMIT:
+        return items, 0
+    last = int(items[-1].seq)
+    if upto >= 10**12 - 1:  # "everything": the conversation's own count says how far it goes
+        try:
+            upto = int(ConversationModel.get(conversation_key(conv_id), META).seq or last)
+        except ConversationModel.DoesNotExist:
+            upto = last
+    return items, max(0, upto - last)
 
 
-def _transcript(site: SiteModel, conv_id: str) -> list[str]:
-    items = _messages(conv_id, 0, 10**12 - 1)
+def _cut(more: int, team: bool) -> str:
+    """The line that says a mail stops short (``more`` counts any notices among them too)."""
+    where = "see the conversation in the console" if team else "ask us if you need the rest"
+    return f"... and {more} more message{'s' if more != 1 else ''} not included here; {where}."
+
+
+def _transcript(site: SiteModel, conv_id: str, team: bool = True) -> list[str]:
+    items, more = _messages(conv_id, 0, 10**12 - 1)
     if not items:
         return []
     lines = ["--- Conversation so far ---"]
@@ -325,6 +370,8 @@ def _transcript(site: SiteModel, conv_id: str) -> list[str]:
         if not speaker:
             continue  # system notices are not part of what people said
         lines.append(f"[{_local(site, m.ts)}] {speaker}: {m.text}")
+    if more:
+        lines.append(_cut(more, team))
     return [*lines, ""]
 
 

@@ -14,16 +14,15 @@ from typing import Any
 
 from pynamodb.expressions.update import Action
 
-from chalicelib import config
+from chalicelib import config, mail
 from chalicelib.hours import Schedule, ScheduleError
 from chalicelib.models import SiteModel
 from chalicelib.protocol import is_web_url
 
-EMAIL = re.compile(r"^[^@\s<>\"',;]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$")
-
 
 def valid_email(value: Any) -> bool:
-    return isinstance(value, str) and len(value) <= 254 and bool(EMAIL.match(value))
+    """Whether ``value`` is an address we can send to: ``mail.address`` is the one check."""
+    return mail.address(value) is not None
 
 
 def get(site: str) -> SiteModel:
@@ -173,9 +172,10 @@ def update(site_id: str, doc: Any) -> SiteModel:
             parsed = Schedule.from_dict(doc["hours"])  # ScheduleError is a ValueError
             actions.append(S.hours.set(json.dumps(parsed.to_dict())))
     if "team_email" in doc:
-        if not valid_email(doc["team_email"]):
+        team_email = mail.address(doc["team_email"])
+        if team_email is None:
             raise ValueError("team_email: not a valid email address.")
-        actions.append(S.team_email.set(doc["team_email"]))
+        actions.append(S.team_email.set(team_email))
     if "widget" in doc:
         actions.append(S.widget.set(json.dumps(validate_widget(doc["widget"]))))
     if "console" in doc:

@@ -3,7 +3,9 @@ live visitors, invitation rules, snippets and transcripts."""
 
 from __future__ import annotations
 
+import re
 import secrets
+import urllib.request
 
 import pytest
 
@@ -209,7 +211,14 @@ def test_transcript_is_emailed_when_the_chat_closes(visitor, agent, stack):
     console.say(conv, "You're welcome!")
     guest.request({"action": "close", "conversation": conv, "transcript": True}, "closed")
     stack.poller.drain()
-    (mail,) = [e for e in stack.ses.emails() if "tina@example.org" in e["destination"]["to"]]
+    # The visitor's address is confirmed by the link first (no chat text in that mail).
+    (note,) = [e for e in stack.ses.emails() if "tina@example.org" in e["destination"]["to"]]
+    assert "Thanks for the help" not in note["body"]["text"]
+    (link,) = re.findall(r"http\S+/transcripts/confirm/\S+", note["body"]["text"])
+    with urllib.request.urlopen(link, timeout=10) as page:
+        assert page.status == 200
+    stack.poller.drain()
+    (_, mail) = [e for e in stack.ses.emails() if "tina@example.org" in e["destination"]["to"]]
     assert "Thanks for the help" in mail["body"]["text"] and "You're welcome!" in mail["body"]["text"]
     assert config.MAIL_FROM in mail["from"]
 

@@ -5,11 +5,21 @@ redelivered."""
 
 from __future__ import annotations
 
+import re
+import urllib.request
+
 import pytest
 
 from tests.client import Client
 from tests.test_console import console  # noqa: F401 (fixture; it signs in through open_page below)
 from tests.test_widget import admin, chat, open_page, w  # noqa: F401 (fixture)
+
+
+def _open_link(email: dict) -> int:
+    """Open the confirmation link of ``email`` as its reader would; the HTTP status."""
+    (url,) = re.findall(r"http\S+/transcripts/confirm/\S+", email["body"]["text"])
+    with urllib.request.urlopen(url, timeout=10) as page:
+        return int(page.status)
 
 
 @pytest.fixture
@@ -48,8 +58,13 @@ def test_the_visitor_rates_the_chat_and_gets_the_transcript_from_the_widget(
     assert rated["rating"]["score"] == "up" and rated["rating"]["comment"] == "Fast answer, thanks"
 
     w(page, ".after button:has-text('Email me the transcript')").click()
-    expect(w(page, ".after .note")).to_have_text("Transcript sent to robin@example.org")
-    (mail,) = mailbox("robin@example.org")
+    # The address is confirmed by a link first: that mail carries no chat text.
+    expect(w(page, ".after .note")).to_have_text(
+        "Check robin@example.org: open the link we sent to get the transcript")
+    (note,) = mailbox("robin@example.org")
+    assert "Where is my parcel?" not in note["body"]["text"]
+    assert _open_link(note) == 200
+    (_, mail) = mailbox("robin@example.org")
     assert "Where is my parcel?" in mail["body"]["text"] and "It arrives tomorrow." in mail["body"]["text"]
 
     # French visitors get the same, in French.
@@ -80,14 +95,18 @@ def test_transcript_requests_are_mailed_once_each_and_limited_per_chat(stack, si
     from chalicelib import queue, transcripts
 
     queue.enqueue(transcripts.job(conv, "req-one"))  # SQS delivering the job once more
-    assert len(mailbox("tina@example.org")) == 1
+    (note,) = mailbox("tina@example.org")  # the confirmation link, once; no transcript yet
+    assert _open_link(note) == 200
+    assert _open_link(note) == 200  # opened twice
+    queue.enqueue(transcripts.job(conv, "req-one"))
+    assert len(mailbox("tina@example.org")) == 2
 
     other = guest.request({**ask, "id": "req-two", "email": "tina.work@example.org"}, "transcript_queued")
-    assert other["email"] == "tina.work@example.org"
+    assert other["email"] == "tina.work@example.org" and other["confirm"] is True
     assert len(mailbox("tina.work@example.org")) == 1
     # The agent emails it from the console: to the visitor's address, a request of its own.
     console_ws.request({"action": "transcript", "conversation": conv, "id": "agent-1"}, "transcript_queued")
-    assert len(mailbox("tina@example.org")) == 2
+    assert len(mailbox("tina@example.org")) == 3
     limited = guest.request({**ask, "id": "req-four", "ref": "x"}, "error")
     assert limited["code"] == "conflict"  # three per chat: the chat's own cap, not a wait
     stranger = Client(stack.gateway.ws_url, {"site": site})
@@ -96,7 +115,7 @@ def test_transcript_requests_are_mailed_once_each_and_limited_per_chat(stack, si
         assert refused["code"] == "forbidden"
     finally:
         stranger.close()
-    assert len(mailbox("tina")) == 3
+    assert len(mailbox("tina")) == 4
 
 
 def test_the_console_shows_the_rating_and_emails_the_transcript(stack, site, visitor, console, mailbox):  # noqa: F811

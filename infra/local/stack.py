@@ -26,6 +26,7 @@ LOCAL_DIR = ROOT / ".local"
 # anything reads chalicelib.config (its settings are read once, at import).
 os.environ.setdefault("CONVERSATIONS_PER_IP_PER_HOUR", "0")
 os.environ.setdefault("LOGIN_FAILURES_PER_ADDRESS", "0")
+os.environ.setdefault("MAIL_PER_NETWORK_PER_HOUR", "0")
 
 
 def write_private(path: Path, text: str) -> None:
@@ -112,6 +113,7 @@ class Stack:
                          "/console/": ROOT / "console"})
         self.gateway.start()
         os.environ["AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI"] = self.gateway.management_endpoint
+        os.environ["PUBLIC_API_URL"] = f"{self.gateway.http_url}/api"  # links in emails (confirmation)
         self.poller = SqsPoller(self.app_module.app, self.sqs, retry_delay=self.retry_delay)
         if self.poll_queues:
             self.poller.start()

@@ -664,7 +664,8 @@ function onFrame(frame) {
       }
       break;
     case 'transcript_queued':
-      if (mine(frame.conversation)) endNote.textContent = t('txSent', { email: frame.email });
+      // An address not confirmed yet gets a link first (no chat text): say where to look.
+      if (mine(frame.conversation)) endNote.textContent = t(frame.confirm ? 'txConfirm' : 'txSent', { email: frame.email });
       break;
     case 'message_left':
       if (frame.ref === 'lm') leftMessage();
