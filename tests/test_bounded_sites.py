@@ -17,7 +17,7 @@ import pytest
 
 from chalicelib import agents, auth, config, sites
 from chalicelib.models import SiteModel
-from tests.client import Client, rest
+from tests.client import Client, Clock, rest
 from tests.conftest import PASSWORD
 
 WRITES = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"}
@@ -74,6 +74,11 @@ def test_sites_and_their_agents_come_only_from_an_admin(stack):
         SiteModel("SITE", made_up).delete()
 
 
+def _one_window(monkeypatch: Any) -> None:
+    """Freeze the app's clock: the budgets' fixed windows must not roll over mid-test."""
+    Clock(monkeypatch, int(time.time() * 1000))
+
+
 def _member(site: str, role: str = "agent") -> str:
     agent_id = f"a{secrets.token_hex(4)}"
     agents.create(agent_id, agent_id, PASSWORD, role=role, site=site)
@@ -81,6 +86,7 @@ def _member(site: str, role: str = "agent") -> str:
 
 
 def test_a_strangers_guesses_do_not_lock_the_owner_out_of_their_usual_place(stack, site, monkeypatch):
+    _one_window(monkeypatch)
     owner = _member(site)
     home, stranger = auth.fingerprint("198.51.100.7"), auth.fingerprint("203.0.113.66")
     assert agents.sign_in(owner, PASSWORD, home)  # the owner's usual place
@@ -95,7 +101,7 @@ def test_a_strangers_guesses_do_not_lock_the_owner_out_of_their_usual_place(stac
     # Guesses spread over many addresses fill the account's own (larger) ceiling: a new
     # address is refused then, but the owner's usual place still gets in.
     monkeypatch.setattr(agents, "LOGIN_FAILURES_PER_ACCOUNT", agents.LOGIN_FAILURES + 3)
-    botnet = [auth.fingerprint(f"192.0.2.{n}") for n in range(4)]
+    botnet = [auth.fingerprint(f"192.0.2.{n}-{secrets.token_hex(3)}") for n in range(4)]
     for source in botnet[:3]:
         assert agents.sign_in(owner, "wrong password!", source) is None
     with pytest.raises(agents.TooManyAttempts):
@@ -103,10 +109,11 @@ def test_a_strangers_guesses_do_not_lock_the_owner_out_of_their_usual_place(stac
     assert agents.sign_in(owner, PASSWORD, home)
 
 
-def test_admins_see_lock_events_with_a_hashed_source(stack, site):
+def test_admins_see_lock_events_with_a_hashed_source(stack, site, monkeypatch):
+    _one_window(monkeypatch)
     boss, victim = _member(site, "admin"), _member(site)
     token = Client.login(stack.gateway.http_url, boss, PASSWORD)
-    raw_ip = "203.0.113.99"
+    raw_ip = f"203.0.113.{secrets.randbelow(250)}"
     for _ in range(agents.LOGIN_FAILURES):
         agents.sign_in(victim, "wrong password!", auth.fingerprint(raw_ip))
     status, body = rest(stack.gateway.http_url, "GET", f"/sites/{site}/locks", token=token)
@@ -121,6 +128,7 @@ def test_admins_see_lock_events_with_a_hashed_source(stack, site):
 
 def test_concurrent_wrong_guesses_beyond_the_limit_never_reach_the_password_check(stack, site,
                                                                                   monkeypatch):
+    _one_window(monkeypatch)
     owner = _member(site)
     checks = []
     real_check = auth.check_password
@@ -130,7 +138,7 @@ def test_concurrent_wrong_guesses_beyond_the_limit_never_reach_the_password_chec
         return real_check(password, stored)
 
     monkeypatch.setattr(auth, "check_password", counted)
-    guesses, source = 3 * agents.LOGIN_FAILURES, auth.fingerprint("203.0.113.5")
+    guesses, source = 3 * agents.LOGIN_FAILURES, auth.fingerprint(secrets.token_hex(4))
     start = threading.Barrier(guesses)
     outcomes: list[Any] = []
 
