@@ -6,6 +6,7 @@ a schedule sweeps agents whose grace period ended.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
@@ -122,21 +123,38 @@ def housekeeping(event: Any) -> None:
     messages stranded between store and queue are queued; quiet unanswered chats are mailed."""
     outbox = Outbox()
     done: dict[str, int] = {}
-    steps: dict[str, Callable[[], list[str] | None]] = {
-        "agents_timed_out": lambda: presence.sweep(outbox),
-        "status": lambda: availability.refresh_all(outbox),
-        "requeued_offline": offline.sweep_unqueued,
-        "digests": offline.sweep_digests,
-        "holding_messages": lambda: holding.sweep(outbox),
-        "invitation_rules": lambda: visitors.sweep_rules(outbox),
-    }
-    for name, step in steps.items():
-        try:  # one failing step (say, the queue is unreachable) must not stop the others
-            done[name] = len(step() or ())
-        except Exception:
-            logger.exception("housekeeping step failed", extra={"step": name})
+
+    def run(steps: dict[str, Callable[[], list[str] | None]], **keys: str) -> None:
+        for name, step in steps.items():
+            try:  # one failing step (say, the queue is unreachable) must not stop the others
+                done[name] = done.get(name, 0) + len(step() or ())
+            except Exception:
+                logger.exception("housekeeping step failed", extra={"step": name, **keys})
+
+    run({"agents_timed_out": lambda: presence.sweep(outbox),
+         "requeued_offline": offline.sweep_unqueued})
+
+    def serve(site: SiteModel) -> None:
+        run({"status": lambda: [site.id] if availability.refresh(site.id, outbox).online else [],
+             "digests": lambda: offline.sweep_digests(site),
+             "holding_messages": lambda: holding.sweep(site, outbox),
+             "invitation_rules": lambda: visitors.sweep_rules(site, outbox)}, site=site.id)
+
+    # Sites in turn, under a time budget, from where the last run stopped (sites.walk).
+    served = sites.walk(serve, _time_left(event, config.HOUSEKEEPING_SITE_SECONDS,
+                                          config.HOUSEKEEPING_RESERVE_SECONDS))
+    done["sites"] = len(served)
     logger.info("housekeeping", extra=done)
     _deliver(outbox, fanout.endpoint())
+
+
+def _time_left(event: Any, budget: float, reserve: float) -> Callable[[], float]:
+    """Seconds left of ``budget`` from now, never closer than ``reserve`` to the Lambda's end."""
+    started = time.monotonic()
+    context = getattr(event, "context", None)
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    return lambda: min(budget - (time.monotonic() - started),
+                       (remaining() / 1000 - reserve) if remaining is not None else budget)
 
 
 def _mail_record(record: Any) -> None:
@@ -197,6 +215,8 @@ def leave_offline_message() -> Response:
     site = body.get("site") if isinstance(body, dict) else None
     if not isinstance(site, str) or not presence.SITE_ID.match(site):
         return _problem(400, "bad_site", 'Send the "site" this message is for.')
+    if sites.find(site) is None:  # before anything is counted or stored
+        return _problem(404, "no_site", "No such site.")
     request = app.current_request
     origin = request.headers.get("origin") if request is not None else None
     settings = sites.get(site)
@@ -253,9 +273,10 @@ def confirm_transcript_address(token: str) -> Response:
 @app.route("/sites/{site}/status", cors=True)
 def site_status(site: str) -> dict[str, Any]:
     """Is anyone there? For pages that ask before opening a socket."""
-    if not presence.SITE_ID.match(site):
+    settings = sites.find(site)
+    if settings is None:
         raise NotFoundError("No such site.")
-    current = availability.status(sites.get(site)).frame()
+    current = availability.status(settings).frame()
     current.pop("type")
     return current
 
@@ -264,9 +285,9 @@ def site_status(site: str) -> dict[str, Any]:
 def widget_config(site: str) -> dict[str, Any]:
     """Everything the embedded widget needs on first open: look, FAQ links, pre-chat form,
     and whether anyone is there. Public: it holds nothing secret."""
-    if not presence.SITE_ID.match(site):
+    settings = sites.find(site)
+    if settings is None:
         raise NotFoundError("No such site.")
-    settings = sites.get(site)
     current = availability.status(settings).frame()
     current.pop("type")
     return {"site": site, "name": settings.name, **sites.widget(settings),
@@ -337,6 +358,14 @@ def revoke_agent(site: str, agent_id: str) -> Response:
     availability.refresh(site, outbox)
     _deliver(outbox, fanout.endpoint())
     return Response("", status_code=204)
+
+
+@app.route("/sites/{site}/locks", methods=["GET"], cors=True)
+def sign_in_locks(site: str) -> dict[str, Any]:
+    """Recent sign-in lock events of the site's accounts (admins): when, whom, and a hash of
+    the address the failed attempts came from."""
+    _admin(site)
+    return {"locks": agents.lock_events(site)}
 
 
 @app.route("/sites/{site}", methods=["GET"], cors=True)

@@ -75,13 +75,15 @@ async def open_peer(ws_url: str, query: dict[str, str]) -> Peer:
 
 
 def make_agents(info: dict[str, Any], site: str, count: int) -> list[str]:
-    """Agents with room for one chat each, written straight to the table (one slow hash for
-    all: the benchmark measures chat, not sign-in)."""
-    from chalicelib import auth
+    """The site (as an admin creates it: visitors of other ids are refused) and agents with
+    room for one chat each, written straight to the table (one slow hash for all: the
+    benchmark measures chat, not sign-in)."""
+    from chalicelib import auth, sites
     from chalicelib.models import AgentModel, agent_key
     from infra.local.faults import route_app_through
 
     route_app_through(dynamodb=info["dynamodb"])  # each run has its own stack: its own table
+    sites.ensure(site)
 
     hashed = auth.hash_password(PASSWORD)
     ids = [f"b{secrets.token_hex(5)}" for _ in range(count)]

@@ -77,7 +77,7 @@ def work_counts() -> dict[str, Any]:
 
     stack = Stack(table=os.environ["TABLE_NAME"], schedule_interval=None, poll_queues=False).start()
     assert stack.gateway is not None
-    from chalicelib import agents
+    from chalicelib import agents, sites
     from chalicelib.models import ALL_MODELS
 
     calls: list[tuple[str, float]] = []
@@ -93,6 +93,7 @@ def work_counts() -> dict[str, Any]:
         client.meta.events.register("after-call.dynamodb", after)
     try:
         site = f"work{secrets.token_hex(3)}"
+        sites.create(site)
         agents.create("benchagent", "Bench Agent", "bench-password-1", site=site)
         counters = stack.gateway.counters
         keys = ("invoke:$connect", "invoke:$default", "invoke:$disconnect", "post")

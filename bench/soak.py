@@ -164,8 +164,10 @@ class Run:
 def make_agents(dev: dict[str, str], site: str, count: int, max_chats: int) -> list[str]:
     os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = dev["AWS_ENDPOINT_URL_DYNAMODB"]
     from bench.load import PASSWORD
-    from chalicelib import auth
+    from chalicelib import auth, sites
     from chalicelib.models import AgentModel, agent_key
+
+    sites.ensure(site)  # sites exist only once created; visitors of any other id are refused
 
     hashed = auth.hash_password(PASSWORD)
     ids = [f"soak{secrets.token_hex(4)}" for _ in range(count)]

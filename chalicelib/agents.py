@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from typing import Any
 
 from pynamodb.exceptions import DoesNotExist, PutError
 from pynamodb.expressions.update import Action
 
-from chalicelib import auth, config, limits, mail
-from chalicelib.models import META, AgentModel, agent_key, update_or_old
+from chalicelib import auth, clock, config, limits, mail, sites
+from chalicelib.models import META, AgentModel, CounterModel, LockEventModel, agent_key, update_or_old
 
 AGENT_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{1,39}$")
 # agent: chats. supervisor: chats, and sees the team (overview, history, reports).
@@ -17,9 +18,17 @@ AGENT_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{1,39}$")
 ROLES = ("agent", "supervisor", "admin")
 LEADS = ("supervisor", "admin")
 MIN_PASSWORD = 10
-# Failed sign-ins allowed per 15 minutes: per account, and (higher: offices share one) per address.
+# Failed sign-ins allowed per 15-minute window (docs/resilience.md): per account from one
+# address; per address, whatever the accounts (an office shares one); and a much larger
+# ceiling per account from every address together, which addresses the account signed in
+# from before are exempt from, so strangers cannot lock an agent out of their usual place.
+# The per-address budget comes from LOGIN_FAILURES_PER_ADDRESS (0: off; the local stand-in
+# turns it off, every local client being 127.0.0.1).
 LOGIN_WINDOW, LOGIN_FAILURES = 900, 10
-LOGIN_FAILURES_PER_ADDRESS = config.LOGIN_FAILURES_PER_ADDRESS  # 0: off
+LOGIN_FAILURES_PER_ADDRESS = config.LOGIN_FAILURES_PER_ADDRESS
+LOGIN_FAILURES_PER_ACCOUNT = 500
+KNOWN_SOURCE_DAYS = 30  # an address an account signed in from is "usual" this long
+LOCK_EVENTS_KEPT_DAYS, LOCK_EVENTS_LISTED = 30, 50
 
 
 class AgentError(ValueError):
@@ -46,6 +55,8 @@ def create(agent_id: str, name: str, password: str, *, role: str = "agent",
     if len(name) > 100:
         raise AgentError("Name: at most 100 characters.")
     site = site or config.DEFAULT_SITE
+    if sites.find(site) is None:  # agents join sites an admin created (sites.create)
+        raise AgentError(f"No site {site!r}: create it first (python -m infra.admin create-site).")
     agent = AgentModel(agent_key(agent_id), name=name.strip() or agent_id, email=email,
                        pw_hash=auth.hash_password(password), role=role, max_chats=chats,
                        site=site, team_pk=f"TEAM#{site}", team_sk=agent_id)
@@ -68,19 +79,78 @@ class TooManyAttempts(AgentError):
 
 def sign_in(agent_id: str, password: str, source: str | None = None) -> str | None:
     """A fresh agent token for correct credentials, else None (same answer for both faults).
-    Failed attempts are limited per account and per source address (a whole office signing
-    in at nine behind one address is fine; guessing is not)."""
-    limited = {f"login#{agent_id.strip().lower()}": LOGIN_FAILURES}
-    if source and LOGIN_FAILURES_PER_ADDRESS:
-        limited[f"login-ip#{source}"] = LOGIN_FAILURES_PER_ADDRESS
-    if any(limits.blocked(k, n, LOGIN_WINDOW) for k, n in limited.items()):
-        raise TooManyAttempts("Too many failed sign-in attempts; wait a few minutes.",
-                              limits.retry_after(LOGIN_WINDOW))
+
+    ``source`` is a keyed hash of the caller's address (``auth.fingerprint``). Every attempt
+    is counted before the password is checked, each counter by one conditional UpdateItem, so
+    concurrent guesses beyond a limit never reach the check; a correct password gives its
+    counts back, so only failures use up the budget (an office signing in at nine behind one
+    address is fine). The limits are per (account, address), per address, and a much larger
+    one per account that the account's usual addresses are exempt from: a stranger's guesses
+    lock out the stranger, not the agent. A limit that fills up is recorded for the admins
+    (``lock_events``)."""
+    account, source = agent_id.strip().lower(), source or "unknown"
+    budgets = [("account+source", f"login#{account}#{source}", LOGIN_FAILURES),
+               ("source", f"login-ip#{source}", LOGIN_FAILURES_PER_ADDRESS),
+               ("account", f"login#{account}", LOGIN_FAILURES_PER_ACCOUNT)]
+    budgets = [b for b in budgets if b[2]]  # a budget of 0 is off
+    taken: list[str] = []
+    filled: list[str] = []
+    for scope, key, limit in budgets:
+        count = limits.take(key, limit, LOGIN_WINDOW)
+        if count is None and scope == "account" and _known_source(account, source):
+            continue  # the account is under attack from elsewhere; its usual place still gets in
+        if count is None:
+            for done in taken:  # a refused attempt is no guess: it costs the other budgets nothing
+                limits.give_back(done, LOGIN_WINDOW)
+            raise TooManyAttempts("Too many failed sign-in attempts; wait a few minutes.",
+                                  limits.retry_after(LOGIN_WINDOW))
+        taken.append(key)
+        if count == limit:  # this attempt fills the window: from now on, refusals
+            filled.append(scope)
     token = _check(agent_id, password)
-    if token is None:
-        for k in limited:
-            limits.record(k, LOGIN_WINDOW)
+    for scope in filled if token is None else ():
+        _record_lock(account, scope, source)
+    if token is not None:
+        for done in taken:
+            limits.give_back(done, LOGIN_WINDOW)
+        _remember_source(account, source)
     return token
+
+
+def _known_source(account: str, source: str) -> bool:
+    try:
+        CounterModel.get(f"LOGIN-FROM#{account}#{source}", META, consistent_read=True)
+    except CounterModel.DoesNotExist:
+        return False
+    return True
+
+
+def _remember_source(account: str, source: str) -> None:
+    """The account signed in from here: exempt from its account-wide ceiling for a while."""
+    CounterModel(f"LOGIN-FROM#{account}#{source}", META, n=1,
+                 ttl=timedelta(days=KNOWN_SOURCE_DAYS)).save()
+
+
+def _record_lock(account: str, scope: str, source: str) -> None:
+    """Tell the account's site admins a sign-in limit filled up (at most one event per limit
+    and window, so a flood of guesses writes no more). Ids that are no account have no site
+    and leave no event."""
+    try:
+        agent = AgentModel.get(agent_key(account), META)
+    except DoesNotExist:
+        return
+    now = clock.now_ms()
+    LockEventModel(f"LOCKS#{agent.site}", f"{now:015d}#{scope}#{account}", at=now, agent=account,
+                   scope=scope, source=None if scope == "account" else source,
+                   ttl=timedelta(days=LOCK_EVENTS_KEPT_DAYS)).save()
+
+
+def lock_events(site: str) -> list[dict[str, Any]]:
+    """The site's most recent sign-in lock events, newest first (admins: who was locked out,
+    when, and a hash of the address the guesses came from)."""
+    return [{"at": int(e.at), "agent": e.agent, "scope": e.scope, "source": e.source}
+            for e in LockEventModel.query(f"LOCKS#{site}", scan_index_forward=False,
+                                          limit=LOCK_EVENTS_LISTED)]
 
 
 def _check(agent_id: str, password: str) -> str | None:

@@ -45,16 +45,11 @@ def refresh(site_id: str, outbox: Outbox) -> Status:
     site = sites.get(site_id)
     current = status(site)
     S = SiteModel
+    # S.sk.exists(): an UpdateItem would otherwise create the item of a site nobody created
     changed, _ = update_or_old(S, "SITE", [S.online.set(current.online)],
-                               S.online.does_not_exist() | (S.online != current.online),
+                               S.sk.exists() & (S.online.does_not_exist() | (S.online != current.online)),
                                range_key=site_id)
     if changed:
         conns = [c.pk.split("#", 1)[1] for c in ConnectionModel.site_index.query(f"VCONN#{site_id}")]
         outbox.to(conns, current.frame())
     return current
-
-
-def refresh_all(outbox: Outbox) -> None:
-    """The minute timer: opening hours begin and end without anyone doing anything."""
-    for site in sites.all_sites():
-        refresh(site.id, outbox)

@@ -16,6 +16,12 @@ METRICS_NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "clicktochat-
 TABLE_NAME = os.environ.get("TABLE_NAME", "chat")
 DEFAULT_SITE = os.environ.get("DEFAULT_SITE", "default")
 
+# The minute timer serves sites in turn for at most this long per run (and never closer
+# than HOUSEKEEPING_RESERVE_SECONDS to its Lambda timeout); the next run goes on from where
+# it stopped (chalicelib.sites.walk), so any number of sites fits.
+HOUSEKEEPING_SITE_SECONDS = float(os.environ.get("HOUSEKEEPING_SITE_SECONDS", "30"))
+HOUSEKEEPING_RESERVE_SECONDS = float(os.environ.get("HOUSEKEEPING_RESERVE_SECONDS", "10"))
+
 # An agent whose last connection closed stays on shift this long, so a page refresh or a
 # brief network drop does not hand their chats to someone else.
 AGENT_GRACE_SECONDS = int(os.environ.get("AGENT_GRACE_SECONDS", "30"))

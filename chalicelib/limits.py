@@ -50,21 +50,6 @@ def allow(key: str, limit: int, window_seconds: int, cost: int = 1) -> bool:
     return ok
 
 
-def blocked(key: str, limit: int, window_seconds: int) -> bool:
-    """Whether ``key`` has reached ``limit`` events in this window (counted by ``record``);
-    for limits on failures only, such as wrong passwords."""
-    try:
-        return int(CounterModel.get(counter_key(key, window_seconds), META, consistent_read=True).n) >= limit
-    except CounterModel.DoesNotExist:
-        return False
-
-
-def record(key: str, window_seconds: int) -> None:
-    C = CounterModel
-    C(counter_key(key, window_seconds)).update(actions=[
-        C.n.add(1), C.ttl.set(from_ms(clock.now_ms()) + timedelta(seconds=2 * window_seconds))])
-
-
 def forget(key: str, window_seconds: int) -> None:
     """Delete ``key``'s counters of this window and the one before (all that can still be
     live): for erasing a visitor, whose id is part of their keys."""
@@ -179,3 +164,21 @@ def _count_on_connection(connection_id: str, cls: str, window: int, limit: int,
         if item.rw.as_dict().get(cls) == window and int(item.rn.as_dict().get(cls, 0)) >= limit:
             return False, item
     return False, item
+
+
+def take(key: str, limit: int, window_seconds: int) -> int | None:
+    """Like ``allow``, but the count after this event (so the caller sees the one that filled
+    the window), or None when the window was already full and nothing was counted."""
+    C = CounterModel
+    ok, item = update_or_old(
+        C, counter_key(key, window_seconds),
+        [C.n.add(1), C.ttl.set(from_ms(clock.now_ms()) + timedelta(seconds=2 * window_seconds))],
+        C.n.does_not_exist() | (C.n < limit))
+    return int(item.n) if ok and item is not None else None
+
+
+def give_back(key: str, window_seconds: int) -> None:
+    """Undo one ``take`` of this window (an attempt that turned out not to count, such as a
+    correct password)."""
+    C = CounterModel
+    update_or_old(C, counter_key(key, window_seconds), [C.n.add(-1)], C.n > 0)

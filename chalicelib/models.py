@@ -24,6 +24,8 @@ a visitor's conversations and offline messages  GSI by_visitor: <visitor id> / p
 conversations and offline messages by email     GSI by_email: <site>#<email> / pk   Query (sparse, keys)
 an email sent at most once (idempotency)        MAIL#<job key> / META              UpdateItem, TTL
 rate-limit counter for one key and window       RATE#<key>#<window> / META         UpdateItem ADD, TTL
+where the minute timer's round of sites stopped  CURSOR#<name> / META               GetItem / UpdateItem
+a site's recent sign-in lock events, newest 1st  LOCKS#<site> / <ms>#<scope>#<agent> PutItem; Query desc, TTL
 daily figures of a site, one day (its own zone)  STATS#<site> / D#<date>#*          UpdateItem ADD (in a txn)
 daily figures of one agent of a site             STATS#<site> / D#<date>#a#<agent>  UpdateItem ADD (in a txn)
 a site's figures for a date range (reports)      STATS#<site> / D#<from> .. D#<to>~ Query (one partition)
@@ -590,6 +592,32 @@ def _number_bytes(text: str) -> int:
     return (len(digits) + 1) // 2 + 1
 
 
+class CursorModel(TableModel):
+    """Where a paged background walk stopped (the minute timer's round of sites)."""
+
+    class Meta(_Meta):
+        pass
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True, default=META)
+    after = UnicodeAttribute(null=True)  # the last key served; the next run goes on after it
+
+
+class LockEventModel(TableModel):
+    """A sign-in limit that filled up: shown to the site's admins (who was locked, from where)."""
+
+    class Meta(_Meta):
+        pass
+
+    pk = UnicodeAttribute(hash_key=True)  # LOCKS#<site>
+    sk = UnicodeAttribute(range_key=True)  # <ms:015d>#<scope>#<agent>
+    at = NumberAttribute()
+    agent = UnicodeAttribute()
+    scope = UnicodeAttribute()  # "account+source", "source" or "account"
+    source = UnicodeAttribute(null=True)  # keyed hash of the address (auth.fingerprint), never the IP
+    ttl = TTLAttribute(null=True)
+
+
 def due_sk(at_ms: int, suffix: str = "") -> str:
     """Sort key of the "due" index: zero-padded milliseconds, so string order is time order."""
     return f"{at_ms:015d}{suffix}"
@@ -697,7 +725,7 @@ def _call_or_old(model: type[Model], operation: str, kwargs: dict[str, Any]) -> 
 
 ALL_MODELS: tuple[type[Model], ...] = (
     ConversationModel, MessageModel, ConnectionModel, VisitorModel, AgentModel, SiteModel,
-    OfflineMessageModel, MailModel, CounterModel)
+    OfflineMessageModel, MailModel, CounterModel, CursorModel, LockEventModel)
 
 
 def table_definition() -> dict[str, Any]:

@@ -178,31 +178,31 @@ def sweep_unqueued(now_ms: int | None = None) -> list[str]:
     return stranded
 
 
-def sweep_digests(now_ms: int | None = None) -> list[str]:
-    """Mail the team the unanswered lines of chats waiting on sites with nobody on shift,
-    once each chat has been quiet for a while: one email per burst, not per line."""
+def sweep_digests(site: SiteModel, now_ms: int | None = None) -> list[str]:
+    """Mail the team the unanswered lines of chats waiting on a site with nobody on shift,
+    once each chat has been quiet for a while: one email per burst, not per line. One site's
+    turn of the minute timer (``sites.walk``)."""
     now = clock.now_ms() if now_ms is None else now_ms
     quiet_since = now - config.DIGEST_QUIET_SECONDS * 1000
-    queued = []
-    for site in sites.all_sites():
-        if status(site, now).online:
+    queued: list[str] = []
+    if status(site, now).online:
+        return []
+    for conv in routing.waiting(site.id):
+        done = int(conv.digested_seq or 0)
+        if int(conv.seq or 0) <= done or int(conv.last_at or 0) > quiet_since:
             continue
-        for conv in routing.waiting(site.id):
-            done = int(conv.digested_seq or 0)
-            if int(conv.seq or 0) <= done or int(conv.last_at or 0) > quiet_since:
-                continue
-            try:  # the site's and deployment's mail budgets: when spent, it waits a later round
-                mail.spend(site.id, 1)
-            except mail.OverBudget:
-                log.warning("digest held back: mail budget spent", extra={"site": site.id})
-                continue
-            # Queue first, then mark: a failed enqueue leaves it unmarked for the next round,
-            # and a double enqueue (two sweeps) is one email, its key being the lines it covers.
-            queue.enqueue({"kind": "digest", "conv": conv.id, "after": done, "upto": int(conv.seq)})
-            C = ConversationModel
-            update_or_old(C, conv.pk, [C.digested_seq.set(int(conv.seq))],
-                          C.digested_seq.does_not_exist() | (C.digested_seq < int(conv.seq)))
-            queued.append(conv.id)
+        try:  # the site's and deployment's mail budgets: when spent, it waits a later round
+            mail.spend(site.id, 1)
+        except mail.OverBudget:
+            log.warning("digest held back: mail budget spent", extra={"site": site.id})
+            continue
+        # Queue first, then mark: a failed enqueue leaves it unmarked for the next round,
+        # and a double enqueue (two sweeps) is one email, its key being the lines it covers.
+        queue.enqueue({"kind": "digest", "conv": conv.id, "after": done, "upto": int(conv.seq)})
+        C = ConversationModel
+        update_or_old(C, conv.pk, [C.digested_seq.set(int(conv.seq))],
+                      C.digested_seq.does_not_exist() | (C.digested_seq < int(conv.seq)))
+        queued.append(conv.id)
     return queued
 
 

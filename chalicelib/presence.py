@@ -9,7 +9,6 @@ conversation (fan-out and authorization on the hot path).
 from __future__ import annotations
 
 import contextlib
-import re
 from collections.abc import Iterator
 from contextvars import ContextVar
 from datetime import timedelta
@@ -48,7 +47,7 @@ from chalicelib.models import (
 )
 from chalicelib.protocol import FORBIDDEN, ProtocolError, fit, page_at
 
-SITE_ID = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
+SITE_ID = sites.SITE_ID
 VISIT_GAP_MS = 30 * 60 * 1000  # a visitor gone this long starts a new visit when they return
 
 
@@ -63,8 +62,9 @@ class Refused(Exception):
 def connect(connection_id: str, query: dict[str, str], source_ip: str | None = None,
             headers: dict[str, str] | None = None) -> Caller:
     """Register a new connection, or raise Refused (agents need a valid token; anyone who
-    presents a token must present a valid one; a visitor's page must be on an origin the
-    site allows, when it lists any)."""
+    presents a token must present a valid one; a visitor's site must exist, 404 otherwise,
+    checked before anything is written so a stranger's made-up ids cost one read and leave
+    nothing behind; a visitor's page must be on an origin the site allows, when it lists any)."""
     headers = {k.lower(): v for k, v in (headers or {}).items()}
     token = query.get("token")
     if token:
@@ -84,7 +84,10 @@ def connect(connection_id: str, query: dict[str, str], source_ip: str | None = N
     if caller.role == auth.AGENT:
         _attach_agent(caller)
     else:
-        if not sites.allows_origin(sites.get(caller.site), headers.get("origin")):
+        settings = sites.find(caller.site)
+        if settings is None:
+            raise Refused(404, "no such site")
+        if not sites.allows_origin(settings, headers.get("origin")):
             raise Refused(403, "origin not allowed for this site")
         if not _attach_visitor(caller, now, headers.get("user-agent"), resuming=bool(token)):
             # The token's visitor record is gone: erased on request (or past retention). It

@@ -1,22 +1,27 @@
 """Site settings: business hours, the team's address, a display name, the widget's look and
 FAQ, and the console's snippets, holding message, invitation rules and allowed origins.
 
-All sites live in one partition (``SITE``), so the scheduled status check lists them with
-one Query. A site nobody configured has no item: it is always open, mail goes to the
-deployment's ``TEAM_EMAIL``.
+All sites live in one partition (``SITE``), so the minute timer pages through them with a
+cursor (``walk``). A site exists only once an admin created it (``create``: the
+``infra.admin create-site`` command, deploy's first admin, ``make dev``'s demo site): a
+visitor naming any other id is refused before anything is written, so strangers cannot
+fill the table (and the timer's round) with sites. A created site with no settings is always
+open and mails the deployment's ``TEAM_EMAIL``.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Iterator
 from typing import Any
 
+from pynamodb.exceptions import PutError
 from pynamodb.expressions.update import Action
 
 from chalicelib import config, mail
 from chalicelib.hours import Schedule, ScheduleError
-from chalicelib.models import SiteModel
+from chalicelib.models import META, CursorModel, SiteModel, update_or_old
 from chalicelib.protocol import is_web_url
 
 
@@ -25,12 +30,53 @@ def valid_email(value: Any) -> bool:
     return mail.address(value) is not None
 
 
-def get(site: str) -> SiteModel:
-    """The site's settings, or defaults when it was never configured."""
+SITE_ID = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
+
+
+class UnknownSite(ValueError):
+    """No admin created a site with this id."""
+
+
+def find(site: str) -> SiteModel | None:
+    """The site, or None when no admin created it (or the id is not a site id at all)."""
+    if not isinstance(site, str) or not SITE_ID.match(site):
+        return None
     try:
         return SiteModel.get("SITE", site, consistent_read=True)
     except SiteModel.DoesNotExist:
-        return SiteModel("SITE", site)
+        return None
+
+
+def get(site: str) -> SiteModel:
+    """The site's settings, for a site known to exist (a signed-in agent's, a registered
+    connection's). An id nobody created gets defaults, but nothing is written for it."""
+    return find(site) or SiteModel("SITE", site)
+
+
+def create(site_id: str, name: str | None = None) -> SiteModel:
+    """Create a site (admins only: the admin command, deploy, ``make dev``); UnknownSite's
+    sibling ValueError when the id is malformed or taken."""
+    if not isinstance(site_id, str) or not SITE_ID.match(site_id):
+        raise ValueError("Site id: 1-40 characters, letters, digits, - or _.")
+    item = SiteModel("SITE", site_id, name=name or None)
+    try:
+        item.save(condition=SiteModel.sk.does_not_exist())
+    except PutError as exc:
+        if exc.cause_response_code == "ConditionalCheckFailedException":
+            raise ValueError(f"Site {site_id!r} already exists.") from None
+        raise
+    return item
+
+
+def ensure(site_id: str, name: str | None = None) -> SiteModel:
+    """The site, created first when missing (deploy's first admin, ``make dev``): safe to repeat."""
+    try:
+        return create(site_id, name)
+    except ValueError:
+        found = find(site_id)
+        if found is None:
+            raise
+        return found
 
 
 def schedule(site: SiteModel) -> Schedule:
@@ -46,7 +92,67 @@ def display_name(site: SiteModel) -> str:
 
 
 def all_sites() -> list[SiteModel]:
+    """Every site. Not for the minute timer (see ``walk``): for admin tools and tests."""
     return list(SiteModel.query("SITE"))
+
+
+WALK_CURSOR = "CURSOR#housekeeping"  # the last site the minute timer served
+WALK_PAGE = 25
+
+
+def walk(serve: Callable[[SiteModel], None], time_left: Callable[[], float]) -> list[str]:
+    """Serve sites one by one, from where the last run stopped, while ``time_left()`` (in
+    seconds) is positive; at most one full lap. Returns the ids served, in order.
+
+    Why: the minute timer must finish whatever the number of sites. Each run pages through
+    the ``SITE`` partition after a cursor kept in DynamoDB, stops when its time budget is
+    spent and saves where it stopped, so the next run goes on from there and every site is
+    served in turn (each at most once per run).
+    """
+    start = _cursor()
+    served: list[str] = []
+    try:
+        for site in _lap(start):
+            if time_left() <= 0:
+                break
+            served.append(site.id)  # served even if a step fails: one bad site must not stall the round
+            serve(site)
+    finally:
+        if served:
+            _save_cursor(served[-1])
+    return served
+
+
+def _lap(start: str) -> Iterator[SiteModel]:
+    """Every site once: those after ``start``, then from the top up to ``start``."""
+    yield from _pages("", None) if not start else _pages(start, None)
+    if start:
+        yield from _pages("", start)
+
+
+def _pages(after: str, stop: str | None) -> Iterator[SiteModel]:
+    S = SiteModel
+    while True:
+        page = list(S.query("SITE", (S.sk > after) if after else None, consistent_read=True,
+                            limit=WALK_PAGE))
+        for site in page:
+            if stop is not None and site.id > stop:
+                return
+            yield site
+        if len(page) < WALK_PAGE:
+            return
+        after = page[-1].id
+
+
+def _cursor() -> str:
+    try:
+        return CursorModel.get(WALK_CURSOR, META, consistent_read=True).after or ""
+    except CursorModel.DoesNotExist:
+        return ""
+
+
+def _save_cursor(after: str) -> None:
+    CursorModel(WALK_CURSOR, META, after=after).save()
 
 
 def public(site: SiteModel) -> dict[str, Any]:
@@ -184,9 +290,12 @@ def update(site_id: str, doc: Any) -> SiteModel:
         if not isinstance(doc["name"], str) or not 0 < len(doc["name"]) <= 100:
             raise ValueError("name: 1 to 100 characters.")
         actions.append(S.name.set(doc["name"]))
-    item = SiteModel("SITE", site_id)
-    item.update(actions=actions)
+    ok, item = update_or_old(S, "SITE", actions, S.sk.exists(), range_key=site_id)
+    if not ok or item is None:
+        raise UnknownSite(f"No site {site_id!r}: an admin creates it first (python -m infra.admin "
+                          f"create-site).")
     return item
 
 
-__all__ = ["ScheduleError", "all_sites", "get", "public", "schedule", "update", "valid_email"]
+__all__ = ["ScheduleError", "UnknownSite", "all_sites", "create", "ensure", "find", "get", "public",
+           "schedule", "update", "valid_email", "walk"]

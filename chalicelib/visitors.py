@@ -17,6 +17,7 @@ from chalicelib.models import (
     AgentModel,
     ConnectionModel,
     ConversationModel,
+    SiteModel,
     VisitorModel,
     agent_key,
     conversation_key,
@@ -245,17 +246,17 @@ def apply_rules(site_id: str, visitor: VisitorModel, outbox: Outbox, now_ms: int
     return []
 
 
-def sweep_rules(outbox: Outbox, now_ms: int | None = None) -> list[str]:
-    """The minute timer: time-on-page rules fire without the visitor doing anything."""
-    fired = []
-    for site in sites.all_sites():
-        if not sites.console(site)["rules"]:
+def sweep_rules(site: SiteModel, outbox: Outbox, now_ms: int | None = None) -> list[str]:
+    """The minute timer (one site's turn, see ``sites.walk``): time-on-page rules fire without
+    the visitor doing anything."""
+    fired: list[str] = []
+    if not sites.console(site)["rules"]:
+        return []
+    subjects = {c.subject for c in ConnectionModel.site_index.query(f"VCONN#{site.id}")}
+    for visitor_id in sorted(subjects):
+        try:
+            visitor = VisitorModel.get(visitor_key(visitor_id), META, consistent_read=True)
+        except VisitorModel.DoesNotExist:
             continue
-        subjects = {c.subject for c in ConnectionModel.site_index.query(f"VCONN#{site.id}")}
-        for visitor_id in sorted(subjects):
-            try:
-                visitor = VisitorModel.get(visitor_key(visitor_id), META, consistent_read=True)
-            except VisitorModel.DoesNotExist:
-                continue
-            fired += apply_rules(site.id, visitor, outbox, now_ms)
+        fired += apply_rules(site.id, visitor, outbox, now_ms)
     return fired

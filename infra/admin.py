@@ -1,6 +1,7 @@
 """Admin command for a deployment (or, with ``--local``, the running ``make dev``).
 
-    python -m infra.admin create-agent alice --name "Alice" [--role admin] [--max-chats 4]
+    python -m infra.admin create-site shop [--name "Our shop"]   # sites exist only once created
+    python -m infra.admin create-agent alice --name "Alice" [--site shop] [--role admin] [--max-chats 4]
     python -m infra.admin site default --hours hours.json --team-email team@example.com
     python -m infra.admin dlq list              # mail jobs that failed every attempt
     python -m infra.admin dlq redrive [--all | ID ...]
@@ -89,6 +90,10 @@ def main(argv: list[str] | None = None) -> int:
     create.add_argument("--email")
     create.add_argument("--role", default="agent", choices=["agent", "admin"])
     create.add_argument("--max-chats", type=int, default=None)
+    create.add_argument("--site", help="the agent's site (default: the deployment's DEFAULT_SITE)")
+    new_site = sub.add_parser("create-site", help="create a site (visitors of any other id are refused)")
+    new_site.add_argument("site_id")
+    new_site.add_argument("--name")
     site = sub.add_parser("site", help="set a site's hours, team address or name")
     site.add_argument("site_id")
     site.add_argument("--hours", type=argparse.FileType("r"), help="JSON file, see chalicelib/hours.py")
@@ -109,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         _use_local()
     if args.command == "site":
         return _site(args)
+    if args.command == "create-site":
+        return _create_site(args)
     if args.command == "dlq":
         return _dlq(args)
     if args.command == "visitor":
@@ -118,11 +125,25 @@ def main(argv: list[str] | None = None) -> int:
     password = os.environ.get("AGENT_PASSWORD") or getpass.getpass("Password: ")
     try:
         agent = agents.create(args.agent_id, args.name, password, role=args.role,
-                              max_chats=args.max_chats, email=args.email)
+                              max_chats=args.max_chats, email=args.email, site=args.site)
     except agents.AgentError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"created {agent.role} {agent.id!r} (max {agent.max_chats} chats)")
+    return 0
+
+
+def _create_site(args: argparse.Namespace) -> int:
+    """The only way a site comes to be (besides deploy's first admin and ``make dev``'s demo
+    site): visitors and REST callers naming any other site id are refused."""
+    from chalicelib import sites
+
+    try:
+        sites.create(args.site_id, args.name)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(sites.public(sites.get(args.site_id)), indent=2))
     return 0
 
 

@@ -1492,10 +1492,11 @@ def _content_type(key: str) -> str:
 
 
 def ensure_admin_here(site: str, agent_id: str, name: str, email: str | None) -> dict[str, Any]:
-    """In a child process whose TABLE_NAME is the deployed table: create the admin unless the
-    site already has an active one."""
-    from chalicelib import agents
+    """In a child process whose TABLE_NAME is the deployed table: create the site unless it
+    exists (sites exist only once created), then its admin unless it already has an active one."""
+    from chalicelib import agents, sites
 
+    sites.ensure(site)
     if any(a["role"] == "admin" and not a["disabled"] for a in agents.team(site)):
         return {"created": False}
     agents.create(agent_id, name, os.environ["ADMIN_PASSWORD"], role="admin", email=email, site=site)

@@ -2,7 +2,9 @@
 
 Tests talk to it the way browsers do (real WebSocket clients) and check state in DynamoDB
 Local directly. Each test works on its own site, so queues and shifts never leak between
-tests even though they share one table.
+tests even though they share one table. Sites exist only once created (as an admin would,
+``chalicelib.sites.create``): ``site`` and ``new_site`` create them, and delete them after
+the test so the minute timer's round (``run_schedules``) stays as short as the test's own.
 """
 
 from __future__ import annotations
@@ -37,10 +39,38 @@ def stack() -> Iterator[Stack]:
     running.stop()
 
 
+@contextlib.contextmanager
+def created_sites() -> Iterator[Callable[..., str]]:
+    """Create sites as an admin does; remove them afterwards. ``make(prefix)`` -> a new id."""
+    from chalicelib import sites
+    from chalicelib.models import SiteModel
+
+    made: list[str] = []
+
+    def make(prefix: str = "s", name: str | None = None) -> str:
+        site_id = f"{prefix}{secrets.token_hex(5)}"
+        sites.create(site_id, name)
+        made.append(site_id)
+        return site_id
+
+    try:
+        yield make
+    finally:
+        for site_id in made:
+            SiteModel("SITE", site_id).delete()
+
+
 @pytest.fixture
-def site(stack: Stack) -> str:
-    """A fresh site per test: its own queue and its own on-shift agents."""
-    return f"s{secrets.token_hex(5)}"
+def new_site(stack: Stack) -> Iterator[Callable[..., str]]:
+    """Create more sites in a test (another team's, a second shop): ``new_site("other")``."""
+    with created_sites() as make:
+        yield make
+
+
+@pytest.fixture
+def site(new_site: Callable[..., str]) -> str:
+    """A fresh site per test, created as an admin would: its own queue and on-shift agents."""
+    return new_site()
 
 
 @pytest.fixture
@@ -125,7 +155,7 @@ def kept_address_counters() -> Iterator[None]:
     from chalicelib.models import META, CounterModel
 
     keys = [limits.counter_key(f"offline-ip#{auth.fingerprint('127.0.0.1')}", 3600),
-            limits.counter_key("login-ip#127.0.0.1", agents.LOGIN_WINDOW)]
+            limits.counter_key(f"login-ip#{auth.fingerprint('127.0.0.1')}", agents.LOGIN_WINDOW)]
 
     def count(key: str) -> int | None:
         try:

@@ -39,9 +39,9 @@ def _partition(conv: str) -> str:
     return json.dumps(items, sort_keys=True)
 
 
-def _other_site_agent(stack, clients) -> Client:
+def _other_site_agent(stack, clients, new_site) -> Client:
     agent_id = f"x{secrets.token_hex(4)}"
-    agents.create(agent_id, "Elsewhere", PASSWORD, role="admin", site=f"other{secrets.token_hex(3)}")
+    agents.create(agent_id, "Elsewhere", PASSWORD, role="admin", site=new_site("other"))
     token = Client.login(stack.gateway.http_url, agent_id, PASSWORD)
     console = Client(stack.gateway.ws_url, {"token": token})
     console.agent_id = agent_id
@@ -110,7 +110,7 @@ ALLOWED: list[tuple[str, str, str]] = [
 ]
 
 
-def test_websocket_matrix(stack, site, visitor, agent, clients):
+def test_websocket_matrix(stack, site, visitor, agent, clients, new_site):
     holder = agent()
     victim = visitor()
     conv = victim.start()
@@ -123,7 +123,7 @@ def test_websocket_matrix(stack, site, visitor, agent, clients):
         "visitor": victim, "holder": holder,
         "other_agent": agent(max_chats=2),
         "admin": agent(agent_id=lead, shift=False),
-        "elsewhere": _other_site_agent(stack, clients),
+        "elsewhere": _other_site_agent(stack, clients, new_site),
         "other_visitor": visitor(),
     }
     callers["other_visitor"].start()  # her own chat goes to the least busy: the other agent
@@ -156,7 +156,7 @@ def _site_state(http: str, site: str, token: str) -> tuple[Any, Any]:
                                                                   token=token)
 
 
-def test_rest_matrix(stack, site, agent, address_counters):
+def test_rest_matrix(stack, site, agent, address_counters, new_site):
     http = stack.gateway.http_url
     boss = f"boss{secrets.token_hex(3)}"
     agents.create(boss, "Boss", PASSWORD, role="admin", site=site)
@@ -165,7 +165,7 @@ def test_rest_matrix(stack, site, agent, address_counters):
     revoked = agent(shift=False)
     assert rest(http, "DELETE", f"/sites/{site}/agents/{revoked.agent_id}", token=admin_token)[0] == 204
     elsewhere = f"else{secrets.token_hex(3)}"
-    agents.create(elsewhere, "Elsewhere", PASSWORD, role="admin", site=f"other{secrets.token_hex(3)}")
+    agents.create(elsewhere, "Elsewhere", PASSWORD, role="admin", site=new_site("other"))
     payload, mac = admin_token.split(".")
     claims = json.loads(auth._unb64(payload))
     tokens = {
@@ -219,7 +219,7 @@ def _dial(stack, query: dict[str, str], origin: str | None) -> int:
     return 101
 
 
-def test_connect_matrix_tokens_and_origins(stack, site, visitor, agent):
+def test_connect_matrix_tokens_and_origins(stack, site, visitor, agent, new_site):
     http = stack.gateway.http_url
     boss = f"boss{secrets.token_hex(3)}"
     agents.create(boss, "Boss", PASSWORD, role="admin", site=site)
@@ -228,7 +228,7 @@ def test_connect_matrix_tokens_and_origins(stack, site, visitor, agent):
     guest = visitor()
     visitor_token = guest.welcome["token"]
     v_payload, v_mac = visitor_token.split(".")
-    open_site = f"open{secrets.token_hex(3)}"  # lists no origins: any page may embed it
+    open_site = new_site("open")  # lists no origins: any page may embed it
     assert rest(http, "PUT", f"/sites/{site}", {"console": {"origins": ["https://shop.example"]}},
                 admin_token)[0] == 200
     shop, evil = "https://shop.example", "https://evil.example"

@@ -114,10 +114,10 @@ def test_a_declined_transfer_returns_and_changes_nothing(visitor, agent):
     assert second.expect("error")["code"] == "not_found"
 
 
-def test_a_transfer_does_not_tell_whether_another_sites_agent_exists(visitor, agent):
+def test_a_transfer_does_not_tell_whether_another_sites_agent_exists(visitor, agent, new_site):
     _guest, first, conv = _chat(visitor, agent)
     elsewhere = f"x{secrets.token_hex(4)}"
-    agents.create(elsewhere, "Elsewhere", PASSWORD, site=f"other{secrets.token_hex(3)}")
+    agents.create(elsewhere, "Elsewhere", PASSWORD, site=new_site("other"))
     answers = []
     for to in (elsewhere, f"nobody{secrets.token_hex(3)}"):
         first.send({"action": "transfer", "conversation": conv, "to": to})

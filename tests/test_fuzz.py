@@ -30,7 +30,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed
 
-from chalicelib import agents, auth, config, conversations, dispatch, presence, routing
+from chalicelib import agents, auth, config, conversations, dispatch, presence, routing, sites
 from chalicelib.fanout import Outbox
 from chalicelib.models import (
     META,
@@ -235,6 +235,7 @@ def world(stack) -> Iterator[World]:
         # tested in test_rate_limits.py, not here.
         patch.setattr(config, "CONVERSATIONS_PER_VISITOR_PER_HOUR", 10**6)
         site = f"fz{secrets.token_hex(5)}"
+        sites.create(site)
         w = World(site)
         holder, outsider = f"holder-{site}".lower(), f"outsider-{site}".lower()
         agents.create(holder, "Holder", PASSWORD, role="admin", max_chats=50, site=site)

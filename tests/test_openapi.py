@@ -29,7 +29,7 @@ from schemathesis.checks import (
 )
 
 import app
-from chalicelib import agents
+from chalicelib import agents, sites
 from tests.client import Client
 from tests.conftest import PASSWORD, kept_address_counters
 
@@ -68,6 +68,7 @@ def test_every_signed_in_route_says_so():
 def api(stack) -> Iterator[dict[str, Any]]:
     """A site with a real admin, whose token every generated request carries."""
     site = f"oa{secrets.token_hex(4)}"
+    sites.create(site)
     admin = f"admin-{site}"
     agents.create(admin, "Admin", PASSWORD, role="admin", site=site)
     agents.create(f"member-{site}", "Member", PASSWORD, site=site)

@@ -314,7 +314,8 @@ def _table_mentions(*needles: str) -> list[dict[str, Any]]:
     return hits
 
 
-def test_export_then_erase_a_visitor_with_an_open_chat_and_queued_mail(stack, site, visitor, agent):
+def test_export_then_erase_a_visitor_with_an_open_chat_and_queued_mail(stack, site, visitor, agent,
+                                                                      new_site):
     """An admin exports everything held about a visitor (by id, and by email), then erases it:
     the open chat ends cleanly for its agent, the visitor's tab is hung up, the mail already
     queued for them sends nothing, and nothing about them is left in the table."""
@@ -346,8 +347,9 @@ def test_export_then_erase_a_visitor_with_an_open_chat_and_queued_mail(stack, si
     # Export: only admins of this site.
     path = f"/sites/{site}/visitors/{visitor_id}"
     assert rest(http, "GET", f"{path}/export", None, console.token)[0] == 403
-    _, other_admin = _admin(stack, f"o{site}")
-    assert rest(http, "GET", f"/sites/o{site}/visitors/{visitor_id}/export", None, other_admin)[0] == 404
+    other = new_site("o")
+    _, other_admin = _admin(stack, other)
+    assert rest(http, "GET", f"/sites/{other}/visitors/{visitor_id}/export", None, other_admin)[0] == 404
     status, by_id = rest(http, "GET", f"{path}/export", None, admin_token)
     assert status == 200
     status, by_email = rest(http, "GET", f"/sites/{site}/visitors/{email}/export", None, admin_token)

@@ -87,14 +87,14 @@ def test_agent_acts_only_on_conversations_assigned_to_them(visitor, agent):
     assert guest.expect("error")["code"] == "forbidden"
 
 
-def test_agent_cannot_take_another_sites_conversation(stack, visitor, agent, clients):
+def test_agent_cannot_take_another_sites_conversation(stack, visitor, agent, clients, new_site):
     from chalicelib import agents
     from tests.conftest import PASSWORD
 
     guest = visitor()
     conv = guest.start()  # queued: nobody on this site
     agents.create("outsider-" + conv[:8].lower().replace("_", "-"), "Outsider", PASSWORD,
-                  site="another-site")
+                  site=new_site("another"))
     token = Client.login(stack.gateway.http_url, "outsider-" + conv[:8].lower().replace("_", "-"),
                          PASSWORD)
     outsider = Client(stack.gateway.ws_url, {"token": token})

@@ -56,8 +56,9 @@ def main() -> int:
     write_private(LOCAL_DIR / "dev.json", json.dumps({**{k: os.environ[k] for k in keys},
                                                       "ws_url": stack.gateway.ws_url,
                                                       "http_url": stack.gateway.http_url}))
-    from chalicelib import agents
+    from chalicelib import agents, config, sites
 
+    sites.ensure(config.DEFAULT_SITE, "Demo shop")  # the demo website's site; kept from earlier runs
     try:
         agents.create(DEMO_AGENT, "Demo Agent", DEMO_PASSWORD, role="admin")
     except agents.AgentError:
