@@ -1057,7 +1057,7 @@ class Deployer:
 
     # -- 3. the stage configuration
     def write_stage_config(self, outputs: Mapping[str, str], mail_from: str, team_email: str,
-                           websocket_api_id: str | None) -> None:
+                           websocket_api_id: str | None, public_api_url: str | None = None) -> None:
         config = load_chalice_config(self.root)
         values: dict[str, str | None] = {
             "TABLE_NAME": outputs["TableName"],
@@ -1074,6 +1074,8 @@ class Deployer:
         }
         if websocket_api_id:
             values["WEBSOCKET_API_ID"] = websocket_api_id
+        if public_api_url:  # links in emails (address confirmation) point here
+            values["PUBLIC_API_URL"] = public_api_url
         changed = set_stage_env(self.root, self.stage, values)
         if changed:
             self.changed(f".chalice/config.json stage {self.stage}: {', '.join(changed)}")
@@ -1349,13 +1351,16 @@ class Deployer:
         params = self.stack_parameters(options, mail_from, current, self.api_origins())
         outputs = self.ensure_stack(params)
         api_id = env.get("WEBSOCKET_API_ID") or None
-        self.write_stage_config(outputs, mail_from, team_email, api_id)
+        public_api = env.get("PUBLIC_API_URL") or None
+        self.write_stage_config(outputs, mail_from, team_email, api_id, public_api)
         self.chalice_deploy(options.force)
         deployed_id = self.deployed().get("websocket_api", {}).get("websocket_api_id")
-        if deployed_id and deployed_id != api_id:
-            # The API exists only now: its id goes into the environment (management API
-            # endpoint outside WebSocket handlers) and the policy, then one more deploy.
-            self.write_stage_config(outputs, mail_from, team_email, deployed_id)
+        deployed_api = self.endpoints()[1]
+        if (deployed_id and deployed_id != api_id) or deployed_api != public_api:
+            # The APIs exist only now: the WebSocket API's id (management API endpoint outside
+            # WebSocket handlers, and the policy) and the REST API's address (links in emails)
+            # go into the environment, then one more deploy.
+            self.write_stage_config(outputs, mail_from, team_email, deployed_id or api_id, deployed_api)
             self.chalice_deploy(force=True)
         self.ensure_event_source()
         self.ensure_api_logging_role()
@@ -1443,8 +1448,8 @@ class Deployer:
         except ClientError as exc:
             if _client_error_code(exc) != "ParameterNotFound":
                 raise
-        if set_stage_env(self.root, self.stage, {"WEBSOCKET_API_ID": None}):
-            self.changed(f".chalice/config.json stage {self.stage}: WEBSOCKET_API_ID removed")
+        if set_stage_env(self.root, self.stage, {"WEBSOCKET_API_ID": None, "PUBLIC_API_URL": None}):
+            self.changed(f".chalice/config.json stage {self.stage}: WEBSOCKET_API_ID, PUBLIC_API_URL removed")
         config = load_chalice_config(self.root)
         path = policy_path(self.root, config, self.stage)
         policy = json.loads(path.read_text())

@@ -4,7 +4,6 @@ fails on the stand-in as it was before."""
 from __future__ import annotations
 
 import os
-import secrets
 import socket
 import stat
 import threading
@@ -54,7 +53,7 @@ def test_a_client_trickling_its_headers_is_cut_off(stack):
         assert ok.status == 200
 
 
-def test_rest_calls_run_concurrently_each_with_its_own_request(stack, monkeypatch):
+def test_rest_calls_run_concurrently_each_with_its_own_request(stack, monkeypatch, new_site):
     """Before, every REST call waited behind one lock: two calls could never be inside the
     app at once. Each must also see its own ``app.current_request``."""
     from chalicelib import sites
@@ -62,15 +61,15 @@ def test_rest_calls_run_concurrently_each_with_its_own_request(stack, monkeypatc
     app = stack.app_module.app
     both_inside = threading.Barrier(2, timeout=10)
     seen: dict[str, str] = {}
-    original = sites.get
+    original = sites.find
 
-    def slow_get(site: str):
+    def slow_find(site: str):
         both_inside.wait()  # breaks (and the call fails) unless the other call is inside too
         seen[site] = app.current_request.uri_params["site"]
         return original(site)
 
-    monkeypatch.setattr(sites, "get", slow_get)
-    names = [f"s{secrets.token_hex(4)}" for _ in range(2)]
+    monkeypatch.setattr(sites, "find", slow_find)
+    names = [new_site("rest") for _ in range(2)]  # sites exist only once created
     answers: dict[str, int] = {}
 
     def call(site: str) -> None:

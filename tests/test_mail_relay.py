@@ -15,11 +15,14 @@ import urllib.request
 
 import pytest
 
-from chalicelib import auth, config, limits, mail, offline, transcripts
+from chalicelib import auth, config, limits, mail, offline, sites, transcripts
 from chalicelib.models import META, ConversationModel, CounterModel, conversation_key
 from tests.client import Clock, rest
 
 SPAM = "BUY CHEAP WATCHES AT scam.example"
+
+# Every test here spends 127.0.0.1's offline and mail allowances: give them back after each.
+pytestmark = pytest.mark.usefixtures("address_counters")
 
 
 @pytest.fixture
@@ -226,7 +229,7 @@ def test_a_cut_transcript_and_digest_say_so(stack, site, visitor, agent, monkeyp
     for n in range(5):
         waiting.say(conv2, f"waiting {n}")
     clock.advance(config.DIGEST_QUIET_SECONDS + 1)
-    offline.sweep_digests()
+    offline.sweep_digests(sites.get(site))
     digests = [e for e in mailbox(config.TEAM_EMAIL) if "waiting 0" in e["body"]["text"]]
     assert len(digests) == 1 and "waiting 3" not in digests[0]["body"]["text"]
     said = "more messages not included here; see the conversation in the console"

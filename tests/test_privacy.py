@@ -314,6 +314,7 @@ def _table_mentions(*needles: str) -> list[dict[str, Any]]:
     return hits
 
 
+@pytest.mark.usefixtures("address_counters")  # leaves a message from 127.0.0.1: a full allowance
 def test_export_then_erase_a_visitor_with_an_open_chat_and_queued_mail(stack, site, visitor, agent,
                                                                       new_site):
     """An admin exports everything held about a visitor (by id, and by email), then erases it:
