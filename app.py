@@ -86,12 +86,17 @@ def connect(event: WebsocketEvent) -> dict[str, Any]:
     raw = event.to_dict()
     query = raw.get("queryStringParameters") or {}
     source_ip = raw["requestContext"].get("identity", {}).get("sourceIp")
+    evicted: list[str] = []
     try:
-        who = presence.connect(event.connection_id, query, source_ip, raw.get("headers") or {})
+        who = presence.connect(event.connection_id, query, source_ip, raw.get("headers") or {},
+                               evicted)
     except presence.Refused as refused:
         telemetry.count("ConnectsRefused")
         logger.info("connection refused", extra={"reason": str(refused)})
         return {"statusCode": refused.status}
+    finally:
+        if evicted:  # tabs over the visitor's cap: the oldest are hung up (gone already: fine)
+            fanout.close(evicted, _endpoint(event))
     telemetry.count("Connects", role=who.role)
     logger.info("connected")
     return {"statusCode": 200}

@@ -34,6 +34,12 @@ VISITOR_TOKEN_TTL = int(os.environ.get("VISITOR_TOKEN_TTL", str(30 * 86400)))
 # removes any that a lost $disconnect left behind.
 CONNECTION_TTL_SECONDS = 3 * 3600
 
+# Open tabs (WebSocket connections) one visitor may hold; the newest evicts the oldest
+# (chalicelib.presence). A conversation refuses a visitor's tab once it holds
+# CONVERSATION_CONNS connections of anyone (a backstop; agents are never refused).
+VISITOR_TABS = int(os.environ.get("VISITOR_TABS", "10"))
+CONVERSATION_CONNS = int(os.environ.get("CONVERSATION_CONNS", "40"))
+
 # After hours: where mail comes from and goes to, and the queue in between.
 MAIL_FROM = os.environ.get("MAIL_FROM", "chat@example.com")
 TEAM_EMAIL = os.environ.get("TEAM_EMAIL", "team@example.com")  # a site's own address wins

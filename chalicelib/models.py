@@ -61,12 +61,17 @@ item                worst case                                                  
 ==================  ===============================================================  ========
 conversation META   64 client ids x 276 B (17.7 KB) + page 5.4 KB + name, email,      64 KB
                     preview, rating, 3 transcript requests (~5.5 KB) + transfer
-                    note 16 KB + scalars 1 KB + ~300 B per open tab
+                    note 16 KB + scalars 1 KB + 10 visitor tabs x ~300 B (3 KB)
 visitor META        current page 5.4 KB + 25 brief pages x 1.2 KB (30 KB) + 20 past    48 KB
-                    ids, user agent 1.2 KB, tz, invitation 1.3 KB + 20 B per open tab
+                    ids, user agent 1.2 KB, tz, invitation 1.3 KB + 10 tabs x 20 B
 message             text 16,000 B + keys and scalars                                 17 KB
 offline message     text 16,000 B + name, email, page                                20 KB
 ==================  ===============================================================  ========
+
+Open tabs are capped (``config.VISITOR_TABS``, 10, a ``size(conns)`` check in the write that
+attaches one; at the cap the newest tab evicts the oldest, see chalicelib.presence), and a
+visitor's tab joins a conversation only while it holds fewer than ``CONVERSATION_CONNS`` (40)
+connections of anyone, a backstop that alone keeps the conversation under 64 KB.
 
 Every later write of a conversation (assign, transfer, close, figures, erasure) adds at most
 a few hundred bytes, so each budget leaves over 300 KB of room for the rest of its life.

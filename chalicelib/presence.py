@@ -4,6 +4,18 @@ A connection is registered in three places, each serving one access pattern: its
 (what it is, for frames that do not name a conversation), the visitor's or agent's ``conns``
 set (to attach new conversations to every open tab), and the ``conns`` map of each open
 conversation (fan-out and authorization on the hot path).
+
+Tabs are capped: a visitor holds at most ``config.VISITOR_TABS`` connections, checked with
+``size(conns)`` in the very write that adds one. At the cap the newest tab evicts the oldest
+(by its connection item's ``connected_at``; entries whose item is missing, a tab still
+connecting or one long expired, go last): it is taken off the visitor and their open
+conversation, its connection item is deleted, and ``connect`` hands its id back so the
+handler hangs it up through the management API (a socket already gone answers 410, which
+is fine). So stale entries (a ``$disconnect`` that never arrived) can never lock a visitor
+out, and a script opening thousands of sockets with one token keeps only the newest ten.
+The conversation's side is bounded by the same rule (a visitor's tabs there are a subset of
+the visitor's), with a backstop in the join itself: a visitor's tab is not added to a
+conversation already holding ``config.CONVERSATION_CONNS`` connections of anyone.
 """
 
 from __future__ import annotations
@@ -15,6 +27,7 @@ from datetime import timedelta
 from typing import Any
 
 from pynamodb.constants import ALL_OLD
+from pynamodb.expressions.condition import size
 from pynamodb.expressions.update import Action
 
 from chalicelib import (
@@ -49,6 +62,7 @@ from chalicelib.protocol import FORBIDDEN, ProtocolError, fit, page_at
 
 SITE_ID = sites.SITE_ID
 VISIT_GAP_MS = 30 * 60 * 1000  # a visitor gone this long starts a new visit when they return
+ATTACH_ATTEMPTS = 5  # evictions one $connect may make when other tabs race it for the last place
 
 
 class Refused(Exception):
@@ -60,11 +74,13 @@ class Refused(Exception):
 
 
 def connect(connection_id: str, query: dict[str, str], source_ip: str | None = None,
-            headers: dict[str, str] | None = None) -> Caller:
+            headers: dict[str, str] | None = None, evicted: list[str] | None = None) -> Caller:
     """Register a new connection, or raise Refused (agents need a valid token; anyone who
     presents a token must present a valid one; a visitor's site must exist, 404 otherwise,
     checked before anything is written so a stranger's made-up ids cost one read and leave
-    nothing behind; a visitor's page must be on an origin the site allows, when it lists any)."""
+    nothing behind; a visitor's page must be on an origin the site allows, when it lists any).
+    Tabs a visitor at the cap gave up for this one are appended to ``evicted``: the caller
+    hangs them up."""
     headers = {k.lower(): v for k, v in (headers or {}).items()}
     token = query.get("token")
     if token:
@@ -89,11 +105,13 @@ def connect(connection_id: str, query: dict[str, str], source_ip: str | None = N
             raise Refused(404, "no such site")
         if not sites.allows_origin(settings, headers.get("origin")):
             raise Refused(403, "origin not allowed for this site")
-        if not _attach_visitor(caller, now, headers.get("user-agent"), resuming=bool(token)):
+        evicted = [] if evicted is None else evicted
+        if not _attach_visitor(caller, now, headers.get("user-agent"), resuming=bool(token),
+                               evicted=evicted):
             # The token's visitor record is gone: erased on request (or past retention). It
             # resumes nothing; the visitor goes on as a new one, linked to nothing before.
             caller = Caller(connection_id, auth.VISITOR, auth.new_id(), caller.site)
-            _attach_visitor(caller, now, headers.get("user-agent"))
+            _attach_visitor(caller, now, headers.get("user-agent"), evicted=evicted)
     item = ConnectionModel(connection_key(connection_id), role=caller.role, subject=caller.subject,
                            site=caller.site, connected_at=now,
                            ttl=timedelta(seconds=config.CONNECTION_TTL_SECONDS))
@@ -126,20 +144,30 @@ def _attach_agent(caller: Caller) -> None:
 
 
 def _attach_visitor(caller: Caller, now: int, user_agent: str | None = None,
-                    resuming: bool = False) -> bool:
-    """Add the connection to the visitor's record (creating it for a new visitor); False
-    when ``resuming`` a record that no longer exists."""
+                    resuming: bool = False, evicted: list[str] | None = None) -> bool:
+    """Add the connection to the visitor's record (creating it for a new visitor), within
+    the cap of open tabs: at the cap, the oldest tab is evicted (appended to ``evicted``)
+    and the add is tried again. False when ``resuming`` a record that no longer exists."""
     V = VisitorModel
     actions: list[Action] = [V.conns.add({caller.connection_id}), V.site.set(V.site | caller.site),
                              V.created_at.set(V.created_at | now), V.ttl.set(keep_until(now))]
     if user_agent:
         actions.append(V.user_agent.set(user_agent[:300]))
-    ok, visitor = update_or_old(V, visitor_key(caller.subject), actions,
-                                V.pk.exists() if resuming else None)
-    if not ok or visitor is None:
-        return False
-    if visitor.site != caller.site:
-        raise Refused(403, "token for another site")
+    room = V.conns.does_not_exist() | (size(V.conns) < config.VISITOR_TABS)
+    for _ in range(ATTACH_ATTEMPTS):
+        ok, visitor = update_or_old(V, visitor_key(caller.subject), actions,
+                                    (V.pk.exists() & room) if resuming else room)
+        if visitor is None:
+            return False
+        if visitor.site != caller.site:
+            raise Refused(403, "token for another site")
+        if ok:
+            break
+        victim = _evict_oldest(visitor)
+        if victim is not None and evicted is not None:
+            evicted.append(victim)
+    else:
+        raise Refused(429, "too many tabs opening at once")
     page = visitor.current_page()
     if visitor.conns == {caller.connection_id} and page and now - int(page["ts"]) > VISIT_GAP_MS:
         # Back after a long while: a new visit, so its pages and fired rules start afresh.
@@ -149,15 +177,43 @@ def _attach_visitor(caller: Caller, now: int, user_agent: str | None = None,
     return True
 
 
+def _evict_oldest(visitor: VisitorModel) -> str | None:
+    """Give up the visitor's oldest tab (a visitor at the cap opened another): off the
+    visitor's set (only if still there: two new tabs racing evict two different ones), off
+    their open conversation, its connection item deleted. Returns its id, for the caller to
+    hang up, or None when another tab took it first. One BatchGetItem and three writes, at
+    $connect only and only at the cap."""
+    tabs = sorted(visitor.conns or ())
+    if not tabs:
+        return None
+    seen = {item.pk.split("#", 1)[1]: int(item.connected_at or 0)
+            for item in ConnectionModel.batch_get([(connection_key(c), META) for c in tabs])}
+    # The oldest first; a tab without its item (still connecting, or expired long ago) last.
+    victim = min(tabs, key=lambda c: (c not in seen, seen.get(c, 0), c))
+    V = VisitorModel
+    ok, _ = update_or_old(V, visitor.pk, [V.conns.delete({victim})], V.conns.contains(victim))
+    if not ok:
+        return None
+    ConnectionModel(connection_key(victim), META).delete()
+    if visitor.conv:
+        _leave(visitor.conv, victim)
+    telemetry.count("TabsEvicted")
+    return victim
+
+
 def _join(conv_id: str, caller: Caller) -> None:
-    """Add a connection to an open conversation it belongs to (no-op otherwise)."""
+    """Add a connection to an open conversation it belongs to (no-op otherwise). A visitor's
+    tab is not added to a conversation that already holds ``CONVERSATION_CONNS`` connections
+    (a backstop: the visitor's own cap keeps their side far below it)."""
     C = ConversationModel
-    owner = (C.agent_id == caller.subject) if caller.role == auth.AGENT else (
-        C.visitor_id == caller.subject)
+    condition = C.status.is_in(*routing.OPEN_STATES)
     actions: list[Action] = [C.conns[caller.connection_id].set(caller.tag)]
-    if caller.role == auth.VISITOR:
+    if caller.role == auth.AGENT:
+        condition &= C.agent_id == caller.subject
+    else:
+        condition &= (C.visitor_id == caller.subject) & (size(C.conns) < config.CONVERSATION_CONNS)
         actions.append(C.v_left_at.remove())  # back: they did not leave after all
-    update_or_old(C, conversation_key(conv_id), actions, owner & C.status.is_in(*routing.OPEN_STATES))
+    update_or_old(C, conversation_key(conv_id), actions, condition)
 
 
 # The connection item this invocation already holds: the frame budget's counted write returns

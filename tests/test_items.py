@@ -4,7 +4,10 @@ not stop the line (issue 15: bounded everywhere). State is checked in DynamoDB L
 from __future__ import annotations
 
 import secrets
+import time
 from typing import Any
+
+from websockets.exceptions import ConnectionClosed
 
 from chalicelib import config, conversations, protocol, telemetry, visitors
 from chalicelib.models import (
@@ -13,14 +16,16 @@ from chalicelib.models import (
     META,
     VISITOR_MAX_BYTES,
     AgentModel,
+    ConnectionModel,
     ConversationModel,
     VisitorModel,
     agent_key,
+    connection_key,
     conversation_key,
     item_bytes,
     visitor_key,
 )
-from tests.client import eventually
+from tests.client import Client, eventually
 
 
 def _client() -> Any:
@@ -107,3 +112,79 @@ def test_a_page_flood_of_four_byte_characters_keeps_the_visitor_item_small(visit
     assert len(item.pages) == visitors.MAX_PAGES
     size = item_bytes(raw_item(key))
     assert size <= VISITOR_MAX_BYTES, size
+
+
+def _hung_up(tab: Client, timeout: float = 5.0) -> bool:
+    """True when the server closes ``tab`` within ``timeout`` (frames already on their way
+    are read and dropped)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            tab.ws.recv(timeout=0.2)
+        except TimeoutError:
+            continue
+        except ConnectionClosed:
+            return True
+    return False
+
+
+def _tabs_of(visitor_id: str) -> set[str]:
+    return set(VisitorModel.get(visitor_key(visitor_id), META, consistent_read=True).conns or ())
+
+
+def test_one_visitor_opening_fifty_tabs_keeps_the_newest_ten(visitor, agent):
+    """A script opens 50 more sockets with one visitor token, each writing in the chat (so
+    each leaves flood-control slots): both items keep only the newest tabs and stay within
+    budget, the newest tabs work both ways, the evicted ones are hung up."""
+    guest = visitor()
+    conv = guest.start()
+    console = agent()
+    console.expect("assigned", conversation=conv)
+    token, who = guest.welcome["token"], guest.welcome["visitor"]
+    tabs = [guest]
+    for n in range(50):
+        tab = visitor(token=token)
+        assert tab.welcome["visitor"] == who and tab.welcome["conversation"]["id"] == conv
+        tab.client_id, tab.counter = guest.client_id, n + 1  # one client id: not what is bounded here
+        assert tab.say(conv, f"tab {n}")["type"] == "ack"
+        tabs.append(tab)
+    limit = config.VISITOR_TABS
+    assert len(_tabs_of(who)) == limit
+    item = ConversationModel.get(conversation_key(conv), META, consistent_read=True)
+    assert len(item.connections_of("v:")) == limit
+    raw = raw_item(conversation_key(conv))
+    assert len([a for a in raw if a.startswith("rl#")]) <= (limit + 1) * config.MESSAGES_PER_SECOND
+    assert item_bytes(raw) <= CONVERSATION_MAX_BYTES
+    assert item_bytes(raw_item(visitor_key(who))) <= VISITOR_MAX_BYTES
+    newest, evicted = tabs[-limit:], tabs[:-limit]
+    assert console.say(conv, "Still there?")["type"] == "ack"
+    for tab in newest:
+        assert tab.expect("message", conversation=conv, text="Still there?")
+        assert tab.request({"action": "hello"}, "welcome")["visitor"] == who
+    assert newest[-1].say(conv, "yes")["type"] == "ack"
+    assert console.expect("message", conversation=conv, text="yes")
+    assert all(_hung_up(tab) for tab in evicted)
+
+
+def test_tabs_whose_disconnect_never_came_do_not_lock_the_visitor_out(stack, visitor, agent):
+    """A visitor's ten tabs all vanished without a ``$disconnect``: the next one still gets
+    in, takes the place of the oldest, and chats; the stale entries' items are gone."""
+    guest = visitor()
+    conv = guest.start()
+    console = agent()
+    console.expect("assigned", conversation=conv)
+    token, who = guest.welcome["token"], guest.welcome["visitor"]
+    for _ in range(config.VISITOR_TABS - 1):
+        visitor(token=token)
+    stale = _tabs_of(who)
+    assert len(stale) == config.VISITOR_TABS
+    for connection_id in sorted(stale):
+        stack.gateway.drop(connection_id)
+    fresh = visitor(token=token)  # hello and welcome
+    assert fresh.welcome["conversation"]["id"] == conv
+    gone = stale - _tabs_of(who)  # the oldest: off the visitor, its item deleted
+    assert len(gone) == 1 and ConnectionModel.count(connection_key(min(gone))) == 0
+    assert fresh.say(conv, "back again")["type"] == "ack"
+    assert console.expect("message", conversation=conv, text="back again")
+    assert console.say(conv, "welcome back")["type"] == "ack"
+    assert fresh.expect("message", conversation=conv, text="welcome back")
