@@ -54,6 +54,7 @@
   C.onView('team', {
     show() {
       pollOverview();
+      if (C.isAdmin()) loadLocks();
       clearInterval(overviewTimer);
       overviewTimer = setInterval(() => { if (visible()) pollOverview(); }, 5000);
     },
@@ -98,6 +99,31 @@
       return li;
     }) : [el('li', { class: 'muted' }, 'Nobody is waiting.')]));
   });
+
+  // ------------------------------------------------------------------ sign-in locks (admins)
+
+  // Which budget filled up (agents.sign_in): one address's guesses at one account, all
+  // guesses from one address, or guesses at one account from everywhere.
+  const LOCK_SCOPES = {
+    'account+source': 'this account, from one source',
+    source: 'every account, from one source',
+    account: 'this account, from anywhere',
+  };
+
+  async function loadLocks() {
+    const list = $('lock-list');
+    const answer = await api('GET', '/sites/' + encodeURIComponent(C.site()) + '/locks');
+    if (!answer.ok) {
+      list.replaceChildren(emptyRow(4, answer.message));
+      return;
+    }
+    const locks = (answer.body && Array.isArray(answer.body.locks)) ? answer.body.locks : [];
+    list.replaceChildren(...(locks.length ? locks.map((e) => {
+      const source = e.source ? el('code', { title: String(e.source) }, String(e.source).slice(0, 12) + '…') : '—';
+      return cells(el('tr', { 'data-testid': 'lock-row', 'data-agent': String(e.agent || '') }),
+                   [dateTime(e.at), e.agent, LOCK_SCOPES[e.scope] || e.scope, source]);
+    }) : [emptyRow(4, 'No sign-in locks lately.')]));
+  }
 
   // ------------------------------------------------------------------ past chats
 
