@@ -44,9 +44,14 @@ from chalicelib.protocol import (
     CLIENT_MESSAGE_ID,
     CONVERSATION_ID,
     ERROR_CODES,
+    MAX_COMMENT_BYTES,
     MAX_FRAME_BYTES,
+    MAX_NAME_BYTES,
     MAX_SYNC_PAGE,
+    MAX_TEXT_BYTES,
     MAX_TEXT_CHARS,
+    MAX_TITLE_BYTES,
+    MAX_URL_BYTES,
     RETRY,
     SCHEMAS,
     TOO_LARGE,
@@ -74,7 +79,16 @@ def _settings(examples: int) -> settings:
 VICTIM_CONV, OWN_CONV, VICTIM_VISITOR, OWN_VISITOR = "$victim_conv", "$own_conv", "$victim", "$own"
 HOLDER, OUTSIDER = "$holder", "$outsider"
 
+# Maximum-size UTF-8: four-byte characters at every byte limit a text field has (and one
+# character past it), so each field is tried at the size that costs the most to store and send.
+EMOJI = "\U0001F600"
+_BYTE_LIMITS = (MAX_TEXT_BYTES, MAX_NAME_BYTES, MAX_TITLE_BYTES, MAX_URL_BYTES, MAX_COMMENT_BYTES)
+MAX_UTF8 = st.sampled_from([EMOJI * (limit // 4 + extra) for limit in _BYTE_LIMITS for extra in (0, 1)])
+MAX_UTF8_URLS = st.sampled_from([
+    prefix + EMOJI * ((MAX_URL_BYTES - len(prefix)) // 4 + extra)
+    for prefix in ("https://x.example/",) for extra in (0, 1)])
 ODD_TEXT = st.one_of(
+    MAX_UTF8,
     st.text(max_size=40),
     st.sampled_from(["", " ", "\t\n", "\x00", "\u202e", "\ufeff", "\u200b", "null",
                      "<script>alert(1)</script>", "' OR 1=1 --", "${jndi:x}",
@@ -92,7 +106,8 @@ CONV_IDS = st.one_of(st.sampled_from([VICTIM_CONV, OWN_CONV]),
 SEQS = st.one_of(st.integers(0, 10), st.integers(0, 10**12 - 1), st.sampled_from([10**12 - 2, 10**12 - 1]))
 URLS = st.one_of(st.sampled_from(["https://shop.example/", "http://a.b/c?d=e#f",
                                   "https://x.example/" + "p" * 2000]),
-                 st.from_regex(r"\Ahttps?://[a-z0-9.]{1,20}/[^\s\x00-\x1f\x7f]{0,30}\Z"))
+                 st.from_regex(r"\Ahttps?://[a-z0-9.]{1,20}/[^\s\x00-\x1f\x7f]{0,30}\Z"),
+                 MAX_UTF8_URLS)
 VALID: dict[str, st.SearchStrategy[Any]] = {
     "conversation": CONV_IDS,
     "send.id": st.from_regex(CLIENT_MESSAGE_ID, fullmatch=True),
