@@ -3,6 +3,7 @@ not stop the line (issue 15: bounded everywhere). State is checked in DynamoDB L
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from typing import Any
@@ -188,3 +189,95 @@ def test_tabs_whose_disconnect_never_came_do_not_lock_the_visitor_out(stack, vis
     assert console.expect("message", conversation=conv, text="back again")
     assert console.say(conv, "welcome back")["type"] == "ack"
     assert fresh.expect("message", conversation=conv, text="welcome back")
+
+
+def _send_utf8(client: Client, frame: dict[str, Any]) -> None:
+    """As the widget and console send: raw UTF-8 (escaped, 4,000 emoji are 48 KB of JSON)."""
+    client.send_raw(json.dumps(frame, ensure_ascii=False))
+
+
+def _say_utf8(client: Client, conv: str, message_id: str, text: str) -> dict[str, Any]:
+    for _ in range(10):
+        _send_utf8(client, {"action": "send", "conversation": conv, "id": message_id, "text": text})
+        reply = client.expect_reply(message_id, timeout=10)
+        if reply.get("code") != "rate_limited":
+            return reply
+        time.sleep(float(reply["retry_after"]))
+    return reply
+
+
+def test_a_conversation_driven_to_its_worst_case_lives_its_whole_life_in_budget(
+        stack, site, visitor, agent, address_counters):
+    """Every field a visitor (and the agents) can grow, at its largest, in four-byte characters:
+    the starting page, name and email at their byte limits, a full share of client ids with
+    the longest messages from both sides, every tab allowed, a transfer with the longest note,
+    three transcript requests to the longest addresses, the longest rating comment. After
+    each later write of its life (assign, transfer, close, rate) the item is within its budget,
+    and the admin's erasure still works on it."""
+    from chalicelib import agents
+    from tests.client import rest
+    from tests.conftest import PASSWORD
+
+    wide = "\U0001f600"  # 4 bytes of UTF-8
+    conv_key = ""
+    sizes: dict[str, int] = {}
+
+    def measure(step: str) -> None:
+        sizes[step] = item_bytes(raw_item(conv_key))
+        assert sizes[step] <= CONVERSATION_MAX_BYTES, (step, sizes)
+
+    guest = visitor()
+    page = "https://shop.example/p/" + wide * ((protocol.MAX_URL_BYTES - 23) // 4)
+    _send_utf8(guest, {"action": "page", "url": page, "title": wide * (protocol.MAX_TITLE_BYTES // 4),
+                       "referrer": "https://ref.example/" + wide * ((protocol.MAX_URL_BYTES - 20) // 4)})
+    key = visitor_key(guest.welcome["visitor"])
+    eventually(lambda: (VisitorModel.get(key, META, consistent_read=True).current_page()
+                        or {}).get("url") == page)
+    longest = "l" * 64 + "@" + ".".join(["d" * 63, "e" * 63, "f" * 53, "example"])  # 254 bytes
+    assert len(longest) == protocol.MAX_EMAIL_BYTES
+    _send_utf8(guest, {"action": "start", "name": wide * (protocol.MAX_NAME_BYTES // 4), "email": longest})
+    conv = guest.expect("conversation")["conversation"]
+    conv_key = conversation_key(conv)
+    measure("started")
+
+    first = agent(max_chats=2)
+    first.expect("assigned", conversation=conv)
+    measure("assigned")
+    tabs = [visitor(token=guest.welcome["token"]) for _ in range(config.VISITOR_TABS - 1)]
+    def longest_id() -> str:
+        return f"{secrets.token_urlsafe(30)}:{10**12 - 1}"
+
+    for n in range(conversations.MAX_CLIENTS):  # the visitor's whole share of client ids
+        tab = tabs[n % len(tabs)]
+        assert _say_utf8(tab, conv, longest_id(), wide * 3998 + f"{n:02d}")["type"] == "ack"
+    for n in range(conversations.MAX_CLIENTS):  # and the agents' own share
+        assert _say_utf8(first, conv, longest_id(), wide * 3998 + f"{n:02d}")["type"] == "ack"
+    measure("messages")
+
+    second = agent(max_chats=2)
+    _send_utf8(first, {"action": "transfer", "conversation": conv, "to": second.agent_id,
+                       "note": wide * protocol.MAX_TEXT_CHARS})
+    second.expect("transfer_offer", timeout=10)
+    second.send({"action": "transfer_answer", "conversation": conv, "accept": True})
+    second.expect("assigned", conversation=conv)
+    measure("transferred")
+
+    guest.request({"action": "close", "conversation": conv}, "closed")
+    measure("closed")
+    for n in range(3):  # the chat's three transcript requests, to the longest addresses
+        address = f"{n}" + longest[1:]
+        asked = guest.request({"action": "transcript", "conversation": conv, "id": f"worst-{n}",
+                               "email": address}, "transcript_queued")
+        assert asked["email"] == address
+    _send_utf8(guest, {"action": "rate", "conversation": conv, "score": "down",
+                       "comment": wide * protocol.MAX_COMMENT_CHARS})
+    guest.expect("rated")
+    measure("rated")
+    assert ITEM_LIMIT - max(sizes.values()) > 300 * 1024, sizes  # room for every later write
+
+    admin_id = f"adm{secrets.token_hex(3)}"
+    agents.create(admin_id, "Admin", PASSWORD, role="admin", site=site)
+    token = Client.login(stack.gateway.http_url, admin_id, PASSWORD)
+    status, _ = rest(stack.gateway.http_url, "DELETE", f"/sites/{site}/visitors/{guest.welcome['visitor']}",
+                     None, token)
+    assert status == 200  # erasure rewrites or deletes the item: it still can
