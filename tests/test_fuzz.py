@@ -294,7 +294,9 @@ def _check_replies(doc: Any, replies: list[dict[str, Any]], raw: str = "") -> No
         assert refusal["code"] in ERROR_CODES and refusal["code"] != RETRY, refusal
         assert isinstance(refusal["message"], str) and refusal["message"], refusal
         ref = doc.get("ref") if isinstance(doc, dict) else None
+        # a ref with a lone surrogate is not Unicode text: it cannot be echoed (protocol.parse)
         if (isinstance(ref, str) and len(ref) <= 64 and doc.get("action") != "send"
+                and ref.encode("utf-8", "surrogatepass").decode("utf-8", "replace") == ref
                 and len(raw.encode("utf-8", "replace")) <= MAX_FRAME_BYTES):
             assert refusal.get("ref") == ref, (doc, refusal)
     for reply in replies:
