@@ -34,6 +34,7 @@ from chalicelib import (
     offline,
     presence,
     privacy,
+    protocol,
     reports,
     sites,
     telemetry,
@@ -95,8 +96,11 @@ def connect(event: WebsocketEvent) -> dict[str, Any]:
         logger.info("connection refused", extra={"reason": str(refused)})
         return {"statusCode": refused.status}
     finally:
-        if evicted:  # tabs over the visitor's cap: the oldest are hung up (gone already: fine)
-            fanout.close(evicted, _endpoint(event))
+        if evicted:  # tabs over the visitor's cap: the oldest are told, then hung up
+            url, notice = _endpoint(event), Outbox()
+            notice.to(evicted, protocol.evicted())  # so they wait to be seen before coming back
+            fanout.deliver(notice, url)  # gone already: fine, and closing it is too
+            fanout.close(evicted, url)
     telemetry.count("Connects", role=who.role)
     logger.info("connected")
     return {"statusCode": 200}

@@ -357,6 +357,13 @@ def error(code: str, message: str, ref: str | None = None,
     return frame
 
 
+def evicted() -> dict[str, Any]:
+    """The ``evicted`` frame: this tab was one too many for its visitor (the newest took its
+    place) and is about to be hung up. The client does not reconnect until its page is seen
+    again or used: reconnecting at once would only evict the next oldest tab."""
+    return {"type": "evicted"}
+
+
 def encode(frame: Any) -> bytes:
     """Serialise a server frame compactly (bytes go straight to post_to_connection)."""
     return json.dumps(frame, separators=(",", ":"), ensure_ascii=False).encode("utf-8")

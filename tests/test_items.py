@@ -167,6 +167,21 @@ def test_one_visitor_opening_fifty_tabs_keeps_the_newest_ten(visitor, agent):
     assert all(_hung_up(tab) for tab in evicted)
 
 
+def test_an_evicted_tab_is_told_before_it_is_hung_up(visitor):
+    """At the cap, the newest tab's ``$connect`` posts ``evicted`` to the oldest tab, then
+    closes it: the frame arrives before the socket closes (so the widget waits to be seen
+    instead of reconnecting and evicting the next oldest)."""
+    oldest = visitor()
+    token = oldest.welcome["token"]
+    others = [visitor(token=token) for _ in range(config.VISITOR_TABS - 1)]
+    newest = visitor(token=token)  # one too many: the oldest goes
+    assert oldest.expect("evicted") == protocol.evicted() == {"type": "evicted"}
+    assert _hung_up(oldest)
+    for tab in [*others, newest]:  # the others are neither told nor hung up
+        tab.quiet("evicted", wait=0.2)
+    assert newest.request({"action": "hello"}, "welcome")["visitor"] == oldest.welcome["visitor"]
+
+
 def test_tabs_whose_disconnect_never_came_do_not_lock_the_visitor_out(stack, visitor, agent):
     """A visitor's ten tabs all vanished without a ``$disconnect``: the next one still gets
     in, takes the place of the oldest, and chats; the stale entries' items are gone."""

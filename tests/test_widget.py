@@ -637,6 +637,46 @@ def test_heartbeat_and_a_fresh_connection_before_the_two_hour_limit(stack, agent
     expect(w(page, '.log [data-seq="2"] .t')).to_have_text("Yes, on a fresh connection")
 
 
+def test_an_evicted_tab_waits_to_be_seen_or_used_before_it_reconnects(stack, site, clients, open_page):
+    """The visitor opens ten more tabs (at the cap the newest evicts the oldest: this page's).
+    Told ``evicted``, the page does not come back while hidden or idle (coming back would
+    evict the next oldest tab, and so on for ever); it reconnects once when shown again, and
+    once when the person clicks into the widget."""
+    hide = ("Object.defineProperty(document, 'visibilityState', {configurable: true, value: %r});"
+            "document.dispatchEvent(new Event('visibilitychange'));")
+    page = open_page("/")
+    w(page, ".launcher").click()  # opens the chat: connects, and the token is kept
+    wait_until(page, lambda: page.evaluate("localStorage.getItem('ctc.token')"))
+    token = page.evaluate("localStorage.getItem('ctc.token')")
+    connects = lambda: stack.gateway.counters["invoke:$connect"]  # noqa: E731
+
+    def evict() -> None:
+        sockets = len(page.sockets)
+        for _ in range(10):
+            tab = Client(stack.gateway.ws_url, {"token": token})
+            clients.append(tab)
+            tab.request({"action": "hello"}, "welcome")
+        wait_until(page, lambda: page.sockets[-1].is_closed())
+        before = connects()
+        page.wait_for_timeout(2500)  # a reconnect (backoff from 0.5 s) would have come by now
+        assert connects() == before and len(page.sockets) == sockets, "reconnected after eviction"
+
+    def comes_back() -> None:
+        sockets = len(page.sockets)
+        wait_until(page, lambda: len(page.sockets) == sockets + 1 and not page.sockets[-1].is_closed())
+        page.wait_for_timeout(1000)
+        assert len(page.sockets) == sockets + 1  # once
+
+    page.evaluate(hide % "hidden")  # hidden: the oldest tab, in the background
+    evict()
+    page.evaluate(hide % "visible")
+    comes_back()
+    page.evaluate("document.dispatchEvent(new Event('visibilitychange'))")  # idle, visible
+    evict()
+    w(page, ".panel").click()  # the person uses the open chat
+    comes_back()
+
+
 # ------------------------------------------------------------------ accessibility
 
 

@@ -192,6 +192,8 @@
      *   onSlowDown(entry, ms) -> a message was refused as too fast (rate_limited) and goes
      *                          again in ms; onSlowDown(null, 0) when it is resent
      *   onState(state, ms)  -> 'connecting' | 'online' | 'offline' (retry in ms) | 'stopped'
+     *                          | 'evicted' (a newer tab took this one's place: no reconnect
+     *                          until the page is visible again or resume() is called)
      *   onRefused()         -> the server is up but refused the handshake twice (bad or
      *                          expired token); return 'retry' (params changed), 'stop', or
      *                          anything else to keep backing off. May be async.
@@ -211,13 +213,16 @@
       this.ws = null;
       this.ready = false;
       this.stopped = true;
+      this.evicted = false;
       this.attempt = 0;
       this.refusals = 0;
       this.timers = {};
       this.lastHeard = 0;
       this.openedAt = 0;
-      this._wake = () => {
-        if (!this.stopped && !this.ws && document.visibilityState !== 'hidden') {
+      this._wake = (event) => {
+        if (this.evicted) {
+          if (event.type !== 'online' && document.visibilityState === 'visible') this.resume();
+        } else if (!this.stopped && !this.ws && document.visibilityState !== 'hidden') {
           this.attempt = 0;
           this._connect();
         }
@@ -229,6 +234,14 @@
       this.stopped = false;
       window.addEventListener('online', this._wake);
       document.addEventListener('visibilitychange', this._wake);
+      this._connect();
+    }
+
+    /** The person is here (used the page): an evicted link reconnects, once. */
+    resume() {
+      if (!this.evicted) return;
+      this.evicted = false;
+      this.attempt = 0;
       this._connect();
     }
 
@@ -354,7 +367,7 @@
 
     _connect() {
       clearTimeout(this.timers.reconnect);
-      if (this.stopped || this.ws) return;
+      if (this.stopped || this.evicted || this.ws) return;
       this._state('connecting');
       let ws;
       try {
@@ -397,6 +410,10 @@
         clearInterval(this.timers[name]);
       }
       if (this.stopped) return;
+      if (this.evicted) {
+        this._state('evicted');
+        return;
+      }
       this._state('offline');
       if (!opened && this.o.onRefused) {
         this.refusals += 1;
@@ -421,7 +438,7 @@
     }
 
     _scheduleReconnect() {
-      if (this.stopped) return;
+      if (this.stopped || this.evicted) return;
       const delay = backoff(this.attempt++, 500, 15000);
       this._state('offline', delay);
       clearTimeout(this.timers.reconnect);
@@ -463,6 +480,13 @@
       this.lastHeard = Date.now();
       clearTimeout(this.timers.pong);
       const type = frame.type;
+      if (type === 'evicted') {
+        // Another tab of this visitor took this one's place and the server hangs up; coming
+        // straight back would evict the next oldest tab. Wait to be seen or used.
+        this.evicted = true;
+        this._abandon(1000, 'evicted');
+        return;
+      }
       if (type === 'welcome') {
         clearTimeout(this.timers.hello);
         this.ready = true;

@@ -965,6 +965,9 @@ compose.addEventListener('submit', (event) => {
   input.focus();
 });
 
+// A tab evicted by the visitor's newer tabs reconnects once the person uses the widget.
+for (const type of ['pointerdown', 'focusin']) shadow.addEventListener(type, () => link && link.resume());
+
 input.addEventListener('keydown', (event) => {
   if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
     event.preventDefault();
