@@ -40,7 +40,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from botocore.exceptions import ClientError
 from pynamodb.expressions.condition import Condition, size
 from pynamodb.expressions.operand import Path
 from pynamodb.expressions.update import Action
@@ -74,6 +73,7 @@ from chalicelib.models import (
     message_sk,
     plain_map,
     put_or_old,
+    update_into_maps,
     update_or_old,
     visitor_key,
 )
@@ -235,15 +235,8 @@ def send(connection_id: str, frame: Frame, outbox: Outbox) -> int:
                        & (size(C.cm) < MAX_CLIENTS + AGENT_CLIENTS))))
     if flood_check is not None:
         condition = condition & flood_check
-    try:
-        ok, conv = update_or_old(C, key, actions, condition)
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") != "ValidationException":
-            raise
-        # A conversation begun before the figures existed has no ``mn``/``mf`` maps to write
-        # into: give it them (once, off the usual path) and write again.
-        update_or_old(C, key, [C.mn.set(C.mn | {}), C.mf.set(C.mf | {})], C.pk.exists())
-        ok, conv = update_or_old(C, key, actions, condition)
+    # A conversation begun before the figures existed has no ``mn``/``mf`` maps to write into.
+    ok, conv = update_into_maps(C, key, actions, condition, [C.mn, C.mf])
     if conv is None or connection_id not in conv.connections():
         raise ProtocolError(FORBIDDEN, NOT_PARTICIPANT, message_id)
     if ok:

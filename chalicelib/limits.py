@@ -7,13 +7,19 @@ import threading
 from collections import OrderedDict
 from datetime import timedelta
 
-from botocore.exceptions import ClientError
 from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 
 from chalicelib import clock
 from chalicelib.hours import from_ms
-from chalicelib.models import META, ConnectionModel, CounterModel, connection_key, update_or_old
+from chalicelib.models import (
+    META,
+    ConnectionModel,
+    CounterModel,
+    connection_key,
+    update_into_maps,
+    update_or_old,
+)
 from chalicelib.protocol import (
     ACTION_CLASS,
     BUDGETS,
@@ -151,14 +157,8 @@ def _count_on_connection(connection_id: str, cls: str, window: int, limit: int,
     item: ConnectionModel | None = None
     # Three tries at most: a concurrent invocation may open the window between the first two.
     for actions, condition in ([same, fresh, same] if known else [fresh, same, fresh]):
-        try:
-            ok, item = update_or_old(C, key, actions, condition)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ValidationException":
-                raise
-            # An item written before budgets existed has no maps to count in: give it them.
-            update_or_old(C, key, [C.rw.set(C.rw | {}), C.rn.set(C.rn | {})], C.pk.exists())
-            ok, item = update_or_old(C, key, actions, condition)
+        # A connection written before budgets existed has no maps to count in.
+        ok, item = update_into_maps(C, key, actions, condition, [C.rw, C.rn])
         if ok or item is None:
             return ok, item
         if item.rw.as_dict().get(cls) == window and int(item.rn.as_dict().get(cls, 0)) >= limit:

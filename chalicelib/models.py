@@ -672,6 +672,21 @@ def update_or_old[M: Model](model: type[M], hash_key: str, actions: Sequence[Act
     return ok, (model.from_raw_data(data) if data else None)
 
 
+def update_into_maps[M: Model](model: type[M], hash_key: str, actions: Sequence[Action],
+                               condition: Condition | None, maps: Sequence[Any]) -> tuple[bool, M | None]:
+    """``update_or_old`` for actions that write into map attributes (``maps``) an item written
+    before those maps existed may lack: DynamoDB refuses a path into a missing map
+    (ValidationException), so the maps are added (once, off the usual path) and the write made
+    again. Items written since have them, so this costs nothing on the message path."""
+    try:
+        return update_or_old(model, hash_key, actions, condition)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "ValidationException":
+            raise
+    update_or_old(model, hash_key, [m.set(m | {}) for m in maps], model.pk.exists())  # type: ignore[attr-defined]
+    return update_or_old(model, hash_key, actions, condition)
+
+
 def put_or_old[M: Model](item: M, condition: Condition) -> tuple[bool, M | None]:
     """One conditional PutItem; on refusal, the item that was already there (no extra read)."""
     model = type(item)

@@ -74,6 +74,22 @@ def site(new_site: Callable[..., str]) -> str:
 
 
 @pytest.fixture
+def mailbox(stack: Stack) -> Callable[[str], list[dict[str, Any]]]:
+    """Emails sent during the test, by recipient; the mail queue is drained first (earlier
+    tests' jobs) and the SES stand-in's store emptied."""
+    assert stack.poller is not None and stack.ses is not None
+    stack.poller.drain()
+    stack.ses.clear()
+
+    def read(to: str) -> list[dict[str, Any]]:
+        assert stack.poller is not None and stack.ses is not None
+        stack.poller.drain()
+        return [e for e in stack.ses.emails() if any(to in a for a in e["destination"]["to"])]
+
+    return read
+
+
+@pytest.fixture
 def clients() -> Iterator[list[Client]]:
     opened: list[Client] = []
     yield opened

@@ -49,19 +49,6 @@ def team(stack, site):
     return address
 
 
-@pytest.fixture
-def mailbox(stack):
-    """Emails sent during the test, by recipient; the mail queue is drained first."""
-    stack.poller.drain()  # earlier tests' jobs
-    stack.ses.clear()
-
-    def read(to: str) -> list[dict]:
-        stack.poller.drain()
-        return [e for e in stack.ses.emails() if to in e["destination"]["to"]]
-
-    return read
-
-
 def test_saturday_afternoon_is_offline_with_the_right_time_back(stack, site, team, frozen, visitor,
                                                                  agent):
     agent()  # someone is on shift, but the bank is closed

@@ -5,33 +5,17 @@ redelivered."""
 
 from __future__ import annotations
 
-import re
 import urllib.request
 
-import pytest
-
-from tests.client import Client
+from tests.client import Client, confirmation_link
 from tests.test_console import console  # noqa: F401 (fixture; it signs in through open_page below)
 from tests.test_widget import admin, chat, open_page, w  # noqa: F401 (fixture)
 
 
 def _open_link(email: dict) -> int:
     """Open the confirmation link of ``email`` as its reader would; the HTTP status."""
-    (url,) = re.findall(r"http\S+/transcripts/confirm/\S+", email["body"]["text"])
-    with urllib.request.urlopen(url, timeout=10) as page:
+    with urllib.request.urlopen(confirmation_link(email), timeout=10) as page:
         return int(page.status)
-
-
-@pytest.fixture
-def mailbox(stack):
-    stack.poller.drain()
-    stack.ses.clear()
-
-    def read(to: str) -> list[dict]:
-        stack.poller.drain()
-        return [e for e in stack.ses.emails() if any(to in a for a in e["destination"]["to"])]
-
-    return read
 
 
 def test_the_visitor_rates_the_chat_and_gets_the_transcript_from_the_widget(

@@ -9,7 +9,6 @@ front; an IDNA domain is accepted and encoded; a mail cut at the message cap say
 
 from __future__ import annotations
 
-import re
 import urllib.error
 import urllib.request
 
@@ -17,29 +16,12 @@ import pytest
 
 from chalicelib import auth, config, limits, mail, offline, sites, transcripts
 from chalicelib.models import META, ConversationModel, CounterModel, conversation_key
-from tests.client import Clock, rest
+from tests.client import Clock, confirmation_link, rest
 
 SPAM = "BUY CHEAP WATCHES AT scam.example"
 
 # Every test here spends 127.0.0.1's offline and mail allowances: give them back after each.
 pytestmark = pytest.mark.usefixtures("address_counters")
-
-
-@pytest.fixture
-def mailbox(stack):
-    stack.poller.drain()
-    stack.ses.clear()
-
-    def read(to: str) -> list[dict]:
-        stack.poller.drain()
-        return [e for e in stack.ses.emails() if any(to in a for a in e["destination"]["to"])]
-
-    return read
-
-
-def _link(email: dict) -> str:
-    (url,) = re.findall(r"http\S+/transcripts/confirm/\S+", email["body"]["text"])
-    return url
 
 
 def _get(url: str) -> tuple[int, str, dict[str, str]]:
@@ -71,7 +53,7 @@ def test_a_transcript_to_an_arbitrary_address_carries_no_visitor_text_until_the_
     (note,) = mailbox("victim@example.net")  # one mail, and not the transcript
     assert SPAM not in note["body"]["text"] and SPAM not in note["subject"]
     assert not [e for e in stack.ses.emails() if SPAM in e["body"]["text"]]  # to nobody at all
-    url = _link(note)
+    url = confirmation_link(note)
 
     status, page, headers = _get(url)
     assert status == 200 and "confirmed" in page and headers["Content-Type"].startswith("text/html")
@@ -90,14 +72,14 @@ def test_closing_with_a_transcript_confirms_the_pre_chat_address_first(stack, vi
     guest.request({"action": "close", "conversation": conv, "transcript": True}, "closed")
     (note,) = mailbox("pre@example.org")
     assert SPAM not in note["body"]["text"]
-    assert _get(_link(note))[0] == 200
+    assert _get(confirmation_link(note))[0] == 200
     assert SPAM in mailbox("pre@example.org")[1]["body"]["text"]
 
 
 def test_bad_tampered_and_expired_links_confirm_nothing(stack, visitor, agent, mailbox):
     guest, conv = _chat(visitor, agent, "late@example.org")
     guest.request({"action": "transcript", "conversation": conv, "id": "late-1"}, "transcript_queued")
-    url = _link(mailbox("late@example.org")[0])
+    url = confirmation_link(mailbox("late@example.org")[0])
     base = url.rsplit("/", 1)[0]
     payload, mac = url.rsplit("/", 1)[1].split(".")
     assert _get(f"{base}/{payload}.{mac[:-2]}AA")[0] == 404
