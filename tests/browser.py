@@ -65,3 +65,36 @@ def screenshot(page: Any, name: str) -> None:
     docs = ROOT / "docs" / f"{name}.png"
     if os.environ.get("UPDATE_SCREENSHOTS") == "1" or not docs.exists():
         shutil.copyfile(path, docs)
+
+
+AXE = ROOT / ".tools" / "node_modules" / "axe-core" / "axe.min.js"  # pinned in infra/local/package.json
+# WCAG 2.0/2.1 A and AA, and axe's best practices (landmarks, headings, region): what a
+# demanding customer's accessibility audit runs.
+AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"]
+
+
+def axe_violations(page: Any, context: str | None = None) -> list[dict[str, Any]]:
+    """Run axe-core (Deque's engine, the one browser audits use) in the page as it is now and
+    return its violations, each with rule id, impact, help and the offending nodes' targets.
+    It reaches into open shadow roots, so the widget is audited inside its host too.
+    ``context`` limits the audit to one CSS selector (default: the whole document)."""
+    if not AXE.exists():
+        raise AssertionError(f"{AXE} missing: make setup installs axe-core into .tools/")
+    if not page.evaluate("() => !!window.axe"):
+        page.add_script_tag(path=str(AXE))
+    result = page.evaluate(
+        """async ([context, tags]) => {
+          const r = await window.axe.run(context || document,
+                                         {runOnly: {type: 'tag', values: tags}, resultTypes: ['violations']});
+          return r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,
+                                         nodes: v.nodes.slice(0, 5).map(n => n.target.join(' ') + ' :: '
+                                                                         + (n.failureSummary || '').slice(0, 200))}));
+        }""", [context, AXE_TAGS])
+    return list(result)
+
+
+def assert_accessible(page: Any, state: str, context: str | None = None) -> None:
+    """No axe violations in ``state`` (named in the failure, with each rule and node)."""
+    found = axe_violations(page, context)
+    assert not found, f"axe found {len(found)} violation(s) in {state}:\n" + "\n".join(
+        f"- {v['id']} ({v['impact']}): {v['help']}\n    " + "\n    ".join(v["nodes"]) for v in found)
