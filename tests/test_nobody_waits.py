@@ -15,7 +15,12 @@ import pytest
 from chalicelib import config, routing, sites, unattended
 from chalicelib.hours import to_ms
 from chalicelib.models import META, AgentModel, ConversationModel, SiteModel, agent_key, conversation_key
+from tests import test_console
+from tests.browser import screenshot, wait_until
 from tests.client import Clock, eventually
+
+# The console in Chromium: test_console's fixtures (a page per person, an agent signed in).
+open_page, console = test_console.open_page, test_console.console
 
 PARIS = ZoneInfo("Europe/Paris")
 WEEKDAYS = {"timezone": "Europe/Paris",
@@ -39,17 +44,17 @@ def company(site):
 
 
 def test_last_agent_off_shift_tells_every_waiting_visitor_at_once(visitor, agent, company):
-    console = agent(max_chats=1)
+    desk = agent(max_chats=1)
     served = visitor()
     served_conv = served.start()
-    console.expect("assigned", conversation=served_conv)
+    desk.expect("assigned", conversation=served_conv)
     first, second = visitor(), visitor()
     waiting = [first.start(), second.start()]
     assert first.expect("queued")["position"] == 1 and second.expect("queued")["position"] == 2
     for guest in (first, second):
         guest.quiet("no_agents", wait=0.2)  # an agent is on shift: nothing to say yet
 
-    console.request({"action": "shift", "on": False}, "shift")
+    desk.request({"action": "shift", "on": False}, "shift")
 
     for guest, conv in zip((first, second), waiting, strict=True):
         told = guest.expect("no_agents", conversation=conv)
@@ -76,11 +81,11 @@ def test_a_visitor_who_starts_while_nobody_is_there_is_told_with_the_sites_messa
 
 def test_grace_end_requeues_honestly_and_offers_email(visitor, agent, stack, monkeypatch, company):
     clock = Clock(monkeypatch, MONDAY_5_58PM - 3600_000)
-    console = agent()
+    desk = agent()
     guest = visitor()
     conv = guest.start()
-    console.expect("assigned", conversation=conv)
-    console.close()
+    desk.expect("assigned", conversation=conv)
+    desk.close()
     eventually(lambda: _conv(conv).connections_of("a:") == [])
     clock.advance(config.AGENT_GRACE_SECONDS + 1)
     stack.gateway.run_schedules()
@@ -94,9 +99,9 @@ def test_grace_end_requeues_honestly_and_offers_email(visitor, agent, stack, mon
 def test_site_closing_by_its_hours_tells_the_waiting_visitors(visitor, agent, stack, monkeypatch, site):
     sites.update(site, {"hours": WEEKDAYS})
     clock = Clock(monkeypatch, MONDAY_5_58PM)
-    console = agent(max_chats=1)
+    desk = agent(max_chats=1)
     served = visitor()
-    console.expect("assigned", conversation=served.start())
+    desk.expect("assigned", conversation=served.start())
     guest = visitor()
     conv = guest.start()
     guest.expect("queued")
@@ -130,11 +135,11 @@ def test_continue_by_email_keeps_the_chat_and_the_next_agents_reply_is_mailed(
     assert "rider@example.org" in team[0]["body"]["text"]
     assert "My bike's gears slip on hills" in team[0]["body"]["text"]
 
-    console = agent()  # the next agent on shift gets the kept chat, with its history
-    assert console.expect("assigned", conversation=conv)["summary"]["by_email"] is True
-    page = console.request({"action": "sync", "conversation": conv, "after": 0}, "messages")
+    desk = agent()  # the next agent on shift gets the kept chat, with its history
+    assert desk.expect("assigned", conversation=conv)["summary"]["by_email"] is True
+    page = desk.request({"action": "sync", "conversation": conv, "after": 0}, "messages")
     assert [m["text"] for m in page["items"]] == ["My bike's gears slip on hills"]
-    console.say(conv, "Try tightening the derailleur cable half a turn.")
+    desk.say(conv, "Try tightening the derailleur cable half a turn.")
     # The visitor's tab is still open, but they chose email: the reply goes there.
     replies = [e for e in mailbox("rider@example.org") if "replied" in e["subject"]]
     assert len(replies) == 1
@@ -202,3 +207,48 @@ def test_handback_puts_the_chat_at_the_front_of_the_line(visitor, agent, company
     assert not AgentModel.get(agent_key(leaving.agent_id), META, consistent_read=True).convs  # slot freed
     taking = agent(max_chats=1)  # the next agent on shift gets the handed-back chat first
     assert taking.expect("assigned")["conversation"] == held
+
+
+# ------------------------------------------------------------------ the console (Chromium)
+
+
+def test_console_sign_out_with_open_chats_asks_and_hands_them_all_back(console, visitor, site):
+    from playwright.sync_api import expect
+
+    lea = console("Lea", max_chats=2)
+    guests = [visitor(), visitor()]
+    convs = [g.start() for g in guests]
+    for g, conv in zip(guests, convs, strict=True):
+        assert g.expect("assigned", conversation=conv)
+    expect(lea.locator("#conversations li")).to_have_count(2)
+
+    # Closing the tab now would strand them: the browser is asked to warn first.
+    warned: list[str] = []
+    lea.once("dialog", lambda d: (warned.append(d.type), d.dismiss()))
+    lea.close(run_before_unload=True)
+    wait_until(lea, lambda: warned == ["beforeunload"])
+    assert not lea.is_closed()
+
+    lea.click("#sign-out")
+    dialog = lea.locator("#leaving")
+    expect(dialog).to_be_visible()
+    rows = dialog.locator("#leaving-list li")
+    expect(rows).to_have_count(2)
+    expect(rows.nth(0).get_by_role("button", name="Transfer")).to_be_visible()
+    expect(rows.nth(0).get_by_role("button", name="Hand back to the line")).to_be_visible()
+    expect(dialog.get_by_role("button", name="Cancel")).to_be_visible()
+    screenshot(lea, "console-signout-open-chats")
+    lea.get_by_role("button", name="Cancel").click()
+    expect(dialog).to_be_hidden()
+    for g in guests:
+        g.quiet("requeued", wait=0.3)  # Cancel changed nothing
+
+    lea.click("#sign-out")
+    lea.get_by_role("button", name="Hand all back and sign out").click()
+    expect(lea.locator("#login")).to_be_visible()
+    for g, conv in zip(guests, convs, strict=True):
+        assert g.expect("requeued", conversation=conv)["message"] == "Your agent had to leave."
+        assert g.expect("no_agents", conversation=conv)  # nobody left on shift
+    assert [c.id for c in routing.waiting(site)] == convs  # in their first order, at the front
+    gone = AgentModel.get(agent_key(lea.agent_id), META, consistent_read=True)
+    assert not gone.convs and gone.on_shift is False
