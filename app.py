@@ -39,6 +39,7 @@ from chalicelib import (
     sites,
     telemetry,
     transcripts,
+    unattended,
     visitors,
 )
 from chalicelib.auth import Caller
@@ -128,7 +129,8 @@ def disconnect(event: WebsocketEvent) -> None:
 @app.schedule(Rate(1, unit=Rate.MINUTES))
 def housekeeping(event: Any) -> None:
     """The minute timer: agents gone past their grace period go off shift (their chats go
-    back in line); opening hours that began or ended are pushed to visitors; offline
+    back in line); opening hours that began or ended are pushed to visitors (and, when
+    nobody is left, waiting visitors are told, a long line a few pages a minute); offline
     messages stranded between store and queue are queued; quiet unanswered chats are mailed."""
     outbox = Outbox()
     done: dict[str, int] = {}
@@ -147,7 +149,9 @@ def housekeeping(event: Any) -> None:
         run({"status": lambda: [site.id] if availability.refresh(site.id, outbox).online else [],
              "digests": lambda: offline.sweep_digests(site),
              "holding_messages": lambda: holding.sweep(site, outbox),
-             "invitation_rules": lambda: visitors.sweep_rules(site, outbox)}, site=site.id)
+             "invitation_rules": lambda: visitors.sweep_rules(site, outbox),
+             "no_agents_told": lambda: unattended.continue_telling(
+                 site, lambda: availability.status(site).online, outbox)}, site=site.id)
 
     # Sites in turn, under a time budget, from where the last run stopped (sites.walk).
     served = sites.walk(serve, _time_left(event, config.HOUSEKEEPING_SITE_SECONDS,

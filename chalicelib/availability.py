@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib import clock, routing, sites
+from chalicelib import clock, routing, sites, unattended
 from chalicelib.fanout import Outbox
 from chalicelib.hours import from_ms, to_ms
 from chalicelib.models import ConnectionModel, SiteModel, update_or_old
@@ -37,7 +37,9 @@ def status(site: SiteModel, now_ms: int | None = None) -> Status:
 
 
 def refresh(site_id: str, outbox: Outbox) -> Status:
-    """Recompute a site's status; when it flipped, tell every visitor connected to the site.
+    """Recompute a site's status; when it flipped, tell every visitor connected to the site,
+    and when it flipped to offline, tell every waiting visitor that nobody can answer now
+    (``unattended.tell_waiting``: every place where nobody can become left calls this).
 
     The flip is detected with a conditional write on the site item, so concurrent triggers
     (a shift change and the minute timer) push it once.
@@ -52,4 +54,6 @@ def refresh(site_id: str, outbox: Outbox) -> Status:
     if changed:
         conns = [c.pk.split("#", 1)[1] for c in ConnectionModel.site_index.query(f"VCONN#{site_id}")]
         outbox.to(conns, current.frame())
+        if not current.online:
+            unattended.tell_waiting(site_id, outbox)
     return current

@@ -58,6 +58,7 @@ from chalicelib import (
     stats,
     telemetry,
     transcripts,
+    unattended,
 )
 from chalicelib.auth import Caller
 from chalicelib.fanout import Outbox
@@ -146,7 +147,8 @@ def start(who: Caller, outbox: Outbox, *, name: str | None = None, email: str | 
     tabs = sorted(visitor.conns or ()) or [who.connection_id]
     # Started while nobody could answer (outside hours, or nobody on shift): an after-hours
     # chat in the figures, answered whenever an agent first writes.
-    after_hours = not availability.status(sites.get(who.site), now).online
+    settings = sites.get(who.site)
+    after_hours = not availability.status(settings, now).online
     conv = C(conversation_key(conv_id), site=who.site, visitor_id=who.subject,
              status=routing.QUEUED, seq=0, conns={c: who.tag for c in tabs}, created_at=now,
              queued_at=now, q_pk=q_pk, q_sk=q_sk, visitor_name=(name or "").strip() or None,
@@ -161,6 +163,10 @@ def start(who: Caller, outbox: Outbox, *, name: str | None = None, email: str | 
         # Waiting: make sure the site is known to the minute timer, which mails digests of
         # chats nobody can answer (a site nobody configured has no settings item yet).
         availability.refresh(who.site, outbox)
+        if after_hours and settings.online is False:
+            # Nobody to answer: say so now, with the offer to go on by email. (Had the stored
+            # status still said online, the refresh just flipped it and told the whole line.)
+            unattended.tell(conv, settings, outbox)
     return conv
 
 
@@ -279,8 +285,9 @@ def send(connection_id: str, frame: Frame, outbox: Outbox) -> int:
         now = int(stored.ts)
         fresh = stored.attempt == attempt
         message = stored
-    if role == auth.AGENT and conv.email and not conv.connections_of("v:"):
-        # The visitor left (an after-hours conversation): the reply goes by email. Queued
+    if role == auth.AGENT and conv.email and (conv.by_email or not conv.connections_of("v:")):
+        # The visitor left (an after-hours conversation), or chose to continue by email
+        # (``by_email``, on the item this write returned): the reply goes by email. Queued
         # before the ack and again on every resend, so a failed enqueue is retried with the
         # message; the email itself goes out once (its key is the message).
         queue.enqueue(offline.reply_job(conv_id, seq))

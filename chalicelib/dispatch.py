@@ -17,6 +17,7 @@ from chalicelib import (
     availability,
     config,
     conversations,
+    handback,
     limits,
     notes,
     offline,
@@ -28,6 +29,7 @@ from chalicelib import (
     telemetry,
     transcripts,
     transfers,
+    unattended,
     visitors,
 )
 from chalicelib.fanout import Outbox
@@ -43,13 +45,23 @@ def _ping(connection_id: str, frame: Frame, outbox: Outbox) -> None:
 
 
 def _hello(connection_id: str, frame: Frame, outbox: Outbox) -> None:
-    outbox.to([connection_id], presence.hello(presence.caller(connection_id)))
+    presence.greet(presence.caller(connection_id), outbox)
 
 
 def _start(connection_id: str, frame: Frame, outbox: Outbox) -> None:
     who = presence.caller(connection_id)
     presence.require_visitor(who)
     conversations.start(who, outbox, name=frame.get("name"), email=frame.get("email"))
+
+
+def _continue_by_email(connection_id: str, frame: Frame, outbox: Outbox) -> None:
+    who = presence.caller(connection_id)
+    presence.require_visitor(who)
+    unattended.continue_by_email(who, frame, outbox, who.ip_hash)
+
+
+def _handback(connection_id: str, frame: Frame, outbox: Outbox) -> None:
+    handback.handback(_agent(connection_id), frame["conversation"], outbox)
 
 
 def _shift(connection_id: str, frame: Frame, outbox: Outbox) -> None:
@@ -198,6 +210,8 @@ HANDLERS: dict[str, Handler] = {
     "snippets": _snippets,
     "rate": ratings.rate,
     "transcript": _transcript,
+    "continue_by_email": _continue_by_email,
+    "handback": _handback,
 }
 
 

@@ -255,6 +255,7 @@ class ConversationModel(TableModel):
     accepted_at = NumberAttribute(null=True)  # the first time any agent took it
     v_left_at = NumberAttribute(null=True)  # the visitor's last tab closed (cleared on return)
     after_hours = BooleanAttribute(null=True)  # started while the site was offline
+    by_email = BooleanAttribute(null=True)  # the visitor chose to continue by email (chalicelib.unattended)
     transfers = NumberAttribute(null=True)
     holds = NumberAttribute(null=True)  # holding messages sent
     counted = BooleanAttribute(null=True)  # its figures are in the daily aggregates
@@ -303,7 +304,8 @@ class ConversationModel(TableModel):
                 "assigned_at": self.assigned_at, "preview": self.preview,
                 "visitor_name": self.visitor_name, "email": self.email,
                 "reads": {k: int(v) for k, v in plain_map(self.reads).items()},
-                "rating": self.rating_view()}
+                "rating": self.rating_view(),
+                **({"by_email": True} if self.by_email else {})}
 
     def rating_view(self) -> dict[str, Any] | None:
         """The visitor's rating as clients see it (chalicelib.ratings stores it)."""
@@ -495,6 +497,7 @@ class SiteModel(TableModel):
     widget = UnicodeAttribute(null=True)  # JSON, see chalicelib.sites.validate_widget
     console = UnicodeAttribute(null=True)  # JSON, see chalicelib.sites.validate_console
     online = BooleanAttribute(null=True)  # the status last pushed to visitors
+    na_after = UnicodeAttribute(null=True)  # no_agents not yet told past this place in line (unattended)
 
     @property
     def id(self) -> str:

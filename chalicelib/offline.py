@@ -237,6 +237,8 @@ def process(body: str) -> None:
         _digest(str(job["conv"]), int(job["after"]), int(job["upto"]))
     elif kind == "reply":
         _reply(str(job["conv"]), int(job["seq"]))
+    elif kind == "waiting_by_email":
+        _waiting_by_email(str(job["conv"]))
     elif kind == "transcript":
         _transcript_mail(str(job["conv"]), str(job["rid"]) if job.get("rid") else None)
     elif kind == "confirm":
@@ -304,10 +306,32 @@ def _reply(conv_id: str, seq: int) -> None:
         message = MessageModel.get(conv.pk, message_sk(seq), consistent_read=True)
     except MessageModel.DoesNotExist:
         return
+    company = sites.display_name(site)
     mail.send_once(f"reply:{conv_id}:{seq}", mail.Email(
         to=conv.email, reply_to=sites.team_email(site),
-        subject=f"{message.name or 'Our team'} replied - {sites.display_name(site)}",
-        text="\n".join([message.text, "", f"- {message.name or 'The team'}, {sites.display_name(site)}"])))
+        subject=f"{message.name or 'Our team'} replied - {company}",
+        text="\n".join([message.text, "", f"- {message.name or 'The team'}, {company}", "",
+                        f"You chatted with {company}. To answer, reply to this email; it goes "
+                        "straight to the team."])))
+
+
+def _waiting_by_email(conv_id: str) -> None:
+    """Tell the team, once per conversation, that a visitor found nobody on shift and waits
+    for an answer by email (chalicelib.unattended); the chat so far goes with it (to the
+    team's own address only)."""
+    conv = _current(ConversationModel, conversation_key(conv_id), "waiting_by_email")
+    if conv is None or not conv.email or not conv.by_email:
+        return
+    site = sites.get(conv.site)
+    lines = [f"A visitor on {sites.display_name(site)} found nobody on shift and asked to continue "
+             f"by email at {conv.email}.", "",
+             "The chat waits in the console's line: the next agent on shift gets it, and every "
+             "reply written there is emailed to the visitor. You can also reply to this email.", "",
+             *_transcript(site, conv_id)]
+    mail.send_once(f"waiting_by_email:{conv_id}", mail.Email(
+        to=sites.team_email(site), reply_to=conv.email,
+        subject=f"[{sites.display_name(site)}] A visitor is waiting for an answer by email",
+        text="\n".join(lines)))
 
 
 def _transcript_mail(conv_id: str, request_id: str | None = None) -> None:

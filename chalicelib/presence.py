@@ -37,11 +37,13 @@ from chalicelib import (
     clock,
     config,
     conversations,
+    handback,
     routing,
     sites,
     stats,
     telemetry,
     transfers,
+    unattended,
 )
 from chalicelib.auth import Caller
 from chalicelib.fanout import Outbox
@@ -256,8 +258,23 @@ def _identity(item: ConnectionModel) -> tuple[str, str, str]:
     return item.role, item.subject, item.site
 
 
+def greet(who: Caller, outbox: Outbox) -> None:
+    """Answer ``hello``: the ``welcome``, then, for a visitor whose chat waits while nobody
+    can answer, ``no_agents`` (the welcome's conversation says ``no_agents: true`` too)."""
+    welcome, after = _welcome(who)
+    outbox.to([who.connection_id], welcome)
+    for frame in after:
+        outbox.to([who.connection_id], frame)
+
+
 def hello(who: Caller) -> dict[str, Any]:
-    """The ``welcome`` frame: identity, a fresh token, and the state to render.
+    """The ``welcome`` frame (see ``_welcome``)."""
+    return _welcome(who)[0]
+
+
+def _welcome(who: Caller) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The ``welcome`` frame: identity, a fresh token, and the state to render; and the
+    frames that follow it.
 
     An agent's lists share one frame budget, most needed first: their chats, transfer offers,
     snippets, then the line. A list cut short is named in ``next`` with the cursor its own
@@ -265,6 +282,7 @@ def hello(who: Caller) -> dict[str, Any]:
     delivered at all, and a console waiting for it reconnects forever."""
     frame: dict[str, Any] = {"type": "welcome", "role": who.role, "site": who.site,
                              "token": auth.issue(who.role, who.subject, who.site)}
+    after: list[dict[str, Any]] = []
     if who.role == auth.AGENT:
         agent = AgentModel.get(agent_key(who.subject), META, consistent_read=True)
         convs = routing.held(agent)
@@ -281,8 +299,9 @@ def hello(who: Caller) -> dict[str, Any]:
             frame["next"]["queue"] = rest
     else:
         frame["visitor"] = who.subject
-        frame["status"] = {k: v for k, v in availability.status(sites.get(who.site)).frame().items()
-                           if k != "type"}
+        settings = sites.get(who.site)
+        current = availability.status(settings)
+        frame["status"] = {k: v for k, v in current.frame().items() if k != "type"}
         visitor = VisitorModel.get(visitor_key(who.subject), META, consistent_read=True)
         frame["conversation"] = None
         conv = conversations.open_conversation(visitor)
@@ -292,7 +311,10 @@ def hello(who: Caller) -> dict[str, Any]:
                 queue = [c.id for c in routing.waiting(who.site)]
                 frame["conversation"]["position"] = (
                     queue.index(conv.id) + 1 if conv.id in queue else len(queue) + 1)
-    return frame
+                if not current.online and not conv.by_email:
+                    frame["conversation"]["no_agents"] = True
+                    after.append(unattended.frame(conv, unattended.offline_message(settings)))
+    return frame, after
 
 
 def snippets(who: Caller, cursor: str | None = None) -> dict[str, Any]:
@@ -385,12 +407,17 @@ def set_shift(who: Caller, on: bool | None, outbox: Outbox, away: bool | None = 
 
 def sweep(outbox: Outbox, now: int | None = None) -> list[str]:
     """Take agents off shift whose grace period ended with no console open, and put their
-    conversations back in line (front first, by original wait). Runs on a schedule."""
+    conversations back in line (front first, by original wait). Runs on a schedule.
+
+    Per site, the status is refreshed first: when nobody is left, the waiting visitors are
+    told (``no_agents``) before these chats rejoin the line, and these are told one by one
+    (``handback.back_in_line``), so nobody is told twice and nobody is promised a "next one"
+    who does not exist."""
     A = AgentModel
     now = clock.now_ms() if now is None else now
     expired = list(A.due_index.query("GRACE", A.due_sk <= f"{now:015d}"))
     gone: list[str] = []
-    affected: set[str] = set()
+    held: dict[str, list[tuple[str, str]]] = {}  # site -> (agent, conversation)
     for entry in expired:
         ok, agent = update_or_old(
             A, entry.pk, [A.on_shift.set(False), A.away.set(False), A.s_pk.remove(), A.s_sk.remove(),
@@ -399,16 +426,15 @@ def sweep(outbox: Outbox, now: int | None = None) -> list[str]:
         if not ok or agent is None:
             continue
         gone.append(agent.id)
-        affected.add(agent.site)
-        for conv_id in sorted(agent.convs or ()):
-            conv = routing.requeue(conv_id, agent.id)
-            if conv is not None:
-                outbox.to(conv.connections(), {"type": "requeued", "conversation": conv.id,
-                                               "message": "Your agent was disconnected; "
-                                                          "connecting you to the next one."})
-    for site in sorted(affected):
+        held.setdefault(agent.site, []).extend((agent.id, c) for c in sorted(agent.convs or ()))
+    for site in sorted(held):
+        online = availability.refresh(site, outbox).online
+        settings = sites.get(site) if held[site] else None
+        for agent_id, conv_id in held[site]:
+            conv = routing.requeue(conv_id, agent_id)
+            if conv is not None and settings is not None:
+                handback.back_in_line(conv, settings, online, outbox)
         routing.drain(site, outbox)
-        availability.refresh(site, outbox)
     return gone
 
 

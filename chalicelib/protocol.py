@@ -230,6 +230,13 @@ SCHEMAS: dict[str, dict[str, Field]] = {
         "id": Field(str, check=lambda v: _short(v, 40) and len(v) > 0, rule="an invitation id"),
         "accept": Field(bool),
     },
+    # Nobody on shift: the visitor continues by email (chalicelib.unattended).
+    "continue_by_email": {
+        "conversation": CONVERSATION,
+        "email": Field(str, check=lambda v: _short(v, MAX_EMAIL_BYTES), rule="an email address"),
+    },
+    # The holding agent puts the chat back at the front of the line (chalicelib.handback).
+    "handback": {"conversation": CONVERSATION},
 }
 
 
@@ -271,7 +278,7 @@ ACTION_CLASS: dict[str, str] = {
     "start": "change", "close": "change", "shift": "change", "away": "change",
     "accept": "change", "transfer": "change", "transfer_answer": "change", "note": "change",
     "invite": "change", "invitation": "change", "rate": "change", "leave_message": "change",
-    "transcript": "change",
+    "transcript": "change", "continue_by_email": "change", "handback": "change",
 }
 
 # The optional correlation field every frame may carry; echoed as ``ref`` in replies.

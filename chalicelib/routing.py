@@ -48,11 +48,15 @@ def queue_keys(site: str, queued_at: int, conv_id: str) -> tuple[str, str]:
     return f"QUEUE#{site}", f"{queued_at:015d}#{conv_id}"
 
 
-def waiting(site: str, limit: int = QUEUE_PAGE) -> list[ConversationModel]:
+def waiting(site: str, limit: int = QUEUE_PAGE, after: str | None = None) -> list[ConversationModel]:
     """Waiting conversations on ``site``, oldest first (a Query on the sparse queue index);
-    one past its retention that DynamoDB has not deleted yet is not served."""
+    one past its retention that DynamoDB has not deleted yet is not served. ``after``: only
+    those behind that place in line (a queue sort key, ``queue_keys``), for walking the line
+    a page at a time."""
     now = clock.now_ms()
-    return [c for c in ConversationModel.queue_index.query(f"QUEUE#{site}", limit=limit)
+    C = ConversationModel
+    behind = C.q_sk > after if after else None
+    return [c for c in C.queue_index.query(f"QUEUE#{site}", behind, limit=limit)
             if not expired(c, now)]
 
 
@@ -236,6 +240,11 @@ def broadcast_queue(site: str, outbox: Outbox, queue: list[ConversationModel] | 
     _tell_agents(site, outbox, queue, agents)
 
 
+def tell_agents(site: str, outbox: Outbox) -> None:
+    """Push the line to the on-shift agents only (a chat in it changed, nobody moved)."""
+    _tell_agents(site, outbox, waiting(site), on_shift(site))
+
+
 def _tell_agents(site: str, outbox: Outbox, queue: list[ConversationModel],
                  agents: list[AgentModel]) -> None:
     telemetry.gauge("QueueLength", len(queue), site=site)  # known here: no extra request
@@ -247,7 +256,8 @@ def queue_items(queue: list[ConversationModel], after: str | None = None) -> lis
     """The line as agents see it: oldest first, with absolute positions, wait start, first
     words and the page (clipped); with ``after`` (a cursor), only the chats behind it."""
     items = [{"conversation": c.id, "position": i, "queued_at": c.queued_at, "preview": c.preview,
-              "page": page_view(plain_map(c.page)) if c.page else None}
+              "page": page_view(plain_map(c.page)) if c.page else None,
+              **({"by_email": True} if c.by_email else {})}
              for i, c in enumerate(queue, start=1)]
     return items if not after else [i for i in items if queue_cursor(i) > after]
 
