@@ -852,6 +852,7 @@
     const next = welcome.next || {};
     if (typeof next.queue === 'string') link.send({ action: 'queue', cursor: next.queue });
     if (typeof next.snippets === 'string') link.send({ action: 'snippets', cursor: next.snippets });
+    link.send({ action: 'status' }); // what visitors see now (admin.js: the "We're away" banner)
     renderHeader();
     renderQueue();
     renderOffers();
@@ -871,7 +872,10 @@
         if (frame.agent) me = Object.assign({}, me, frame.agent);
         renderHeader();
         if (signingOut && !onShift) signOut('');
-        else if (!onShift) link.send({ action: 'queue' });
+        else {
+          if (!onShift) link.send({ action: 'queue' });
+          link.send({ action: 'status' }); // out of hours a shift change pushes no status: ask
+        }
         break;
       case 'queue':
         queue = paged(queue, frame, 'items', (i) => i.conversation,
