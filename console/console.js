@@ -388,6 +388,7 @@
 
   function renderHeader() {
     agentName.textContent = me ? me.name + ' (' + me.id + ')' : '';
+    agentName.title = agentName.textContent; // the header cuts a long name short (console.css)
     shiftToggle.textContent = onShift ? 'On shift' : 'Off shift';
     shiftToggle.setAttribute('aria-pressed', onShift ? 'true' : 'false');
     shiftToggle.title = onShift ? 'You get new chats. Click to stop taking new chats.'
@@ -1353,14 +1354,12 @@
       return li;
     }));
     snippetMenu.hidden = false;
-    replyInput.setAttribute('aria-expanded', 'true');
     replyInput.setAttribute('aria-activedescendant', 'snippet-' + menuActive);
   }
 
   function hideSnippets() {
     snippetMenu.hidden = true;
     menuItems = [];
-    replyInput.setAttribute('aria-expanded', 'false');
     replyInput.removeAttribute('aria-activedescendant');
   }
 

@@ -34,7 +34,7 @@ def _admin_token(stack: Any, site: str, role: str = "admin") -> str:
     return Client.login(stack.gateway.http_url, agent_id, PASSWORD)
 
 
-def test_an_admin_names_the_company_and_shapes_the_widget_in_settings(stack, site, console):
+def test_an_admin_names_the_company_and_shapes_the_widget_in_settings(stack, site, console):  # noqa: F811
     from playwright.sync_api import expect
 
     boss = console("Boss", role="admin")
@@ -119,7 +119,7 @@ def test_only_admins_change_settings(stack, site):
     assert status == 403 and sites.get(site).name is None
 
 
-def test_agents_on_shift_see_when_visitors_read_were_away_and_why(stack, site, settings, console,
+def test_agents_on_shift_see_when_visitors_read_were_away_and_why(stack, site, settings, console,  # noqa: F811
                                                                    monkeypatch):
     from playwright.sync_api import expect
 
