@@ -149,3 +149,20 @@ def test_agents_on_shift_see_when_visitors_read_were_away_and_why(stack, site, s
     ada.click("#shift-toggle")
     expect(ada.locator("#shift-toggle")).to_have_attribute("aria-pressed", "true")
     expect(banner).to_be_hidden()
+
+
+def test_abandonment_timers_are_edited_in_settings(stack, site, console):  # noqa: F811
+    from playwright.sync_api import expect
+
+    if "abandon" not in sites.CONSOLE_DEFAULTS:
+        pytest.skip("console.abandon comes with the conversation lifecycle (the life branch)")
+    boss = console("Boss", role="admin")
+    boss.click("#views [data-view=settings]")
+    form = boss.locator("#site-form")
+    expect(form.locator("[data-testid=site-abandon-queued]")).to_be_visible()
+    form.locator("[data-testid=site-abandon-queued]").fill("300")
+    form.locator("[data-testid=site-abandon-assigned]").fill("1200")
+    form.locator("[data-testid=site-save]").click()
+    expect(form.locator(".status[data-for=site]")).to_have_text("Saved. Visitors see it now.")
+    abandon = sites.console(sites.get(site))["abandon"]
+    assert abandon["queued_after_seconds"] == 300 and abandon["assigned_after_seconds"] == 1200
