@@ -1507,10 +1507,11 @@ def ensure_admin_here(site: str, agent_id: str, name: str, email: str | None,
     exists (sites exist only once created) and name it ``company`` when given (else it keeps
     its name), then its admin unless it already has an active one. Never prompts: the parent
     asked already (``company_name``)."""
-    from chalicelib import agents
-    from infra import company as company_name
+    from chalicelib import agents, sites
 
-    company_name.apply(site, company, can_ask=False)
+    found = sites.ensure(site)
+    if company and company != found.name:
+        sites.update(site, {"name": company})
     if any(a["role"] == "admin" and not a["disabled"] for a in agents.team(site)):
         return {"created": False}
     agents.create(agent_id, name, os.environ["ADMIN_PASSWORD"], role="admin", email=email, site=site)
