@@ -170,7 +170,8 @@
       const who = el('span');
       who.append(document.createTextNode(s.visitor_name || 'Visitor ' + String(s.visitor || '').slice(0, 6)));
       if (s.email) who.append(el('span', { class: 'muted' }, ' · ' + s.email));
-      const rating = s.rating ? (s.rating.score === 'up' ? '👍' : '👎') + (s.rating.comment ? ' ' + s.rating.comment : '') : '';
+      // Words, not emoji: they read the same without an emoji font and to a screen reader.
+      const rating = s.rating ? (s.rating.score === 'up' ? 'good' : 'poor') + (s.rating.comment ? ': ' + s.rating.comment : '') : '';
       return cells(el('tr', { 'data-conversation': s.id, 'data-testid': 'history-row' }),
                    [dateTime(s.created_at), who, s.agent || '—', s.preview || '', rating]);
     }));

@@ -522,7 +522,7 @@
     transcriptSend.title = email ? 'Email the whole chat to ' + email : '';
     const rating = c.summary.rating;
     ratingBox.hidden = !rating;
-    ratingBox.textContent = rating ? 'Visitor rating: ' + (rating.score === 'up' ? '👍 good' : '👎 poor')
+    ratingBox.textContent = rating ? 'Visitor rating: ' + (rating.score === 'up' ? 'good' : 'poor')
       + (rating.comment ? ' — “' + rating.comment + '”' : '') : '';
     if (!isOpen(c)) transferBox.hidden = true;
     transferState.hidden = !c.transfer;
@@ -1068,7 +1068,7 @@
         if (c) {
           c.summary = Object.assign({}, c.summary, { rating: frame.rating });
           if (c.id === selected) renderSelected();
-          toast(label(c) + (frame.rating && frame.rating.score === 'up' ? ' rated the chat 👍' : ' rated the chat 👎'));
+          toast(label(c) + (frame.rating && frame.rating.score === 'up' ? ' rated the chat good' : ' rated the chat poor'));
         }
         break;
       case 'transcript_queued':
