@@ -67,8 +67,9 @@ system-packages:
 	  fi; \
 	fi
 
+# COMPANY="Acme Shoes": the name visitors see (asked for when run in a terminal, else kept).
 dev: setup
-	$(PY) -m infra.local
+	$(PY) -m infra.local $(if $(COMPANY),--company "$(COMPANY)")
 
 test: setup chromium
 	$(PY) -m pytest -q
@@ -94,11 +95,12 @@ clean:
 # ---- AWS (docs/deploy.md) -------------------------------------------------------------------
 #   make package STAGE=prod                      small Lambda zip + merged CloudFormation template
 #   make deploy  STAGE=prod MAIL_FROM=chat@yourdomain.com TEAM_EMAIL=help@yourdomain.com
-#                [ALARM_EMAIL=ops@...] [SITE_DOMAIN=chat.yourdomain.com SITE_CERTIFICATE_ARN=arn:...]
+#                [COMPANY="Acme Shoes"] [ALARM_EMAIL=ops@...] [SITE_DOMAIN=chat.yourdomain.com SITE_CERTIFICATE_ARN=arn:...]
 #   make destroy STAGE=dev [CONFIRM=dev] [BACKUP=1]
 DEPLOY_ARGS = $(if $(MAIL_FROM),--mail-from "$(MAIL_FROM)") $(if $(TEAM_EMAIL),--team-email "$(TEAM_EMAIL)") \
               $(if $(ALARM_EMAIL),--alarm-email "$(ALARM_EMAIL)") $(if $(SITE_DOMAIN),--site-domain "$(SITE_DOMAIN)") \
-              $(if $(SITE_CERTIFICATE_ARN),--site-certificate-arn "$(SITE_CERTIFICATE_ARN)")
+              $(if $(SITE_CERTIFICATE_ARN),--site-certificate-arn "$(SITE_CERTIFICATE_ARN)") \
+              $(if $(COMPANY),--company "$(COMPANY)")
 
 .PHONY: package deploy destroy
 

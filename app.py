@@ -297,13 +297,14 @@ def site_status(site: str) -> dict[str, Any]:
 @app.route("/sites/{site}/widget", cors=True)
 def widget_config(site: str) -> dict[str, Any]:
     """Everything the embedded widget needs on first open: look, FAQ links, pre-chat form,
-    and whether anyone is there. Public: it holds nothing secret."""
+    and whether anyone is there. Public: it holds nothing secret, and not the site id either
+    (visitors never see it: ``name`` is null until an admin names the site)."""
     settings = sites.find(site)
     if settings is None:
         raise NotFoundError("No such site.")
     current = availability.status(settings).frame()
     current.pop("type")
-    return {"site": site, "name": settings.name, **sites.widget(settings),
+    return {"name": settings.name or None, **sites.widget(settings),
             "status": current}
 
 

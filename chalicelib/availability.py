@@ -18,10 +18,17 @@ class Status:
     in_hours: bool
     agents: bool
     next_open: int | None  # ms since the epoch; the client shows it in the visitor's zone
+    # Why a site is out of hours today, when it is a closure date: its note ("Christmas"), or
+    # "" for a closure without one; None otherwise. The console's banner says why visitors
+    # read "We're away" (issue 16); the widget does not need it.
+    closure: str | None = None
 
     def frame(self) -> dict[str, Any]:
-        return {"type": "status", "online": self.online, "in_hours": self.in_hours,
-                "agents": self.agents, "next_open": self.next_open}
+        frame = {"type": "status", "online": self.online, "in_hours": self.in_hours,
+                 "agents": self.agents, "next_open": self.next_open}
+        if self.closure is not None:
+            frame["closure"] = self.closure
+        return frame
 
 
 def status(site: SiteModel, now_ms: int | None = None) -> Status:
@@ -30,16 +37,21 @@ def status(site: SiteModel, now_ms: int | None = None) -> Status:
     in_hours = plan.is_open(now)
     agents = routing.anyone_on_shift(site.id)
     upcoming = None  # open but nobody on shift: back when someone signs on, no promise
+    closure = None
     if not in_hours:
         opening = plan.next_open(now)
         upcoming = to_ms(opening) if opening else None
-    return Status(online=in_hours and agents, in_hours=in_hours, agents=agents, next_open=upcoming)
+        closure = plan.closures.get(now.astimezone(plan.zone).date())
+    return Status(online=in_hours and agents, in_hours=in_hours, agents=agents, next_open=upcoming,
+                  closure=closure)
 
 
 def refresh(site_id: str, outbox: Outbox) -> Status:
     """Recompute a site's status; when it flipped, tell every visitor connected to the site,
     and when it flipped to offline, tell every waiting visitor that nobody can answer now
-    (``unattended.tell_waiting``: every place where nobody can become left calls this).
+    (``unattended.tell_waiting``: every place where nobody can become left calls this),
+    and tell the consoles of agents on shift (so they learn at once that visitors read "We're
+    away": one more Query, only on a flip).
 
     The flip is detected with a conditional write on the site item, so concurrent triggers
     (a shift change and the minute timer) push it once.
@@ -53,6 +65,7 @@ def refresh(site_id: str, outbox: Outbox) -> Status:
                                range_key=site_id)
     if changed:
         conns = [c.pk.split("#", 1)[1] for c in ConnectionModel.site_index.query(f"VCONN#{site_id}")]
+        conns += [conn for agent in routing.on_shift(site_id) for conn in sorted(agent.conns or ())]
         outbox.to(conns, current.frame())
         if not current.online:
             unattended.tell_waiting(site_id, outbox)

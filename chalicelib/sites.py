@@ -58,7 +58,7 @@ def create(site_id: str, name: str | None = None) -> SiteModel:
     sibling ValueError when the id is malformed or taken."""
     if not isinstance(site_id, str) or not SITE_ID.match(site_id):
         raise ValueError("Site id: 1-40 characters, letters, digits, - or _.")
-    item = SiteModel("SITE", site_id, name=name or None)
+    item = SiteModel("SITE", site_id, name=valid_name(name))
     try:
         item.save(condition=SiteModel.sk.does_not_exist())
     except PutError as exc:
@@ -87,8 +87,16 @@ def team_email(site: SiteModel) -> str:
     return site.team_email or config.TEAM_EMAIL
 
 
+# What visitors and customers read where the company's name goes ("Your chat with ...",
+# "Thank you for writing to ...", mail From names) while an admin has not named the site.
+# Never the site id: that is an internal key ("default"), not a name anyone chose.
+NEUTRAL_NAME = "Support"
+
+
 def display_name(site: SiteModel) -> str:
-    return site.name or site.id
+    """The company's name as visitors and customers see it: the site's name, or a neutral
+    word; never the site id (issue 16: "Your chat with default")."""
+    return site.name or NEUTRAL_NAME
 
 
 def all_sites() -> list[SiteModel]:
@@ -156,15 +164,30 @@ def _save_cursor(after: str) -> None:
 
 
 def public(site: SiteModel) -> dict[str, Any]:
-    return {"site": site.id, "name": display_name(site), "team_email": team_email(site),
+    """The settings as admins edit them (REST, the admin command). ``name`` is what the admin
+    set (None while unset, so the console's field shows it empty); ``display_name`` is what
+    visitors read meanwhile."""
+    return {"site": site.id, "name": site.name or None, "display_name": display_name(site),
+            "team_email": team_email(site),
             "hours": schedule(site).to_dict(), "widget": widget(site), "console": console(site)}
 
 
 # presence: visitors who never clicked connect too (session-scoped id, no localStorage), so
 # agents see them browsing and invitation rules can reach them. Off by default.
+# position: the launcher's corner. offline_message: what the widget shows while nobody can
+# chat and the text of the ``no_agents`` frame; empty means the widget's own words, in the
+# visitor's language. prechat_fields: what the pre-chat form (``prechat``) asks, each field
+# off, optional or required.
 WIDGET_DEFAULTS: dict[str, Any] = {"color": "#1f6f5c", "greeting": "", "prechat": False, "faq": [],
-                                   "presence": False}
+                                   "presence": False, "position": "right", "offline_message": "",
+                                   "prechat_fields": {"name": "optional", "email": "required"}}
+POSITIONS = ("left", "right")
+PRECHAT_FIELDS = ("name", "email")
+PRECHAT_MODES = ("off", "optional", "required")
+OFFLINE_MESSAGE_MAX = 500
+NAME_MAX = 100
 _COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def widget(site: SiteModel) -> dict[str, Any]:
@@ -183,6 +206,16 @@ def validate_widget(doc: Any) -> dict[str, Any]:
     for flag in ("prechat", "presence"):
         if flag in doc and not isinstance(doc[flag], bool):
             raise ValueError(f"widget.{flag}: true or false.")
+    if "position" in doc and doc["position"] not in POSITIONS:
+        raise ValueError("widget.position: left or right.")
+    if "offline_message" in doc and not (isinstance(doc["offline_message"], str)
+                                         and len(doc["offline_message"]) <= OFFLINE_MESSAGE_MAX):
+        raise ValueError(f"widget.offline_message: at most {OFFLINE_MESSAGE_MAX} characters.")
+    if "prechat_fields" in doc:
+        fields = doc["prechat_fields"]
+        if not (isinstance(fields, dict) and set(fields) <= set(PRECHAT_FIELDS)
+                and all(mode in PRECHAT_MODES for mode in fields.values())):
+            raise ValueError("widget.prechat_fields: {name, email}, each off, optional or required.")
     faq = doc.get("faq", [])
     if not isinstance(faq, list) or len(faq) > 50:
         raise ValueError("widget.faq: a list of at most 50 links.")
@@ -264,8 +297,20 @@ def validate_console(doc: Any) -> dict[str, Any]:
     return doc
 
 
+def valid_name(value: Any) -> str | None:
+    """The company name as given (trimmed), or None to unset it (visitors then read
+    ``NEUTRAL_NAME``). It goes into mail subjects and From names: one line, no control
+    characters. Raises ValueError naming the field."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value.strip()) > NAME_MAX or _CONTROL.search(value):
+        raise ValueError(f"name: one line of at most {NAME_MAX} characters.")
+    return value.strip() or None
+
+
 def update(site_id: str, doc: Any) -> SiteModel:
-    """Apply a settings document (any of hours, team_email, name); raises ValueError."""
+    """Apply a settings document (any of hours, team_email, name, widget, console); raises
+    ValueError naming the field. ``name`` or ``team_email`` null or empty unsets it."""
     keys = {"hours", "team_email", "name", "widget", "console"}
     if not isinstance(doc, dict) or not set(doc) <= keys or not doc:
         raise ValueError(f"Send an object with any of: {', '.join(sorted(keys))}.")
@@ -278,18 +323,20 @@ def update(site_id: str, doc: Any) -> SiteModel:
             parsed = Schedule.from_dict(doc["hours"])  # ScheduleError is a ValueError
             actions.append(S.hours.set(json.dumps(parsed.to_dict())))
     if "team_email" in doc:
-        team_email = mail.address(doc["team_email"])
-        if team_email is None:
-            raise ValueError("team_email: not a valid email address.")
-        actions.append(S.team_email.set(team_email))
+        if doc["team_email"] in (None, ""):  # back to the deployment's TEAM_EMAIL
+            actions.append(S.team_email.remove())
+        else:
+            team_email = mail.address(doc["team_email"])
+            if team_email is None:
+                raise ValueError("team_email: not a valid email address.")
+            actions.append(S.team_email.set(team_email))
     if "widget" in doc:
         actions.append(S.widget.set(json.dumps(validate_widget(doc["widget"]))))
     if "console" in doc:
         actions.append(S.console.set(json.dumps(validate_console(doc["console"]))))
     if "name" in doc:
-        if not isinstance(doc["name"], str) or not 0 < len(doc["name"]) <= 100:
-            raise ValueError("name: 1 to 100 characters.")
-        actions.append(S.name.set(doc["name"]))
+        name = valid_name(doc["name"])
+        actions.append(S.name.set(name) if name else S.name.remove())
     ok, item = update_or_old(S, "SITE", actions, S.sk.exists(), range_key=site_id)
     if not ok or item is None:
         raise UnknownSite(f"No site {site_id!r}: an admin creates it first (python -m infra.admin "
@@ -298,4 +345,4 @@ def update(site_id: str, doc: Any) -> SiteModel:
 
 
 __all__ = ["ScheduleError", "UnknownSite", "all_sites", "create", "ensure", "find", "get", "public",
-           "schedule", "update", "valid_email", "walk"]
+           "schedule", "update", "valid_email", "valid_name", "walk"]

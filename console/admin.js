@@ -18,6 +18,26 @@
 
   C.on('error', (frame) => C.toast(frame.message || 'Something went wrong.', true));
 
+  // ------------------------------------------------------------------ "We're away" banner
+
+  // The site's status (the `status` frame: asked on welcome and on each shift change, pushed
+  // when it flips). Agents on shift while the site is closed would otherwise wait for chats
+  // that cannot come: visitors read "We're away".
+  C.on('status', (frame) => {
+    const banner = $('site-closed');
+    const closed = frame.agents === true && frame.in_hours === false;
+    banner.hidden = !closed;
+    if (!closed) {
+      banner.textContent = '';
+      return;
+    }
+    const why = typeof frame.closure === 'string'
+      ? (frame.closure ? 'closed today: ' + frame.closure : 'closed today') : 'outside business hours';
+    const back = Number(frame.next_open) > 0 ? ' Open again ' + dateTime(Number(frame.next_open)) + '.' : '';
+    banner.textContent = "Your site shows visitors “We're away” (" + why + ') although agents are on shift: '
+      + 'no new chats come in.' + back + (C.isAdmin() ? ' Business hours are in Settings.' : '');
+  });
+
   function visitorLabel(s) {
     return s.visitor_name || s.email || 'Visitor ' + String(s.visitor || '').slice(0, 6);
   }
@@ -150,7 +170,8 @@
       const who = el('span');
       who.append(document.createTextNode(s.visitor_name || 'Visitor ' + String(s.visitor || '').slice(0, 6)));
       if (s.email) who.append(el('span', { class: 'muted' }, ' · ' + s.email));
-      const rating = s.rating ? (s.rating.score === 'up' ? '👍' : '👎') + (s.rating.comment ? ' ' + s.rating.comment : '') : '';
+      // Words, not emoji: they read the same without an emoji font and to a screen reader.
+      const rating = s.rating ? (s.rating.score === 'up' ? 'good' : 'poor') + (s.rating.comment ? ': ' + s.rating.comment : '') : '';
       return cells(el('tr', { 'data-conversation': s.id, 'data-testid': 'history-row' }),
                    [dateTime(s.created_at), who, s.agent || '—', s.preview || '', rating]);
     }));
@@ -182,6 +203,7 @@
     const [settings, agents] = await Promise.all([api('GET', sitePath()), api('GET', sitePath() + '/agents')]);
     if (settings.ok) {
       siteDoc = settings.body;
+      renderSite();
       renderHours();
       renderSnippets();
       renderWidget();
@@ -189,7 +211,7 @@
       renderHolding();
       renderOrigins();
     } else {
-      for (const name of ['hours', 'snippets', 'widget', 'rules', 'holding', 'origins']) {
+      for (const name of ['site', 'hours', 'snippets', 'widget', 'rules', 'holding', 'origins']) {
         setStatus(name, settings.message, true);
       }
     }
@@ -249,6 +271,93 @@
       return out;
     }).filter((values) => keys.some((k) => String(values[k] || '').trim()));
   }
+
+  // ---------------------------------------------------------------- company & widget
+
+  // Name, team email, the widget's look and words, pre-chat fields, and the abandonment
+  // timers (console.abandon, shown once the server has them). One PUT: the server checks
+  // every part before it writes any, so a refusal changes nothing; its message starts with
+  // the field's path ("widget.color: ..."), which puts it next to that field.
+  const siteForm = $('site-form');
+  const PRECHAT_DEFAULTS = { name: 'optional', email: 'required' };
+
+  function clearFieldErrors() {
+    for (const node of siteForm.querySelectorAll('.field-error')) node.textContent = '';
+    for (const node of siteForm.querySelectorAll('[aria-invalid]')) node.removeAttribute('aria-invalid');
+  }
+
+  /** Put the server's refusal beside its field; false when no field claims it. */
+  function showFieldError(message) {
+    const path = String(message).split(':')[0].trim();
+    for (const node of siteForm.querySelectorAll('.field-error')) {
+      const paths = node.getAttribute('data-error').split(' ');
+      if (!paths.some((p) => path === p || path.startsWith(p + '.'))) continue;
+      node.textContent = message;
+      const box = node.closest('.field');
+      const input = box && box.querySelector('input, select, textarea');
+      if (input) {
+        input.setAttribute('aria-invalid', 'true');
+        input.focus();
+      }
+      return true;
+    }
+    return false;
+  }
+
+  function renderSite() {
+    const widget = siteDoc.widget || {};
+    const f = siteForm.elements;
+    f.name.value = siteDoc.name || '';
+    f.name.placeholder = siteDoc.display_name || 'Support';
+    f.team_email.value = siteDoc.team_email || '';
+    f.greeting.value = widget.greeting || '';
+    f.color.value = /^#[0-9a-fA-F]{6}$/.test(widget.color || '') ? widget.color : '#1f6f5c';
+    for (const radio of siteForm.querySelectorAll('input[name="position"]')) {
+      radio.checked = radio.value === (widget.position === 'left' ? 'left' : 'right');
+    }
+    const fields = Object.assign({}, PRECHAT_DEFAULTS, widget.prechat_fields || {});
+    f.prechat_name.value = widget.prechat === true ? fields.name : 'off';
+    f.prechat_email.value = widget.prechat === true ? fields.email : 'off';
+    f.offline_message.value = widget.offline_message || '';
+    const abandon = siteDoc.console && siteDoc.console.abandon;
+    $('site-abandon').hidden = !abandon;
+    if (abandon) {
+      f.queued_after_seconds.value = String(abandon.queued_after_seconds || 180);
+      f.assigned_after_seconds.value = String(abandon.assigned_after_seconds || 900);
+    }
+    clearFieldErrors();
+  }
+
+  siteForm.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    if (!siteDoc) return;
+    const f = siteForm.elements;
+    clearFieldErrors();
+    const position = siteForm.querySelector('input[name="position"]:checked');
+    const asked = { name: f.prechat_name.value, email: f.prechat_email.value };
+    const prechat = asked.name !== 'off' || asked.email !== 'off';
+    const widget = Object.assign({}, siteDoc.widget, {
+      greeting: f.greeting.value.trim(), color: f.color.value, position: position ? position.value : 'right',
+      offline_message: f.offline_message.value.trim(), prechat,
+    });
+    if ('prechat_fields' in siteDoc.widget || prechat) widget.prechat_fields = asked;
+    const doc = { name: f.name.value.trim(), team_email: f.team_email.value.trim(), widget };
+    if (siteDoc.console && siteDoc.console.abandon) {
+      doc.console = consoleWith({ abandon: Object.assign({}, siteDoc.console.abandon, {
+        queued_after_seconds: Number(f.queued_after_seconds.value),
+        assigned_after_seconds: Number(f.assigned_after_seconds.value) }) });
+    }
+    setStatus('site', 'Saving…');
+    const answer = await api('PUT', sitePath(), doc);
+    if (!answer.ok) {
+      const placed = showFieldError(answer.message);
+      setStatus('site', placed ? 'Not saved: see the field marked in red.' : answer.message, true);
+      return;
+    }
+    siteDoc = answer.body;
+    renderSite();
+    setStatus('site', 'Saved. Visitors see it now.');
+  });
 
   // ---------------------------------------------------------------- agents
 

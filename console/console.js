@@ -389,6 +389,7 @@
 
   function renderHeader() {
     agentName.textContent = me ? me.name + ' (' + me.id + ')' : '';
+    agentName.title = agentName.textContent; // the header cuts a long name short (console.css)
     shiftToggle.textContent = onShift ? 'On shift' : 'Off shift';
     shiftToggle.setAttribute('aria-pressed', onShift ? 'true' : 'false');
     shiftToggle.title = onShift ? 'You get new chats. Click to stop taking new chats.'
@@ -522,7 +523,7 @@
     transcriptSend.title = email ? 'Email the whole chat to ' + email : '';
     const rating = c.summary.rating;
     ratingBox.hidden = !rating;
-    ratingBox.textContent = rating ? 'Visitor rating: ' + (rating.score === 'up' ? '👍 good' : '👎 poor')
+    ratingBox.textContent = rating ? 'Visitor rating: ' + (rating.score === 'up' ? 'good' : 'poor')
       + (rating.comment ? ' — “' + rating.comment + '”' : '') : '';
     if (!isOpen(c)) transferBox.hidden = true;
     transferState.hidden = !c.transfer;
@@ -853,6 +854,7 @@
     const next = welcome.next || {};
     if (typeof next.queue === 'string') link.send({ action: 'queue', cursor: next.queue });
     if (typeof next.snippets === 'string') link.send({ action: 'snippets', cursor: next.snippets });
+    link.send({ action: 'status' }); // what visitors see now (admin.js: the "We're away" banner)
     renderHeader();
     renderQueue();
     renderOffers();
@@ -872,7 +874,10 @@
         if (frame.agent) me = Object.assign({}, me, frame.agent);
         renderHeader();
         if (signingOut && !onShift) signOut('');
-        else if (!onShift) link.send({ action: 'queue' });
+        else {
+          if (!onShift) link.send({ action: 'queue' });
+          link.send({ action: 'status' }); // out of hours a shift change pushes no status: ask
+        }
         if (handingBack && !onShift) handBackAll(); // off shift first: nothing comes back to us
         break;
       case 'queue':
@@ -1083,7 +1088,7 @@
         if (c) {
           c.summary = Object.assign({}, c.summary, { rating: frame.rating });
           if (c.id === selected) renderSelected();
-          toast(label(c) + (frame.rating && frame.rating.score === 'up' ? ' rated the chat 👍' : ' rated the chat 👎'));
+          toast(label(c) + (frame.rating && frame.rating.score === 'up' ? ' rated the chat good' : ' rated the chat poor'));
         }
         break;
       case 'transcript_queued':
@@ -1488,14 +1493,12 @@
       return li;
     }));
     snippetMenu.hidden = false;
-    replyInput.setAttribute('aria-expanded', 'true');
     replyInput.setAttribute('aria-activedescendant', 'snippet-' + menuActive);
   }
 
   function hideSnippets() {
     snippetMenu.hidden = true;
     menuItems = [];
-    replyInput.setAttribute('aria-expanded', 'false');
     replyInput.removeAttribute('aria-activedescendant');
   }
 

@@ -139,12 +139,30 @@
       secs(a.first_response_median_s) + ' / ' + secs(a.first_response_p90_s), pct(a.satisfaction),
       String(a.transfers)], { 'data-agent': a.agent }))
       : [row(['No agent handled a chat in these days.'])]));
-    daysChart(doc.days);
-    timesChart(doc.days);
-    hoursChart(doc.hours_of_week);
+    drawn = doc;
+    drawCharts();
   }
 
-  const W = 640;
+  // Charts are drawn in the pixels they get (viewBox = their width), so axis labels keep
+  // their CSS size (12 px) at any window width instead of shrinking with the SVG; they are
+  // drawn again when the window's width changes.
+  let drawn = null;
+  let W = 640;
+  const AXIS_LABEL = 44; // px a day label ("03-09") needs, with room to breathe
+
+  function drawCharts() {
+    if (!drawn || $('view-reports').hidden) return;
+    W = Math.max(280, Math.round($('rep-days-chart').getBoundingClientRect().width) || 640);
+    daysChart(drawn.days);
+    timesChart(drawn.days);
+    hoursChart(drawn.hours_of_week);
+  }
+
+  let resizing = null;
+  window.addEventListener('resize', () => {
+    clearTimeout(resizing);
+    resizing = setTimeout(drawCharts, 150);
+  });
 
   /** Stacked bars: answered, missed, abandoned per day. */
   function daysChart(days) {
@@ -167,8 +185,8 @@
                                         'data-day': d.date, 'data-kind': key, 'data-value': d[key] }),
                           d.date + ': ' + d[key] + ' ' + key));
       }
-      if (days.length <= 14 || i % Math.ceil(days.length / 10) === 0) {
-        parts.push(svg('text', { x, y: H + 14, class: 'axis' }, d.date.slice(5)));
+      if (i % Math.max(1, Math.ceil(AXIS_LABEL / step)) === 0) { // never two labels on each other
+        parts.push(svg('text', { x, y: H + 15, class: 'axis' }, d.date.slice(5)));
       }
     });
     chart.replaceChildren(...parts);
@@ -204,18 +222,18 @@
   /** A week of hours as a heat map, Monday first, darker for more chats. */
   function hoursChart(week) {
     const chart = $('rep-hours-chart');
-    const cell = 22;
-    const left = 36;
+    const left = 40;
+    const cell = Math.max(14, Math.min(28, Math.floor((W - left) / 24)));
     const counts = week.chats;
     const top = Math.max(1, ...counts.flat());
-    chart.setAttribute('viewBox', '0 0 ' + (left + 24 * cell) + ' ' + (16 + 7 * cell));
+    chart.setAttribute('viewBox', '0 0 ' + (left + 24 * cell) + ' ' + (18 + 7 * cell));
     const parts = [];
-    for (let h = 0; h < 24; h += 3) parts.push(svg('text', { x: left + h * cell, y: 11, class: 'axis' }, pad(h)));
+    for (let h = 0; h < 24; h += 3) parts.push(svg('text', { x: left + h * cell, y: 12, class: 'axis' }, pad(h)));
     week.days.forEach((name, d) => {
-      parts.push(svg('text', { x: 0, y: 16 + d * cell + 15, class: 'axis' }, name));
+      parts.push(svg('text', { x: 0, y: 18 + d * cell + cell / 2 + 4, class: 'axis' }, name));
       for (let h = 0; h < 24; h += 1) {
         const n = counts[d][h];
-        parts.push(titled(svg('rect', { x: left + h * cell, y: 16 + d * cell, width: cell - 2, height: cell - 2,
+        parts.push(titled(svg('rect', { x: left + h * cell, y: 18 + d * cell, width: cell - 2, height: cell - 2,
                                         class: n ? 'heat' : 'heat none', 'fill-opacity': n ? (0.2 + 0.8 * n / top).toFixed(2) : 1,
                                         'data-day': name, 'data-hour': h, 'data-chats': n }),
                           name + ' ' + pad(h) + ':00: ' + n + (n === 1 ? ' chat' : ' chats')));

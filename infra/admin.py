@@ -1,8 +1,8 @@
 """Admin command for a deployment (or, with ``--local``, the running ``make dev``).
 
-    python -m infra.admin create-site shop [--name "Our shop"]   # sites exist only once created
+    python -m infra.admin create-site shop [--company "Our shop"]   # sites exist only once created
     python -m infra.admin create-agent alice --name "Alice" [--site shop] [--role admin] [--max-chats 4]
-    python -m infra.admin site default --hours hours.json --team-email team@example.com
+    python -m infra.admin site default --hours hours.json --team-email team@example.com [--company "Acme"]
     python -m infra.admin dlq list              # mail jobs that failed every attempt
     python -m infra.admin dlq redrive [--all | ID ...]
     python -m infra.admin visitor export default VISITOR_ID_OR_EMAIL [-o data.json]
@@ -93,12 +93,13 @@ def main(argv: list[str] | None = None) -> int:
     create.add_argument("--site", help="the agent's site (default: the deployment's DEFAULT_SITE)")
     new_site = sub.add_parser("create-site", help="create a site (visitors of any other id are refused)")
     new_site.add_argument("site_id")
-    new_site.add_argument("--name")
+    new_site.add_argument("--company", "--name", dest="company",
+                          help="the company name visitors see (asked for in a terminal)")
     site = sub.add_parser("site", help="set a site's hours, team address or name")
     site.add_argument("site_id")
     site.add_argument("--hours", type=argparse.FileType("r"), help="JSON file, see chalicelib/hours.py")
     site.add_argument("--team-email")
-    site.add_argument("--name")
+    site.add_argument("--company", "--name", dest="company", help="the company name visitors see")
     dlq = sub.add_parser("dlq", help="mail jobs that failed every attempt")
     dlq.add_argument("operation", choices=["list", "redrive"])
     dlq.add_argument("ids", nargs="*")
@@ -137,9 +138,10 @@ def _create_site(args: argparse.Namespace) -> int:
     """The only way a site comes to be (besides deploy's first admin and ``make dev``'s demo
     site): visitors and REST callers naming any other site id are refused."""
     from chalicelib import sites
+    from infra import company
 
     try:
-        sites.create(args.site_id, args.name)
+        sites.create(args.site_id, company.choose(args.company, None))
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -155,8 +157,8 @@ def _site(args: argparse.Namespace) -> int:
         doc["hours"] = json.load(args.hours)
     if args.team_email:
         doc["team_email"] = args.team_email
-    if args.name:
-        doc["name"] = args.name
+    if args.company is not None:
+        doc["name"] = args.company
     try:
         sites.update(args.site_id, doc)
     except ValueError as exc:

@@ -1,6 +1,7 @@
 """Deploy a stage to AWS, package it, or tear it down.
 
-    python -m infra.deploy deploy  --stage prod --mail-from chat@shop.com --team-email help@shop.com
+    python -m infra.deploy deploy  --stage prod --mail-from chat@shop.com --team-email help@shop.com \
+                                   [--company "Acme Shoes"]
     python -m infra.deploy destroy --stage prod [--yes]
     python -m infra.deploy package --stage prod      # small zip + merged CloudFormation template
     python -m infra.deploy table [--check]           # the table block of infra/template.yaml
@@ -22,7 +23,8 @@ idempotent pass (a second run changes nothing):
    neither), after API Gateway's CloudWatch Logs role if the account has none;
 6. the widget and the console uploaded (content-hashed, immutable where possible) with the
    API addresses baked into ``console/config.js``; CloudFront invalidated when files changed;
-7. a first admin agent if the site has none (its password is printed once);
+7. the site, named for the company (``--company``/``COMPANY=``, or asked for in a terminal;
+   else it keeps its name), and a first admin agent if it has none (password printed once);
 8. the embed snippet printed.
 
 Everything AWS goes through one injectable boto3 session, and ``chalice`` runs through an
@@ -888,6 +890,7 @@ class Options:
     admin_name: str = "Admin"
     admin_email: str | None = None
     force: bool = False
+    company: str | None = None  # the site's name for visitors; None keeps what it has
 
 
 @dataclasses.dataclass
@@ -1320,6 +1323,8 @@ class Deployer:
                 "--id", options.admin_id, "--name", options.admin_name]
         if options.admin_email:
             args += ["--email", options.admin_email]
+        if options.company:
+            args += ["--company", options.company]
         done = subprocess.run(args, cwd=self.root, env=env, capture_output=True, text=True)
         if done.returncode != 0:
             raise DeployError(f"Creating the first admin failed:\n{done.stderr.strip()}")
@@ -1496,12 +1501,17 @@ def _content_type(key: str) -> str:
     return f"{guessed}; charset=utf-8" if guessed.startswith("text/") else guessed
 
 
-def ensure_admin_here(site: str, agent_id: str, name: str, email: str | None) -> dict[str, Any]:
+def ensure_admin_here(site: str, agent_id: str, name: str, email: str | None,
+                      company: str | None = None) -> dict[str, Any]:
     """In a child process whose TABLE_NAME is the deployed table: create the site unless it
-    exists (sites exist only once created), then its admin unless it already has an active one."""
+    exists (sites exist only once created) and name it ``company`` when given (else it keeps
+    its name), then its admin unless it already has an active one. Never prompts: the parent
+    asked already (``company_name``)."""
     from chalicelib import agents, sites
 
-    sites.ensure(site)
+    found = sites.ensure(site)
+    if company and company != found.name:
+        sites.update(site, {"name": company})
     if any(a["role"] == "admin" and not a["disabled"] for a in agents.team(site)):
         return {"created": False}
     agents.create(agent_id, name, os.environ["ADMIN_PASSWORD"], role="admin", email=email, site=site)
@@ -1529,6 +1539,8 @@ def main(argv: list[str] | None = None) -> int:
     dep.add_argument("--admin", default="admin", help="id of the first admin (created if none)")
     dep.add_argument("--admin-name", default="Admin")
     dep.add_argument("--admin-email")
+    dep.add_argument("--company", default=os.environ.get("COMPANY") or None,
+                     help="the company name visitors see (asked for in a terminal; else kept)")
     dep.add_argument("--force", action="store_true", help="run chalice deploy even if nothing changed")
     des = sub.add_parser("destroy", help="remove everything of a stage (the table too)")
     des.add_argument("--stage", required=True)
@@ -1545,6 +1557,7 @@ def main(argv: list[str] | None = None) -> int:
     adm.add_argument("--id", required=True)
     adm.add_argument("--name", required=True)
     adm.add_argument("--email")
+    adm.add_argument("--company")
     args = parser.parse_args(argv)
     try:
         return _run(args)
@@ -1564,7 +1577,7 @@ def _run(args: argparse.Namespace) -> int:
         print(table_yaml(), end="")
         return 0
     if args.command == "ensure-admin":
-        print(json.dumps(ensure_admin_here(args.site, args.id, args.name, args.email)))
+        print(json.dumps(ensure_admin_here(args.site, args.id, args.name, args.email, args.company)))
         return 0
     if args.command == "package":
         package(args.stage)
@@ -1585,8 +1598,23 @@ def _run(args: argparse.Namespace) -> int:
         mail_identity_mode=args.mail_identity_mode, alarm_email=args.alarm_email,
         site_domain=args.site_domain, site_certificate_arn=args.site_certificate_arn,
         price_class=args.price_class, site=args.site, admin_id=args.admin, admin_name=args.admin_name,
-        admin_email=args.admin_email, force=args.force))
+        admin_email=args.admin_email, force=args.force, company=company_name(args.company)))
     return 0
+
+
+def company_name(flag: str | None) -> str | None:
+    """The company name for deploy's site: the flag, or what someone at a terminal types
+    (Enter: keep the site's name, or the neutral word for a new site); None keeps it. Checked
+    here, before anything is deployed, so a bad name costs nothing."""
+    from chalicelib import sites
+    from infra import company
+
+    if flag is None and company.interactive():
+        flag = input(f"{company.PROMPT} [keep the current name]: ")
+    try:
+        return sites.valid_name(flag)
+    except ValueError as exc:
+        raise DeployError(str(exc)) from None
 
 
 if __name__ == "__main__":

@@ -21,6 +21,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m infra.local")
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
     parser.add_argument("--fresh", action="store_true", help="start with an empty database")
+    parser.add_argument("--company", default=os.environ.get("COMPANY") or None,
+                        help="the demo site's company name, as visitors see it (asked for when "
+                             "run in a terminal; make dev COMPANY=\"Acme Shoes\")")
     # API Gateway's WebSocket limits, on by default as on AWS; 0 turns one off (debugging).
     parser.add_argument("--idle-timeout", type=float, default=IDLE_TIMEOUT_S, metavar="SECONDS",
                         help=f"close WebSockets idle this long (default {IDLE_TIMEOUT_S:g}; 0: never)")
@@ -56,9 +59,17 @@ def main() -> int:
     write_private(LOCAL_DIR / "dev.json", json.dumps({**{k: os.environ[k] for k in keys},
                                                       "ws_url": stack.gateway.ws_url,
                                                       "http_url": stack.gateway.http_url}))
-    from chalicelib import agents, config, sites
+    from chalicelib import agents, config
+    from infra import company
 
-    sites.ensure(config.DEFAULT_SITE, "Demo shop")  # the demo website's site; kept from earlier runs
+    # The demo website's site, kept from earlier runs; named by --company, or asked for in a
+    # terminal (Enter keeps the name it has); a run nobody watches never waits on a prompt.
+    try:
+        company.apply(config.DEFAULT_SITE, args.company)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        stack.stop()
+        return 1
     try:
         agents.create(DEMO_AGENT, "Demo Agent", DEMO_PASSWORD, role="admin")
     except agents.AgentError:
