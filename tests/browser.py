@@ -87,8 +87,8 @@ def axe_violations(page: Any, context: str | None = None) -> list[dict[str, Any]
           const r = await window.axe.run(context || document,
                                          {runOnly: {type: 'tag', values: tags}, resultTypes: ['violations']});
           return r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,
-                                         nodes: v.nodes.slice(0, 5).map(n => n.target.join(' ') + ' :: '
-                                                                         + (n.failureSummary || '').slice(0, 200))}));
+                                         nodes: v.nodes.slice(0, 5).map(n => n.target.join(' ')
+                                           + ' :: ' + (n.failureSummary || '').slice(0, 200))}));
         }""", [context, AXE_TAGS])
     return list(result)
 
