@@ -180,10 +180,10 @@ const endButton = h('button.btn.ghost', {}, T.end);
 const endYes = h('button.btn', {}, T.end);
 const endNo = h('button.btn.ghost', {}, T.keep);
 const bar = h('div.bar', {}, statusLine, endButton);
-const confirmBox = h('div.bar', { role: 'group', 'aria-label': T.endAsk, hidden: true }, h('p.status', {}, T.endAsk),
+const confirmBox = h('div.bar', { role: 'group', 'aria-label': T.endAsk, hidden: true }, h('p.who', {}, T.endAsk),
   endYes, endNo);
 const greet = h('p.greet');
-const log = h('ol.log', { role: 'log', 'aria-live': 'polite', 'aria-label': T.messages });
+const log = h('ol.log'); // in a role=log box: an <ol> may not take that role itself
 
 const awayText = h('p.away-text');
 const leaveName = h('input', { name: 'name', autocomplete: 'name', maxlength: 100 });
@@ -216,7 +216,8 @@ const offer = h('div.away', { 'aria-live': 'polite', hidden: true }, offerText, 
 // Earlier conversations (`past`), newest first; one opens read-only.
 const pastList = h('ul.faq');
 const pastBox = h('div.away', hidden, h('h3.who', {}, T.past), pastList);
-const body = h('div.body', {}, greet, log, offer, away, after, pastBox, restartButton);
+const body = h('div.body', {}, greet, h('div', { role: 'log', 'aria-label': T.messages }, log), offer, away, after,
+  pastBox, restartButton);
 const typingLine = h('div.typing', { 'aria-live': 'polite' });
 const indicator = new TypingIndicator(typingLine);
 
