@@ -414,7 +414,12 @@ def sync(connection_id: str, frame: Frame, outbox: Outbox) -> None:
     """Everything after ``after``, in order: how a reconnecting client catches up."""
     conv = _participant(frame["conversation"], connection_id)
     limit = int(frame.get("limit") or MAX_SYNC_PAGE)
-    after = int(frame["after"])
+    outbox.to([connection_id], _messages_page(conv, int(frame["after"]), limit))
+
+
+def _messages_page(conv: ConversationModel, after: int, limit: int) -> dict[str, Any]:
+    """The ``messages`` frame: the messages after ``after``, in order, one bounded page (the
+    one shape for ``sync`` and ``past_messages``)."""
     items = list(MessageModel.query(conv.pk, MessageModel.sk.between(
         message_sk(after + 1), message_sk(10**12 - 1)), consistent_read=True, limit=limit + 1))
     now = clock.now_ms()
@@ -425,7 +430,55 @@ def sync(connection_id: str, frame: Frame, outbox: Outbox) -> None:
                             "summary": conv.summary()}
     rest = fit(page, "items", [message_frame(conv.id, m) for m in items[:limit]], lambda m: m["seq"])
     page["more"] = rest is not None or len(items) > limit
-    outbox.to([connection_id], page)
+    return page
+
+
+#: Earlier conversations read for one ``past`` page (one BatchGetItem): the visitor item keeps
+#: at most ``PAST_KEPT`` ids, so a returning visitor's whole list is two pages at most.
+PAST_PAGE = 10
+NOT_YOURS = "That is not one of your conversations."
+
+
+def past(who: Caller, cursor: str | None = None) -> dict[str, Any]:
+    """The ``past`` frame: the visitor's own earlier conversations (summaries), newest first,
+    a page at a time. Only what their token's visitor id lists on their own item and what
+    belongs to them (site and visitor checked on each), never anything past retention.
+    ``cursor`` is the id of the last conversation of the page before; ``next`` the one to
+    ask from, null at the end."""
+    try:
+        visitor = VisitorModel.get(visitor_key(who.subject), META, consistent_read=True)
+    except VisitorModel.DoesNotExist:
+        visitor = VisitorModel(visitor_key(who.subject))
+    ids = [str(p) for p in visitor.past or []][::-1]
+    start = ids.index(cursor) + 1 if cursor in ids else (len(ids) if cursor else 0)
+    wanted = ids[start:start + PAST_PAGE]
+    now = clock.now_ms()
+    keys = [(conversation_key(i), META) for i in wanted]
+    found = {c.id: c for c in ConversationModel.batch_get(keys)} if keys else {}
+    items = [found[i].summary() for i in wanted
+             if i in found and _owned(who, found[i]) and not expired(found[i], now)]
+    frame: dict[str, Any] = {"type": "past"}
+    rest = fit(frame, "items", items, lambda s: s["id"])
+    more = start + len(wanted) < len(ids)
+    frame["next"] = rest if rest is not None else (wanted[-1] if more and wanted else None)
+    return frame
+
+
+def _owned(who: Caller, conv: ConversationModel) -> bool:
+    return conv.visitor_id == who.subject and conv.site == who.site
+
+
+def past_messages(who: Caller, frame: Frame) -> dict[str, Any]:
+    """One of the visitor's own conversations, read only (after a reload, from the list of
+    earlier ones): a ``messages`` page as ``sync`` gives, authorized by the visitor id of the
+    caller's token, not by knowing the id (a refusal does not say whether it exists)."""
+    try:
+        conv = ConversationModel.get(conversation_key(frame["conversation"]), META, consistent_read=True)
+    except ConversationModel.DoesNotExist:
+        raise ProtocolError(FORBIDDEN, NOT_YOURS, frame.ref) from None
+    if not _owned(who, conv) or expired(conv, clock.now_ms()):
+        raise ProtocolError(FORBIDDEN, NOT_YOURS, frame.ref)
+    return _messages_page(conv, int(frame.get("after") or 0), MAX_SYNC_PAGE)
 
 
 def close(connection_id: str, frame: Frame, outbox: Outbox, network: str | None = None) -> ConversationModel:

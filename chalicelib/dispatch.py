@@ -9,6 +9,7 @@ usable and nothing is changed by a refused frame.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from aws_lambda_powertools import Logger
 
@@ -177,6 +178,26 @@ def _snippets(connection_id: str, frame: Frame, outbox: Outbox) -> None:
     outbox.to([connection_id], presence.snippets(_agent(connection_id), frame.get("cursor")))
 
 
+def _visitor(connection_id: str) -> auth.Caller:
+    who = presence.caller(connection_id)
+    presence.require_visitor(who)
+    return who
+
+
+def _reply(frame: Frame, answer: dict[str, Any]) -> dict[str, Any]:
+    """``answer`` with the request's ``ref`` when it gave one (room for it: FRAME_RESERVE)."""
+    return answer if frame.ref is None else {**answer, "ref": frame.ref}
+
+
+def _past(connection_id: str, frame: Frame, outbox: Outbox) -> None:
+    who = _visitor(connection_id)
+    outbox.to([connection_id], _reply(frame, conversations.past(who, frame.get("cursor"))))
+
+
+def _past_messages(connection_id: str, frame: Frame, outbox: Outbox) -> None:
+    outbox.to([connection_id], _reply(frame, conversations.past_messages(_visitor(connection_id), frame)))
+
+
 def _transcript(connection_id: str, frame: Frame, outbox: Outbox) -> None:
     transcripts.request(presence.caller(connection_id), frame, outbox)
 
@@ -212,6 +233,8 @@ HANDLERS: dict[str, Handler] = {
     "transcript": _transcript,
     "continue_by_email": _continue_by_email,
     "handback": _handback,
+    "past": _past,
+    "past_messages": _past_messages,
 }
 
 

@@ -41,11 +41,12 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "widget.js"
 TERSER = HERE.parent / ".tools" / "node_modules" / "terser" / "bin" / "terser"
-# Everything but renaming of properties: safe for a script that is one closure.
-TERSER_ARGS = ["--compress", "passes=2", "--mangle", "--ecma", "2020",
+# Safe for a script that is one closure. Of properties, only the private ones are renamed:
+# ChatLink's underscore methods (``_connect``, ``_pump``...), which nothing outside the bundle
+# can reach (the console loads chatlink.js as it is, not this bundle).
+TERSER_ARGS = ["--compress", "passes=2", "--mangle", "--mangle-props", "regex=/^_[a-z]/", "--ecma", "2020",
                "--format", "ascii_only=true,comments=false"]
-HEADER = ("/*! click-to-chat widget: built by widget/build.py from widget/chatlink.js and widget/src/;"
-          " do not edit.")
+HEADER = "/*! click-to-chat widget (widget/build.py)"
 _STAMP = re.compile(r"sources ([0-9a-f]{16}), (\w+) \*/")
 SOURCES = {
     "chatlink": HERE / "chatlink.js",

@@ -632,6 +632,7 @@
       this.maxSeq = 0;
       this.syncing = false;
       this.gapTimer = null;
+      this.action = 'sync'; // or 'past_messages': a visitor's own earlier conversation, read only
     }
 
     /** Add a message frame; false if it is a duplicate (same seq) or malformed. */
@@ -694,8 +695,8 @@
     /** Ask for everything after the contiguous seq (after a reconnect: force=true). */
     sync(link, force) {
       if (this.syncing && !force) return;
-      this.syncing = link.send({ action: 'sync', conversation: this.conversation,
-                                 after: this.contig });
+      this.syncing = link.send({ action: this.action, conversation: this.conversation,
+                                 after: this.contig, ref: this.action });
     }
 
     /** The reply to sync: add, page on while `more`, then accept any gap left. */
@@ -707,7 +708,7 @@
         last = Math.max(last, Number(item.seq) || 0);
       }
       if (frame.more && items.length) {
-        link.send({ action: 'sync', conversation: this.conversation, after: last });
+        link.send({ action: this.action, conversation: this.conversation, after: last, ref: this.action });
         return;
       }
       this.syncing = false;
@@ -768,10 +769,11 @@
     }
   }
 
-  function formatTime(ts) {
+  /** "14:05" in `locale` (default: the browser's) and the viewer's own time zone. */
+  function formatTime(ts, locale) {
     const n = Number(ts);
     if (!Number.isFinite(n) || n <= 0) return '';
-    return new Date(n).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+    return new Date(n).toLocaleTimeString(locale || [], { hour: '2-digit', minute: '2-digit' });
   }
 
   target.ChatLink = {

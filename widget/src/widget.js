@@ -2,7 +2,8 @@
  * (../chatlink.js, compiled into the same closure by build.py). See docs/widget.md.
  *
  * Storage, only once the visitor has interacted (opened the chat, sent or left a message,
- * accepted an invitation): localStorage "ctc.token" (visitor token), "ctc.mute";
+ * accepted an invitation): localStorage "ctc.token" (visitor token), "ctc.mute", "ctc.last"
+ * (the conversation that ended last: shown read-only after a reload until a new chat);
  * sessionStorage "ctc.open" (the panel stays open across page loads) and ChatLink's outbox.
  * A visitor who never clicks gets no storage and no WebSocket, unless the site's config says
  * `presence: true`: then, once the page has been idle ~1 s, a socket with a visitor id kept in
@@ -12,12 +13,13 @@
  * into the page with textContent / setAttribute only, never as HTML.
  */
 const { Link, Transcript, Typing, TypingIndicator, el, storage, beep: tone, wakeAudio,
-        MAX_TEXT_CHARS, randomId, room } = CTC_BUNDLE.ChatLink;
+        MAX_TEXT_CHARS, randomId, room, formatTime } = CTC_BUNDLE.ChatLink;
 
 const TOKEN_KEY = 'ctc.token';
 const MUTE_KEY = 'ctc.mute';
 const OPEN_KEY = 'ctc.open';
 const VISIT_KEY = 'ctc.visit';
+const LAST_KEY = 'ctc.last'; // the conversation that ended last: still shown after a reload
 const SITE_RE = /^[A-Za-z0-9_-]{1,40}$/;
 
 // ---------------------------------------------------------------- configuration
@@ -33,6 +35,7 @@ const API = (/^https?:\/\//.test(attrs.api || '') ? attrs.api : origin.origin + 
 const LOCALE = validLocale(embed.locale) || validLocale(navigator.language) || 'en';
 const LANG = STRINGS[LOCALE.slice(0, 2).toLowerCase()] ? LOCALE.slice(0, 2).toLowerCase() : 'en';
 const T = STRINGS[LANG];
+const LABEL = String(embed.launcherLabel || T.launcher);
 
 function validLocale(value) {
   try {
@@ -66,7 +69,7 @@ let conv = null; // open conversation summary (+ position while queued)
 let transcript = null;
 let lastRead = 0; // the visitor's read marker
 let agentRead = 0; // the agent's read marker
-let status = null; // {online, in_hours, agents, next_open}
+let status = null; // {online, next_open}
 let ended = '';
 let slowNote = ''; // "slow down": a message was refused as too fast and goes again shortly
 let pendingStart = null; // {texts, name, email}: the first question(s), waiting for `conversation`
@@ -82,6 +85,11 @@ let sentUrl = '';
 let configLoad = null;
 let connTimer = null;
 let focusPending = false; // opened before the panel had anything to focus but its close button
+let readOnly = false; // showing an earlier conversation (`past_messages`): no rating, no transcript
+let confirming = false; // "End this chat?" is asked
+let noAgents = ''; // nobody on shift: what the site says (offer to continue by email)
+let byEmail = ''; // the address the chat continues at
+let pastAsked = false; // the `past` list was asked for since the page loaded (or the last chat)
 const handlers = { message: [], open: [], close: [] };
 
 function storedToken(value) {
@@ -160,16 +168,22 @@ const preview = h('div.card.preview', hidden, previewOpen, previewX);
 const badge = h('span.badge', { 'aria-hidden': 'true', hidden: true });
 const launcher = h('button.launcher', { 'aria-expanded': 'false', 'aria-controls': 'ctc-panel', 'aria-haspopup': 'dialog' },
   icon('M4 3h16a2 2 0 0 1 2 2v11a2 2 0 0 1-2 2H9l-5 4v-4a2 2 0 0 1-2-2V5a2 2 0 0 1 2-2z'),
-  h('span', {}, String(embed.launcherLabel || T.launcher)), badge);
+  h('span', {}, LABEL), badge);
 
 const title = h('h2');
-const muteButton = h('button.mute', { 'aria-label': T.mute, 'aria-pressed': 'false' }, '♪');
-const endButton = h('button.end', {}, T.end);
+const muteButton = h('button.mute', { 'aria-label': T.mute, 'aria-pressed': 'false' }, icon('M3 9v6h4l5 5V4L7 9z'));
 const closeButton = h('button.x.close', { 'aria-label': T.close }, '×');
 const connLine = h('div.conn', { role: 'status', hidden: true });
 const statusLine = h('div.status', { role: 'status' });
+// "End chat" sits under the header, away from × (close the panel), and asks first.
+const endButton = h('button.btn.ghost', {}, T.end);
+const endYes = h('button.btn', {}, T.end);
+const endNo = h('button.btn.ghost', {}, T.keep);
+const bar = h('div.bar', {}, statusLine, endButton);
+const confirmBox = h('div.bar', { role: 'group', 'aria-label': T.endAsk, hidden: true }, h('p.who', {}, T.endAsk),
+  endYes, endNo);
 const greet = h('p.greet');
-const log = h('ol.log', { role: 'log', 'aria-live': 'polite', 'aria-label': T.messages });
+const log = h('ol.log'); // in a role=log box: an <ol> may not take that role itself
 
 const awayText = h('p.away-text');
 const leaveName = h('input', { name: 'name', autocomplete: 'name', maxlength: 100 });
@@ -186,15 +200,24 @@ const away = h('div.away', hidden, awayText, leaveForm, thanks);
 const restartButton = h('button.btn.restart', hidden, T.restart);
 // After the end: rate the chat (once: the first rating stands), get the transcript by email.
 const rateNote = h('textarea', { rows: 2, maxlength: 500, placeholder: T.comment, 'aria-label': T.comment });
-const rateButtons = ['up', 'down'].map((score) => h('button.btn.ghost', { 'aria-label': T[score], 'data-score': score },
-  score === 'up' ? '\u{1F44D}' : '\u{1F44E}'));
+const rateButtons = ['up', 'down'].map((score) => h('button.btn.ghost', { 'data-score': score }, T[score]));
 const rateBox = h('div.rate', {}, h('p', {}, T.rate), rateNote, h('div.btns', {}, ...rateButtons));
 const txEmail = h('input', { type: 'email', autocomplete: 'email', maxlength: 254, 'aria-label': T.email,
   placeholder: T.email });
 const txButton = h('button.btn.ghost', {}, T.transcript);
 const endNote = h('p.note', { role: 'status' });
 const after = h('div.after', hidden, rateBox, h('div.row', {}, txEmail, txButton), endNote);
-const body = h('div.body', {}, greet, log, away, after, restartButton);
+// Nobody on shift: the site's words and "Continue by email"; then where the answer goes.
+const offerText = h('p.note', { tabindex: '-1' });
+const offerEmail = h('input', { type: 'email', autocomplete: 'email', required: true, maxlength: 254 });
+const offerForm = h('form', { novalidate: true }, h('label', {}, T.email, offerEmail),
+  h('button.btn', { type: 'submit' }, T.byEmail));
+const offer = h('div.away', { 'aria-live': 'polite', hidden: true }, offerText, offerForm);
+// Earlier conversations (`past`), newest first; one opens read-only.
+const pastList = h('ul.faq');
+const pastBox = h('div.away', hidden, h('h3.who', {}, T.past), pastList);
+const body = h('div.body', {}, greet, h('div', { role: 'log', 'aria-label': T.messages }, log), offer, away, after,
+  pastBox, restartButton);
 const typingLine = h('div.typing', { 'aria-live': 'polite' });
 const indicator = new TypingIndicator(typingLine);
 
@@ -209,7 +232,7 @@ const composeHint = hint(input, composeError);
 const compose = h('form.compose', hidden, prechat, faqBox, composeError,
   h('div.row', {}, input, h('button.btn.send', { type: 'submit' }, T.send)), composeHint);
 const panel = h('div.panel', { id: 'ctc-panel', role: 'dialog', 'aria-modal': 'true', hidden: true },
-  h('div.head', {}, title, muteButton, endButton, closeButton), connLine, statusLine, body, typingLine, compose);
+  h('div.head', {}, title, muteButton, closeButton), connLine, bar, confirmBox, body, typingLine, compose);
 const root = h('div.root', {}, invite, preview, panel, launcher);
 shadow.append(root);
 
@@ -233,7 +256,7 @@ function applyLook() {
   }
   root.classList.toggle('left', setting('position') === 'left');
   const name = site.name !== SITE ? String(setting('name') || '') : ''; // unnamed sites are named by id
-  const label = name ? t('title', { name }) : String(embed.launcherLabel || T.launcher);
+  const label = name ? t('title', { name }) : LABEL;
   title.textContent = label;
   panel.setAttribute('aria-label', label);
   greet.textContent = String(setting('greeting') || T.greeting);
@@ -274,11 +297,6 @@ function ordinal(n) {
   return n + (T.ord[rule] || T.ord.other);
 }
 
-function formatTime(ts) {
-  const n = Number(ts);
-  return n > 0 ? new Intl.DateTimeFormat(LOCALE, { hour: '2-digit', minute: '2-digit' }).format(new Date(n)) : '';
-}
-
 /** "Monday 09:00" in the visitor's own zone and locale (with the date when over 6 days away). */
 function formatWhen(ms) {
   const far = ms - Date.now() > 6 * 864e5;
@@ -312,8 +330,15 @@ function render() {
   prechat.hidden = !(v === 'start' && setting('prechat') === true);
   preEmail.required = !prechat.hidden;
   away.hidden = v !== 'away';
-  restartButton.hidden = after.hidden = v !== 'ended';
-  endButton.hidden = !isLive(conv);
+  restartButton.hidden = v !== 'ended';
+  after.hidden = v !== 'ended' || readOnly;
+  confirmBox.hidden = !(confirming && isLive(conv));
+  endButton.hidden = !isLive(conv) || confirming;
+  const queued = isLive(conv) && conv.status === 'queued';
+  offer.hidden = !isLive(conv) || !(byEmail || (queued && noAgents));
+  offerForm.hidden = Boolean(byEmail);
+  offerText.textContent = byEmail ? t('byEmailDone', { email: byEmail }) : noAgents;
+  pastBox.hidden = v !== 'start' || !pastList.firstChild;
   muteButton.setAttribute('aria-pressed', String(muted));
   if (v === 'away') {
     awayText.textContent = status.next_open ? t('away', { when: formatWhen(status.next_open) }) : T.awayEmail;
@@ -324,11 +349,13 @@ function render() {
   let line = '';
   if (v === 'connecting') line = T.connecting;
   else if (v === 'ended') line = ended;
-  else if (isLive(conv) && conv.status === 'queued') {
-    line = conv.position ? t('queued', { pos: ordinal(conv.position) }) : T.waiting;
+  else if (queued) {
+    // Nobody on shift: no place in a line that does not move (the offer says what to do).
+    line = noAgents || byEmail ? '' : conv.position ? t('queued', { pos: ordinal(conv.position) }) : T.waiting;
   } else if (isLive(conv)) line = t('chatting', { name: conv.agent || T.agent });
   else if (pendingStart) line = T.waiting;
   statusLine.textContent = [slowNote, conv && conv.notice, line].filter(Boolean).join(' ');
+  bar.hidden = !statusLine.textContent && endButton.hidden;
   updateFaq();
   updateLauncher();
   if (focusPending && v !== 'connecting') {
@@ -345,14 +372,14 @@ function focusStart() {
 }
 
 function unreadCount() {
-  return transcript ? transcript.countFrom('agent', lastRead) : 0;
+  return transcript && !readOnly ? transcript.countFrom('agent', lastRead) : 0;
 }
 
 function updateLauncher() {
   const n = opened ? 0 : unreadCount();
   badge.hidden = !n;
   badge.textContent = String(n);
-  const base = String(embed.launcherLabel || T.launcher);
+  const base = LABEL;
   launcher.setAttribute('aria-label', n ? base + ' — ' + (n === 1 ? T.unread1 : t('unreadN', { n })) : base);
   launcher.setAttribute('aria-expanded', String(opened));
   // The latest agent message, while closed and unread.
@@ -386,7 +413,7 @@ function renderMessage(m) {
   const ts = Number(m.ts);
   return h(agent ? 'li.msg' : role === 'visitor' ? 'li.msg.me' : 'li.msg.sys', { 'data-role': role },
     ...(agent ? [h('span.who', {}, m.from.name || T.agent)] : []), h('p.t', {}, m.text),
-    h('time', { datetime: ts > 0 ? new Date(ts).toISOString() : null }, formatTime(ts)));
+    h('time', { datetime: ts > 0 ? new Date(ts).toISOString() : null }, formatTime(ts, LOCALE)));
 }
 
 function pendingNode(text) {
@@ -479,10 +506,12 @@ function setConversation(summary, resumed) {
   if (!summary || typeof summary.id !== 'string') return;
   const same = conv && conv.id === summary.id;
   if (!same) {
-    ended = '';
+    ended = noAgents = byEmail = '';
+    readOnly = confirming = false;
     historyDone = !resumed;
     newTranscript(summary.id);
   }
+  if (summary.by_email) byEmail = String(summary.email || byEmail);
   const reads = summary.reads || {};
   lastRead = Math.max(same ? lastRead : 0, Number(reads.visitor) || 0);
   agentRead = Math.max(same ? agentRead : 0, Number(reads.agent) || 0);
@@ -493,6 +522,8 @@ function setConversation(summary, resumed) {
     conversationEnded(null);
     return;
   }
+  local.set(LAST_KEY, null); // a chat is open: the one before is in the list of earlier ones
+  if (summary.no_agents) nobody(noAgents || T.noAgents);
   if (pendingStart) {
     const first = pendingStart;
     pendingStart = null;
@@ -505,18 +536,79 @@ function setConversation(summary, resumed) {
   render();
 }
 
-function conversationEnded(by) {
+/** The chat is over: say why (the summary's `reason`, else who closed it), keep it readable. */
+function conversationEnded(by, summary) {
   if (!conv) return;
   for (const entry of link.drop(conv.id)) failed(entry, T.ended);
   if (typing) typing.stop();
   indicator.hide();
-  closing = false;
-  ended = by === 'agent' ? T.endedAgent : by === 'visitor' ? T.endedYou : T.ended;
-  conv = Object.assign({}, conv, { status: 'closed' });
-  rateBox.hidden = false;
+  const refocus = confirming;
+  closing = confirming = false;
+  conv = Object.assign({}, conv, summary, { status: 'closed' });
+  const key = 'r_' + (conv.reason || { agent: 'resolved', visitor: 'ended' }[by]);
+  ended = T[key] || T.ended;
+  if (!readOnly) {
+    local.set(LAST_KEY, conv.id);
+    pastAsked = false; // the list changed: ask again when it is next shown
+  }
+  rateBox.hidden = Boolean(conv.rating);
   endNote.textContent = rateNote.value = '';
   txEmail.value = conv.email || identity.email || preEmail.value;
   render();
+  if (refocus) focusStart();
+}
+
+/** Nobody is on shift for this waiting chat: tell the visitor, offer to continue by email. */
+function nobody(message, email) {
+  noAgents = message;
+  if (!offerEmail.value) offerEmail.value = email || conv.email || identity.email || preEmail.value;
+  render();
+}
+
+/** An earlier conversation of this visitor, read-only, with its ending line. */
+function showPast(id) {
+  conv = { id, status: 'closed' };
+  ended = T.ended;
+  readOnly = true;
+  historyDone = false;
+  newTranscript(id);
+  transcript.action = 'past_messages';
+  transcript.sync(link, true);
+  render();
+}
+
+/** Back to a fresh start (a new chat, or away from an earlier conversation). */
+function reset() {
+  ended = '';
+  conv = transcript = null;
+  readOnly = false;
+  local.set(LAST_KEY, null);
+  log.replaceChildren();
+  loadPast();
+  render();
+}
+
+/** Once the panel is open with no chat: the visitor's earlier conversations, and the one
+ * that ended last (after a reload it is shown as it ended). */
+function loadPast() {
+  if (!opened || !link || !link.ready || isLive(conv) || pendingStart) return;
+  if (!pastAsked) {
+    pastList.replaceChildren();
+    pastAsked = link.send({ action: 'past' });
+  }
+  const last = local.get(LAST_KEY);
+  if (last && !conv) showPast(last);
+}
+
+function pastItem(summary) {
+  const ts = Number(summary.created_at);
+  const button = h('button.pv', {}, (ts > 0 ? new Date(ts).toLocaleDateString(LOCALE) + ': ' : '')
+    + String(summary.preview || T.ended));
+  button.addEventListener('click', () => {
+    showPast(summary.id);
+    focusStart();
+  });
+  return h('li', {}, button);
 }
 
 function failed(entry, why) {
@@ -558,8 +650,7 @@ function sendPage(referrer) {
 function setStatus(value) {
   if (!value || typeof value !== 'object') return;
   const wasAway = status && !status.online;
-  status = { online: Boolean(value.online), in_hours: Boolean(value.in_hours),
-             agents: Boolean(value.agents), next_open: Number(value.next_open) || null };
+  status = { online: Boolean(value.online), next_open: Number(value.next_open) || null };
   if (!status.online && !wasAway && input.value.trim() && !leaveText.value) leaveText.value = input.value;
   render();
 }
@@ -582,6 +673,7 @@ function onWelcome(welcome) {
   }
   sendPage(sentUrl || document.referrer);
   render();
+  loadPast();
 }
 
 function onMessage(frame, live) {
@@ -606,10 +698,32 @@ function onFrame(frame) {
       }
       break;
     case 'assigned':
-      if (frame.summary && (!conv || mine(frame.conversation) || !isLive(conv))) setConversation(frame.summary);
+      if (frame.summary && (!conv || mine(frame.conversation) || !isLive(conv))) {
+        noAgents = '';
+        setConversation(frame.summary);
+      }
+      break;
+    case 'no_agents':
+      if (mine(frame.conversation) && isLive(conv)) nobody(String(frame.message || T.noAgents), frame.email);
+      break;
+    case 'by_email':
+      if (mine(frame.conversation)) {
+        byEmail = String(frame.email || '');
+        const focused = offer.contains(shadow.activeElement);
+        render();
+        if (focused) offerText.focus(); // the form is gone: keep focus on what replaced it
+      }
+      break;
+    case 'past':
+      for (const item of Array.isArray(frame.items) ? frame.items : []) {
+        if (item && typeof item.id === 'string') pastList.append(pastItem(item));
+      }
+      if (frame.next) link.send({ action: 'past', cursor: String(frame.next) });
+      render();
       break;
     case 'requeued':
       if (mine(frame.conversation)) {
+        noAgents = '';
         Object.assign(conv, { status: 'queued', agent: null, position: null,
                               notice: typeof frame.message === 'string' ? frame.message : '' });
         indicator.hide();
@@ -646,7 +760,7 @@ function onFrame(frame) {
       }
       break;
     case 'closed':
-      if (mine(frame.conversation)) conversationEnded(frame.by);
+      if (mine(frame.conversation)) conversationEnded(frame.by, frame.summary);
       break;
     case 'status':
       setStatus(frame);
@@ -691,6 +805,8 @@ function onError(frame) {
     render();
   } else if (/^(rate|tx)$/.test(frame.ref)) {
     endNote.textContent = message;
+  } else if (frame.ref === 'past_messages') {
+    reset(); // gone (past retention) or not theirs: forget it
   } else if (!/^(page|read|inv)$/.test(frame.ref || '')) {
     composeError.textContent = message;
   }
@@ -828,6 +944,7 @@ function openPanel(focus) {
   invite.hidden = true;
   panel.hidden = false;
   render();
+  loadPast();
   markRead();
   scrollDown();
   if (focus) {
@@ -883,8 +1000,29 @@ muteButton.addEventListener('click', () => {
 });
 
 endButton.addEventListener('click', () => {
-  if (!isLive(conv)) return;
-  if (!link.send({ action: 'close', conversation: conv.id })) closing = true;
+  confirming = true;
+  render();
+  endNo.focus(); // the safe choice first
+});
+endNo.addEventListener('click', () => {
+  confirming = false;
+  render();
+  endButton.focus();
+});
+// The box stays (asked) until `closed` arrives; then focus goes to what the panel shows.
+endYes.addEventListener('click', () => {
+  if (isLive(conv) && !link.send({ action: 'close', conversation: conv.id })) closing = true;
+});
+offerForm.addEventListener('submit', (event) => {
+  event.preventDefault();
+  const email = offerEmail.value.trim();
+  composeError.textContent = '';
+  if (!email || !offerEmail.checkValidity()) {
+    composeError.textContent = offerEmail.validationMessage || T.badEmail;
+    offerEmail.focus();
+  } else if (isLive(conv)) {
+    link.send({ action: 'continue_by_email', conversation: conv.id, email, ref: 'cbe' });
+  }
 });
 
 for (const button of rateButtons) {
@@ -902,11 +1040,7 @@ txButton.addEventListener('click', () => {
 });
 
 restartButton.addEventListener('click', () => {
-  ended = '';
-  conv = null;
-  transcript = null;
-  log.replaceChildren();
-  render();
+  reset();
   input.focus();
 });
 
