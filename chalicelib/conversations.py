@@ -38,7 +38,7 @@ item's worst case.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from pynamodb.expressions.condition import Condition, size
 from pynamodb.expressions.operand import Path
@@ -107,11 +107,25 @@ SYSTEM = "system"  # the role of messages the product writes itself
 NOT_PARTICIPANT = "You are not a participant in that conversation."
 
 
+class Opening(NamedTuple):
+    """The agent's line a conversation opens with (an accepted invitation): stored as message
+    seq 1, so both sides, resume and sync show it, and the chat's preview is never empty."""
+
+    text: str
+    author: str  # the inviting agent's id, or ``TEAM`` for a rule's invitation
+    name: str  # shown as the sender: the agent's name, or the site's team name
+    ref: str  # the invitation id: the message's id is ``invite:<ref>``
+
+
+TEAM = "team"  # the author of an opening line no single agent wrote (a rule's invitation)
+
+
 def start(who: Caller, outbox: Outbox, *, name: str | None = None, email: str | None = None,
-          route: bool = True) -> ConversationModel:
+          route: bool = True, opening: Opening | None = None) -> ConversationModel:
     """Open the visitor's conversation (or return the one already open) and route it. The
     pre-chat answers (name, email) go on the conversation: the agent sees them, and an email
-    lets a later reply reach a visitor who has left."""
+    lets a later reply reach a visitor who has left. ``opening``: the agent's first line,
+    written (message first, then the conversation at seq 1) before anyone is told."""
     if email is not None:
         email = mail.address(email)
         if email is None:
@@ -152,11 +166,22 @@ def start(who: Caller, outbox: Outbox, *, name: str | None = None, email: str | 
              queued_at=now, q_pk=q_pk, q_sk=q_sk, visitor_name=(name or "").strip() or None,
              email=email, email_key=email_key(who.site, email) if email else None,
              page=visitor.current_page(), ttl=keep_until(now), after_hours=after_hours or None)
+    first = None
+    if opening is not None:
+        # Not counted in the figures (mn/mf): an invitation is not a response to anything.
+        first = MessageModel(conv.pk, message_sk(1), seq=1, role=auth.AGENT, author=opening.author,
+                             name=opening.name, text=opening.text, cmid=f"invite:{opening.ref}",
+                             ts=now, ttl=keep_until(now))
+        first.save()  # before the conversation: a crash between leaves no gap at seq 1
+        conv.seq, conv.preview, conv.last_at = 1, opening.text[:PREVIEW_CHARS], now
+        conv.last_by = f"a:{opening.author}"
     conv.save()
     telemetry.tag(conversation=conv.id)
     telemetry.logger.info("conversation started")
     outbox.to(tabs, {"type": "conversation", "conversation": conv.id,
                      "summary": conv.summary()})
+    if first is not None:
+        outbox.to(tabs, message_frame(conv.id, first))
     if route and not routing.drain(who.site, outbox, joined=conv.id):
         # Waiting: make sure the site is known to the minute timer, which mails digests of
         # chats nobody can answer (a site nobody configured has no settings item yet).

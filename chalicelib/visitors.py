@@ -205,13 +205,17 @@ def answer(who: Caller, frame: Frame, outbox: Outbox) -> None:
                                               "visitor": who.subject, "accepted": frame["accept"]})
     if not frame["accept"]:
         return
-    conv = conversations.start(who, outbox, route=not agent_id)
+    opening = conversations.Opening(text=str(invitation.get("text") or ""),
+                                    author=str(agent_id) if agent_id else conversations.TEAM,
+                                    name=str(invitation.get("name") or ""), ref=str(frame["id"]))
+    conv = conversations.start(who, outbox, route=not agent_id, opening=opening)
     if agent_id and conv.status == routing.QUEUED:
-        result = routing.assign(conv.id, str(agent_id), require_shift=False)
+        # To the agent who invited, if on shift with room; otherwise into the line like any chat.
+        result = routing.assign(conv.id, str(agent_id))
         if isinstance(result, routing.Assignment):
             routing.announce(result, outbox)
-        routing.drain(who.site, outbox)
-
+        else:
+            routing.drain(who.site, outbox, joined=conv.id)
 
 
 def apply_rules(site_id: str, visitor: VisitorModel, outbox: Outbox, now_ms: int | None = None) -> list[str]:

@@ -1,0 +1,100 @@
+"""Invitations, rules, holding messages and the previews agents read (issue 16): an accepted
+invitation opens the chat with its own text, rules fire on the page event and exactly once,
+holding messages wait for real silence, and the waiting list shows what the visitor wrote."""
+
+from __future__ import annotations
+
+from chalicelib.models import META, ConversationModel, conversation_key, plain_map
+from tests.test_console_backend import admin  # noqa: F401  (the settings fixture)
+
+
+def _conv(conv_id: str) -> ConversationModel:
+    return ConversationModel.get(conversation_key(conv_id), META, consistent_read=True)
+
+
+def _invite(inviter, guest, text: str) -> dict:
+    inviter.request({"action": "invite", "visitor": guest.welcome["visitor"], "text": text}, "invited")
+    return guest.expect("invitation")
+
+
+def _line(console) -> list[tuple[str, str | None]]:
+    """The newest non-empty waiting list the console was sent: (conversation, preview) each."""
+    while True:
+        items = console.expect("queue")["items"]
+        if items and not any(f.get("type") == "queue" for f in console.backlog):
+            return [(i["conversation"], i["preview"]) for i in items]
+
+
+# ------------------------------------------------------------------ accepted invitations
+
+
+def test_an_accepted_invitation_opens_the_chat_with_its_text_from_the_inviting_agent(visitor, agent):
+    inviter = agent(name="Ines", max_chats=2)
+    guest = visitor()
+    card = _invite(inviter, guest, "Can I help you choose a size?")
+    guest.send({"action": "invitation", "id": card["id"], "accept": True})
+    conv = guest.expect("conversation")["conversation"]
+    first = guest.expect("message", conversation=conv)
+    assert first["seq"] == 1 and first["text"] == "Can I help you choose a size?"
+    assert first["from"] == {"role": "agent", "name": "Ines"}
+    assigned = inviter.expect("assigned", conversation=conv)["summary"]
+    assert assigned["agent"] == "Ines" and assigned["preview"] == "Can I help you choose a size?"
+    # the agent's console syncs what was written before it was theirs: the invitation is there
+    history = inviter.request({"action": "sync", "conversation": conv, "after": 0}, "messages")
+    assert [(m["seq"], m["text"]) for m in history["items"]] == [(1, "Can I help you choose a size?")]
+    # the visitor answers it; it is seq 2, and the invitation is no response in the figures
+    assert guest.say(conv, "A 38 please")["seq"] == 2
+    assert inviter.expect("message", conversation=conv)["seq"] == 2
+    # a reload (resume) shows it too
+    again = visitor(token=guest.welcome["token"])
+    assert again.welcome["conversation"]["seq"] == 2
+    resumed = again.request({"action": "sync", "conversation": conv, "after": 0}, "messages")
+    assert [m["text"] for m in resumed["items"]] == ["Can I help you choose a size?", "A 38 please"]
+    owners = plain_map(_conv(conv).co)
+    assert owners and all(tag.startswith("v:") for tag in owners.values())  # no agent response yet
+
+
+def test_clicking_accept_twice_opens_one_chat_with_one_invitation_line(visitor, agent):
+    inviter = agent()
+    guest = visitor()
+    card = _invite(inviter, guest, "Hello from the team")
+    guest.send({"action": "invitation", "id": card["id"], "accept": True, "ref": "a"})
+    guest.send({"action": "invitation", "id": card["id"], "accept": True, "ref": "b"})
+    conv = inviter.expect("assigned")["conversation"]
+    assert guest.expect("error")["code"] == "not_found"
+    stored = _conv(conv)
+    assert int(stored.seq) == 1 and stored.preview == "Hello from the team"
+    inviter.quiet("assigned", wait=0.3)
+    assert guest.expect("conversation")["conversation"] == conv
+    guest.quiet("conversation", wait=0.3)  # one chat, not two
+
+
+def test_an_invitation_from_an_agent_off_shift_goes_to_the_line(visitor, agent):
+    inviter = agent(name="Off", shift=False)
+    waiting = agent(name="Busy", max_chats=1)
+    visitor().start()
+    waiting.expect("assigned")
+    guest = visitor()
+    card = _invite(inviter, guest, "Need a hand?")
+    guest.send({"action": "invitation", "id": card["id"], "accept": True})
+    conv = guest.expect("conversation")["conversation"]
+    assert guest.expect("queued", conversation=conv)["position"] == 1
+    assert _line(waiting) == [(conv, "Need a hand?")]
+    inviter.quiet("assigned", wait=0.3)
+    assert _conv(conv).status == "queued"
+
+
+def test_a_rule_invitation_is_the_first_line_from_the_team(visitor, agent, admin):  # noqa: F811
+    admin({"name": "Northwind", "console": {"rules": [
+        {"id": "help", "text": "Questions about delivery?", "url_contains": "/delivery", "min_pages": 1}]}})
+    console = agent()
+    guest = visitor()
+    guest.send({"action": "page", "url": "https://shop.example/delivery"})
+    card = guest.expect("invitation")
+    assert card["from"]["name"] == "Northwind"
+    guest.send({"action": "invitation", "id": card["id"], "accept": True})
+    conv = guest.expect("conversation")["conversation"]
+    first = guest.expect("message", conversation=conv)
+    assert (first["seq"], first["text"]) == (1, "Questions about delivery?")
+    assert first["from"] == {"role": "agent", "name": "Northwind"}
+    assert console.expect("assigned", conversation=conv)["summary"]["preview"] == "Questions about delivery?"
