@@ -347,6 +347,8 @@ def post_system(conv: ConversationModel, text: str, outbox: Outbox,
     """Store and deliver a message from the system itself (holding message, transfer notice):
     the same two writes as a person's message, so it has its own seq and nobody misses it.
     ``count`` is an update action that records it in the figures (in the same write).
+    It never touches ``preview``: what agents read of a chat in their lists is a person's
+    line, not "Your agent is looking into your question".
     Returns the seq, or None when ``condition`` no longer held."""
     C = ConversationModel
     guard = C.status.is_in(*routing.OPEN_STATES)

@@ -4,7 +4,9 @@ holding messages wait for real silence, and the waiting list shows what the visi
 
 from __future__ import annotations
 
+from chalicelib import clock
 from chalicelib.models import META, ConversationModel, conversation_key, plain_map
+from tests.client import Clock, eventually
 from tests.test_console_backend import admin  # noqa: F401  (the settings fixture)
 
 
@@ -98,3 +100,74 @@ def test_a_rule_invitation_is_the_first_line_from_the_team(visitor, agent, admin
     assert (first["seq"], first["text"]) == (1, "Questions about delivery?")
     assert first["from"] == {"role": "agent", "name": "Northwind"}
     assert console.expect("assigned", conversation=conv)["summary"]["preview"] == "Questions about delivery?"
+
+
+# ------------------------------------------------------------------ holding messages
+
+HOLD = "Your agent is looking into your question."
+
+
+def _holding(admin, seconds: int = 60) -> None:  # noqa: F811
+    admin({"console": {"holding": {"enabled": True, "after_seconds": seconds, "text": HOLD}}})
+
+
+def test_no_holding_message_the_moment_a_chat_that_waited_is_assigned(stack, visitor, agent, admin,  # noqa: F811
+                                                                       monkeypatch):
+    _holding(admin)
+    frozen = Clock(monkeypatch, clock.now_ms())
+    busy = agent(name="Busy", max_chats=1)
+    visitor().start()
+    busy.expect("assigned")
+    guest = visitor()
+    conv = guest.start()
+    guest.expect("queued", conversation=conv)
+    guest.say(conv, "Is the blue one in stock?")
+    frozen.advance(300)  # five minutes in line
+    ada = agent(name="Ada")
+    ada.expect("assigned", conversation=conv)
+    stack.gateway.run_schedules()
+    guest.quiet("message", wait=0.4, conversation=conv)  # Ada has not even looked yet
+    frozen.advance(59)
+    stack.gateway.run_schedules()
+    guest.quiet("message", wait=0.3, conversation=conv)
+    frozen.advance(2)  # 61 s of silence since the chat became Ada's
+    stack.gateway.run_schedules()
+    held = guest.expect("message", conversation=conv)
+    assert held["text"] == HOLD and held["from"]["role"] == "system"
+    # the chat's preview is still the visitor's question, for the lists and the reports
+    stored = _conv(conv)
+    assert stored.preview == "Is the blue one in stock?" and int(stored.holds) == 1
+    page = ada.request({"action": "sync", "conversation": conv, "after": 0}, "messages")
+    assert page["summary"]["preview"] == "Is the blue one in stock?"
+    assert [m["from"]["role"] for m in page["items"]] == ["visitor", "system"]
+
+
+def test_silence_counts_from_the_visitors_last_line_and_none_for_a_visitor_gone(stack, visitor, agent,
+                                                                                admin, monkeypatch):  # noqa: F811
+    _holding(admin)
+    frozen = Clock(monkeypatch, clock.now_ms())
+    console = agent()
+    guest = visitor()
+    conv = guest.start()
+    console.expect("assigned", conversation=conv)
+    frozen.advance(120)
+    guest.say(conv, "Hello?")
+    frozen.advance(50)
+    stack.gateway.run_schedules()
+    guest.quiet("message", wait=0.3, conversation=conv)  # 50 s after the line, not 170 s
+    frozen.advance(11)
+    stack.gateway.run_schedules()
+    assert guest.expect("message", conversation=conv)["text"] == HOLD
+
+    # another chat whose visitor closed every tab: nobody would read it
+    other = visitor()
+    gone = other.start()
+    console.expect("assigned", conversation=gone)
+    other.say(gone, "Are you there?")
+    console.expect("message", conversation=gone)
+    other.close()
+    eventually(lambda: _conv(gone).v_left_at is not None)
+    frozen.advance(120)
+    stack.gateway.run_schedules()
+    console.quiet("message", wait=0.4, conversation=gone)
+    assert int(_conv(gone).seq) == 1 and not _conv(gone).holds
