@@ -171,3 +171,41 @@ def test_silence_counts_from_the_visitors_last_line_and_none_for_a_visitor_gone(
     stack.gateway.run_schedules()
     console.quiet("message", wait=0.4, conversation=gone)
     assert int(_conv(gone).seq) == 1 and not _conv(gone).holds
+
+
+# ------------------------------------------------------------------ the transcript's address
+
+
+def test_the_address_a_visitor_gives_for_a_transcript_is_kept_on_the_chat(stack, site, visitor, agent):
+    console = agent()
+    guest = visitor()
+    conv = guest.start()
+    console.expect("assigned", conversation=conv)
+    guest.say(conv, "Where is my parcel?")
+    guest.request({"action": "close", "conversation": conv}, "closed")
+    ask = {"action": "transcript", "conversation": conv, "id": "req-keep", "email": "Lena@Example.org"}
+    assert guest.request(ask, "transcript_queued")["email"] == "Lena@example.org"
+    stored = _conv(conv)
+    assert stored.email == "Lena@example.org" and stored.email_key == f"{site}#lena@example.org"
+    # the team finds the chat by it
+    found = [c.pk for c in ConversationModel.email_index.query(f"{site}#lena@example.org")]
+    assert found == [stored.pk]
+    # one address per chat: a second request elsewhere does not replace it; the agent's own
+    # requests never change it either
+    other = guest.request({**ask, "id": "req-other", "email": "someone@example.org"}, "transcript_queued")
+    assert other["email"] == "someone@example.org"
+    console.request({"action": "transcript", "conversation": conv, "id": "agent-keep"}, "transcript_queued")
+    assert _conv(conv).email == "Lena@example.org"
+    bad = guest.request({**ask, "id": "req-bad", "email": "not an address", "ref": "b"}, "error")
+    assert bad["code"] == "bad_frame" and _conv(conv).email == "Lena@example.org"
+
+
+def test_a_transcript_request_never_replaces_the_pre_chat_address(visitor, agent):
+    console = agent()
+    guest = visitor()
+    guest.send({"action": "start", "email": "first@example.org"})
+    conv = guest.expect("conversation")["conversation"]
+    console.expect("assigned", conversation=conv)
+    guest.request({"action": "transcript", "conversation": conv, "id": "req-pre",
+                   "email": "second@example.org"}, "transcript_queued")
+    assert _conv(conv).email == "first@example.org"
