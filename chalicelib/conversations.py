@@ -88,6 +88,7 @@ from chalicelib.protocol import (
     STALE,
     Frame,
     ProtocolError,
+    error,
     fit,
 )
 
@@ -120,12 +121,29 @@ class Opening(NamedTuple):
 TEAM = "team"  # the author of an opening line no single agent wrote (a rule's invitation)
 
 
+def first_line(frame: Frame) -> Frame | None:
+    """The ``send`` a ``start`` carries (its ``text`` and ``id``), or None; one without the
+    other is refused before anything is written."""
+    text, message_id = frame.get("text"), frame.get("id")
+    if text is None and message_id is None:
+        return None
+    if text is None or message_id is None:
+        raise ProtocolError(BAD_FRAME, '"text" and "id" go together: the first message and its id.',
+                            frame.ref)
+    return Frame("send", {"conversation": "", "text": text, "id": message_id}, message_id)
+
+
 def start(who: Caller, outbox: Outbox, *, name: str | None = None, email: str | None = None,
-          route: bool = True, opening: Opening | None = None) -> ConversationModel:
+          route: bool = True, opening: Opening | None = None,
+          first: Frame | None = None) -> ConversationModel:
     """Open the visitor's conversation (or return the one already open) and route it. The
     pre-chat answers (name, email) go on the conversation: the agent sees them, and an email
     lets a later reply reach a visitor who has left. ``opening``: the agent's first line,
-    written (message first, then the conversation at seq 1) before anyone is told."""
+    written (message first, then the conversation at seq 1) before anyone is told.
+    ``first``: the visitor's first line (``first_line``), stored like any ``send`` (acked,
+    idempotent on its id) before routing, so the ``queue`` agents get shows it: sent as a
+    ``send`` after the start, it landed after that frame was built and the waiting list said
+    "No message yet" until something else moved the line."""
     if email is not None:
         email = mail.address(email)
         if email is None:
@@ -144,6 +162,8 @@ def start(who: Caller, outbox: Outbox, *, name: str | None = None, email: str | 
             return start(who, outbox, name=name, email=email, route=route)
         outbox.to([who.connection_id], {"type": "conversation", "conversation": existing.id,
                                         "summary": existing.summary()})
+        if first is not None:  # a resent start (lost answer): its line is acked, stored once
+            _send_first(who, existing.id, first, outbox)
         return existing
     assert visitor is not None
     per_network = config.CONVERSATIONS_PER_IP_PER_HOUR
@@ -166,13 +186,13 @@ def start(who: Caller, outbox: Outbox, *, name: str | None = None, email: str | 
              queued_at=now, q_pk=q_pk, q_sk=q_sk, visitor_name=(name or "").strip() or None,
              email=email, email_key=email_key(who.site, email) if email else None,
              page=visitor.current_page(), ttl=keep_until(now), after_hours=after_hours or None)
-    first = None
+    opened = None
     if opening is not None:
         # Not counted in the figures (mn/mf): an invitation is not a response to anything.
-        first = MessageModel(conv.pk, message_sk(1), seq=1, role=auth.AGENT, author=opening.author,
+        opened = MessageModel(conv.pk, message_sk(1), seq=1, role=auth.AGENT, author=opening.author,
                              name=opening.name, text=opening.text, cmid=f"invite:{opening.ref}",
                              ts=now, ttl=keep_until(now))
-        first.save()  # before the conversation: a crash between leaves no gap at seq 1
+        opened.save()  # before the conversation: a crash between leaves no gap at seq 1
         conv.seq, conv.preview, conv.last_at = 1, opening.text[:PREVIEW_CHARS], now
         conv.last_by = f"a:{opening.author}"
     conv.save()
@@ -180,13 +200,24 @@ def start(who: Caller, outbox: Outbox, *, name: str | None = None, email: str | 
     telemetry.logger.info("conversation started")
     outbox.to(tabs, {"type": "conversation", "conversation": conv.id,
                      "summary": conv.summary()})
+    if opened is not None:
+        outbox.to(tabs, message_frame(conv.id, opened))
     if first is not None:
-        outbox.to(tabs, message_frame(conv.id, first))
+        _send_first(who, conv.id, first, outbox)
     if route and not routing.drain(who.site, outbox, joined=conv.id):
         # Waiting: make sure the site is known to the minute timer, which mails digests of
         # chats nobody can answer (a site nobody configured has no settings item yet).
         availability.refresh(who.site, outbox)
     return conv
+
+
+def _send_first(who: Caller, conv_id: str, first: Frame, outbox: Outbox) -> None:
+    """The start's first line, as the ``send`` it stands for. A refusal (a flood slot, say)
+    goes to the visitor as that send's error; the chat is open either way."""
+    try:
+        send(who.connection_id, Frame("send", {**first.body, "conversation": conv_id}, first.ref), outbox)
+    except ProtocolError as refused:
+        outbox.to([who.connection_id], error(refused.code, refused.message, first.ref, refused.retry_after))
 
 
 def open_conversation(visitor: VisitorModel) -> ConversationModel | None:

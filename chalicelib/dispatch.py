@@ -49,7 +49,8 @@ def _hello(connection_id: str, frame: Frame, outbox: Outbox) -> None:
 def _start(connection_id: str, frame: Frame, outbox: Outbox) -> None:
     who = presence.caller(connection_id)
     presence.require_visitor(who)
-    conversations.start(who, outbox, name=frame.get("name"), email=frame.get("email"))
+    conversations.start(who, outbox, name=frame.get("name"), email=frame.get("email"),
+                        first=conversations.first_line(frame))
 
 
 def _shift(connection_id: str, frame: Frame, outbox: Outbox) -> None:

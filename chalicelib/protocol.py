@@ -157,6 +157,12 @@ SCHEMAS: dict[str, dict[str, Field]] = {
                       rule=f"at most 100 characters ({MAX_NAME_BYTES} bytes)"),
         "email": Field(str, required=False, check=lambda v: _short(v, MAX_EMAIL_BYTES),
                        rule="an email address"),
+        # The visitor's first line, stored (as ``send`` would, same id rules) before the chat is
+        # routed, so the waiting list agents are sent already shows it. Both or neither.
+        "text": Field(str, required=False, check=_text,
+                      rule=f"1 to {MAX_TEXT_CHARS} characters ({MAX_TEXT_BYTES} bytes), not blank"),
+        "id": Field(str, required=False, check=lambda v: bool(CLIENT_MESSAGE_ID.match(v)),
+                    rule='"<client id>:<counter>", e.g. "k3Jd9a:1"'),
     },
     "send": {
         "conversation": CONVERSATION,

@@ -5,7 +5,7 @@ holding messages wait for real silence, and the waiting list shows what the visi
 from __future__ import annotations
 
 from chalicelib import clock
-from chalicelib.models import META, ConversationModel, conversation_key, plain_map
+from chalicelib.models import META, ConversationModel, VisitorModel, conversation_key, plain_map, visitor_key
 from tests.client import Clock, eventually
 from tests.test_console_backend import admin  # noqa: F401  (the settings fixture)
 
@@ -100,6 +100,48 @@ def test_a_rule_invitation_is_the_first_line_from_the_team(visitor, agent, admin
     assert (first["seq"], first["text"]) == (1, "Questions about delivery?")
     assert first["from"] == {"role": "agent", "name": "Northwind"}
     assert console.expect("assigned", conversation=conv)["summary"]["preview"] == "Questions about delivery?"
+
+
+# ------------------------------------------------------------------ the waiting list's preview
+
+
+def test_the_waiting_list_shows_the_first_line_a_start_carries(visitor, agent):
+    """The widget's first line used to follow its ``start`` as a ``send``: the line the agents
+    were sent was built before it was written, and said "No message yet" until something else
+    moved the line. A ``start`` that carries it stores it first."""
+    busy = agent(name="Busy", max_chats=1)
+    visitor().start()
+    busy.expect("assigned")
+    guest = visitor()
+    guest.send({"action": "start", "text": "Do you ship to Lyon?", "id": f"{guest.client_id}:1"})
+    conv = guest.expect("conversation")["conversation"]
+    ack = guest.expect_reply(f"{guest.client_id}:1")
+    assert ack["type"] == "ack" and ack["seq"] == 1 and ack["conversation"] == conv
+    assert guest.expect("queued", conversation=conv)["position"] == 1
+    assert _line(busy) == [(conv, "Do you ship to Lyon?")]
+    # a resent start (its answer lost): the same chat, the line acked again, stored once
+    guest.send({"action": "start", "text": "Do you ship to Lyon?", "id": f"{guest.client_id}:1"})
+    assert guest.expect("conversation")["conversation"] == conv
+    assert guest.expect_reply(f"{guest.client_id}:1")["seq"] == 1
+    assert int(_conv(conv).seq) == 1
+    # the agent who takes it reads it
+    ada = agent(name="Ada", shift=False)
+    assert [i["preview"] for i in ada.welcome["queue"]] == ["Do you ship to Lyon?"]
+    ada.request({"action": "accept", "conversation": conv}, "assigned", conversation=conv)
+    page = ada.request({"action": "sync", "conversation": conv, "after": 0}, "messages")
+    assert [m["text"] for m in page["items"]] == ["Do you ship to Lyon?"]
+
+
+def test_a_start_with_half_a_first_line_is_refused_and_writes_nothing(visitor):
+    guest = visitor()
+    guest.send({"action": "start", "text": "Hello", "ref": "s"})
+    assert guest.expect("error")["code"] == "bad_frame"
+    guest.send({"action": "start", "id": "nottheformat", "text": "Hello", "ref": "s2"})
+    assert guest.expect("error")["code"] == "bad_frame"
+    guest.send({"action": "start", "id": f"{guest.client_id}:1", "text": "   ", "ref": "s3"})
+    assert guest.expect("error")["code"] == "bad_frame"
+    guest.quiet("conversation", wait=0.3)
+    assert VisitorModel.get(visitor_key(guest.welcome["visitor"]), META, consistent_read=True).conv is None
 
 
 # ------------------------------------------------------------------ holding messages
