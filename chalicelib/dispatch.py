@@ -104,6 +104,12 @@ def _page(connection_id: str, frame: Frame, outbox: Outbox) -> None:
     visitors.record_page(who, frame, outbox)
 
 
+def _rules(connection_id: str, frame: Frame, outbox: Outbox) -> None:
+    who = presence.caller(connection_id)
+    presence.require_visitor(who)
+    visitors.recheck(who, outbox)
+
+
 def _invite(connection_id: str, frame: Frame, outbox: Outbox) -> None:
     who = presence.caller(connection_id)
     presence.require_agent(who)
@@ -185,6 +191,7 @@ HANDLERS: dict[str, Handler] = {
     "leave_message": _leave_message,
     "status": _status,
     "page": _page,
+    "rules": _rules,
     "invite": _invite,
     "invitation": _invitation,
     "note": _note,

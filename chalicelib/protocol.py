@@ -215,6 +215,8 @@ SCHEMAS: dict[str, dict[str, Field]] = {
                     rule="an IANA time zone"),
     },
     "context": {"conversation": CONVERSATION, "cursor": CURSOR},
+    # Ask again for the site's invitation rules, when a ``rules_due`` said a time rule is met.
+    "rules": {},
     "rate": {
         "conversation": CONVERSATION,
         "score": Field(str, check=lambda v: v in ("up", "down"), rule='"up" or "down"'),
@@ -270,7 +272,7 @@ BUDGETS: dict[str, Budget] = {
 #: The class of each action (every action but ``send`` has one).
 ACTION_CLASS: dict[str, str] = {
     "ping": "ping",
-    "typing": "signal", "read": "signal", "page": "signal",
+    "typing": "signal", "read": "signal", "page": "signal", "rules": "signal",
     "hello": "query", "status": "query", "sync": "query", "queue": "query", "notes": "query",
     "overview": "query", "history": "query", "visitors": "query", "context": "query",
     "snippets": "query",

@@ -102,6 +102,66 @@ def test_a_rule_invitation_is_the_first_line_from_the_team(visitor, agent, admin
     assert console.expect("assigned", conversation=conv)["summary"]["preview"] == "Questions about delivery?"
 
 
+# ------------------------------------------------------------------ rules
+
+
+def test_a_time_rule_fires_when_its_time_is_up_not_at_the_next_minute_timer(stack, visitor, agent, admin,  # noqa: F811
+                                                                             monkeypatch):
+    admin({"console": {"rules": [
+        {"id": "pricing", "text": "Can I help you decide?", "url_contains": "/pricing", "min_seconds": 30}]}})
+    frozen = Clock(monkeypatch, clock.now_ms())
+    agent()
+    guest = visitor()
+    guest.send({"action": "page", "url": "https://shop.example/pricing"})
+    assert guest.expect("rules_due")["in_ms"] == 30_000  # the page event says when to ask again
+    frozen.advance(12)
+    guest.send({"action": "rules"})
+    assert guest.expect("rules_due")["in_ms"] == 18_000
+    guest.quiet("invitation", wait=0.2)
+    frozen.advance(18)
+    guest.send({"action": "rules"})  # the widget asks at that moment: no minute timer needed
+    card = guest.expect("invitation")
+    assert card["text"] == "Can I help you decide?"
+    guest.send({"action": "invitation", "id": card["id"], "accept": False})
+    guest.expect("invitation_closed")
+    frozen.advance(60)
+    guest.send({"action": "rules"})
+    stack.gateway.run_schedules()
+    guest.quiet("invitation", wait=0.4)  # once per visit, whoever asks
+    guest.quiet("rules_due", wait=0.1)
+    other_page = visitor()
+    other_page.send({"action": "page", "url": "https://shop.example/about"})
+    other_page.send({"action": "rules"})
+    other_page.quiet("rules_due", wait=0.4)  # no time rule matches that page: nothing to wait for
+
+
+def test_an_invitation_that_went_to_a_closing_tab_reaches_the_next_page(stack, visitor, agent, admin,  # noqa: F811
+                                                                        monkeypatch):
+    """Once, an invitation never arrived: the minute timer sent it to the tab of the page the
+    visitor was leaving; the rule had fired and the invitation was pending, so nothing ever
+    showed it on the next page. Now every page event of the visit shows a pending one."""
+    admin({"console": {"rules": [
+        {"id": "cart", "text": "Questions about your order?", "url_contains": "/cart", "min_seconds": 20}]}})
+    frozen = Clock(monkeypatch, clock.now_ms())
+    agent()
+    leaving = visitor()
+    leaving.send({"action": "page", "url": "https://shop.example/cart"})
+    leaving.expect("rules_due")
+    frozen.advance(21)
+    stack.gateway.run_schedules()  # the timer fires it, to the only tab open right now
+    card = leaving.expect("invitation")
+    leaving.close()  # ... which was being unloaded
+    eventually(lambda: not VisitorModel.get(visitor_key(leaving.welcome["visitor"]), META,
+                                            consistent_read=True).conns)
+    arriving = visitor(token=leaving.welcome["token"])
+    arriving.send({"action": "page", "url": "https://shop.example/checkout"})
+    again = arriving.expect("invitation")
+    assert again["id"] == card["id"] and again["text"] == "Questions about your order?"
+    arriving.send({"action": "invitation", "id": again["id"], "accept": True})
+    conv = arriving.expect("conversation")["conversation"]
+    assert arriving.expect("message", conversation=conv)["text"] == "Questions about your order?"
+
+
 # ------------------------------------------------------------------ the waiting list's preview
 
 
