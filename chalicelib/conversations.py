@@ -38,7 +38,7 @@ item's worst case.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from pynamodb.expressions.condition import Condition, size
 from pynamodb.expressions.operand import Path
@@ -89,6 +89,7 @@ from chalicelib.protocol import (
     STALE,
     Frame,
     ProtocolError,
+    error,
     fit,
 )
 
@@ -108,11 +109,42 @@ SYSTEM = "system"  # the role of messages the product writes itself
 NOT_PARTICIPANT = "You are not a participant in that conversation."
 
 
+class Opening(NamedTuple):
+    """The agent's line a conversation opens with (an accepted invitation): stored as message
+    seq 1, so both sides, resume and sync show it, and the chat's preview is never empty."""
+
+    text: str
+    author: str  # the inviting agent's id, or ``TEAM`` for a rule's invitation
+    name: str  # shown as the sender: the agent's name, or the site's team name
+    ref: str  # the invitation id: the message's id is ``invite:<ref>``
+
+
+TEAM = "team"  # the author of an opening line no single agent wrote (a rule's invitation)
+
+
+def first_line(frame: Frame) -> Frame | None:
+    """The ``send`` a ``start`` carries (its ``text`` and ``id``), or None; one without the
+    other is refused before anything is written."""
+    text, message_id = frame.get("text"), frame.get("id")
+    if text is None and message_id is None:
+        return None
+    if text is None or message_id is None:
+        raise ProtocolError(BAD_FRAME, '"text" and "id" go together: the first message and its id.',
+                            frame.ref)
+    return Frame("send", {"conversation": "", "text": text, "id": message_id}, message_id)
+
+
 def start(who: Caller, outbox: Outbox, *, name: str | None = None, email: str | None = None,
-          route: bool = True) -> ConversationModel:
+          route: bool = True, opening: Opening | None = None,
+          first: Frame | None = None) -> ConversationModel:
     """Open the visitor's conversation (or return the one already open) and route it. The
     pre-chat answers (name, email) go on the conversation: the agent sees them, and an email
-    lets a later reply reach a visitor who has left."""
+    lets a later reply reach a visitor who has left. ``opening``: the agent's first line,
+    written (message first, then the conversation at seq 1) before anyone is told.
+    ``first``: the visitor's first line (``first_line``), stored like any ``send`` (acked,
+    idempotent on its id) before routing, so the ``queue`` agents get shows it: sent as a
+    ``send`` after the start, it landed after that frame was built and the waiting list said
+    "No message yet" until something else moved the line."""
     if email is not None:
         email = mail.address(email)
         if email is None:
@@ -131,6 +163,8 @@ def start(who: Caller, outbox: Outbox, *, name: str | None = None, email: str | 
             return start(who, outbox, name=name, email=email, route=route)
         outbox.to([who.connection_id], {"type": "conversation", "conversation": existing.id,
                                         "summary": existing.summary()})
+        if first is not None:  # a resent start (lost answer): its line is acked, stored once
+            _send_first(who, existing.id, first, outbox)
         return existing
     assert visitor is not None
     per_network = config.CONVERSATIONS_PER_IP_PER_HOUR
@@ -154,11 +188,24 @@ def start(who: Caller, outbox: Outbox, *, name: str | None = None, email: str | 
              queued_at=now, q_pk=q_pk, q_sk=q_sk, visitor_name=(name or "").strip() or None,
              email=email, email_key=email_key(who.site, email) if email else None,
              page=visitor.current_page(), ttl=keep_until(now), after_hours=after_hours or None)
+    opened = None
+    if opening is not None:
+        # Not counted in the figures (mn/mf): an invitation is not a response to anything.
+        opened = MessageModel(conv.pk, message_sk(1), seq=1, role=auth.AGENT, author=opening.author,
+                             name=opening.name, text=opening.text, cmid=f"invite:{opening.ref}",
+                             ts=now, ttl=keep_until(now))
+        opened.save()  # before the conversation: a crash between leaves no gap at seq 1
+        conv.seq, conv.preview, conv.last_at = 1, opening.text[:PREVIEW_CHARS], now
+        conv.last_by = f"a:{opening.author}"
     conv.save()
     telemetry.tag(conversation=conv.id)
     telemetry.logger.info("conversation started")
     outbox.to(tabs, {"type": "conversation", "conversation": conv.id,
                      "summary": conv.summary()})
+    if opened is not None:
+        outbox.to(tabs, message_frame(conv.id, opened))
+    if first is not None:
+        _send_first(who, conv.id, first, outbox)
     if route and not routing.drain(who.site, outbox, joined=conv.id):
         # Waiting: make sure the site is known to the minute timer, which mails digests of
         # chats nobody can answer (a site nobody configured has no settings item yet).
@@ -168,6 +215,15 @@ def start(who: Caller, outbox: Outbox, *, name: str | None = None, email: str | 
             # status still said online, the refresh just flipped it and told the whole line.)
             unattended.tell(conv, settings, outbox)
     return conv
+
+
+def _send_first(who: Caller, conv_id: str, first: Frame, outbox: Outbox) -> None:
+    """The start's first line, as the ``send`` it stands for. A refusal (a flood slot, say)
+    goes to the visitor as that send's error; the chat is open either way."""
+    try:
+        send(who.connection_id, Frame("send", {**first.body, "conversation": conv_id}, first.ref), outbox)
+    except ProtocolError as refused:
+        outbox.to([who.connection_id], error(refused.code, refused.message, first.ref, refused.retry_after))
 
 
 def open_conversation(visitor: VisitorModel) -> ConversationModel | None:
@@ -329,6 +385,8 @@ def post_system(conv: ConversationModel, text: str, outbox: Outbox,
     """Store and deliver a message from the system itself (holding message, transfer notice):
     the same two writes as a person's message, so it has its own seq and nobody misses it.
     ``count`` is an update action that records it in the figures (in the same write).
+    It never touches ``preview``: what agents read of a chat in their lists is a person's
+    line, not "Your agent is looking into your question".
     Returns the seq, or None when ``condition`` no longer held."""
     C = ConversationModel
     guard = C.status.is_in(*routing.OPEN_STATES)

@@ -52,7 +52,8 @@ def _hello(connection_id: str, frame: Frame, outbox: Outbox) -> None:
 def _start(connection_id: str, frame: Frame, outbox: Outbox) -> None:
     who = presence.caller(connection_id)
     presence.require_visitor(who)
-    conversations.start(who, outbox, name=frame.get("name"), email=frame.get("email"))
+    conversations.start(who, outbox, name=frame.get("name"), email=frame.get("email"),
+                        first=conversations.first_line(frame))
 
 
 def _continue_by_email(connection_id: str, frame: Frame, outbox: Outbox) -> None:
@@ -114,6 +115,12 @@ def _page(connection_id: str, frame: Frame, outbox: Outbox) -> None:
     who = presence.caller(connection_id)
     presence.require_visitor(who)
     visitors.record_page(who, frame, outbox)
+
+
+def _rules(connection_id: str, frame: Frame, outbox: Outbox) -> None:
+    who = presence.caller(connection_id)
+    presence.require_visitor(who)
+    visitors.recheck(who, outbox)
 
 
 def _invite(connection_id: str, frame: Frame, outbox: Outbox) -> None:
@@ -217,6 +224,7 @@ HANDLERS: dict[str, Handler] = {
     "leave_message": _leave_message,
     "status": _status,
     "page": _page,
+    "rules": _rules,
     "invite": _invite,
     "invitation": _invitation,
     "note": _note,

@@ -198,6 +198,16 @@ def email_key(site: str, email: str) -> str:
     return f"{site}#{email.strip().lower()}"
 
 
+def email_actions(site: str, email: str, *, unless_set: bool = False) -> list[Action]:
+    """The writes that put an address on a conversation: the address and its ``by_email`` key
+    together, never one without the other (the team finds the chat by it). ``unless_set``:
+    only if the chat has no address yet (the pre-chat one stays the chat's)."""
+    C = ConversationModel
+    if unless_set:
+        return [C.email.set(C.email | email), C.email_key.set(C.email_key | email_key(site, email))]
+    return [C.email.set(email), C.email_key.set(email_key(site, email))]
+
+
 def keep_until(now_ms: int) -> datetime:
     """When an item written at ``now_ms`` expires (``ttl``): the retention period later."""
     return datetime.fromtimestamp(now_ms / 1000, tz=UTC) + timedelta(days=config.RETENTION_DAYS)

@@ -157,6 +157,12 @@ SCHEMAS: dict[str, dict[str, Field]] = {
                       rule=f"at most 100 characters ({MAX_NAME_BYTES} bytes)"),
         "email": Field(str, required=False, check=lambda v: _short(v, MAX_EMAIL_BYTES),
                        rule="an email address"),
+        # The visitor's first line, stored (as ``send`` would, same id rules) before the chat is
+        # routed, so the waiting list agents are sent already shows it. Both or neither.
+        "text": Field(str, required=False, check=_text,
+                      rule=f"1 to {MAX_TEXT_CHARS} characters ({MAX_TEXT_BYTES} bytes), not blank"),
+        "id": Field(str, required=False, check=lambda v: bool(CLIENT_MESSAGE_ID.match(v)),
+                    rule='"<client id>:<counter>", e.g. "k3Jd9a:1"'),
     },
     "send": {
         "conversation": CONVERSATION,
@@ -213,6 +219,8 @@ SCHEMAS: dict[str, dict[str, Field]] = {
                     rule="an IANA time zone"),
     },
     "context": {"conversation": CONVERSATION, "cursor": CURSOR},
+    # Ask again for the site's invitation rules, when a ``rules_due`` said a time rule is met.
+    "rules": {},
     "rate": {
         "conversation": CONVERSATION,
         "score": Field(str, check=lambda v: v in ("up", "down"), rule='"up" or "down"'),
@@ -275,7 +283,7 @@ BUDGETS: dict[str, Budget] = {
 #: The class of each action (every action but ``send`` has one).
 ACTION_CLASS: dict[str, str] = {
     "ping": "ping",
-    "typing": "signal", "read": "signal", "page": "signal",
+    "typing": "signal", "read": "signal", "page": "signal", "rules": "signal",
     "hello": "query", "status": "query", "sync": "query", "queue": "query", "notes": "query",
     "overview": "query", "history": "query", "visitors": "query", "context": "query",
     "snippets": "query", "past": "query", "past_messages": "query",

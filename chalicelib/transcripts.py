@@ -31,7 +31,14 @@ from pynamodb.expressions.condition import size
 from chalicelib import auth, config, limits, mail, queue, sites
 from chalicelib.auth import Caller
 from chalicelib.fanout import Outbox
-from chalicelib.models import META, ConversationModel, conversation_key, plain_map, update_or_old
+from chalicelib.models import (
+    META,
+    ConversationModel,
+    conversation_key,
+    email_actions,
+    plain_map,
+    update_or_old,
+)
 from chalicelib.protocol import BAD_FRAME, CONFLICT, FORBIDDEN, RATE_LIMITED, RETRY, Frame, ProtocolError
 
 MAX_PER_CONVERSATION = 3
@@ -115,10 +122,14 @@ def request(who: Caller, frame: Frame, outbox: Outbox) -> None:
             raise ProtocolError(RATE_LIMITED, "Too many transcripts asked for; try again later.", frame.ref,
                                 retry_after=limits.retry_after(LIMIT_WINDOW))
         _spend(conv, to, who.ip_hash, ref=frame.ref, agent=who.role == auth.AGENT)
+        # The address a visitor gives is kept on the chat (when it had none), in the same write,
+        # so the team can follow up and find the chat by it (``by_email``). One address: the
+        # pre-chat one, or the first given here, never replaced by a later request.
+        keep = email_actions(conv.site, to, unless_set=True) if who.role == auth.VISITOR else []
         if conv.tx is None:
-            ok, old = update_or_old(C, conv.pk, [C.tx.set({rid: to})], C.tx.does_not_exist())
+            ok, old = update_or_old(C, conv.pk, [C.tx.set({rid: to}), *keep], C.tx.does_not_exist())
         else:
-            ok, old = update_or_old(C, conv.pk, [C.tx[rid].set(to)],
+            ok, old = update_or_old(C, conv.pk, [C.tx[rid].set(to), *keep],
                                     (size(C.tx) < MAX_PER_CONVERSATION) & C.tx[rid].does_not_exist())
         if not ok:
             if old is None:

@@ -23,6 +23,7 @@ from chalicelib.models import (
     conversation_key,
     expired,
     keep_until,
+    plain_map,
     update_or_old,
     visitor_key,
 )
@@ -65,7 +66,10 @@ def record_page(who: Caller, frame: Frame, outbox: Outbox) -> None:
     if visitor is None:
         return
     if not visitor.conv:
-        apply_rules(who.site, visitor, outbox)
+        if visitor.invite:  # still open: this tab may have opened after it went out
+            outbox.to([who.connection_id], invitation_frame(plain_map(visitor.invite)))
+        else:
+            apply_rules(who.site, visitor, outbox, tab=who.connection_id)
         return
     try:
         conv = ConversationModel.get(conversation_key(visitor.conv), META)
@@ -161,7 +165,10 @@ def invite(agent: Caller, visitor_id: str, text: str, outbox: Outbox) -> str:
 
 
 def _invite(site: str, visitor_id: str, text: str, outbox: Outbox, *, agent: str | None,
-            name: str, rule: str | None = None) -> str:
+            name: str, rule: str | None = None, tab: str | None = None) -> str:
+    """Open an invitation on the visitor's record (a rule's: only if that rule has not fired
+    this visit and none is open, in the same conditional write) and show it on their tabs;
+    ``tab``: the connection whose page event asked, shown it whatever the race."""
     try:
         visitor = VisitorModel.get(visitor_key(visitor_id), META, consistent_read=True)
     except VisitorModel.DoesNotExist:
@@ -178,12 +185,24 @@ def _invite(site: str, visitor_id: str, text: str, outbox: Outbox, *, agent: str
     if rule is not None:  # each rule at most once per visit
         actions.append(V.fired.add({rule}))
         condition = condition & ~V.fired.contains(rule) & V.invite.does_not_exist()
-    ok, _ = update_or_old(V, visitor_key(visitor_id), actions, condition)
+    ok, fresh = update_or_old(V, visitor_key(visitor_id), actions, condition)
     if not ok:
+        if fresh is not None and fresh.invite and tab is not None:
+            # Another evaluation (the minute timer, another tab's page) won the race: its
+            # invitation may have gone to tabs that were closing; this one shows it too.
+            outbox.to([tab], invitation_frame(plain_map(fresh.invite)))
         raise ProtocolError(CONFLICT, "That visitor has an invitation already.")
-    outbox.to(sorted(visitor.conns), {"type": "invitation", "id": invitation["id"], "text": text,
-                                      "from": {"name": name}})
+    # To the tabs open at the write, not at the read before it: a page load replaces a tab,
+    # and one sent only to the closing tab was never seen (the rule had fired: never again).
+    tabs = set((fresh.conns if fresh is not None else None) or visitor.conns or ())
+    outbox.to(sorted(tabs | ({tab} if tab else set())), invitation_frame(invitation))
     return str(invitation["id"])
+
+
+def invitation_frame(invitation: dict[str, Any]) -> dict[str, Any]:
+    """The ``invitation`` card as the widget shows it (the same id each time it is sent)."""
+    return {"type": "invitation", "id": str(invitation["id"]), "text": str(invitation.get("text") or ""),
+            "from": {"name": str(invitation.get("name") or "")}}
 
 
 def answer(who: Caller, frame: Frame, outbox: Outbox) -> None:
@@ -205,19 +224,28 @@ def answer(who: Caller, frame: Frame, outbox: Outbox) -> None:
                                               "visitor": who.subject, "accepted": frame["accept"]})
     if not frame["accept"]:
         return
-    conv = conversations.start(who, outbox, route=not agent_id)
+    opening = conversations.Opening(text=str(invitation.get("text") or ""),
+                                    author=str(agent_id) if agent_id else conversations.TEAM,
+                                    name=str(invitation.get("name") or ""), ref=str(frame["id"]))
+    conv = conversations.start(who, outbox, route=not agent_id, opening=opening)
     if agent_id and conv.status == routing.QUEUED:
-        result = routing.assign(conv.id, str(agent_id), require_shift=False)
+        # To the agent who invited, if on shift with room; otherwise into the line like any chat.
+        result = routing.assign(conv.id, str(agent_id))
         if isinstance(result, routing.Assignment):
             routing.announce(result, outbox)
-        routing.drain(who.site, outbox)
+        else:
+            routing.drain(who.site, outbox, joined=conv.id)
 
 
-
-def apply_rules(site_id: str, visitor: VisitorModel, outbox: Outbox, now_ms: int | None = None) -> list[str]:
+def apply_rules(site_id: str, visitor: VisitorModel, outbox: Outbox, now_ms: int | None = None,
+                tab: str | None = None) -> list[str]:
     """Fire the site's invitation rules that this visitor now meets (each once per visit):
-    ``min_pages`` counts matching pages this visit; ``min_seconds`` is time on a matching
-    page, checked on each page event and by the minute timer."""
+    ``min_pages`` counts matching pages this visit (met on the page event itself);
+    ``min_seconds`` is time on a matching page. Evaluated on each page event; when the page
+    matches a time rule not yet met, the asking ``tab`` is told when to ask again
+    (``rules_due``, answered by the ``rules`` action), so that rule fires within a second of
+    its time, not at the next minute timer, which only catches what a tab never asked for
+    (a widget that does not re-ask). The conditional write in ``_invite`` makes it once."""
     if visitor.conv or visitor.invite or not visitor.conns:
         return []
     site = sites.get(site_id)
@@ -227,6 +255,7 @@ def apply_rules(site_id: str, visitor: VisitorModel, outbox: Outbox, now_ms: int
     fired = set(visitor.fired or ())
     now = clock.now_ms() if now_ms is None else now_ms
     page, pages = visitor.current_page(), visitor.visit_pages()
+    due: list[int] = []  # in how many ms each time rule this page matches is met
     for rule in rules:
         if rule["id"] in fired:
             continue
@@ -234,16 +263,37 @@ def apply_rules(site_id: str, visitor: VisitorModel, outbox: Outbox, now_ms: int
         if "min_pages" in rule:
             met = sum(needle in str(p.get("url", "")) for p in pages) >= int(rule["min_pages"])
         else:
-            met = (page is not None and needle in str(page.get("url", ""))
-                   and now - int(page.get("ts", now)) >= int(rule["min_seconds"]) * 1000)
+            on_page = page is not None and needle in str(page.get("url", ""))
+            left = int(rule["min_seconds"]) * 1000 - (now - int((page or {}).get("ts", now)))
+            met = on_page and left <= 0
+            if on_page and left > 0:
+                due.append(left)
         if met:
             try:
                 _invite(site_id, visitor.pk.split("#", 1)[1], rule["text"], outbox, agent=None,
-                        name=sites.display_name(sites.get(site_id)), rule=rule["id"])
+                        name=sites.display_name(site), rule=rule["id"], tab=tab)
             except ProtocolError:
                 return []
             return [rule["id"]]  # one invitation at a time
+    if due and tab is not None:
+        outbox.to([tab], {"type": "rules_due", "in_ms": min(due)})
     return []
+
+
+def recheck(who: Caller, outbox: Outbox) -> None:
+    """The ``rules`` action: a tab asks again when a ``rules_due`` said a time rule would be
+    met (one read of the visitor's own record; rules are the site's, nothing the visitor
+    sends is used). A pending invitation is shown again instead."""
+    try:
+        visitor = VisitorModel.get(visitor_key(who.subject), META, consistent_read=True)
+    except VisitorModel.DoesNotExist:
+        return
+    if visitor.conv or visitor.site != who.site:
+        return
+    if visitor.invite:
+        outbox.to([who.connection_id], invitation_frame(plain_map(visitor.invite)))
+        return
+    apply_rules(who.site, visitor, outbox, tab=who.connection_id)
 
 
 def sweep_rules(site: SiteModel, outbox: Outbox, now_ms: int | None = None) -> list[str]:

@@ -410,6 +410,11 @@
     return String(page.title || page.url || '');
   }
 
+  /** A line the product wrote itself (holding message, transfer notice): never a chat's preview. */
+  function isSystem(message) {
+    return Boolean(message && message.from && message.from.role === 'system');
+  }
+
   function renderQueue() {
     const items = queue.filter((item) => item && typeof item.conversation === 'string');
     queueCount.textContent = items.length ? String(items.length) : '';
@@ -919,7 +924,7 @@
       case 'message':
         if (c && c.transcript.add(frame)) {
           const fromVisitor = frame.from && frame.from.role === 'visitor';
-          c.last = frame.text.slice(0, 140);
+          if (!isSystem(frame)) c.last = frame.text.slice(0, 140); // a holding message is no preview
           if (fromVisitor && !c.summary.preview) c.summary.preview = frame.text.slice(0, 140);
           if (fromVisitor && c.id === selected) indicator.hide();
           c.transcript.watchGap(link);
@@ -939,7 +944,8 @@
           const stick = atBottom();
           c.transcript.onMessages(frame, link);
           const items = Array.isArray(frame.items) ? frame.items : [];
-          if (items.length) c.last = String(items[items.length - 1].text || '').slice(0, 140);
+          const said = items.filter((m) => !isSystem(m));
+          if (said.length) c.last = String(said[said.length - 1].text || '').slice(0, 140);
           if (frame.summary && c.summary.status !== 'gone') {
             c.summary = Object.assign({}, c.summary, frame.summary);
             if (!isOpen(c)) ended(c, null);

@@ -72,6 +72,7 @@ def _frames(conv: str, victim: str, receiver: str) -> dict[str, dict[str, Any]]:
         "shift": {"action": "shift", "on": True},
         "start": {"action": "start"},
         "page": {"action": "page", "url": "https://shop.example/"},
+        "rules": {"action": "rules"},
         "leave_message": {"action": "leave_message", "email": "x@example.org", "text": "hi"},
     }
 
@@ -86,7 +87,7 @@ REFUSED: list[tuple[str, str, str]] = [
         "transfer_answer", "invite", "overview", "history", "visitors", "shift")],
     *[("other_agent", a, FORBIDDEN) for a in (
         "send", "sync", "typing", "read", "close", "note", "notes", "context", "transfer",
-        "overview", "history", "start", "page", "leave_message")],
+        "overview", "history", "start", "page", "rules", "leave_message")],
     ("other_agent", "accept", CONFLICT),  # it is someone else's already
     ("other_agent", "transfer_answer", NOT_FOUND),  # nobody offered it to them
     *[("admin", a, FORBIDDEN) for a in ("send", "sync", "typing", "read", "close", "note", "notes",
@@ -99,7 +100,7 @@ REFUSED: list[tuple[str, str, str]] = [
     *[("visitor", a, FORBIDDEN) for a in ("accept", "note", "notes", "context", "transfer",
                                           "transfer_answer", "invite", "overview", "history",
                                           "visitors", "shift")],
-    *[("holder", a, FORBIDDEN) for a in ("start", "page", "leave_message", "overview", "history")],
+    *[("holder", a, FORBIDDEN) for a in ("start", "page", "rules", "leave_message", "overview", "history")],
 ]
 
 # Positive controls: the same frames from those entitled to them, and the reply they get.

@@ -417,9 +417,14 @@ def test_inviting_a_visitor_from_the_live_visitors_view(stack, site, settings, c
     expect(w(guest, ".status")).to_have_text("You're chatting with Ada")
     guest.wait_for_function("() => localStorage.getItem('ctc.token')")  # now the visitor interacted
     ada.click("#views [data-view=chats]")
+    # the invitation is the chat's first line, on both sides, and what the chat list shows
+    expect(w(guest, '.log [data-seq="1"] .t')).to_have_text("Need a hand choosing a pack?")
+    expect(ada.locator('#messages [data-seq="1"]')).to_contain_text("Need a hand choosing a pack?")
+    expect(ada.locator("#conversations [data-testid=conversation] .preview")).to_have_text(
+        "Need a hand choosing a pack?")
     ada.fill("#reply-input", "Happy to help!")
     ada.press("#reply-input", "Enter")
-    expect(w(guest, '.log [data-seq="1"] .t')).to_have_text("Happy to help!")
+    expect(w(guest, '.log [data-seq="2"] .t')).to_have_text("Happy to help!")
 
 
 def test_a_rule_invites_a_visitor_who_looks_at_two_products(stack, site, settings, agent, open_page):
@@ -473,6 +478,12 @@ def test_holding_message_after_the_configured_wait_and_the_team_view(stack, site
     expect(held).to_have_class(re.compile(r"\bsystem\b"))
     assert held.evaluate("e => getComputedStyle(e).alignSelf") == "center"
     assert guest.expect("message", conversation=conv)["from"]["role"] == "system"
+    # the chat is still listed by the visitor's question, not by the product's own line
+    listed = boss.locator(f'#conversations [data-conversation="{conv}"] .preview')
+    expect(listed).to_have_text("Is the Ember stove in stock?")
+    boss.reload()  # and after a reload, from the synced history
+    expect(boss.locator('#messages [data-seq="2"]')).to_have_text("Your agent is checking the stock.")
+    expect(listed).to_have_text("Is the Ember stove in stock?")
 
     boss.click("#views [data-view=team]")
     agent_row = boss.locator(f'#ov-agent-list tr[data-agent="{boss.agent_id}"]')

@@ -169,6 +169,7 @@ def test_live_visitors_and_rules_that_invite_automatically(visitor, agent, admin
     card = browsing.expect("invitation")
     assert card["text"] == "Comparing products? We can help."
     browsing.send({"action": "invitation", "id": card["id"], "accept": False})
+    browsing.expect("invitation_closed")  # (while it is open, each page event shows it again)
     browsing.send({"action": "page", "url": "https://shop.example/products/c"})
     browsing.quiet("invitation", wait=0.5)  # that rule fired once this visit
     live = console.request({"action": "visitors"}, "visitors")

@@ -72,7 +72,7 @@ def test_prechat_answers_go_with_the_conversation(visitor, agent):
 
 def test_an_invitation_accepted_starts_a_chat_with_the_inviting_agent(visitor, agent):
     busy = agent(max_chats=2)
-    inviter = agent(max_chats=2, shift=False)
+    inviter = agent(max_chats=2)  # on shift with room: the chat is theirs (test_invitations: otherwise)
     guest = visitor()
     invited = inviter.request({"action": "invite", "visitor": guest.welcome["visitor"],
                                "text": "Can I help you decide?"}, "invited")

@@ -329,8 +329,10 @@ def test_proactive_invitation_can_be_dismissed_or_accepted(stack, site, agent, o
     conv = console.expect("assigned")["conversation"]
     expect(w(page, ".panel")).to_be_visible()
     expect(w(page, ".status")).to_have_text("You're chatting with Ada")
+    expect(w(page, '.log [data-seq="1"] .t')).to_have_text(text)  # the invitation opens the chat, as text
     console.say(conv, "Happy to help!")
-    expect(w(page, '.log [data-seq="1"] .t')).to_have_text("Happy to help!")
+    expect(w(page, '.log [data-seq="2"] .t')).to_have_text("Happy to help!")
+    assert w(page, ".log img").count() == 0
     assert page.evaluate("typeof window.__xss") == "undefined"
 
 
