@@ -88,14 +88,17 @@ def connect(event: WebsocketEvent) -> dict[str, Any]:
     query = raw.get("queryStringParameters") or {}
     source_ip = raw["requestContext"].get("identity", {}).get("sourceIp")
     evicted: list[str] = []
+    others = Outbox()  # what other connections must hear (a visitor back in their chat)
     try:
         who = presence.connect(event.connection_id, query, source_ip, raw.get("headers") or {},
-                               evicted)
+                               evicted, others)
     except presence.Refused as refused:
         telemetry.count("ConnectsRefused")
         logger.info("connection refused", extra={"reason": str(refused)})
         return {"statusCode": refused.status}
     finally:
+        others.drop(event.connection_id)  # its own state comes in its welcome
+        _deliver(others, _endpoint(event))
         if evicted:  # tabs over the visitor's cap: the oldest are told, then hung up
             url, notice = _endpoint(event), Outbox()
             notice.to(evicted, protocol.evicted())  # so they wait to be seen before coming back
