@@ -23,6 +23,7 @@ from chalice import (
 from chalice.app import SQSEvent, WebsocketEvent
 
 from chalicelib import (
+    abandonment,
     agents,
     auth,
     availability,
@@ -150,7 +151,8 @@ def housekeeping(event: Any) -> None:
         run({"status": lambda: [site.id] if availability.refresh(site.id, outbox).online else [],
              "digests": lambda: offline.sweep_digests(site),
              "holding_messages": lambda: holding.sweep(site, outbox),
-             "invitation_rules": lambda: visitors.sweep_rules(site, outbox)}, site=site.id)
+             "invitation_rules": lambda: visitors.sweep_rules(site, outbox),
+             "abandoned": lambda: abandonment.sweep(site, outbox)}, site=site.id)
 
     # Sites in turn, under a time budget, from where the last run stopped (sites.walk).
     served = sites.walk(serve, _time_left(event, config.HOUSEKEEPING_SITE_SECONDS,

@@ -27,6 +27,7 @@ def sweep(site: SiteModel, outbox: Outbox, now_ms: int | None = None) -> list[st
                                               filter_condition=AgentModel.convs.exists()):
         for conv in routing.held(agent):
             waiting = (conv.status in (routing.ASSIGNED, routing.ACTIVE)
+                       and conv.v_left_at is None  # nobody is there to read it
                        and (conv.last_by or "").startswith("v:")
                        and int(conv.last_at or now) <= cutoff)
             if not waiting:

@@ -153,12 +153,18 @@ def validate_abandon(doc: Any) -> dict[str, int]:
     return doc
 
 
-def closing(now: int, reason: str | None = None) -> list[Action]:
+def closing(now: int, reason: str | None = None, site: str | None = None,
+            conv_id: str = "") -> list[Action]:
     """The actions of every ``open -> closed`` write: state, when, why (when the writer
-    knows it before the write), out of the line and off the timer's list."""
+    knows it before the write), off the timer's list, and out of the line: into the site's
+    history (the other partition of the queue index) when the writer knows the ``site``."""
     C = ConversationModel
-    actions = [C.status.set(CLOSED), C.closed_at.set(now), C.q_pk.remove(), C.q_sk.remove(),
-               C.due_pk.remove(), C.due_sk.remove(), C.ttl.set(keep_until(now))]
+    actions: list[Action] = [C.status.set(CLOSED), C.closed_at.set(now), C.due_pk.remove(),
+                             C.due_sk.remove(), C.ttl.set(keep_until(now))]
+    if site is None:
+        actions += [C.q_pk.remove(), C.q_sk.remove()]
+    else:
+        actions += [C.q_pk.set(f"HIST#{site}"), C.q_sk.set(f"{now:015d}#{conv_id}")]
     return actions + ([C.reason.set(reason)] if reason else [])
 
 

@@ -30,6 +30,7 @@ from pynamodb.expressions.update import Action
 
 from chalicelib import clock, lifecycle, telemetry
 from chalicelib.fanout import Outbox
+
 # The states' one home is chalicelib.lifecycle; named here too, for routing's many readers.
 from chalicelib.lifecycle import ACTIVE as ACTIVE
 from chalicelib.lifecycle import ASSIGNED as ASSIGNED
