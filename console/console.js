@@ -529,7 +529,7 @@
     }
     if (messages.firstElementChild !== c.transcript.list) messages.replaceChildren(c.transcript.list);
     convTitle.textContent = label(c) + ' · ' + statusText(c);
-    if (isOpen(c) && c.summary.presence) convTitle.append(' · ', presenceNode(c.summary.presence));
+    if (isOpen(c) && c.summary.presence) convTitle.append(presenceNode(c.summary.presence));
     convClose.hidden = false;
     convClose.textContent = isOpen(c) ? 'End chat' : 'Remove from list';
     transferOpen.hidden = !isOpen(c) || c.summary.status === 'queued';

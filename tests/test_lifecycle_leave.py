@@ -350,3 +350,4 @@ def test_the_waiting_list_equals_the_table_after_accepts_transfers_requeues_and_
     frozen.advance(QUEUED_LIMIT + 1)
     stack.gateway.run_schedules()  # the ghost is abandoned
     assert lists.check(site) == []
+
