@@ -225,6 +225,36 @@ def test_ghosts_get_no_holding_message_and_no_unanswered_digest(stack, frozen, a
     assert conv_item(conv).holds is None and system_lines(conv) == []
 
 
+def test_a_chat_answered_earlier_is_not_mailed_as_unanswered(stack, frozen, agent, visitor, mailbox):
+    """Answered, then the visitor left and the agent's console closed past its grace: the chat
+    waits again while nobody is on shift, but what the visitor wrote was answered. Only a line
+    written after the answer is news to the team."""
+    console = agent()
+    guest = visitor()
+    guest.send({"action": "start", "email": "ivy@example.org"})  # reachable: never a ghost
+    conv = guest.expect("conversation")["conversation"]
+    console.expect("assigned", conversation=conv)
+    guest.say(conv, "Where is my parcel? (answered)")
+    console.say(conv, "It arrives tomorrow.")
+    gone(guest, conv)
+    console.close()
+    eventually(lambda: AgentModel.get(agent_key(console.agent_id), META,
+                                      consistent_read=True).due_pk == "GRACE")
+    frozen.advance(config.AGENT_GRACE_SECONDS + 1)
+    stack.gateway.run_schedules()  # back in line, nobody on shift
+    assert conv_item(conv).status == "queued"
+    frozen.advance(config.DIGEST_QUIET_SECONDS + 1)
+    stack.gateway.run_schedules()
+    assert not [e for e in mailbox(config.TEAM_EMAIL) if "(answered)" in e["body"]["text"]]
+
+    again = visitor(token=guest.welcome["token"])
+    again.say(conv, "One more thing (new)")
+    frozen.advance(config.DIGEST_QUIET_SECONDS + 1)
+    stack.gateway.run_schedules()
+    (digest,) = [e for e in mailbox(config.TEAM_EMAIL) if "(new)" in e["body"]["text"]]
+    assert "(answered)" not in digest["body"]["text"] and "(1 message)" in digest["subject"]
+
+
 def test_figures_of_each_way_a_chat_ends(stack, site, auckland, frozen, agent, visitor):
     """Left while waiting: missed. Answered, then the visitor left and the timer closed it:
     abandoned. Resolved by the agent with the visitor there: answered. Ended by the visitor:
