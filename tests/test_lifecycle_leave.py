@@ -381,3 +381,21 @@ def test_the_waiting_list_equals_the_table_after_accepts_transfers_requeues_and_
     stack.gateway.run_schedules()  # the ghost is abandoned
     assert lists.check(site) == []
 
+
+
+def test_the_lifecycle_is_written_down_where_the_code_names_it():
+    """docs/lifecycle.md names every state, reason and timer chalicelib/lifecycle.py does, and
+    each move the code allows, so the page cannot drift from the code unnoticed."""
+    import re
+    from pathlib import Path
+
+    from chalicelib import lifecycle
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "lifecycle.md").read_text()
+    for state in (*lifecycle.OPEN_STATES, lifecycle.CLOSED):
+        assert re.search(rf"`(status = )?{state}`", page), state
+    for name in (*lifecycle.REASONS, *lifecycle.ABANDON_DEFAULTS):
+        assert f"`{name}`" in page, name
+    for (before, after), who in lifecycle.TRANSITIONS.items():
+        assert before in lifecycle.OPEN_STATES and after in (*lifecycle.OPEN_STATES, lifecycle.CLOSED)
+        assert who, (before, after)
