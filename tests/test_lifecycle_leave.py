@@ -358,8 +358,7 @@ def test_the_waiting_list_equals_the_table_after_accepts_transfers_requeues_and_
 
     holder = a if conv_item(c1).agent_id == a.agent_id else b
     other = b if holder is a else a
-    other_conv = c2 if holder is a else c1
-    close(other, other_conv)  # room for a transfer; the ghost is not handed over
+    close(other, c2)  # it held c2: room for a transfer; the ghost is not handed over
     assert lists.check(site) == [c6]
     holder.request({"action": "transfer", "conversation": c1, "to": other.agent_id}, "transfer_pending")
     other.expect("transfer_offer", conversation=c1)
