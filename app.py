@@ -23,6 +23,7 @@ from chalice import (
 from chalice.app import SQSEvent, WebsocketEvent
 
 from chalicelib import (
+    abandonment,
     agents,
     auth,
     availability,
@@ -89,14 +90,17 @@ def connect(event: WebsocketEvent) -> dict[str, Any]:
     query = raw.get("queryStringParameters") or {}
     source_ip = raw["requestContext"].get("identity", {}).get("sourceIp")
     evicted: list[str] = []
+    others = Outbox()  # what other connections must hear (a visitor back in their chat)
     try:
         who = presence.connect(event.connection_id, query, source_ip, raw.get("headers") or {},
-                               evicted)
+                               evicted, others)
     except presence.Refused as refused:
         telemetry.count("ConnectsRefused")
         logger.info("connection refused", extra={"reason": str(refused)})
         return {"statusCode": refused.status}
     finally:
+        others.drop(event.connection_id)  # its own state comes in its welcome
+        _deliver(others, _endpoint(event))
         if evicted:  # tabs over the visitor's cap: the oldest are told, then hung up
             url, notice = _endpoint(event), Outbox()
             notice.to(evicted, protocol.evicted())  # so they wait to be seen before coming back
@@ -151,7 +155,8 @@ def housekeeping(event: Any) -> None:
              "holding_messages": lambda: holding.sweep(site, outbox),
              "invitation_rules": lambda: visitors.sweep_rules(site, outbox),
              "no_agents_told": lambda: unattended.continue_telling(
-                 site, lambda: availability.status(site).online, outbox)}, site=site.id)
+                 site, lambda: availability.status(site).online, outbox),
+             "abandoned": lambda: abandonment.sweep(site, outbox)}, site=site.id)
 
     # Sites in turn, under a time budget, from where the last run stopped (sites.walk).
     served = sites.walk(serve, _time_left(event, config.HOUSEKEEPING_SITE_SECONDS,

@@ -49,6 +49,7 @@ from chalicelib import (
     availability,
     clock,
     config,
+    lifecycle,
     limits,
     mail,
     offline,
@@ -184,7 +185,7 @@ def start(who: Caller, outbox: Outbox, *, name: str | None = None, email: str | 
     settings = sites.get(who.site)
     after_hours = not availability.status(settings, now).online
     conv = C(conversation_key(conv_id), site=who.site, visitor_id=who.subject,
-             status=routing.QUEUED, seq=0, conns={c: who.tag for c in tabs}, created_at=now,
+             status=routing.QUEUED, seq=0, conns={c: who.tag for c in tabs}, created_at=now, v_on_at=now,
              queued_at=now, q_pk=q_pk, q_sk=q_sk, visitor_name=(name or "").strip() or None,
              email=email, email_key=email_key(who.site, email) if email else None,
              page=visitor.current_page(), ttl=keep_until(now), after_hours=after_hours or None)
@@ -367,7 +368,7 @@ def _clients_full(conv: ConversationModel, connection_id: str) -> bool:
     return used >= MAX_CLIENTS + (AGENT_CLIENTS if agent else 0)
 
 
-def _forget_open(visitor_id: str, conv_id: str, now: int) -> None:
+def forget_open(visitor_id: str, conv_id: str, now: int) -> None:
     """The visitor's chat is over: clear their pointer and remember it among their last
     ``PAST_KEPT`` conversations (older ones are still found by the ``by_visitor`` index, so
     the list is only what an agent is shown first, and never grows past its budget)."""
@@ -546,9 +547,7 @@ def close(connection_id: str, frame: Frame, outbox: Outbox, network: str | None 
     conv_id = frame["conversation"]
     now = clock.now_ms()
     ok, conv = update_or_old(
-        C, conversation_key(conv_id),
-        [C.status.set(routing.CLOSED), C.closed_at.set(now), C.q_pk.remove(), C.q_sk.remove(),
-         C.ttl.set(keep_until(now))],
+        C, conversation_key(conv_id), lifecycle.closing(now),
         C.conns[connection_id].exists() & C.status.is_in(*routing.OPEN_STATES))
     if conv is None or connection_id not in conv.connections():
         raise ProtocolError(FORBIDDEN, NOT_PARTICIPANT, frame.ref)
@@ -556,14 +555,18 @@ def close(connection_id: str, frame: Frame, outbox: Outbox, network: str | None 
         raise ProtocolError(CONFLICT, "This conversation is already closed.", frame.ref)
     role, _, _ = _sender(conv, connection_id)
     # Closed chats move to the site's history: the other partition of the same sparse index.
-    C(conv.pk).update(actions=[C.q_pk.set(f"HIST#{conv.site}"), C.q_sk.set(f"{now:015d}#{conv_id}")])
+    # The same write says why it closed (the closer's side, known from the first write's
+    # answer): an agent resolved it, the visitor ended it.
+    conv.reason = lifecycle.close_reason(role)
+    C(conv.pk).update(actions=[C.q_pk.set(f"HIST#{conv.site}"), C.q_sk.set(f"{now:015d}#{conv_id}"),
+                               C.reason.set(conv.reason)])
     try:
         stats.settle(conv, role)  # into the day's figures, exactly once
     except Exception:  # the chat is closed either way; a lost figure must not look like a failure
         telemetry.logger.exception("closed conversation not counted in the figures")
     if frame.get("transcript") and conv.email:
         transcripts.at_close(conv, role, network, frame.ref, outbox, connection_id)
-    _forget_open(conv.visitor_id, conv_id, now)
+    forget_open(conv.visitor_id, conv_id, now)
     outbox.to(conv.connections(), {"type": "closed", "conversation": conv.id,
                                    "summary": conv.summary(), "by": role})
     if conv.agent_id:

@@ -47,6 +47,12 @@ class Outbox:
             if isinstance(conversation, str):
                 self.conversations[connection_id].add(conversation)
 
+    def drop(self, connection_id: str) -> None:
+        """Post nothing to this connection: one still in its ``$connect`` cannot be posted
+        to yet (it answers 410, which would make the caller forget it)."""
+        self.frames.pop(connection_id, None)
+        self.conversations.pop(connection_id, None)
+
     @staticmethod
     def measured(frame: dict[str, Any]) -> bytes:
         """The frame encoded, never more than ``FRAME_BUDGET`` bytes. API Gateway refuses a

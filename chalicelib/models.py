@@ -17,6 +17,7 @@ agents on shift on a site (routing)             GSI shift: SHIFT#<site> / <agent
 every agent of a site (team admin)              GSI team: TEAM#<site> / <agent>    Query
 waiting conversations, oldest first             GSI queue: QUEUE#<site> / <ms>#id  Query (sparse)
 timers due before T (grace ends, sweeps)         GSI due: <kind> / <due ms>         Query (sparse)
+a site's chats whose visitor is away (abandon)  GSI due: GONE#<site> / <left ms>#id  Query (sparse, keys)
 visitors on a site now (status push, live list)  GSI site_visitors: VCONN#<site>/id  Query (sparse)
 site settings: hours, team address; all sites    SITE / <site id>                   GetItem; Query SITE
 offline message left for the team               OFFLINE#<id> / META                PutItem, UpdateItem
@@ -193,6 +194,18 @@ class EmailItemsIndex(GlobalSecondaryIndex[Any]):
     pk = UnicodeAttribute(range_key=True)
 
 
+class ConversationDueIndex(GlobalSecondaryIndex["ConversationModel"]):
+    """The "due" index, conversation side: open chats whose visitor is away, per site
+    (``GONE#<site>`` / when they left), for the minute timer's abandonment (chalicelib.lifecycle)."""
+
+    class Meta:
+        index_name = "due"
+        projection = KeysOnlyProjection()
+
+    due_pk = UnicodeAttribute(hash_key=True)
+    due_sk = UnicodeAttribute(range_key=True)
+
+
 def email_key(site: str, email: str) -> str:
     """The ``by_email`` key: per site, case-insensitive."""
     return f"{site}#{email.strip().lower()}"
@@ -264,6 +277,10 @@ class ConversationModel(TableModel):
     mf = MapAttribute[str, Any](default=dict)
     accepted_at = NumberAttribute(null=True)  # the first time any agent took it
     v_left_at = NumberAttribute(null=True)  # the visitor's last tab closed (cleared on return)
+    v_on_at = NumberAttribute(null=True)  # a tab came back after they had left (cleared on leaving)
+    reason = UnicodeAttribute(null=True)  # why it closed: chalicelib.lifecycle.REASONS
+    due_pk = UnicodeAttribute(null=True)  # GONE#<site> while the visitor is away (lifecycle)
+    due_sk = UnicodeAttribute(null=True)
     after_hours = BooleanAttribute(null=True)  # started while the site was offline
     by_email = BooleanAttribute(null=True)  # the visitor chose to continue by email (chalicelib.unattended)
     transfers = NumberAttribute(null=True)
@@ -281,6 +298,7 @@ class ConversationModel(TableModel):
     queue_index = QueueIndex()
     visitor_index = VisitorItemsIndex()
     email_index = EmailItemsIndex()
+    due_index = ConversationDueIndex()
 
     @property
     def id(self) -> str:
@@ -314,8 +332,16 @@ class ConversationModel(TableModel):
                 "assigned_at": self.assigned_at, "preview": self.preview,
                 "visitor_name": self.visitor_name, "email": self.email,
                 "reads": {k: int(v) for k, v in plain_map(self.reads).items()},
-                "rating": self.rating_view(),
+                "rating": self.rating_view(), **self.lifecycle_view(),
                 **({"by_email": True} if self.by_email else {})}
+
+    def lifecycle_view(self) -> dict[str, Any]:
+        """``reason`` once closed; the visitor's ``presence`` while open (chalicelib.lifecycle)."""
+        from chalicelib import lifecycle  # lifecycle writes through this module: imported late
+
+        if self.status == lifecycle.CLOSED:
+            return {"reason": self.reason} if self.reason else {}
+        return {"presence": lifecycle.presence(self)}
 
     def rating_view(self) -> dict[str, Any] | None:
         """The visitor's rating as clients see it (chalicelib.ratings stores it)."""

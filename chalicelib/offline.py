@@ -18,7 +18,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib import auth, clock, config, limits, mail, queue, routing, sites, stats
+from chalicelib import auth, clock, config, lifecycle, limits, mail, queue, routing, sites, stats
 from chalicelib.availability import status
 from chalicelib.hours import from_ms
 from chalicelib.models import (
@@ -188,6 +188,8 @@ def sweep_digests(site: SiteModel, now_ms: int | None = None) -> list[str]:
     if status(site, now).online:
         return []
     for conv in routing.waiting(site.id):
+        if lifecycle.ghost(conv):
+            continue  # the visitor left with no address to answer: nothing to tell the team
         done = int(conv.digested_seq or 0)
         if int(conv.seq or 0) <= done or int(conv.last_at or 0) > quiet_since:
             continue
@@ -281,7 +283,9 @@ def _digest(conv_id: str, after: int, upto: int) -> None:
         return
     site = sites.get(conv.site)
     items, more = _messages(conv_id, after, upto)
-    unanswered = [m for m in items if m.role == auth.VISITOR]
+    # Lines an agent already answered (a chat answered earlier, back in line) are not news.
+    answered = max((int(m.seq) for m in items if m.role == auth.AGENT), default=0)
+    unanswered = [m for m in items if m.role == auth.VISITOR and int(m.seq) > answered]
     if not unanswered:
         return
     lines = [f"A visitor wrote on {sites.display_name(site)} while nobody was on shift:", ""]

@@ -38,9 +38,9 @@ from chalicelib import (
     config,
     conversations,
     handback,
+    lifecycle,
     routing,
     sites,
-    stats,
     telemetry,
     transfers,
     unattended,
@@ -76,13 +76,15 @@ class Refused(Exception):
 
 
 def connect(connection_id: str, query: dict[str, str], source_ip: str | None = None,
-            headers: dict[str, str] | None = None, evicted: list[str] | None = None) -> Caller:
+            headers: dict[str, str] | None = None, evicted: list[str] | None = None,
+            outbox: Outbox | None = None) -> Caller:
     """Register a new connection, or raise Refused (agents need a valid token; anyone who
     presents a token must present a valid one; a visitor's site must exist, 404 otherwise,
     checked before anything is written so a stranger's made-up ids cost one read and leave
     nothing behind; a visitor's page must be on an origin the site allows, when it lists any).
     Tabs a visitor at the cap gave up for this one are appended to ``evicted``: the caller
-    hangs them up."""
+    hangs them up. ``outbox`` gets what others must hear (the visitor is back: their agent)."""
+    outbox = Outbox() if outbox is None else outbox
     headers = {k.lower(): v for k, v in (headers or {}).items()}
     token = query.get("token")
     if token:
@@ -109,11 +111,11 @@ def connect(connection_id: str, query: dict[str, str], source_ip: str | None = N
             raise Refused(403, "origin not allowed for this site")
         evicted = [] if evicted is None else evicted
         if not _attach_visitor(caller, now, headers.get("user-agent"), resuming=bool(token),
-                               evicted=evicted):
+                               evicted=evicted, outbox=outbox):
             # The token's visitor record is gone: erased on request (or past retention). It
             # resumes nothing; the visitor goes on as a new one, linked to nothing before.
             caller = Caller(connection_id, auth.VISITOR, auth.new_id(), caller.site)
-            _attach_visitor(caller, now, headers.get("user-agent"), evicted=evicted)
+            _attach_visitor(caller, now, headers.get("user-agent"), evicted=evicted, outbox=outbox)
     item = ConnectionModel(connection_key(connection_id), role=caller.role, subject=caller.subject,
                            site=caller.site, connected_at=now,
                            ttl=timedelta(seconds=config.CONNECTION_TTL_SECONDS))
@@ -146,7 +148,8 @@ def _attach_agent(caller: Caller) -> None:
 
 
 def _attach_visitor(caller: Caller, now: int, user_agent: str | None = None,
-                    resuming: bool = False, evicted: list[str] | None = None) -> bool:
+                    resuming: bool = False, evicted: list[str] | None = None,
+                    outbox: Outbox | None = None) -> bool:
     """Add the connection to the visitor's record (creating it for a new visitor), within
     the cap of open tabs: at the cap, the oldest tab is evicted (appended to ``evicted``)
     and the add is tried again. False when ``resuming`` a record that no longer exists."""
@@ -165,7 +168,7 @@ def _attach_visitor(caller: Caller, now: int, user_agent: str | None = None,
             raise Refused(403, "token for another site")
         if ok:
             break
-        victim = _evict_oldest(visitor)
+        victim = _evict_oldest(visitor, outbox)
         if victim is not None and evicted is not None:
             evicted.append(victim)
     else:
@@ -175,11 +178,11 @@ def _attach_visitor(caller: Caller, now: int, user_agent: str | None = None,
         # Back after a long while: a new visit, so its pages and fired rules start afresh.
         visitor.update(actions=[V.pages.remove(), V.fired.remove(), V.page.remove()])
     if visitor.conv:
-        _join(visitor.conv, caller)
+        _join(visitor.conv, caller, outbox)
     return True
 
 
-def _evict_oldest(visitor: VisitorModel) -> str | None:
+def _evict_oldest(visitor: VisitorModel, outbox: Outbox | None = None) -> str | None:
     """Give up the visitor's oldest tab (a visitor at the cap opened another): off the
     visitor's set (only if still there: two new tabs racing evict two different ones), off
     their open conversation, its connection item deleted. Returns its id, for the caller to
@@ -198,15 +201,19 @@ def _evict_oldest(visitor: VisitorModel) -> str | None:
         return None
     ConnectionModel(connection_key(victim), META).delete()
     if visitor.conv:
-        _leave(visitor.conv, victim)
+        _leave(visitor.conv, victim, outbox)
     telemetry.count("TabsEvicted")
     return victim
 
 
-def _join(conv_id: str, caller: Caller) -> None:
+def _join(conv_id: str, caller: Caller, outbox: Outbox | None = None) -> None:
     """Add a connection to an open conversation it belongs to (no-op otherwise). A visitor's
     tab is not added to a conversation that already holds ``CONVERSATION_CONNS`` connections
-    (a backstop: the visitor's own cap keeps their side far below it)."""
+    (a backstop: the visitor's own cap keeps their side far below it).
+
+    A visitor coming back to a chat they had left (every tab closed) is online again: their
+    agent (or, while it waits, the agents on shift) is told, and a waiting chat that routing
+    had passed over for it is routed now."""
     C = ConversationModel
     condition = C.status.is_in(*routing.OPEN_STATES)
     actions: list[Action] = [C.conns[caller.connection_id].set(caller.tag)]
@@ -214,8 +221,23 @@ def _join(conv_id: str, caller: Caller) -> None:
         condition &= C.agent_id == caller.subject
     else:
         condition &= (C.visitor_id == caller.subject) & (size(C.conns) < config.CONVERSATION_CONNS)
-        actions.append(C.v_left_at.remove())  # back: they did not leave after all
-    update_or_old(C, conversation_key(conv_id), actions, condition)
+        actions += lifecycle.back_actions(clock.now_ms())  # back: they did not leave after all
+    ok, old = update_or_old(C, conversation_key(conv_id), actions, condition, returning="ALL_OLD")
+    if not ok or old is None or caller.role == auth.AGENT or old.v_left_at is None or outbox is None:
+        return
+    view = {"state": lifecycle.ONLINE, "since": clock.now_ms()}
+    _tell_agents_of(old, lifecycle.presence_frame(old.id, view), outbox)
+    if old.status == routing.QUEUED:
+        routing.drain(old.site, outbox, quiet=True)
+
+
+def _tell_agents_of(conv: ConversationModel, frame: dict[str, Any], outbox: Outbox) -> None:
+    """Agents who see this chat: its agent's consoles, or while it waits everyone on shift
+    (it is in their waiting list)."""
+    if conv.status == routing.QUEUED:
+        outbox.to([c for a in routing.on_shift(conv.site) for c in sorted(a.conns or ())], frame)
+    else:
+        outbox.to(conv.connections_of("a:"), frame)
 
 
 # The connection item this invocation already holds: the frame budget's counted write returns
@@ -339,7 +361,7 @@ def disconnect(connection_id: str, outbox: Outbox) -> ConnectionModel | None:
         if not ok or agent is None:
             return item
         for conv_id in sorted(agent.convs or ()):
-            _leave(conv_id, connection_id)
+            _leave(conv_id, connection_id, outbox)
         if not agent.conns and (agent.on_shift or agent.convs):
             # Also off shift with chats still open (finishing up): they must not wait for ever.
             deadline = clock.now_ms() + config.AGENT_GRACE_SECONDS * 1000
@@ -351,7 +373,7 @@ def disconnect(connection_id: str, outbox: Outbox) -> ConnectionModel | None:
         visitor = V(visitor_key(item.subject))
         visitor.update(actions=[V.conns.delete({connection_id})])
         if visitor.conv:
-            _leave(visitor.conv, connection_id)
+            _leave(visitor.conv, connection_id, outbox)
     return item
 
 
@@ -361,13 +383,13 @@ def forget(connection_id: str, conversations: set[str], outbox: Outbox) -> None:
     or a $disconnect that raced the post)."""
     disconnect(connection_id, outbox)
     for conv_id in sorted(conversations):
-        _leave(conv_id, connection_id)
+        _leave(conv_id, connection_id, outbox)
 
 
-def _leave(conv_id: str, connection_id: str) -> None:
+def _leave(conv_id: str, connection_id: str, outbox: Outbox | None = None) -> None:
     """Take a connection out of a conversation, with its flood-control slots; when it was the
     visitor's last tab of an open chat, note when they left (missed or abandoned, in the
-    figures)."""
+    figures; the abandonment timer) and tell the agents who see the chat."""
     C = ConversationModel
     ok, old = update_or_old(C, conversation_key(conv_id),
                             [C.conns[connection_id].remove(),
@@ -379,7 +401,10 @@ def _leave(conv_id: str, connection_id: str) -> None:
     gone = tags.get(connection_id, "")
     if (gone.startswith("v:") and old.status in routing.OPEN_STATES
             and not any(t.startswith("v:") for c, t in tags.items() if c != connection_id)):
-        stats.visitor_left(old.pk)
+        now = clock.now_ms()
+        left = lifecycle.visitor_left(old, now)
+        if left is not None and outbox is not None:
+            _tell_agents_of(left, lifecycle.presence_frame(left.id, lifecycle.presence(left)), outbox)
 
 
 def set_shift(who: Caller, on: bool | None, outbox: Outbox, away: bool | None = None) -> AgentModel:

@@ -7,6 +7,11 @@ neither trusts an earlier read: the agent's write adds the conversation only whi
 still ``queued`` (nobody else took it). If the second fails, the first is undone. So two
 routers, or two agents accepting at once, can never double-assign or overfill.
 
+A chat whose visitor has gone (every tab closed, no email to answer to: a "ghost", see
+chalicelib.lifecycle) is never handed to an agent: the conversation's write requires it, and
+``drain`` does not even try. It stays in line, shown as "Visitor left", until the visitor
+comes back (their tab's join routes it again) or the minute timer closes it as abandoned.
+
 One chat cannot jam the line: if the conversation's write fails for any reason (an item
 grown too large to write, a throttle that outlasted the retries), the agent's reservation is
 given back before the error goes on, and ``drain`` skips that chat (counted as
@@ -23,8 +28,15 @@ from typing import Any
 from pynamodb.expressions.condition import size
 from pynamodb.expressions.update import Action
 
-from chalicelib import clock, telemetry
+from chalicelib import clock, lifecycle, telemetry
 from chalicelib.fanout import Outbox
+
+# The states' one home is chalicelib.lifecycle; named here too, for routing's many readers.
+from chalicelib.lifecycle import ACTIVE as ACTIVE
+from chalicelib.lifecycle import ASSIGNED as ASSIGNED
+from chalicelib.lifecycle import CLOSED as CLOSED
+from chalicelib.lifecycle import OPEN_STATES as OPEN_STATES
+from chalicelib.lifecycle import QUEUED as QUEUED
 from chalicelib.models import (
     META,
     AgentModel,
@@ -37,8 +49,6 @@ from chalicelib.models import (
 )
 from chalicelib.protocol import AT_CAPACITY, CONFLICT, ProtocolError, page_of, page_view
 
-QUEUED, ASSIGNED, ACTIVE, CLOSED = "queued", "assigned", "active", "closed"
-OPEN_STATES = (QUEUED, ASSIGNED, ACTIVE)
 QUEUE_PAGE = 100
 IN_FLIGHT_MS = 5_000  # a conversation this new is still being routed by its own start
 
@@ -83,7 +93,8 @@ class Assignment:
 
 def assign(conv_id: str, agent_id: str, require_shift: bool = True) -> Assignment | str:
     """Give one queued conversation of the agent's own site to that agent, or say why not
-    ("full", or "taken" when it is no longer waiting or belongs to another site).
+    ("full"; "gone" when its visitor left and cannot be reached by email; or "taken" when it
+    is no longer waiting or belongs to another site).
 
     Automatic routing only picks agents on shift; an agent picking by hand may do so while
     off shift (a supervisor helping out), but never beyond their maximum.
@@ -105,12 +116,14 @@ def assign(conv_id: str, agent_id: str, require_shift: bool = True) -> Assignmen
     actions += [C.conns[c].set(f"a:{agent_id}") for c in sorted(agent.conns or ())]
     try:
         claimed, conv = update_or_old(C, conversation_key(conv_id), actions,
-                                      (C.status == QUEUED) & (C.site == agent.site))
+                                      (C.status == QUEUED) & (C.site == agent.site) & lifecycle.routable())
     except Exception:
         release(agent_id, conv_id)  # whatever failed, the reserved place is not kept
         raise
     if not claimed or conv is None:
         release(agent_id, conv_id)
+        if conv is not None and conv.status == QUEUED and lifecycle.ghost(conv):
+            return "gone"
         return "taken"
     return Assignment(conv, agent)
 
@@ -168,6 +181,8 @@ def drain(site: str, outbox: Outbox, *, joined: str | None = None, quiet: bool =
     load = {a.id: a.load for a in agents}
     taken: list[str] = []
     for conv in _to_route(queue, joined):
+        if lifecycle.ghost(conv):
+            continue  # nobody to answer: it keeps its place (and its "Visitor left") in line
         free = sorted((a for a in agents if load[a.id] < a.max_chats),
                       key=lambda a: (load[a.id], _spread(conv.id, a.id)))
         if not free:
@@ -190,6 +205,8 @@ def drain(site: str, outbox: Outbox, *, joined: str | None = None, quiet: bool =
                 break
             if result == "taken":
                 queue.remove(conv)
+                break
+            if result == "gone":
                 break
             load[agent.id] = int(agent.max_chats)  # the index was stale: full or off shift now
     if joined is not None and taken == [joined]:
@@ -257,6 +274,7 @@ def queue_items(queue: list[ConversationModel], after: str | None = None) -> lis
     words and the page (clipped); with ``after`` (a cursor), only the chats behind it."""
     items = [{"conversation": c.id, "position": i, "queued_at": c.queued_at, "preview": c.preview,
               "page": page_view(plain_map(c.page)) if c.page else None,
+              "presence": lifecycle.presence(c),
               **({"by_email": True} if c.by_email else {})}
              for i, c in enumerate(queue, start=1)]
     return items if not after else [i for i in items if queue_cursor(i) > after]
@@ -282,6 +300,9 @@ def accept(agent_id: str, conv_id: str, outbox: Outbox) -> Assignment:
         raise ProtocolError(AT_CAPACITY, "You already have your maximum number of chats.")
     if result == "taken":
         raise ProtocolError(CONFLICT, "That conversation is no longer waiting.")
+    if result == "gone":
+        raise ProtocolError(CONFLICT, "The visitor has left; the chat closes by itself unless they "
+                                      "come back.")
     assert isinstance(result, Assignment)
     announce(result, outbox)
     broadcast_queue(result.conversation.site, outbox)

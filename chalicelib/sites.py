@@ -19,7 +19,7 @@ from typing import Any
 from pynamodb.exceptions import PutError
 from pynamodb.expressions.update import Action
 
-from chalicelib import config, mail
+from chalicelib import config, lifecycle, mail
 from chalicelib.hours import Schedule, ScheduleError
 from chalicelib.models import META, CursorModel, SiteModel, update_or_old
 from chalicelib.protocol import is_web_url
@@ -236,6 +236,9 @@ CONSOLE_DEFAULTS: dict[str, Any] = {
                 "text": "Your agent is looking into your question and will be right back."},
     "rules": [],
     "origins": [],
+    # How long a visitor may be gone (every tab closed) before their chat closes as abandoned:
+    # while it waits, and once an agent has it (chalicelib.lifecycle, chalicelib.abandonment).
+    "abandon": dict(lifecycle.ABANDON_DEFAULTS),
 }
 _SHORTCUT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,29}$")
 _RULE_ID = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
@@ -243,8 +246,11 @@ _ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
 
 
 def console(site: SiteModel) -> dict[str, Any]:
-    """Snippets, holding message, invitation rules and allowed origins, with defaults."""
-    return {**CONSOLE_DEFAULTS, **(json.loads(site.console) if site.console else {})}
+    """Snippets, holding message, invitation rules, allowed origins and abandonment timers,
+    with defaults (a partial ``abandon`` keeps the default of the timer it leaves out)."""
+    doc = {**CONSOLE_DEFAULTS, **(json.loads(site.console) if site.console else {})}
+    doc["abandon"] = {**lifecycle.ABANDON_DEFAULTS, **(doc.get("abandon") or {})}
+    return doc
 
 
 def allows_origin(site: SiteModel, origin: str | None) -> bool:
@@ -294,6 +300,8 @@ def validate_console(doc: Any) -> dict[str, Any]:
     if not (isinstance(origins, list) and len(origins) <= 50
             and all(isinstance(o, str) and _ORIGIN.match(o) for o in origins)):
         raise ValueError("console.origins: a list of origins like https://shop.example.com.")
+    if "abandon" in doc:
+        lifecycle.validate_abandon(doc["abandon"])
     return doc
 
 

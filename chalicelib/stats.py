@@ -3,18 +3,24 @@
 Recorded where things happen, at no cost on the message path: the message write itself
 keeps a count and a first-message time per client instance (``mn``, ``mf``, owned per
 ``co``), routing stamps the first acceptance, transfers and holding messages add one to
-their counters, presence notes when the visitor's last tab closed. When the conversation
-closes, ``settle`` turns that into figures (``measure``, a pure function) and adds them to
-the site's day item and its agent's day item, in one transaction with the conversation's
-``counted`` mark, so each conversation is counted exactly once (see models.py).
+their counters, presence notes when the visitor's last tab closed (chalicelib.lifecycle).
+When the conversation closes, ``settle`` turns that into figures (``measure``, a pure
+function) and adds them to the site's day item and its agent's day item, in one
+transaction with the conversation's ``counted`` mark, so each conversation is counted
+exactly once (see models.py).
 
 Definitions (docs/console.md repeats them for readers of the reports):
 
 * wait: queued to the first acceptance by any agent;
 * first response: that acceptance to the first message an agent wrote;
 * resolution: started to closed;
-* missed: the visitor left (closed, or every tab gone) before any agent accepted;
-* abandoned: accepted, then the visitor's tabs all closed and an agent ended the chat;
+* missed: the visitor left (closed, or every tab gone) before any agent accepted, whoever
+  closed it afterwards (the visitor, an agent, or the abandonment timer: ``closed_by``
+  ``"system"``);
+* abandoned: accepted, then the visitor's tabs all closed and the chat ended without them:
+  an agent ended it, or the timer did after the site's ``assigned_after_seconds``. Counted
+  so even if the agent had already replied: the chat did not end with the visitor there,
+  and a team wants to see how many visitors walk away mid-chat;
 * answered: everything else (the chat ended with the visitor there, or they ended it);
 * after hours: started while the site was offline (outside hours or nobody on shift); its
   "answered after" is start to the first agent message, however late.
@@ -32,7 +38,7 @@ from typing import Any
 
 from chalicelib import clock, sites
 from chalicelib.hours import from_ms
-from chalicelib.models import ConversationModel, SiteModel, plain_map, transact_write, update_or_old
+from chalicelib.models import ConversationModel, SiteModel, plain_map, transact_write
 
 ANSWERED, MISSED, ABANDONED = "answered", "missed", "abandoned"
 
@@ -148,7 +154,7 @@ def measure(conv: ConversationModel, tz: tzinfo, closed_by: str | None) -> Measu
     first = first_agent_message(conv)
     if accepted is None or (left is not None and left < accepted):
         outcome = MISSED
-    elif left is not None and closed_by == "agent":
+    elif left is not None and closed_by in ("agent", "system"):
         outcome = ABANDONED
     else:
         outcome = ANSWERED
@@ -237,11 +243,3 @@ def count_offline(site_id: str, at_ms: int) -> None:
     C = ConversationModel
     C._get_connection().connection.client._make_api_call("UpdateItem", {
         "TableName": C.Meta.table_name, **item})
-
-
-def visitor_left(conv_key: str) -> None:
-    """The visitor's last tab closed while the chat was open: remember when (for missed and
-    abandoned); their return clears it (presence)."""
-    C = ConversationModel
-    update_or_old(C, conv_key, [C.v_left_at.set(clock.now_ms())],
-                  C.status.is_in("queued", "assigned", "active"))

@@ -157,8 +157,25 @@
     for (const node of document.querySelectorAll('[data-since]')) {
       node.textContent = duration(now - Number(node.getAttribute('data-since')));
     }
+    for (const node of document.querySelectorAll('[data-away-since]')) {
+      node.textContent = presenceText({ state: 'away', since: Number(node.getAttribute('data-away-since')) });
+    }
     const c = selected ? convs.get(selected) : null;
     if (c && c.context) $('ctx-time').textContent = localTime(c.context.timezone);
+  }
+
+  /** The visitor's presence (summary.presence, the presence frame): "Visitor online" or
+   *  "Visitor left 3 min ago" (ticking: tick() rewrites nodes made by presenceNode). */
+  function presenceText(p) {
+    if (!p || p.state !== 'away') return 'Visitor online';
+    const secs = Math.max(0, Math.floor((Date.now() - Number(p.since)) / 1000)) || 0;
+    return 'Visitor left ' + (secs < 60 ? 'just now' : Math.floor(secs / 60) + ' min ago');
+  }
+
+  function presenceNode(p) {
+    const away = Boolean(p && p.state === 'away');
+    return el('span', { class: away ? 'presence away' : 'presence', 'data-testid': 'presence',
+                        'data-away-since': away ? Number(p.since) : null }, presenceText(p));
   }
 
   // ------------------------------------------------------------------ sound and alerts
@@ -359,6 +376,8 @@
   function statusText(c) {
     const s = c.summary.status;
     if (s === 'closed') {
+      const why = { abandoned: 'closed: visitor left', moved_to_email: 'closed: moved to email' }[c.summary.reason];
+      if (why) return why;
       return c.endedBy === 'visitor' ? 'ended by the visitor' : c.endedBy === 'agent' ? 'ended' : 'closed';
     }
     if (s === 'gone') return c.goneText || 'no longer assigned to you';
@@ -432,6 +451,7 @@
                   el('span', { class: 'wait', 'data-since': queuedAt }, duration(now - queuedAt)));
       const where = pageText(item.page);
       if (where) what.append(el('span', { class: 'where', title: item.page.url || where }, where));
+      if (item.presence) what.append(presenceNode(item.presence));
       what.append(el('span', { class: 'preview' }, item.preview || 'No message yet'));
       const accept = el('button', { type: 'button', 'data-testid': 'accept',
                                     'data-conversation': item.conversation }, 'Accept');
@@ -485,8 +505,9 @@
                                     'aria-current': c.id === selected ? 'true' : 'false',
                                     title: index < 9 ? 'Alt+' + (index + 1) : null });
       const what = el('span', { class: 'what' });
-      what.append(el('span', { class: 'who' }, label(c)), el('span', { class: 'state' }, ' · ' + statusText(c)),
-                  el('span', { class: 'preview' }, c.last || c.summary.preview || 'No message yet'));
+      what.append(el('span', { class: 'who' }, label(c)), el('span', { class: 'state' }, ' · ' + statusText(c)));
+      if (isOpen(c) && c.summary.presence) what.append(presenceNode(c.summary.presence));
+      what.append(el('span', { class: 'preview' }, c.last || c.summary.preview || 'No message yet'));
       const badge = el('span', { class: 'unread', 'data-testid': 'unread', 'data-count': count,
                                  'aria-label': count + ' unread' }, String(count));
       button.append(el('span', { class: 'key', 'aria-hidden': 'true' }, index < 9 ? String(index + 1) : ''), what, badge);
@@ -515,6 +536,7 @@
     }
     if (messages.firstElementChild !== c.transcript.list) messages.replaceChildren(c.transcript.list);
     convTitle.textContent = label(c) + ' · ' + statusText(c);
+    if (isOpen(c) && c.summary.presence) convTitle.append(presenceNode(c.summary.presence));
     convClose.hidden = false;
     convClose.textContent = isOpen(c) ? 'End chat' : 'Remove from list';
     transferOpen.hidden = !isOpen(c) || c.summary.status === 'queued';
@@ -958,6 +980,20 @@
           renderSelected();
         }
         break;
+      case 'presence': { // the visitor left (every tab closed) or came back
+        const p = { state: frame.state, since: frame.since };
+        if (c) {
+          c.summary.presence = p;
+          renderConversations();
+          if (c.id === selected) renderSelected();
+        }
+        const item = queue.find((i) => i.conversation === frame.conversation);
+        if (item) {
+          item.presence = p;
+          renderQueue();
+        }
+        break;
+      }
       case 'typing':
         if (c && c.id === selected && frame.role === 'visitor') {
           if (frame.on) indicator.show('Visitor is typing…');
