@@ -556,8 +556,8 @@ def close(connection_id: str, frame: Frame, outbox: Outbox, network: str | None 
     role, _, _ = _sender(conv, connection_id)
     # Closed chats move to the site's history: the other partition of the same sparse index.
     # The same write says why it closed (the closer's side, known from the first write's
-    # answer): an agent resolved it, the visitor ended it.
-    conv.reason = lifecycle.close_reason(role)
+    # answer): an agent resolved it (or closed what went on by email), the visitor ended it.
+    conv.reason = lifecycle.close_reason(role, bool(conv.by_email))
     C(conv.pk).update(actions=[C.q_pk.set(f"HIST#{conv.site}"), C.q_sk.set(f"{now:015d}#{conv_id}"),
                                C.reason.set(conv.reason)])
     try:

@@ -86,9 +86,14 @@ EMAIL = Path(["email"])
 V_LEFT_AT = Path(["v_left_at"])
 
 
-def close_reason(closed_by: str) -> str:
-    """The reason a person's ``close`` records: an agent resolves, a visitor ends."""
-    return ENDED if closed_by == "visitor" else RESOLVED
+def close_reason(closed_by: str, by_email: bool = False) -> str:
+    """The reason a person's ``close`` records: a visitor ends; an agent resolves, or, for a chat
+    the visitor moved to email (``continue_by_email``), closes what went on by email: the
+    visitor's widget then says the answer went to their address, and the team's history
+    tells these from chats resolved live."""
+    if closed_by == "visitor":
+        return ENDED
+    return MOVED_TO_EMAIL if by_email else RESOLVED
 
 
 def gone_keys(site: str, left_at: int, conv_id: str) -> tuple[str, str]:

@@ -147,6 +147,9 @@ def test_continue_by_email_keeps_the_chat_and_the_next_agents_reply_is_mailed(
     assert "Try tightening the derailleur cable half a turn." in text
     assert "Acme Bikes" in replies[0]["subject"] and "reply to this email" in text
     assert replies[0]["replyTo"] == [company]
+    # Done by email: the agent closes it, and the reason says it went on by email.
+    desk.send({"action": "close", "conversation": conv})
+    assert desk.expect("closed", conversation=conv)["summary"]["reason"] == "moved_to_email"
 
 
 @pytest.mark.parametrize("address", ["not an address", "rider@", "rïder@example.org", "a@b"])
