@@ -158,7 +158,9 @@
       node.textContent = duration(now - Number(node.getAttribute('data-since')));
     }
     for (const node of document.querySelectorAll('[data-away-since]')) {
-      node.textContent = presenceText({ state: 'away', since: Number(node.getAttribute('data-away-since')) });
+      const p = { state: 'away', since: Number(node.getAttribute('data-away-since')) };
+      node.textContent = presenceText(p);
+      node.classList.toggle('away', isAway(p));
     }
     const c = selected ? convs.get(selected) : null;
     if (c && c.context) $('ctx-time').textContent = localTime(c.context.timezone);
@@ -166,15 +168,23 @@
 
   /** The visitor's presence (summary.presence, the presence frame): "Visitor online" or
    *  "Visitor left 3 min ago" (ticking: tick() rewrites nodes made by presenceNode). */
+  // A visitor moving to another page closes one tab's connection and opens the next: the
+  // server says "away" then "online" within a second or two. Not "left" until this long.
+  const AWAY_AFTER_MS = 10000;
+
+  function isAway(p) {
+    return Boolean(p && p.state === 'away') && Date.now() - Number(p.since) >= AWAY_AFTER_MS;
+  }
+
   function presenceText(p) {
-    if (!p || p.state !== 'away') return 'Visitor online';
+    if (!isAway(p)) return 'Visitor online';
     const secs = Math.max(0, Math.floor((Date.now() - Number(p.since)) / 1000)) || 0;
     return 'Visitor left ' + (secs < 60 ? 'just now' : Math.floor(secs / 60) + ' min ago');
   }
 
   function presenceNode(p) {
     const away = Boolean(p && p.state === 'away');
-    return el('span', { class: away ? 'presence away' : 'presence', 'data-testid': 'presence',
+    return el('span', { class: isAway(p) ? 'presence away' : 'presence', 'data-testid': 'presence',
                         'data-away-since': away ? Number(p.since) : null }, presenceText(p));
   }
 

@@ -35,7 +35,9 @@ def test_the_console_shows_the_visitor_leaving_then_the_abandoned_close(stack, s
 
     gone(guest, conv)
     gone(waiting, queued)
-    expect(title.locator("[data-testid=presence]")).to_have_text("Visitor left just now")
+    # A page change looks like this for a second: not "left" until it lasts (console.js AWAY_AFTER_MS).
+    expect(title.locator("[data-testid=presence].away")).to_have_count(0)
+    expect(title.locator("[data-testid=presence]")).to_have_text("Visitor left just now", timeout=20_000)
     chat = ada.locator(f'#conversations [data-conversation="{conv}"]')
     expect(chat.locator("[data-testid=presence]")).to_have_text("Visitor left just now")
     expect(row.locator("[data-testid=presence]")).to_have_text("Visitor left just now")
