@@ -44,7 +44,10 @@ def pages(browser: Any, stack: Any) -> Iterator[tuple[Callable[[str], Any], list
         context.add_init_script(GUARD)
         page = context.new_page()
         page.set_default_timeout(10_000)
-        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        # The console's own leave warning (open chats) is not a payload's: leave, as a person
+        # reloading on purpose would; anything else a page opens is recorded and dismissed.
+        page.on("dialog", lambda d: d.accept() if d.type == "beforeunload"
+                else (dialogs.append(d.message), d.dismiss()))
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         page.goto(stack.gateway.http_url + path)
         return page
