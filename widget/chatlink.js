@@ -82,7 +82,7 @@
   function storage(kind) {
     let area = null;
     try {
-      area = kind === 'local' ? window.localStorage : window.sessionStorage;
+      area = window[kind + 'Storage']; // 'local' or 'session'; reading it may throw
     } catch (e) {
       area = null;
     }
@@ -129,8 +129,7 @@
     const node = document.createElement(tag);
     for (const [name, value] of Object.entries(attrs || {})) {
       if (value === null || value === undefined || value === false) continue;
-      if (name === 'class') node.className = value;
-      else node.setAttribute(name, value === true ? '' : String(value));
+      node.setAttribute(name, value === true ? '' : value); // (setAttribute makes it a string)
     }
     if (text !== undefined && text !== null) node.textContent = String(text);
     return node;
@@ -174,8 +173,7 @@
 
   /** Backoff with jitter: between half and all of min(cap, base * 2^attempt). */
   function backoff(attempt, base, cap) {
-    const ceiling = Math.min(cap || 15000, (base || 500) * Math.pow(2, Math.min(attempt, 10)));
-    return Math.round(ceiling / 2 + Math.random() * (ceiling / 2));
+    return Math.min(cap, base * 2 ** Math.min(attempt, 10)) * (1 + Math.random()) / 2;
   }
 
   class Link {
@@ -200,38 +198,38 @@
      */
     constructor(options) {
       this.o = options;
-      this.session = storage('session');
+      this._session = storage('session');
       const prefix = options.storagePrefix || 'ctc';
-      this.keys = { client: prefix + '.client', counter: prefix + '.counter',
+      this._keys = { client: prefix + '.client', counter: prefix + '.counter',
                     outbox: prefix + '.outbox' };
-      this.clientId = this.session.get(this.keys.client);
-      if (!/^[A-Za-z0-9_-]{6,40}$/.test(this.clientId || '')) this._newClientId();
-      this.counter = Number(this.session.get(this.keys.counter)) || 0;
+      this._clientId = this._session.get(this._keys.client);
+      if (!/^[A-Za-z0-9_-]{6,40}$/.test(this._clientId || '')) this._newClientId();
+      this._counter = Number(this._session.get(this._keys.counter)) || 0;
       this.outbox = this._loadOutbox();
       this._claimClientId();
-      this.inflight = null;
+      this._inflight = null;
       this.ws = null;
       this.ready = false;
-      this.stopped = true;
-      this.evicted = false;
-      this.attempt = 0;
-      this.refusals = 0;
-      this.timers = {};
-      this.lastHeard = 0;
-      this.openedAt = 0;
+      this._stopped = true;
+      this._evicted = false;
+      this._attempt = 0;
+      this._refusals = 0;
+      this._timers = {};
+      this._lastHeard = 0;
+      this._openedAt = 0;
       this._wake = (event) => {
-        if (this.evicted) {
+        if (this._evicted) {
           if (event.type !== 'online' && document.visibilityState === 'visible') this.resume();
-        } else if (!this.stopped && !this.ws && document.visibilityState !== 'hidden') {
-          this.attempt = 0;
+        } else if (!this._stopped && !this.ws && document.visibilityState !== 'hidden') {
+          this._attempt = 0;
           this._connect();
         }
       };
     }
 
     start() {
-      if (!this.stopped) return;
-      this.stopped = false;
+      if (!this._stopped) return;
+      this._stopped = false;
       window.addEventListener('online', this._wake);
       document.addEventListener('visibilitychange', this._wake);
       this._connect();
@@ -239,25 +237,18 @@
 
     /** The person is here (used the page): an evicted link reconnects, once. */
     resume() {
-      if (!this.evicted) return;
-      this.evicted = false;
-      this.attempt = 0;
+      if (!this._evicted) return;
+      this._evicted = false;
+      this._attempt = 0;
       this._connect();
     }
 
     stop() {
-      this.stopped = true;
+      this._stopped = true;
       window.removeEventListener('online', this._wake);
       document.removeEventListener('visibilitychange', this._wake);
       this._clearTimers();
-      const ws = this.ws;
-      this.ws = null;
-      this.ready = false;
-      this.inflight = null;
-      if (ws) {
-        ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
-        try { ws.close(1000); } catch (e) { /* already closing */ }
-      }
+      this._abandon(1000, 'stop'); // stopped: it closes the socket and reconnects nothing
       this._state('stopped');
     }
 
@@ -276,10 +267,15 @@
 
     /** Queue a message; it is sent when its turn comes, and resent until answered. Returns
      * the entry, or null (nothing queued) when the text is too long to ever go: check with
-     * room(text) first to tell the person. */
-    post(conversation, text) {
+     * room(text) first to tell the person.
+     * A visitor's first line goes IN its `start` (so the agents' waiting list shows it): pass
+     * `start`, the start frame's other fields ({name, email}), and conversation ''. It is then
+     * queued like any message (one in flight, acked by id, resent after a reconnect or a
+     * reload: the server opens one chat and stores the line once) until adopt() names its
+     * conversation. */
+    post(conversation, text, start) {
       if (room(text) < 0) return null;
-      const entry = { key: randomId(10), id: this._nextId(), conversation, text, renamed: 0 };
+      const entry = { key: randomId(10), id: this._nextId(), conversation, text, renamed: 0, start };
       this.outbox.push(entry);
       this._saveOutbox();
       this._pump();
@@ -291,11 +287,24 @@
       return this.outbox.filter((e) => e.conversation === conversation);
     }
 
+    /** The `start` carrying a first line was answered with `conversation`: the line belongs
+     * to it, and goes again (if it must) as an ordinary `send` with the same id, so a chat
+     * closed meanwhile refuses it rather than a second chat opening with it. */
+    adopt(conversation) {
+      for (const e of this.outbox) {
+        if (e.start) {
+          e.conversation = conversation;
+          delete e.start;
+        }
+      }
+      this._saveOutbox();
+    }
+
     /** Forget queued messages of a conversation that closed; returns them. */
     drop(conversation) {
       const dropped = this.outbox.filter((e) => e.conversation === conversation);
       this.outbox = this.outbox.filter((e) => e.conversation !== conversation);
-      if (this.inflight && this.inflight.conversation === conversation) this.inflight = null;
+      if (this._inflight && this._inflight.conversation === conversation) this._inflight = null;
       this._saveOutbox();
       this._pump();
       return dropped;
@@ -304,22 +313,22 @@
     // ------------------------------------------------------------------ internals
 
     _state(state, ms) {
-      if (this.o.onState) this.o.onState(state, ms);
+      this.o.onState?.(state, ms);
     }
 
     _clearTimers() {
-      for (const name of Object.keys(this.timers)) {
-        clearTimeout(this.timers[name]);
-        clearInterval(this.timers[name]);
+      for (const name of Object.keys(this._timers)) {
+        clearTimeout(this._timers[name]);
+        clearInterval(this._timers[name]);
       }
-      this.timers = {};
+      this._timers = {};
     }
 
     _newClientId() {
-      this.clientId = randomId(12);
-      this.counter = 0;
-      this.session.set(this.keys.client, this.clientId);
-      this.session.set(this.keys.counter, 0);
+      this._clientId = randomId(12);
+      this._counter = 0;
+      this._session.set(this._keys.client, this._clientId);
+      this._session.set(this._keys.counter, 0);
     }
 
     /** A duplicated tab inherits our sessionStorage (client id, counter, outbox). Two tabs
@@ -332,28 +341,28 @@
       const nonce = randomId(8);
       channel.onmessage = (event) => {
         const m = event.data || {};
-        if (m.claim === this.clientId && m.nonce !== nonce) {
+        if (m.claim === this._clientId && m.nonce !== nonce) {
           channel.postMessage({ taken: m.claim, nonce: m.nonce });
-        } else if (m.taken === this.clientId && m.nonce === nonce) {
+        } else if (m.taken === this._clientId && m.nonce === nonce) {
           this._newClientId();
           this.outbox = [];
-          this.inflight = null;
+          this._inflight = null;
           this._saveOutbox();
         }
       };
-      channel.postMessage({ claim: this.clientId, nonce });
-      this.channel = channel;
+      channel.postMessage({ claim: this._clientId, nonce });
+      this._channel = channel;
     }
 
     _nextId() {
-      this.counter += 1;
-      this.session.set(this.keys.counter, this.counter);
-      return this.clientId + ':' + this.counter;
+      this._counter += 1;
+      this._session.set(this._keys.counter, this._counter);
+      return this._clientId + ':' + this._counter;
     }
 
     _loadOutbox() {
       try {
-        const items = JSON.parse(this.session.get(this.keys.outbox) || '[]');
+        const items = JSON.parse(this._session.get(this._keys.outbox) || '[]');
         return Array.isArray(items) ? items.filter((e) => e && typeof e.id === 'string'
           && typeof e.conversation === 'string' && typeof e.text === 'string') : [];
       } catch (e) {
@@ -362,12 +371,12 @@
     }
 
     _saveOutbox() {
-      this.session.set(this.keys.outbox, this.outbox.length ? JSON.stringify(this.outbox) : null);
+      this._session.set(this._keys.outbox, this.outbox.length ? JSON.stringify(this.outbox) : null);
     }
 
     _connect() {
-      clearTimeout(this.timers.reconnect);
-      if (this.stopped || this.evicted || this.ws) return;
+      clearTimeout(this._timers.reconnect);
+      if (this._stopped || this._evicted || this.ws) return;
       this._state('connecting');
       let ws;
       try {
@@ -380,8 +389,8 @@
       let opened = false;
       ws.onopen = () => {
         opened = true;
-        this.refusals = 0;
-        this.lastHeard = this.openedAt = Date.now();
+        this._refusals = 0;
+        this._lastHeard = this._openedAt = Date.now();
         this._hello(ws, 0);
       };
       ws.onmessage = (event) => {
@@ -404,31 +413,30 @@
     async _closed(opened) {
       this.ws = null;
       this.ready = false;
-      this.inflight = null; // resent, same id, after the next welcome
-      for (const name of ['hello', 'ack', 'ping', 'pong', 'retry']) {
-        clearTimeout(this.timers[name]);
-        clearInterval(this.timers[name]);
-      }
-      if (this.stopped) return;
-      if (this.evicted) {
+      this._inflight = null; // resent, same id, after the next welcome
+      // All of them (none is for the next socket yet), and forgotten: a cleared `retry` left
+      // behind would hold the outbox back for good.
+      this._clearTimers();
+      if (this._stopped) return;
+      if (this._evicted) {
         this._state('evicted');
         return;
       }
       this._state('offline');
       if (!opened && this.o.onRefused) {
-        this.refusals += 1;
+        this._refusals += 1;
         // Twice refused before opening while the server answers HTTP: the server, not the
         // network, said no. (One failure could be a blip; the second costs ~half a second.)
-        if (this.refusals >= 2 && await serverReachable(this.o.api)) {
-          this.refusals = 0;
+        if (this._refusals >= 2 && await serverReachable(this.o.api)) {
+          this._refusals = 0;
           const verdict = await this.o.onRefused();
-          if (this.stopped || this.ws) return;
+          if (this._stopped || this.ws) return;
           if (verdict === 'stop') {
             this.stop();
             return;
           }
           if (verdict === 'retry') {
-            this.attempt = 0;
+            this._attempt = 0;
             this._connect();
             return;
           }
@@ -438,22 +446,22 @@
     }
 
     _scheduleReconnect() {
-      if (this.stopped || this.evicted) return;
-      const delay = backoff(this.attempt++, 500, 15000);
+      if (this._stopped || this._evicted) return;
+      const delay = backoff(this._attempt++, 500, 15000);
       this._state('offline', delay);
-      clearTimeout(this.timers.reconnect);
-      this.timers.reconnect = setTimeout(() => this._connect(), delay);
+      clearTimeout(this._timers.reconnect);
+      this._timers.reconnect = setTimeout(() => this._connect(), delay);
     }
 
     _hello(ws, tries) {
       if (this.ws !== ws) return;
       ws.send(JSON.stringify({ action: 'hello' }));
-      this.helloTries = tries;
-      clearTimeout(this.timers.hello);
+      this._helloTries = tries;
+      clearTimeout(this._timers.hello);
       // No welcome yet: it may be the frame that was lost, not the socket. If the socket still
       // answers a ping, ask again on it (a reconnect would only lose it again); if not, or
       // after a few tries, give the socket up.
-      this.timers.hello = setTimeout(() => {
+      this._timers.hello = setTimeout(() => {
         if (this.ws !== ws || this.ready) return;
         if (tries >= 4) {
           this._abandon();
@@ -461,9 +469,9 @@
         }
         const asked = Date.now();
         ws.send(JSON.stringify({ action: 'ping' }));
-        this.timers.hello = setTimeout(() => {
+        this._timers.hello = setTimeout(() => {
           if (this.ws !== ws || this.ready) return;
-          if (this.lastHeard >= asked) this._hello(ws, tries + 1);
+          if (this._lastHeard >= asked) this._hello(ws, tries + 1);
           else this._abandon();
         }, 3000);
       }, HELLO_TIMEOUT_MS);
@@ -477,20 +485,20 @@
         return;
       }
       if (!frame || typeof frame !== 'object') return;
-      this.lastHeard = Date.now();
-      clearTimeout(this.timers.pong);
+      this._lastHeard = Date.now();
+      clearTimeout(this._timers.pong);
       const type = frame.type;
       if (type === 'evicted') {
         // Another tab of this visitor took this one's place and the server hangs up; coming
         // straight back would evict the next oldest tab. Wait to be seen or used.
-        this.evicted = true;
+        this._evicted = true;
         this._abandon(1000, 'evicted');
         return;
       }
       if (type === 'welcome') {
-        clearTimeout(this.timers.hello);
+        clearTimeout(this._timers.hello);
         this.ready = true;
-        this.attempt = 0;
+        this._attempt = 0;
         this._state('online');
         this._heartbeat();
         this.o.onWelcome(frame);
@@ -501,10 +509,10 @@
         // Refused before the welcome (e.g. the connection record is not readable yet):
         // ask again shortly, then give up on this socket and reconnect.
         const ws = this.ws;
-        clearTimeout(this.timers.hello);
-        if (this.helloTries < 4) {
-          this.timers.hello = setTimeout(() => this._hello(ws, this.helloTries + 1),
-            backoff(this.helloTries, 300, 3000));
+        clearTimeout(this._timers.hello);
+        if (this._helloTries < 4) {
+          this._timers.hello = setTimeout(() => this._hello(ws, this._helloTries + 1),
+            backoff(this._helloTries, 300, 3000));
         } else {
           this._abandon();
         }
@@ -514,7 +522,7 @@
       // The answer to the message in flight; or a late ack for the head of the queue whose
       // ack timer already fired (it would be resent and acknowledged again anyway).
       const head = this.outbox[0];
-      const entry = this.inflight || (type === 'ack' && head && frame.ref === head.id ? head : null);
+      const entry = this._inflight || (type === 'ack' && head && frame.ref === head.id ? head : null);
       if (entry && frame.ref === entry.id && (type === 'ack' || type === 'error')) {
         this._answered(entry, frame);
         return;
@@ -523,27 +531,28 @@
     }
 
     _answered(entry, frame) {
-      clearTimeout(this.timers.ack);
-      this.inflight = null;
+      clearTimeout(this._timers.ack);
+      this._inflight = null;
       if (frame.type === 'error' && frame.code === 'retry') {
         entry.retries = (entry.retries || 0) + 1;
-        clearTimeout(this.timers.retry);
-        this.timers.retry = setTimeout(() => {
-          this.timers.retry = null;
+        clearTimeout(this._timers.retry);
+        this._timers.retry = setTimeout(() => {
+          this._timers.retry = null;
           this._pump();
         }, backoff(entry.retries, 500, 10000));
         return;
       }
-      if (frame.type === 'error' && frame.code === 'rate_limited') {
+      // (A start refused for the visitor's chats this hour, a wait of minutes, is a refusal.)
+      if (frame.type === 'error' && frame.code === 'rate_limited' && !(entry.start && frame.retry_after > 60)) {
         // Sent faster than the server allows: nothing was stored, so the very same frame
         // goes again once the hint (seconds) has passed. onSlowDown(entry, ms), then
         // onSlowDown(null) when it goes.
         const wait = Math.max(1, Number(frame.retry_after) || 1) * 1000;
-        clearTimeout(this.timers.retry);
-        if (this.o.onSlowDown) this.o.onSlowDown(entry, wait);
-        this.timers.retry = setTimeout(() => {
-          this.timers.retry = null;
-          if (this.o.onSlowDown) this.o.onSlowDown(null, 0);
+        clearTimeout(this._timers.retry);
+        this.o.onSlowDown?.(entry, wait);
+        this._timers.retry = setTimeout(() => {
+          this._timers.retry = null;
+          this.o.onSlowDown?.(null, 0);
           this._pump();
         }, wait);
         return;
@@ -561,7 +570,7 @@
       this.outbox = this.outbox.filter((e) => e !== entry);
       this._saveOutbox();
       if (frame.type === 'ack') {
-        if (this.o.onAck) this.o.onAck(entry, frame);
+        this.o.onAck?.(entry, frame);
       } else if (this.o.onFailed) {
         this.o.onFailed(entry, frame);
       }
@@ -570,10 +579,11 @@
 
     /** Send the next queued message if none is in flight. */
     _pump() {
-      if (!this.ready || this.inflight || this.timers.retry || !this.outbox.length) return;
+      if (!this.ready || this._inflight || this._timers.retry || !this.outbox.length) return;
       const entry = this.outbox[0];
-      const frame = { action: 'send', conversation: entry.conversation, id: entry.id,
-                      text: entry.text };
+      // A start's errors echo its `ref`, a send's its `id`: either way they name the entry.
+      const frame = Object.assign(entry.start ? { action: 'start', ref: entry.id, ...entry.start }
+        : { action: 'send', conversation: entry.conversation }, { id: entry.id, text: entry.text });
       const sent = this.send(frame);
       if (sent === null) { // too large to ever go (e.g. an outbox from an older page): drop it
         this._answered(entry, { type: 'error', code: 'too_large', ref: entry.id,
@@ -581,11 +591,11 @@
         return;
       }
       if (!sent) return;
-      this.inflight = entry;
-      clearTimeout(this.timers.ack);
-      this.timers.ack = setTimeout(() => {
-        if (this.inflight === entry) {
-          this.inflight = null;
+      this._inflight = entry;
+      clearTimeout(this._timers.ack);
+      this._timers.ack = setTimeout(() => {
+        if (this._inflight === entry) {
+          this._inflight = null;
           this._pump();
         }
       }, ACK_TIMEOUT_MS);
@@ -593,25 +603,25 @@
 
     /** Replace the connection now (at most a moment of 'offline'; the outbox resends). */
     refresh() {
-      if (this.stopped || !this.ws) return;
+      if (this._stopped || !this.ws) return;
       this._abandon(1000, 'refresh');
-      this.attempt = 0;
+      this._attempt = 0;
       this._connect(); // at once, not after a backoff
     }
 
     _heartbeat() {
-      clearInterval(this.timers.ping);
-      this.timers.ping = setInterval(() => {
+      clearInterval(this._timers.ping);
+      this._timers.ping = setInterval(() => {
         // Close to API Gateway's 2-hour limit: a fresh connection at a moment we choose
         // (between messages) rather than a cut at one we do not.
-        if (this.ready && !this.inflight && Date.now() - this.openedAt > (this.o.maxAge || MAX_AGE_MS)) {
+        if (this.ready && !this._inflight && Date.now() - this._openedAt > (this.o.maxAge || MAX_AGE_MS)) {
           this.refresh();
           return;
         }
-        if (!this.ready || Date.now() - this.lastHeard < PING_IDLE_MS) return;
+        if (!this.ready || Date.now() - this._lastHeard < PING_IDLE_MS) return;
         this.send({ action: 'ping' });
-        clearTimeout(this.timers.pong);
-        this.timers.pong = setTimeout(() => this._abandon(), PONG_TIMEOUT_MS);
+        clearTimeout(this._timers.pong);
+        this._timers.pong = setTimeout(() => this._abandon(), PONG_TIMEOUT_MS);
       }, 30000);
     }
   }
@@ -625,29 +635,28 @@
     constructor(conversation, list, render) {
       this.conversation = conversation;
       this.list = list;
-      this.render = render;
+      this._render = render;
       this.bySeq = new Map();
-      this.pending = new Map(); // entry key -> {entry, node}
-      this.contig = 0; // every seq up to this one is here (or was accepted as a gap)
+      this._pending = new Map(); // entry key -> {entry, node}
+      this._contig = 0; // every seq up to this one is here (or was accepted as a gap)
       this.maxSeq = 0;
       this.syncing = false;
-      this.gapTimer = null;
+      this._gapTimer = null;
       this.action = 'sync'; // or 'past_messages': a visitor's own earlier conversation, read only
     }
 
     /** Add a message frame; false if it is a duplicate (same seq) or malformed. */
     add(message) {
       const seq = Number(message && message.seq);
-      if (!Number.isSafeInteger(seq) || seq < 1 || this.bySeq.has(seq)) return false;
-      if (typeof message.text !== 'string') return false;
-      for (const [key, p] of this.pending) {
+      if (!Number.isSafeInteger(seq) || seq < 1 || this.bySeq.has(seq) || typeof message.text !== 'string') return false;
+      for (const [key, p] of this._pending) {
         if (p.entry.id === message.id) { // our own pending message, already stored
           p.node.remove();
-          this.pending.delete(key);
+          this._pending.delete(key);
         }
       }
-      const node = this.render(message);
-      node.setAttribute('data-seq', String(seq));
+      const node = this._render(message);
+      node.setAttribute('data-seq', seq);
       let after = this.list.lastElementChild;
       while (after && (!after.hasAttribute('data-seq') || Number(after.getAttribute('data-seq')) > seq)) {
         after = after.previousElementSibling;
@@ -655,7 +664,7 @@
       this.list.insertBefore(node, after ? after.nextElementSibling : this.list.firstElementChild);
       this.bySeq.set(seq, { message, node });
       this.maxSeq = Math.max(this.maxSeq, seq);
-      while (this.bySeq.has(this.contig + 1)) this.contig += 1;
+      while (this.bySeq.has(this._contig + 1)) this._contig += 1;
       return true;
     }
 
@@ -669,26 +678,26 @@
     }
 
     addPending(entry, node) {
-      if (this.pending.has(entry.key)) return;
+      if (this._pending.has(entry.key)) return;
       node.setAttribute('data-pending', '');
       this.list.append(node);
-      this.pending.set(entry.key, { entry, node });
+      this._pending.set(entry.key, { entry, node });
     }
 
     removePending(entry) {
-      const p = this.pending.get(entry.key);
+      const p = this._pending.get(entry.key);
       if (p) p.node.remove();
-      this.pending.delete(entry.key);
+      this._pending.delete(entry.key);
       return p ? p.node : null;
     }
 
     /** A live message arrived after a hole: sync once if the hole is still there shortly
      * (the missing message is often just a moment behind, posted in parallel). */
     watchGap(link) {
-      if (this.contig >= this.maxSeq || this.gapTimer) return;
-      this.gapTimer = setTimeout(() => {
-        this.gapTimer = null;
-        if (this.contig < this.maxSeq) this.sync(link);
+      if (this._contig >= this.maxSeq || this._gapTimer) return;
+      this._gapTimer = setTimeout(() => {
+        this._gapTimer = null;
+        if (this._contig < this.maxSeq) this.sync(link);
       }, 1500);
     }
 
@@ -696,7 +705,7 @@
     sync(link, force) {
       if (this.syncing && !force) return;
       this.syncing = link.send({ action: this.action, conversation: this.conversation,
-                                 after: this.contig, ref: this.action });
+                                 after: this._contig, ref: this.action });
     }
 
     /** The reply to sync: add, page on while `more`, then accept any gap left. */
@@ -712,60 +721,60 @@
         return;
       }
       this.syncing = false;
-      this.contig = Math.max(this.contig, this.maxSeq);
+      this._contig = Math.max(this._contig, this.maxSeq);
     }
   }
 
   /** Sends typing on (at most every 3 s while typing) and off (after 2.5 s idle or on send). */
   class Typing {
     constructor(link) {
-      this.link = link;
-      this.conversation = null;
-      this.lastOn = 0;
-      this.timer = null;
+      this._link = link;
+      this._conversation = null;
+      this._lastOn = 0;
+      this._timer = null;
     }
 
     input(conversation) {
       if (!conversation) return;
-      if (this.conversation && this.conversation !== conversation) this.stop();
-      this.conversation = conversation;
+      if (this._conversation && this._conversation !== conversation) this.stop();
+      this._conversation = conversation;
       const now = Date.now();
-      if (now - this.lastOn > 3000 && this.link.send({ action: 'typing', conversation, on: true })) {
-        this.lastOn = now;
+      if (now - this._lastOn > 3000 && this._link.send({ action: 'typing', conversation, on: true })) {
+        this._lastOn = now;
       }
-      clearTimeout(this.timer);
-      this.timer = setTimeout(() => this.stop(), 2500);
+      clearTimeout(this._timer);
+      this._timer = setTimeout(() => this.stop(), 2500);
     }
 
     stop() {
-      clearTimeout(this.timer);
-      if (this.conversation && this.lastOn) {
-        this.link.send({ action: 'typing', conversation: this.conversation, on: false });
+      clearTimeout(this._timer);
+      if (this._conversation && this._lastOn) {
+        this._link.send({ action: 'typing', conversation: this._conversation, on: false });
       }
-      this.lastOn = 0;
-      this.conversation = null;
+      this._lastOn = 0;
+      this._conversation = null;
     }
   }
 
   /** Shows "… is typing" while the other side types; hides itself if "off" never comes. */
   class TypingIndicator {
     constructor(node) {
-      this.node = node;
-      this.timer = null;
+      this._node = node;
+      this._timer = null;
       this.hide();
     }
 
     show(text) {
-      this.node.textContent = text;
-      this.node.hidden = false;
-      clearTimeout(this.timer);
-      this.timer = setTimeout(() => this.hide(), 6000);
+      this._node.textContent = text;
+      this._node.hidden = false;
+      clearTimeout(this._timer);
+      this._timer = setTimeout(() => this.hide(), 6000);
     }
 
     hide() {
-      clearTimeout(this.timer);
-      this.node.hidden = true;
-      this.node.textContent = '';
+      clearTimeout(this._timer);
+      this._node.hidden = true;
+      this._node.textContent = '';
     }
   }
 

@@ -72,7 +72,7 @@ let agentRead = 0; // the agent's read marker
 let status = null; // {online, next_open}
 let ended = '';
 let slowNote = ''; // "slow down": a message was refused as too fast and goes again shortly
-let pendingStart = null; // {texts, name, email}: the first question(s), waiting for `conversation`
+let pendingStart = null; // lines typed after the first (which rides in `start`) until `conversation`
 let closing = false;
 let left = ''; // confirmation after leaving a message
 let opened = false;
@@ -193,7 +193,7 @@ const honeypot = h('input.hp', { name: 'website', tabindex: '-1', 'aria-hidden':
 const leaveError = h('p.err', { role: 'alert' });
 const leaveHint = hint(leaveText, leaveError, () => Object.assign({ action: 'leave_message', ref: 'lm' }, leaveDoc()));
 const leaveButton = h('button.btn', { type: 'submit' }, T.leaveSend);
-const leaveForm = h('form.leave', { novalidate: true }, h('p', {}, T.leave), h('label', {}, T.nameOpt, leaveName),
+const leaveForm = h('form.leave', { novalidate: true }, h('p', {}, T.leave), h('label', {}, T.name + T.opt, leaveName),
   h('label', {}, T.email, leaveEmail), h('label', {}, T.message, leaveText), leaveHint, honeypot, leaveError, leaveButton);
 const thanks = h('p.thanks', { role: 'status', tabindex: '-1', hidden: true });
 const away = h('div.away', hidden, awayText, leaveForm, thanks);
@@ -223,7 +223,8 @@ const indicator = new TypingIndicator(typingLine);
 
 const preName = h('input', { name: 'name', autocomplete: 'name', maxlength: 100 });
 const preEmail = h('input', { name: 'email', type: 'email', autocomplete: 'email', maxlength: 254 });
-const prechat = h('div.prechat', hidden, h('label', {}, T.nameOpt, preName), h('label', {}, T.email, preEmail));
+// Each field off, optional or required (`prechat_fields`): render() sets its label and rule.
+const prechat = h('div.prechat', hidden, h('label', {}, '', preName), h('label', {}, '', preEmail));
 const faqList = h('ul.faq');
 const faqBox = h('div.faqs', { 'aria-live': 'polite', hidden: true }, h('span.who', {}, T.faq), faqList);
 const input = h('textarea.input', { rows: 2, placeholder: T.placeholder, 'aria-label': T.placeholder });
@@ -262,11 +263,14 @@ function applyLook() {
   greet.textContent = String(setting('greeting') || T.greeting);
 }
 
+/** The plural (or, with type 'ordinal', ordinal) category of n in the widget's language. */
+function plural(n, type) {
+  try { return new Intl.PluralRules(LANG, { type }).select(n); } catch (e) { return n === 1 ? 'one' : 'other'; } // old browser
+}
+
 /** "12 characters left", "Message too long (3 characters over)": plural and digits by language. */
 function chars(key, n) {
-  let one = n === 1;
-  try { one = new Intl.PluralRules(LANG).select(n) === 'one'; } catch (e) { /* old browser */ }
-  return t(key, { n: n.toLocaleString(LOCALE), c: T.chars[one ? 0 : 1] });
+  return t(key, { n: n.toLocaleString(LOCALE), c: T.chars[plural(n) === 'one' ? 0 : 1] });
 }
 
 /** The length hint under a text box: "N characters left" near the limit (a polite status,
@@ -292,9 +296,7 @@ function hint(box, err, frame) {
 }
 
 function ordinal(n) {
-  let rule = 'other';
-  try { rule = new Intl.PluralRules(LANG, { type: 'ordinal' }).select(n); } catch (e) { /* old browser */ }
-  return n + (T.ord[rule] || T.ord.other);
+  return n + (T.ord[plural(n, 'ordinal')] || T.ord.other);
 }
 
 /** "Monday 09:00" in the visitor's own zone and locale (with the date when over 6 days away). */
@@ -325,10 +327,15 @@ function render() {
   const v = view();
   root.setAttribute('data-view', v);
   root.classList.toggle('open', opened);
-  greet.hidden = v !== 'start' && v !== 'chat';
-  compose.hidden = v !== 'start' && v !== 'chat';
+  compose.hidden = greet.hidden = v !== 'start' && v !== 'chat';
   prechat.hidden = !(v === 'start' && setting('prechat') === true);
-  preEmail.required = !prechat.hidden;
+  const fields = Object.assign({ name: 'optional', email: 'required' }, setting('prechat_fields'));
+  for (const node of [preName, preEmail]) {
+    const mode = fields[node.name];
+    node.required = !prechat.hidden && mode === 'required';
+    node.parentNode.hidden = mode === 'off';
+    node.previousSibling.textContent = T[node.name] + (node.required ? '' : T.opt);
+  }
   away.hidden = v !== 'away';
   restartButton.hidden = v !== 'ended';
   after.hidden = v !== 'ended' || readOnly;
@@ -339,9 +346,11 @@ function render() {
   offerForm.hidden = Boolean(byEmail);
   offerText.textContent = byEmail ? t('byEmailDone', { email: byEmail }) : noAgents;
   pastBox.hidden = v !== 'start' || !pastList.firstChild;
-  muteButton.setAttribute('aria-pressed', String(muted));
+  muteButton.setAttribute('aria-pressed', muted);
   if (v === 'away') {
-    awayText.textContent = status.next_open ? t('away', { when: formatWhen(status.next_open) }) : T.awayEmail;
+    // The site's own words when it has some (console Settings: `offline_message`).
+    awayText.textContent = setting('offline_message')
+      || (status.next_open ? t('away', { when: formatWhen(status.next_open) }) : T.awayEmail);
     leaveForm.hidden = Boolean(left);
     thanks.hidden = !left;
     thanks.textContent = left;
@@ -366,7 +375,7 @@ function render() {
 
 /** Where keyboard focus goes when the panel opens: the first thing to fill in. */
 function focusStart() {
-  const target = !compose.hidden ? (prechat.hidden ? input : preName)
+  const target = !compose.hidden ? (!prechat.hidden && [preName, preEmail].find((n) => !n.parentNode.hidden)) || input
     : !away.hidden && !leaveForm.hidden ? leaveName : !restartButton.hidden ? restartButton : closeButton;
   target.focus();
 }
@@ -378,10 +387,9 @@ function unreadCount() {
 function updateLauncher() {
   const n = opened ? 0 : unreadCount();
   badge.hidden = !n;
-  badge.textContent = String(n);
-  const base = LABEL;
-  launcher.setAttribute('aria-label', n ? base + ' — ' + (n === 1 ? T.unread1 : t('unreadN', { n })) : base);
-  launcher.setAttribute('aria-expanded', String(opened));
+  badge.textContent = n;
+  launcher.setAttribute('aria-label', n ? LABEL + ' — ' + (n === 1 ? T.unread1 : t('unreadN', { n })) : LABEL);
+  launcher.setAttribute('aria-expanded', opened);
   // The latest agent message, while closed and unread.
   const latest = n && lastAgent && lastAgent.seq > Math.max(lastRead, previewOff) ? lastAgent : null;
   preview.hidden = !latest;
@@ -491,7 +499,7 @@ function ensureLink() {
     });
     typing = new Typing(link);
   }
-  if (link.stopped) link.start();
+  link.start();
 }
 
 function newTranscript(id) {
@@ -505,6 +513,7 @@ function newTranscript(id) {
 function setConversation(summary, resumed) {
   if (!summary || typeof summary.id !== 'string') return;
   const same = conv && conv.id === summary.id;
+  if (isLive(summary)) link.adopt(summary.id); // the first line, if its start is still queued
   if (!same) {
     ended = noAgents = byEmail = '';
     readOnly = confirming = false;
@@ -525,12 +534,11 @@ function setConversation(summary, resumed) {
   local.set(LAST_KEY, null); // a chat is open: the one before is in the list of earlier ones
   if (summary.no_agents) nobody(noAgents || T.noAgents);
   if (pendingStart) {
-    const first = pendingStart;
-    pendingStart = null;
-    for (const text of first.texts) {
+    for (const text of pendingStart) {
       const entry = link.post(conv.id, text);
       if (entry) transcript.addPending(entry, pendingNode(text));
     }
+    pendingStart = null;
   }
   updateSeen();
   render();
@@ -629,14 +637,6 @@ function markRead() {
   updateLauncher();
 }
 
-function sendStart() {
-  if (!pendingStart || !link || !link.ready) return;
-  const frame = { action: 'start', ref: 'start' };
-  if (pendingStart.name) frame.name = pendingStart.name;
-  if (pendingStart.email) frame.email = pendingStart.email;
-  link.send(frame);
-}
-
 function sendPage(referrer) {
   const url = location.href;
   if (!link || !link.ready || url === sentUrl || !/^https?:/.test(url) || url.length > 2048) return;
@@ -668,8 +668,6 @@ function onWelcome(welcome) {
     if (closing) link.send({ action: 'close', conversation: open.id });
   } else if (isLive(conv)) {
     conversationEnded(null); // it closed while we were away
-  } else if (pendingStart) {
-    sendStart();
   }
   sendPage(sentUrl || document.referrer);
   render();
@@ -769,7 +767,16 @@ function onFrame(frame) {
       showInvitation(frame);
       break;
     case 'invitation_closed':
+      answered.add(frame.id);
       if (frame.id === invitation) { invitation = null; invite.hidden = true; }
+      break;
+    case 'rules_due':
+      // A time rule on this page is met in in_ms: ask then. One timer, and nothing absurd
+      // (not a number, negative, over a day). Its errors are as quiet as a page event's.
+      if (frame.in_ms > 0 && frame.in_ms <= 864e5) {
+        clearTimeout(rulesTimer);
+        rulesTimer = setTimeout(() => link.send({ action: 'rules', ref: 'page' }), frame.in_ms);
+      }
       break;
     case 'rated':
       if (mine(frame.conversation)) {
@@ -797,12 +804,6 @@ function onError(frame) {
   if (frame.ref === 'lm') {
     leaveError.textContent = message;
     leaveButton.disabled = false;
-  } else if (frame.ref === 'start' && pendingStart) {
-    input.value = pendingStart.texts.join('\n');
-    pendingStart = null;
-    log.replaceChildren();
-    composeError.textContent = message;
-    render();
   } else if (/^(rate|tx)$/.test(frame.ref)) {
     endNote.textContent = message;
   } else if (frame.ref === 'past_messages') {
@@ -830,7 +831,13 @@ function onAck(entry, ack) {
 }
 
 function onFailed(entry, error) {
-  if (error.code === 'closed') conversationEnded(null);
+  if (entry.start) { // the start itself was refused: no chat; the visitor keeps what they wrote
+    input.value = [entry.text, ...pendingStart || []].join('\n');
+    pendingStart = null;
+    log.replaceChildren();
+    composeError.textContent = error.message || T.failed;
+    render();
+  } else if (error.code === 'closed') conversationEnded(null);
   else failed(entry, error.message || error.code);
 }
 
@@ -843,7 +850,7 @@ function onState(state) {
       connLine.textContent = T.reconnecting; // set when shown, so screen readers hear it
     }, 800);
     leaveButton.disabled = false; // a message in flight on that socket: let the visitor retry
-  } else if (state === 'online' || state === 'stopped') {
+  } else if (state === 'online') { // (the widget never stops its link)
     connLine.hidden = true;
     connLine.textContent = '';
   }
@@ -898,8 +905,10 @@ async function leaveMessage() {
 // ---------------------------------------------------------------- invitations
 
 let invitation = null;
+let rulesTimer = null;
+const answered = new Set(); // invitation ids this visitor answered: a late copy is not shown again
 function showInvitation(frame) {
-  if (typeof frame.id !== 'string' || isLive(conv)) return;
+  if (typeof frame.id !== 'string' || isLive(conv) || answered.has(frame.id)) return;
   invitation = frame.id;
   const name = (frame.from && frame.from.name) || T.agent;
   inviteWho.textContent = name;
@@ -910,6 +919,7 @@ function showInvitation(frame) {
 
 function answerInvitation(accept) {
   if (!invitation) return;
+  answered.add(invitation);
   if (link) link.send({ action: 'invitation', id: invitation, accept, ref: 'inv' });
   invitation = null;
   invite.hidden = true;
@@ -1076,20 +1086,26 @@ compose.addEventListener('submit', (event) => {
     const entry = link.post(conv.id, text);
     transcript.addPending(entry, pendingNode(text));
   } else if (pendingStart) {
-    pendingStart.texts.push(text);
+    pendingStart.push(text);
     log.append(pendingNode(text));
   } else {
-    if (!prechat.hidden && !preEmail.checkValidity()) {
-      composeError.textContent = preEmail.validationMessage;
-      preEmail.focus();
+    const bad = !prechat.hidden && [preName, preEmail].find((n) => !n.checkValidity());
+    if (bad) {
+      composeError.textContent = bad.validationMessage;
+      bad.focus();
       return;
     }
-    const name = (preName.value || identity.name).trim();
-    const email = (preEmail.value || identity.email).trim();
-    pendingStart = { texts: [text], name: name || null, email: email || null };
+    // The first line rides in `start` as a queued message (id, ack, resent after a reconnect
+    // or a reload): the agents' waiting list shows the question, stored once.
+    const first = {};
+    for (const [key, node] of [['name', preName], ['email', preEmail]]) {
+      const value = (node.value || identity[key]).trim();
+      if (value) first[key] = value;
+    }
+    pendingStart = [];
     log.replaceChildren(pendingNode(text));
     ensureLink();
-    sendStart();
+    link.post('', text, first);
   }
   input.value = '';
   composeHint.check();
