@@ -19,7 +19,12 @@ class Client:
     while other frames keep arriving in any order."""
 
     def __init__(self, ws_url: str, query: dict[str, str]) -> None:
-        self.ws = connect(f"{ws_url}?{urlencode(query)}", open_timeout=10, max_size=2**20)
+        # max_queue=None: read everything as it comes, like a browser. With websockets' default
+        # (16 frames), a test client that stays unread while the others talk (a visitor's
+        # tab during 64 long messages) stops reading its socket, so its keepalive pong is
+        # never seen and the connection dies with 1011 "keepalive ping timeout".
+        self.ws = connect(f"{ws_url}?{urlencode(query)}", open_timeout=10, max_size=2**20,
+                          max_queue=None)
         self.backlog: list[dict[str, Any]] = []
         self.client_id = secrets.token_urlsafe(6)
         self.counter = 0
