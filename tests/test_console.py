@@ -63,10 +63,11 @@ def console(open_page: Any, site: str) -> Any:
     from chalicelib import agents
 
     def sign_in(name: str, *, role: str = "agent", max_chats: int | None = None, shift: bool = True,
-                agent_id: str | None = None) -> Any:
-        agent_id = agent_id or f"{name.lower()}{secrets.token_hex(3)}"
+                agent_id: str | None = None, **page_options: Any) -> Any:
+        """``page_options`` go to the browser context (viewport, bypass_csp)."""
+        agent_id = agent_id or f"{name[:4].lower()}{secrets.token_hex(3)}"
         agents.create(agent_id, name, PASSWORD, role=role, max_chats=max_chats, site=site)
-        page = open_page("/console/")
+        page = open_page("/console/", **page_options)
         page.fill("#login-agent", agent_id)
         page.fill("#login-password", PASSWORD)
         page.click("#login-submit")

@@ -16,7 +16,7 @@ import pytest
 from chalicelib import agents
 from tests.browser import assert_accessible, screenshot
 from tests.conftest import PASSWORD
-from tests.test_console import open_page  # noqa: F401  (fixture)
+from tests.test_console import console, open_page  # noqa: F401  (fixtures)
 from tests.test_reports import MON, WED, seed
 
 WIDE = {"width": 1280, "height": 800}
@@ -25,22 +25,11 @@ LONGEST_ID = "w" * 40  # agents.AGENT_ID: 40 characters
 
 
 @pytest.fixture
-def sign_in(open_page, site):  # noqa: F811
+def sign_in(console):  # noqa: F811
     """An agent of this test's site, signed in to the console at 1280x800, CSP bypassed for axe."""
-    from playwright.sync_api import expect
 
     def go(name: str = "Ada", *, role: str = "agent", shift: bool = True, agent_id: str | None = None) -> Any:
-        agent_id = agent_id or f"{name[:4].lower()}{secrets.token_hex(3)}"
-        agents.create(agent_id, name, PASSWORD, role=role, site=site)
-        page = open_page("/console/", bypass_csp=True, viewport=WIDE)
-        page.fill("#login-agent", agent_id)
-        page.fill("#login-password", PASSWORD)
-        page.click("#login-submit")
-        expect(page.locator("#shift-toggle")).to_be_enabled()
-        if shift:
-            page.click("#shift-toggle")
-            expect(page.locator("#shift-toggle")).to_have_attribute("aria-pressed", "true")
-        return page
+        return console(name, role=role, shift=shift, agent_id=agent_id, bypass_csp=True, viewport=WIDE)
 
     return go
 
