@@ -31,11 +31,11 @@ from chalicelib import (
     config,
     dispatch,
     fanout,
+    frames,
     holding,
     offline,
     presence,
     privacy,
-    protocol,
     reports,
     sites,
     telemetry,
@@ -103,7 +103,7 @@ def connect(event: WebsocketEvent) -> dict[str, Any]:
         _deliver(others, _endpoint(event))
         if evicted:  # tabs over the visitor's cap: the oldest are told, then hung up
             url, notice = _endpoint(event), Outbox()
-            notice.to(evicted, protocol.evicted())  # so they wait to be seen before coming back
+            notice.to(evicted, frames.evicted())  # so they wait to be seen before coming back
             fanout.deliver(notice, url)  # gone already: fine, and closing it is too
             fanout.close(evicted, url)
     telemetry.count("Connects", role=who.role)

@@ -19,7 +19,7 @@ a moment before the timer keeps their chat.
 
 from __future__ import annotations
 
-from chalicelib import clock, conversations, lifecycle, routing, sites, stats, telemetry
+from chalicelib import clock, conversations, frames, lifecycle, routing, sites, stats, telemetry
 from chalicelib.fanout import Outbox
 from chalicelib.models import (
     META,
@@ -85,8 +85,7 @@ def abandon(conv: ConversationModel, after_seconds: int, outbox: Outbox, now: in
     except Exception:  # closed either way; a lost figure must not undo it
         telemetry.logger.exception("abandoned conversation not counted in the figures")
     conversations.forget_open(fresh.visitor_id, fresh.id, now)
-    outbox.to(fresh.connections(), {"type": "closed", "conversation": fresh.id,
-                                    "summary": fresh.summary(), "by": "system"})
+    outbox.to(fresh.connections(), frames.closed(fresh.id, fresh.summary(), "system"))
     if fresh.agent_id:
         routing.release(fresh.agent_id, fresh.id)
     return True

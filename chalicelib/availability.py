@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib import clock, routing, sites, unattended
+from chalicelib import clock, frames, routing, sites, unattended
 from chalicelib.fanout import Outbox
 from chalicelib.hours import from_ms, to_ms
 from chalicelib.models import ConnectionModel, SiteModel, update_or_old
@@ -24,11 +24,7 @@ class Status:
     closure: str | None = None
 
     def frame(self) -> dict[str, Any]:
-        frame = {"type": "status", "online": self.online, "in_hours": self.in_hours,
-                 "agents": self.agents, "next_open": self.next_open}
-        if self.closure is not None:
-            frame["closure"] = self.closure
-        return frame
+        return frames.status(self.online, self.in_hours, self.agents, self.next_open, self.closure)
 
 
 def status(site: SiteModel, now_ms: int | None = None) -> Status:

@@ -49,6 +49,7 @@ from chalicelib import (
     availability,
     clock,
     config,
+    frames,
     lifecycle,
     limits,
     mail,
@@ -90,8 +91,6 @@ from chalicelib.protocol import (
     STALE,
     Frame,
     ProtocolError,
-    error,
-    fit,
 )
 
 PREVIEW_CHARS = 140
@@ -162,8 +161,7 @@ def start(who: Caller, outbox: Outbox, *, name: str | None = None, email: str | 
         existing = open_conversation(visitor)
         if existing is None:  # an earlier start died between its two writes; try again
             return start(who, outbox, name=name, email=email, route=route)
-        outbox.to([who.connection_id], {"type": "conversation", "conversation": existing.id,
-                                        "summary": existing.summary()})
+        outbox.to([who.connection_id], frames.conversation(existing.id, existing.summary()))
         if first is not None:  # a resent start (lost answer): its line is acked, stored once
             _send_first(who, existing.id, first, outbox)
         return existing
@@ -201,8 +199,7 @@ def start(who: Caller, outbox: Outbox, *, name: str | None = None, email: str | 
     conv.save()
     telemetry.tag(conversation=conv.id)
     telemetry.logger.info("conversation started")
-    outbox.to(tabs, {"type": "conversation", "conversation": conv.id,
-                     "summary": conv.summary()})
+    outbox.to(tabs, frames.conversation(conv.id, conv.summary()))
     if opened is not None:
         outbox.to(tabs, message_frame(conv.id, opened))
     if first is not None:
@@ -224,7 +221,8 @@ def _send_first(who: Caller, conv_id: str, first: Frame, outbox: Outbox) -> None
     try:
         send(who.connection_id, Frame("send", {**first.body, "conversation": conv_id}, first.ref), outbox)
     except ProtocolError as refused:
-        outbox.to([who.connection_id], error(refused.code, refused.message, first.ref, refused.retry_after))
+        outbox.to([who.connection_id],
+                  frames.error(refused.code, refused.message, first.ref, refused.retry_after))
 
 
 def open_conversation(visitor: VisitorModel) -> ConversationModel | None:
@@ -348,8 +346,7 @@ def send(connection_id: str, frame: Frame, outbox: Outbox) -> int:
         # before the ack and again on every resend, so a failed enqueue is retried with the
         # message; the email itself goes out once (its key is the message).
         queue.enqueue(offline.reply_job(conv_id, seq))
-    outbox.to([connection_id], {"type": "ack", "ref": message_id, "conversation": conv_id,
-                                "seq": seq, "ts": now})
+    outbox.to([connection_id], frames.ack(message_id, conv_id, seq, now))
     if fresh:
         telemetry.count("MessagesSent", side=role)
     # Delivered on every attempt, resends included: the server cannot tell a lost ack (the
@@ -409,9 +406,8 @@ def post_system(conv: ConversationModel, text: str, outbox: Outbox,
 
 def message_frame(conv_id: str, message: MessageModel) -> dict[str, Any]:
     """A stored message as clients receive it (live or on resume): one shape for both."""
-    return {"type": "message", "conversation": conv_id, "seq": int(message.seq),
-            "id": message.cmid, "from": {"role": message.role, "name": message.name},
-            "text": message.text, "ts": int(message.ts)}
+    return frames.message(conv_id, int(message.seq), message.cmid,
+                          {"role": message.role, "name": message.name}, message.text, int(message.ts))
 
 
 def _participant(conv_id: str, connection_id: str) -> ConversationModel:
@@ -448,7 +444,7 @@ def typing(connection_id: str, frame: Frame, outbox: Outbox) -> None:
     conv = _participant(frame["conversation"], connection_id)
     role, _, _ = _sender(conv, connection_id)
     outbox.to(_other_side(conv, connection_id),
-              {"type": "typing", "conversation": conv.id, "role": role, "on": frame["on"]})
+              frames.typing(conv.id, role, frame["on"]))
 
 
 def read(connection_id: str, frame: Frame, outbox: Outbox) -> None:
@@ -466,7 +462,7 @@ def read(connection_id: str, frame: Frame, outbox: Outbox) -> None:
                           & (C.reads[role].does_not_exist() | (C.reads[role] < seq)))
     if ok:
         outbox.to(_other_side(conv, connection_id),
-                  {"type": "read", "conversation": conv.id, "role": role, "seq": seq})
+                  frames.read(conv.id, role, seq))
 
 
 def sync(connection_id: str, frame: Frame, outbox: Outbox) -> None:
@@ -485,11 +481,8 @@ def _messages_page(conv: ConversationModel, after: int, limit: int) -> dict[str,
     items = [m for m in items if not expired(m, now)]  # past retention, not yet deleted
     # One frame of at most FRAME_BUDGET bytes: 200 long emoji messages are megabytes. The
     # client asks again from the last seq it got while ``more`` (so does a cut page).
-    page: dict[str, Any] = {"type": "messages", "conversation": conv.id, "after": after,
-                            "summary": conv.summary()}
-    rest = fit(page, "items", [message_frame(conv.id, m) for m in items[:limit]], lambda m: m["seq"])
-    page["more"] = rest is not None or len(items) > limit
-    return page
+    return frames.messages(conv.id, after, conv.summary(),
+                           [message_frame(conv.id, m) for m in items[:limit]], len(items) > limit)
 
 
 #: Earlier conversations read for one ``past`` page (one BatchGetItem): the visitor item keeps
@@ -516,11 +509,8 @@ def past(who: Caller, cursor: str | None = None) -> dict[str, Any]:
     found = {c.id: c for c in ConversationModel.batch_get(keys)} if keys else {}
     items = [found[i].summary() for i in wanted
              if i in found and _owned(who, found[i]) and not expired(found[i], now)]
-    frame: dict[str, Any] = {"type": "past"}
-    rest = fit(frame, "items", items, lambda s: s["id"])
     more = start + len(wanted) < len(ids)
-    frame["next"] = rest if rest is not None else (wanted[-1] if more and wanted else None)
-    return frame
+    return frames.past(items, wanted[-1] if more and wanted else None)
 
 
 def _owned(who: Caller, conv: ConversationModel) -> bool:
@@ -567,8 +557,7 @@ def close(connection_id: str, frame: Frame, outbox: Outbox, network: str | None 
     if frame.get("transcript") and conv.email:
         transcripts.at_close(conv, role, network, frame.ref, outbox, connection_id)
     forget_open(conv.visitor_id, conv_id, now)
-    outbox.to(conv.connections(), {"type": "closed", "conversation": conv.id,
-                                   "summary": conv.summary(), "by": role})
+    outbox.to(conv.connections(), frames.closed(conv.id, conv.summary(), role))
     if conv.agent_id:
         routing.release(conv.agent_id, conv_id)
     routing.drain(conv.site, outbox, quiet=bool(conv.agent_id))  # one that waited left the line

@@ -18,6 +18,7 @@ from chalicelib import (
     availability,
     config,
     conversations,
+    frames,
     handback,
     limits,
     notes,
@@ -34,7 +35,7 @@ from chalicelib import (
     visitors,
 )
 from chalicelib.fanout import Outbox
-from chalicelib.protocol import BAD_FRAME, FORBIDDEN, RETRY, Frame, ProtocolError, error, parse
+from chalicelib.protocol import BAD_FRAME, FORBIDDEN, RETRY, Frame, ProtocolError, parse
 
 logger = Logger(service=config.SERVICE, child=True)
 
@@ -42,7 +43,7 @@ Handler = Callable[[str, Frame, Outbox], None]
 
 
 def _ping(connection_id: str, frame: Frame, outbox: Outbox) -> None:
-    outbox.to([connection_id], {"type": "pong", "ref": frame.ref})
+    outbox.to([connection_id], frames.pong(frame.ref))
 
 
 def _hello(connection_id: str, frame: Frame, outbox: Outbox) -> None:
@@ -102,7 +103,7 @@ def _leave_message(connection_id: str, frame: Frame, outbox: Outbox) -> None:
         message_id = offline.leave(item.site, frame.body, visitor_id=item.subject, ip_hash=item.ip_hash)
     except offline.Refused as refused:
         raise ProtocolError(refused.code, refused.message, frame.ref, refused.retry_after) from None
-    outbox.to([connection_id], {"type": "message_left", "id": message_id, "ref": frame.ref})
+    outbox.to([connection_id], frames.message_left(message_id, frame.ref))
     offline.dispatch(message_id)
 
 
@@ -127,8 +128,7 @@ def _invite(connection_id: str, frame: Frame, outbox: Outbox) -> None:
     who = presence.caller(connection_id)
     presence.require_agent(who)
     invitation = visitors.invite(who, frame["visitor"], frame["text"], outbox)
-    outbox.to([connection_id], {"type": "invited", "id": invitation, "visitor": frame["visitor"],
-                                "ref": frame.ref})
+    outbox.to([connection_id], frames.invited(invitation, frame["visitor"], frame.ref))
 
 
 def _invitation(connection_id: str, frame: Frame, outbox: Outbox) -> None:
@@ -261,10 +261,10 @@ def handle(connection_id: str, body: str | None, outbox: Outbox, binary: bool = 
             HANDLERS[frame.action](connection_id, frame, outbox)
     except ProtocolError as exc:
         echoed = ref if exc.ref is None else exc.ref  # an empty ref is still the client's ref
-        outbox.to([connection_id], error(exc.code, exc.message, echoed, exc.retry_after))
+        outbox.to([connection_id], frames.error(exc.code, exc.message, echoed, exc.retry_after))
     except Exception:
         # DynamoDB throttling past its retries, a timeout, a bug: the frame may be resent
         # safely (sends are idempotent), so say so rather than drop the connection.
         telemetry.count("FrameErrors")
         logger.exception("frame failed")
-        outbox.to([connection_id], error(RETRY, "Temporary problem; please resend.", ref))
+        outbox.to([connection_id], frames.error(RETRY, "Temporary problem; please resend.", ref))

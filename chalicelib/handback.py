@@ -12,7 +12,7 @@ it, and everyone sees the new line.
 
 from __future__ import annotations
 
-from chalicelib import availability, routing, sites, telemetry, unattended
+from chalicelib import availability, frames, routing, sites, telemetry, unattended
 from chalicelib.auth import Caller
 from chalicelib.fanout import Outbox
 from chalicelib.models import ConversationModel, SiteModel
@@ -26,7 +26,7 @@ NOT_HELD = "That chat is not yours to hand back (it was closed, transferred or a
 def requeued_frame(conv: ConversationModel, message: str) -> dict[str, object]:
     """The ``requeued`` frame (to the visitor's tabs, and the consoles of the agent who
     handed it back): back in line, why, and its state."""
-    return {"type": "requeued", "conversation": conv.id, "message": message, "summary": conv.summary()}
+    return frames.requeued(conv.id, message, conv.summary())
 
 
 def back_in_line(conv: ConversationModel, site: SiteModel, online: bool, outbox: Outbox) -> None:

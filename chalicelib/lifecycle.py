@@ -45,6 +45,7 @@ from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.operand import Path
 from pynamodb.expressions.update import Action
 
+from chalicelib import frames
 from chalicelib.models import ConversationModel, keep_until, update_or_old
 
 QUEUED, ASSIGNED, ACTIVE, CLOSED = "queued", "assigned", "active", "closed"
@@ -132,7 +133,7 @@ def presence(conv: Any) -> dict[str, Any]:
 
 def presence_frame(conv_id: str, view: dict[str, Any]) -> dict[str, Any]:
     """The ``presence`` frame pushed to agents when the visitor leaves or comes back."""
-    return {"type": "presence", "conversation": conv_id, **view}
+    return frames.presence(conv_id, view)
 
 
 def abandon_after(settings: dict[str, Any], status: str) -> int:

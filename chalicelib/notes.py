@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalicelib import auth, clock, conversations
+from chalicelib import auth, clock, conversations, frames
 from chalicelib.auth import Caller
 from chalicelib.fanout import Outbox
 from chalicelib.models import META, AgentModel, ConversationModel, MessageModel, agent_key, keep_until
-from chalicelib.protocol import page_at
 
 NOTE = "note"
 
@@ -30,8 +29,7 @@ def add(who: Caller, conv_id: str, text: str, outbox: Outbox | None = None,
 
 
 def note_frame(conv_id: str, note: MessageModel) -> dict[str, Any]:
-    return {"type": "note", "conversation": conv_id, "text": note.text,
-            "from": {"id": note.author, "name": note.name}, "ts": int(note.ts)}
+    return frames.note(conv_id, note.text, {"id": note.author, "name": note.name}, int(note.ts))
 
 
 def history(who: Caller, conv_id: str, cursor: str | None = None) -> dict[str, Any]:
@@ -39,5 +37,4 @@ def history(who: Caller, conv_id: str, cursor: str | None = None) -> dict[str, A
     ``after`` echoes the cursor asked from, so the console appends rather than replaces."""
     conv = conversations.held_by(who, conv_id)
     items = MessageModel.query(conv.pk, MessageModel.sk.startswith("NOTE#"), consistent_read=True)
-    return page_at({"type": "notes", "conversation": conv.id}, "items",
-                   [note_frame(conv.id, n) for n in items], cursor)
+    return frames.notes(conv.id, [note_frame(conv.id, n) for n in items], cursor)

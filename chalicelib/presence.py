@@ -37,6 +37,7 @@ from chalicelib import (
     clock,
     config,
     conversations,
+    frames,
     handback,
     lifecycle,
     routing,
@@ -60,7 +61,7 @@ from chalicelib.models import (
     update_or_old,
     visitor_key,
 )
-from chalicelib.protocol import FORBIDDEN, ProtocolError, fit, page_at
+from chalicelib.protocol import FORBIDDEN, ProtocolError, fit
 
 SITE_ID = sites.SITE_ID
 VISIT_GAP_MS = 30 * 60 * 1000  # a visitor gone this long starts a new visit when they return
@@ -302,8 +303,7 @@ def _welcome(who: Caller) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     snippets, then the line. A list cut short is named in ``next`` with the cursor its own
     action (``snippets``, ``queue``) continues from: a welcome that did not fit would not be
     delivered at all, and a console waiting for it reconnects forever."""
-    frame: dict[str, Any] = {"type": "welcome", "role": who.role, "site": who.site,
-                             "token": auth.issue(who.role, who.subject, who.site)}
+    frame = frames.welcome(who.role, who.site, auth.issue(who.role, who.subject, who.site))
     after: list[dict[str, Any]] = []
     if who.role == auth.AGENT:
         agent = AgentModel.get(agent_key(who.subject), META, consistent_read=True)
@@ -342,7 +342,7 @@ def _welcome(who: Caller) -> tuple[dict[str, Any], list[dict[str, Any]]]:
 def snippets(who: Caller, cursor: str | None = None) -> dict[str, Any]:
     """A page of the site's snippets (``snippets`` frame): the rest of what ``welcome`` had no
     room for. 200 snippets of 2,000 characters can be over a megabyte."""
-    return page_at({"type": "snippets"}, "items", sites.console(sites.get(who.site))["snippets"], cursor)
+    return frames.snippets(sites.console(sites.get(who.site))["snippets"], cursor)
 
 
 def disconnect(connection_id: str, outbox: Outbox) -> ConnectionModel | None:
@@ -422,8 +422,7 @@ def set_shift(who: Caller, on: bool | None, outbox: Outbox, away: bool | None = 
         actions += [A.s_pk.remove(), A.s_sk.remove()]
     agent = A(agent_key(who.subject))
     agent.update(actions=actions, condition=A.pk.exists())
-    outbox.to(sorted(agent.conns or ()), {"type": "shift", "on": on_shift, "away": is_away,
-                                          "agent": agents.public(agent)})
+    outbox.to(sorted(agent.conns or ()), frames.shift(on_shift, is_away, agents.public(agent)))
     if on_shift and not is_away:  # the line is unchanged unless this agent takes from it
         routing.drain(who.site, outbox, quiet=True, newcomer=sorted(agent.conns or ()))
     availability.refresh(who.site, outbox)

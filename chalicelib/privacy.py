@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from chalicelib import clock, config, conversations, limits, offline, routing, transcripts
+from chalicelib import clock, config, conversations, frames, limits, offline, routing, transcripts
 from chalicelib.fanout import Outbox
 from chalicelib.models import (
     META,
@@ -38,7 +38,7 @@ from chalicelib.models import (
     visitor_key,
 )
 
-ERASED = "erased"  # the ``by`` of the ``closed`` frame agents get for an erased conversation
+ERASED = frames.ERASED  # the ``by`` of the ``closed`` frame agents get for an erased conversation
 
 
 @dataclass
@@ -220,8 +220,8 @@ def _end(conv: ConversationModel, outbox: Outbox) -> bool:
     if not ok or closed is None:
         return False
     # only ids: the summary would carry the data being erased
-    outbox.to(closed.connections(), {"type": "closed", "conversation": closed.id, "by": ERASED,
-                                     "summary": {"id": closed.id, "status": routing.CLOSED}})
+    outbox.to(closed.connections(), frames.closed(closed.id, {"id": closed.id, "status": routing.CLOSED},
+                                                   ERASED))
     if closed.agent_id:
         routing.release(closed.agent_id, closed.id)
     offer = closed.transfer.as_dict() if closed.transfer else {}

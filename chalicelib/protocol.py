@@ -364,25 +364,6 @@ def parse(raw: str | bytes | None) -> Frame:
     return Frame(action=action, body=body, ref=ref)
 
 
-def error(code: str, message: str, ref: str | None = None,
-          retry_after: int | None = None) -> dict[str, Any]:
-    """The ``error`` frame; one shape for every refusal. ``retry_after`` (seconds) comes with
-    ``rate_limited``: the same frame may be sent again after that long."""
-    frame: dict[str, Any] = {"type": "error", "code": code, "message": message}
-    if ref is not None:
-        frame["ref"] = ref
-    if retry_after is not None:
-        frame["retry_after"] = retry_after
-    return frame
-
-
-def evicted() -> dict[str, Any]:
-    """The ``evicted`` frame: this tab was one too many for its visitor (the newest took its
-    place) and is about to be hung up. The client does not reconnect until its page is seen
-    again or used: reconnecting at once would only evict the next oldest tab."""
-    return {"type": "evicted"}
-
-
 def encode(frame: Any) -> bytes:
     """Serialise a server frame compactly (bytes go straight to post_to_connection)."""
     return json.dumps(frame, separators=(",", ":"), ensure_ascii=False).encode("utf-8")

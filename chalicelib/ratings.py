@@ -9,7 +9,7 @@ has to be taken back.
 
 from __future__ import annotations
 
-from chalicelib import clock, stats
+from chalicelib import clock, frames, stats
 from chalicelib.fanout import Outbox
 from chalicelib.models import META, AgentModel, ConversationModel, agent_key, conversation_key, transact_write
 from chalicelib.protocol import CONFLICT, FORBIDDEN, Frame, ProtocolError
@@ -39,8 +39,7 @@ def rate(connection_id: str, frame: Frame, outbox: Outbox) -> None:
         if (stored.get("score"), stored.get("comment")) != (rating["score"], comment):
             raise ProtocolError(CONFLICT, "This chat was rated already.", frame.ref)
         rating = stored
-    frame_out = {"type": "rated", "conversation": conv.id,
-                 "rating": {"score": rating["score"], "comment": rating["comment"], "ts": rating["ts"]}}
+    frame_out = frames.rated(conv.id, rating)
     outbox.to([connection_id], {**frame_out, "ref": frame.ref})
     if fresh and conv.agent_id:
         try:

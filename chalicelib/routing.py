@@ -28,7 +28,7 @@ from typing import Any
 from pynamodb.expressions.condition import size
 from pynamodb.expressions.update import Action
 
-from chalicelib import clock, lifecycle, telemetry
+from chalicelib import clock, frames, lifecycle, telemetry
 from chalicelib.fanout import Outbox
 
 # The states' one home is chalicelib.lifecycle; named here too, for routing's many readers.
@@ -47,7 +47,7 @@ from chalicelib.models import (
     plain_map,
     update_or_old,
 )
-from chalicelib.protocol import AT_CAPACITY, CONFLICT, ProtocolError, page_of, page_view
+from chalicelib.protocol import AT_CAPACITY, CONFLICT, ProtocolError, page_view
 
 QUEUE_PAGE = 100
 IN_FLIGHT_MS = 5_000  # a conversation this new is still being routed by its own start
@@ -151,8 +151,7 @@ def announce(assignment: Assignment, outbox: Outbox) -> None:
     conv = assignment.conversation
     telemetry.logger.info("conversation assigned",
                           extra={"conversation": conv.id, "assigned_to": assignment.agent.id})
-    outbox.to(conv.connections(), {"type": "assigned", "conversation": conv.id,
-                                   "summary": conv.summary()})
+    outbox.to(conv.connections(), frames.assigned(conv.id, conv.summary()))
 
 
 def drain(site: str, outbox: Outbox, *, joined: str | None = None, quiet: bool = False,
@@ -214,8 +213,7 @@ def drain(site: str, outbox: Outbox, *, joined: str | None = None, quiet: bool =
     if joined is not None and not taken:
         for position, conv in enumerate(queue, start=1):
             if conv.id == joined:
-                outbox.to(conv.connections_of("v:"), {"type": "queued", "conversation": conv.id,
-                                                      "position": position})
+                outbox.to(conv.connections_of("v:"), frames.queued(conv.id, position))
         _tell_agents(site, outbox, queue, on_shift(site))
         return 0
     if quiet and not taken:
@@ -252,8 +250,7 @@ def broadcast_queue(site: str, outbox: Outbox, queue: list[ConversationModel] | 
     queue = waiting(site) if queue is None else queue
     agents = on_shift(site) if agents is None else agents
     for position, conv in enumerate(queue, start=1):
-        outbox.to(conv.connections_of("v:"), {"type": "queued", "conversation": conv.id,
-                                              "position": position})
+        outbox.to(conv.connections_of("v:"), frames.queued(conv.id, position))
     _tell_agents(site, outbox, queue, agents)
 
 
@@ -289,8 +286,7 @@ def queue_cursor(item: dict[str, Any]) -> str:
 def queue_listing(queue: list[ConversationModel], after: str | None = None) -> dict[str, Any]:
     """The ``queue`` frame agents see, one page of it (``more``, ``cursor``); ``after``: the
     page that follows that cursor (echoed, so the console appends instead of replacing)."""
-    frame: dict[str, Any] = {"type": "queue", "after": after}
-    return page_of(frame, "items", queue_items(queue, after), queue_cursor)
+    return frames.queue(after, queue_items(queue, after), queue_cursor)
 
 
 def accept(agent_id: str, conv_id: str, outbox: Outbox) -> Assignment:

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalicelib import agents, clock, routing
+from chalicelib import agents, clock, frames, routing
 from chalicelib.auth import Caller
 from chalicelib.models import META, AgentModel, ConversationModel, agent_key, expired
-from chalicelib.protocol import FORBIDDEN, ProtocolError, fit, offset, page_of
+from chalicelib.protocol import FORBIDDEN, ProtocolError, fit, offset
 
 HISTORY_PAGE = 50
 
@@ -38,7 +38,7 @@ def overview(who: Caller, cursor: str | None = None) -> dict[str, Any]:
     wanted, _, at = (cursor or "").partition(":")
     lists = OVERVIEW_LISTS if cursor is None else tuple(k for k in OVERVIEW_LISTS if k == wanted)
     start = offset(at) if cursor is not None else 0
-    frame: dict[str, Any] = {"type": "overview", "after": cursor, "queue_length": len(queue), "next": {}}
+    frame = frames.overview(cursor, len(queue))
     for name in lists:
         if name == "agents":
             items: list[Any] = [
@@ -73,5 +73,5 @@ def history(who: Caller, text: str) -> dict[str, Any]:
             if len(found) >= HISTORY_PAGE:
                 break
     # Up to 50 summaries; ``more`` when they did not all fit one frame (search narrower).
-    return page_of({"type": "history", "query": text}, "items", found)
+    return frames.history(text, found)
 

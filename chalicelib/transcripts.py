@@ -28,7 +28,7 @@ from typing import Any
 
 from pynamodb.expressions.condition import size
 
-from chalicelib import auth, config, limits, mail, queue, sites
+from chalicelib import auth, config, frames, limits, mail, queue, sites
 from chalicelib.auth import Caller
 from chalicelib.fanout import Outbox
 from chalicelib.models import (
@@ -145,8 +145,7 @@ def request(who: Caller, frame: Frame, outbox: Outbox) -> None:
         _trust(conv, to, BY_AGENT)
         conv.ok = {**plain_map(conv.ok), to: BY_AGENT}
     sent = _queue(conv, rid, to)  # again on a resend: the email itself goes out once
-    outbox.to([who.connection_id], {"type": "transcript_queued", "conversation": conv.id, "id": rid,
-                                    "email": to, "confirm": not sent, "ref": frame.ref})
+    outbox.to([who.connection_id], frames.transcript_queued(conv.id, rid, to, not sent, frame.ref))
 
 
 def _spend(conv: ConversationModel, to: str, network: str | None, *, ref: str | None, agent: bool) -> None:
@@ -169,9 +168,7 @@ def at_close(conv: ConversationModel, role: str, network: str | None, ref: str |
     try:
         _spend(conv, to, network, ref=ref, agent=role == auth.AGENT)
     except ProtocolError as refused:
-        from chalicelib.protocol import error
-
-        outbox.to([connection_id], error(refused.code, refused.message, ref, refused.retry_after))
+        outbox.to([connection_id], frames.error(refused.code, refused.message, ref, refused.retry_after))
         return
     C = ConversationModel
     C(conv.pk).update(actions=[C.tx_close.set(True)])

@@ -14,7 +14,7 @@ from typing import Any
 from pynamodb.expressions.condition import size
 from pynamodb.expressions.update import Action
 
-from chalicelib import clock, conversations, notes, routing
+from chalicelib import clock, conversations, frames, notes, routing
 from chalicelib.auth import Caller
 from chalicelib.fanout import Outbox
 from chalicelib.models import (
@@ -58,8 +58,8 @@ def offer(who: Caller, conv_id: str, to_agent: str, note: str | None, outbox: Ou
     A = AgentModel
     A(agent_key(to_agent)).update(actions=[A.offers.add({conv.id})])
     outbox.to(sorted(target.conns or ()), offer_frame(conv, giver, note_frame))
-    outbox.to(conv.connections_of("a:"), {"type": "transfer_pending", "conversation": conv.id,
-                                          "to": {"id": to_agent, "name": target.name}})
+    outbox.to(conv.connections_of("a:"), frames.transfer_pending(conv.id, {"id": to_agent,
+                                                                            "name": target.name}))
 
 
 OFFER_SECONDS = 60
@@ -68,9 +68,8 @@ OFFER_SECONDS = 60
 def offer_frame(conv: ConversationModel, giver_name: str | None = None,
                 note: dict[str, Any] | None = None) -> dict[str, Any]:
     pending: dict[str, Any] = dict(conv.transfer.as_dict()) if conv.transfer else {}
-    return {"type": "transfer_offer", "conversation": conv.id, "summary": conv.summary(),
-            "from": {"id": pending.get("from"), "name": giver_name or pending.get("from_name")},
-            "note": note}
+    giver = {"id": pending.get("from"), "name": giver_name or pending.get("from_name")}
+    return frames.transfer_offer(conv.id, conv.summary(), giver, note)
 
 
 def pending_offers(agent: AgentModel) -> list[dict[str, Any]]:
@@ -104,8 +103,7 @@ def answer(who: Caller, conv_id: str, accept: bool, outbox: Outbox) -> None:
     giver_agent = A.get(agent_key(giver), META)
     if not accept:
         update_or_old(C, conv.pk, [C.transfer.remove()], C.transfer["to"] == who.subject)
-        outbox.to(sorted(giver_agent.conns or ()), {"type": "transfer_declined", "conversation": conv.id,
-                                                    "by": who.subject})
+        outbox.to(sorted(giver_agent.conns or ()), frames.transfer_declined(conv.id, who.subject))
         return
     reserved, receiver = update_or_old(
         A, agent_key(who.subject), [A.convs.add({conv.id})],
@@ -124,9 +122,8 @@ def answer(who: Caller, conv_id: str, accept: bool, outbox: Outbox) -> None:
         routing.release(who.subject, conv.id)
         raise ProtocolError(CONFLICT, "That transfer is no longer open.")
     routing.release(giver, conv.id)
-    outbox.to(sorted(giver_agent.conns or ()), {"type": "transferred", "conversation": conv.id,
-                                                "to": {"id": who.subject, "name": receiver.name}})
-    outbox.to(fresh.connections(), {"type": "assigned", "conversation": fresh.id,
-                                    "summary": fresh.summary()})
+    outbox.to(sorted(giver_agent.conns or ()),
+              frames.transferred(conv.id, {"id": who.subject, "name": receiver.name}))
+    outbox.to(fresh.connections(), frames.assigned(fresh.id, fresh.summary()))
     conversations.post_system(fresh, f"You are now chatting with {receiver.name}.", outbox)
     routing.drain(fresh.site, outbox)  # the giver has room again

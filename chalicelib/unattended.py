@@ -31,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from chalicelib import mail, queue, routing, sites, telemetry
+from chalicelib import frames, mail, queue, routing, sites, telemetry
 from chalicelib.auth import Caller
 from chalicelib.fanout import Outbox
 from chalicelib.models import (
@@ -71,7 +71,7 @@ def offline_message(site: SiteModel) -> str:
 def frame(conv: ConversationModel, message: str) -> dict[str, Any]:
     """The ``no_agents`` frame: nobody can answer this waiting chat now; ``email`` is the
     address the chat already has (the widget offers it), or null."""
-    return {"type": "no_agents", "conversation": conv.id, "message": message, "email": conv.email}
+    return frames.no_agents(conv.id, message, conv.email)
 
 
 def tell(conv: ConversationModel, site: SiteModel, outbox: Outbox) -> None:
@@ -153,7 +153,7 @@ def continue_by_email(who: Caller, request: Frame, outbox: Outbox, network: str 
     # Queued on every call, resends included, so a failed enqueue is retried with the frame;
     # the mail itself goes out once (its key is the conversation).
     queue.enqueue(team_job(conv.id))
-    answer = {"type": "by_email", "conversation": conv.id, "email": address, "summary": conv.summary()}
+    answer = frames.by_email(conv.id, address, conv.summary())
     outbox.to(conv.connections(), answer)  # the visitor's tabs, and the agent's if it has one
     if conv.status == routing.QUEUED:
         routing.tell_agents(conv.site, outbox)  # the line shows it waits for an email answer

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 from pynamodb.expressions.condition import size
 from pynamodb.expressions.update import Action
 
-from chalicelib import auth, availability, clock, conversations, routing, sites
+from chalicelib import auth, availability, clock, conversations, frames, routing, sites
 from chalicelib.auth import Caller
 from chalicelib.fanout import Outbox
 from chalicelib.models import (
@@ -35,8 +35,6 @@ from chalicelib.protocol import (
     Frame,
     ProtocolError,
     clip,
-    page_at,
-    page_of,
     page_view,
 )
 
@@ -75,8 +73,7 @@ def record_page(who: Caller, frame: Frame, outbox: Outbox) -> None:
         conv = ConversationModel.get(conversation_key(visitor.conv), META)
     except ConversationModel.DoesNotExist:  # its start is writing it right now (page and start
         return                              # arrive together on a page load); nobody to tell yet
-    outbox.to(conv.connections_of("a:"), {"type": "page", "conversation": conv.id,
-                                          "visitor": who.subject, **(page_view(page) or {})})
+    outbox.to(conv.connections_of("a:"), frames.page(conv.id, who.subject, page_view(page)))
 
 
 PAST_SHOWN = 5
@@ -96,7 +93,7 @@ def context(who: Caller, conv_id: str, cursor: str | None = None) -> dict[str, A
         visitor = VisitorModel(visitor_key(conv.visitor_id))
     pages = [page_view(p) for p in visitor.visit_pages()]
     if cursor is not None:
-        return page_at({"type": "context", "conversation": conv.id}, "pages", pages, cursor)
+        return frames.context(conv.id, pages, cursor)
     past_ids = [str(p) for p in (visitor.past or [])][-PAST_SHOWN:][::-1]
     past = []
     now = clock.now_ms()
@@ -108,13 +105,12 @@ def context(who: Caller, conv_id: str, cursor: str | None = None) -> dict[str, A
         if not expired(earlier, now):
             past.append(earlier.summary())
     referrer = _arrived_from(visitor.visit_pages())
-    frame = {"type": "context", "conversation": conv.id, "visitor": conv.visitor_id,
-             "page": page_view(visitor.current_page()),
+    about = {"visitor": conv.visitor_id, "page": page_view(visitor.current_page()),
              "referrer": clip(referrer, PAGE_FIELD_BYTES["referrer"]) if referrer else None,
              "user_agent": clip(visitor.user_agent, USER_AGENT_BYTES) if visitor.user_agent else None,
              "timezone": visitor.timezone, "name": conv.visitor_name, "email": conv.email,
              "past": past}
-    return page_at(frame, "pages", pages, None)
+    return frames.context(conv.id, pages, None, about)
 
 
 def _arrived_from(pages: list[dict[str, Any]]) -> str | None:
@@ -152,7 +148,7 @@ def live(who: Caller, cursor: str | None = None) -> dict[str, Any]:
                       "pages": [page_view(p) for p in pages[-VISITOR_PAGES_SHOWN:]],
                       "page_count": len(pages), "chatting": bool(visitor.conv),
                       "since": seen[visitor_id], "invited": bool(visitor.invite)})
-    frame = page_of({"type": "visitors", "after": cursor}, "items", items, lambda i: i["visitor"])
+    frame = frames.visitors(cursor, items, lambda i: i["visitor"])
     if not frame["more"] and len(ids) > LIVE_READS:  # not read yet: the next page reads them
         frame["more"], frame["cursor"] = True, ids[LIVE_READS - 1]
     return frame
@@ -201,8 +197,8 @@ def _invite(site: str, visitor_id: str, text: str, outbox: Outbox, *, agent: str
 
 def invitation_frame(invitation: dict[str, Any]) -> dict[str, Any]:
     """The ``invitation`` card as the widget shows it (the same id each time it is sent)."""
-    return {"type": "invitation", "id": str(invitation["id"]), "text": str(invitation.get("text") or ""),
-            "from": {"name": str(invitation.get("name") or "")}}
+    return frames.invitation(str(invitation["id"]), str(invitation.get("text") or ""),
+                             str(invitation.get("name") or ""))
 
 
 def answer(who: Caller, frame: Frame, outbox: Outbox) -> None:
@@ -215,13 +211,12 @@ def answer(who: Caller, frame: Frame, outbox: Outbox) -> None:
         raise ProtocolError(NOT_FOUND, "That invitation is no longer open.", frame.ref)
     invitation: dict[str, Any] = dict(visitor.invite.as_dict())
     # every tab showed the card: take it down everywhere
-    outbox.to(sorted(visitor.conns or ()), {"type": "invitation_closed", "id": frame["id"],
-                                            "accepted": frame["accept"]})
+    outbox.to(sorted(visitor.conns or ()), frames.invitation_closed(frame["id"], frame["accept"]))
     agent_id = invitation.get("agent")
     if agent_id:
         agent = AgentModel.get(agent_key(str(agent_id)), META)
-        outbox.to(sorted(agent.conns or ()), {"type": "invitation_answer", "id": frame["id"],
-                                              "visitor": who.subject, "accepted": frame["accept"]})
+        outbox.to(sorted(agent.conns or ()),
+                  frames.invitation_answer(frame["id"], who.subject, frame["accept"]))
     if not frame["accept"]:
         return
     opening = conversations.Opening(text=str(invitation.get("text") or ""),
@@ -276,7 +271,7 @@ def apply_rules(site_id: str, visitor: VisitorModel, outbox: Outbox, now_ms: int
                 return []
             return [rule["id"]]  # one invitation at a time
     if due and tab is not None:
-        outbox.to([tab], {"type": "rules_due", "in_ms": min(due)})
+        outbox.to([tab], frames.rules_due(min(due)))
     return []
 
 

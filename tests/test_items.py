@@ -10,7 +10,7 @@ from typing import Any
 
 from websockets.exceptions import ConnectionClosed
 
-from chalicelib import config, conversations, protocol, telemetry, visitors
+from chalicelib import config, conversations, frames, protocol, telemetry, visitors
 from chalicelib.models import (
     CONVERSATION_MAX_BYTES,
     ITEM_LIMIT,
@@ -175,7 +175,7 @@ def test_an_evicted_tab_is_told_before_it_is_hung_up(visitor):
     token = oldest.welcome["token"]
     others = [visitor(token=token) for _ in range(config.VISITOR_TABS - 1)]
     newest = visitor(token=token)  # one too many: the oldest goes
-    assert oldest.expect("evicted") == protocol.evicted() == {"type": "evicted"}
+    assert oldest.expect("evicted") == frames.evicted() == {"type": "evicted"}
     assert _hung_up(oldest)
     for tab in [*others, newest]:  # the others are neither told nor hung up
         tab.quiet("evicted", wait=0.2)
