@@ -13,7 +13,7 @@ import logging
 import os
 import threading
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -28,6 +28,10 @@ _clients: dict[str, Any] = {}
 _lock = threading.Lock()
 _pool = ThreadPoolExecutor(max_workers=config.FANOUT_WORKERS, thread_name_prefix="fanout")
 GONE, ERROR, POSTED = "gone", "error", "posted"  # outcomes of posting to one connection
+#: Called with every frame an ``Outbox`` is given, before it is encoded. None in production (no
+#: cost per frame); the test suite installs ``frames.problems``-based checking (tests/frames_check.py)
+#: so that every frame a run actually sends is validated against ``frames.SERVER_FRAMES``.
+checker: Callable[[dict[str, Any]], None] | None = None
 
 
 class Outbox:
@@ -40,6 +44,8 @@ class Outbox:
         self.conversations: dict[str, set[str]] = defaultdict(set)
 
     def to(self, connection_ids: Iterable[str], frame: dict[str, Any]) -> None:
+        if checker is not None:
+            checker(frame)
         data = self.measured(frame)
         conversation = frame.get("conversation")
         for connection_id in connection_ids:

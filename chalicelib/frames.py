@@ -81,7 +81,7 @@ SERVER_FRAMES: dict[str, Shape] = {
     "overview": _shape("after queue_length next", "agents queue conversations"),
     "history": _shape("query items more cursor"),
     "visitors": _shape(_PAGE),
-    "context": _shape("conversation " + _PAGE,
+    "context": _shape("conversation pages more cursor after",
                       "visitor page referrer user_agent timezone name email past"),
 }
 

@@ -27,7 +27,8 @@ os.environ.setdefault("TABLE_NAME", f"test-{secrets.token_hex(4)}")
 from infra.local.stack import Stack
 from tests.client import Client
 
-pytest_plugins = ["tests.aws_recorder", "tests.browser"]  # the AWS-call recorder; the shared Chromium
+# the AWS-call recorder; the shared Chromium; every delivered frame checked against frames.SERVER_FRAMES
+pytest_plugins = ["tests.aws_recorder", "tests.browser", "tests.frames_check"]
 PASSWORD = "correct horse battery"
 
 

@@ -193,6 +193,7 @@ def test_welcome_with_many_long_snippets_is_paged(stack, site, agent):
     assert got == snippets
 
 
+@pytest.mark.unchecked_frames  # a deliberately unbounded, made-up frame
 def test_the_outbox_never_posts_over_the_budget_and_counts_it(stack, site, visitor):
     """A frame a builder failed to bound: posted cut down (same type, ``truncated``), not
     refused by API Gateway; counted as FramesTrimmed."""

@@ -172,8 +172,8 @@ def test_a_failing_post_counts_as_an_error_and_spares_the_others(emf):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     outbox = Outbox()
-    outbox.to(["conn-one="], {"type": "pong"})
-    outbox.to(["conn-two="], {"type": "pong"})
+    outbox.to(["conn-one="], {"type": "pong", "ref": None})
+    outbox.to(["conn-two="], {"type": "pong", "ref": None})
     name = f"clicktochat-test-{secrets.token_hex(3)}"
     with telemetry.invocation(name):
         assert fanout.deliver(outbox, f"http://127.0.0.1:{port}") == []
