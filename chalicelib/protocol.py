@@ -1,7 +1,9 @@
 """The WebSocket wire protocol: every frame a client may send, its schema, and the limits.
 
-This module is the single source of truth for the protocol; ``docs/protocol.md`` describes
-the same frames for people and the tests read the schemas from here.
+This module is the single source of truth for what clients send, and for the limits and
+paging helpers (``fit``, ``page_of``, ``page_at``, ``clip``) that bound what the server sends;
+the server's frames themselves are built in ``chalicelib/frames.py``. ``docs/protocol.md``
+describes both directions for people and the tests read the schemas from here.
 
 Client -> server frames are JSON objects with an ``action``. Server -> client frames are
 JSON objects with a ``type``. Anything that does not match a schema is answered with an
