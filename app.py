@@ -55,7 +55,9 @@ from chalicelib.telemetry import logger
 def _refused(refusal: Refusal) -> Response:
     """The one REST error answer: ``{"code", "message"}`` (plus ``retry_after``) with the
     code's status (errors.HTTP_STATUS); a wait also goes in the standard ``Retry-After``."""
-    headers: dict[str, str | list[str]] = {} if refusal.retry_after is None else {"Retry-After": str(refusal.retry_after)}
+    headers: dict[str, str | list[str]] = {}
+    if refusal.retry_after is not None:
+        headers["Retry-After"] = str(refusal.retry_after)
     return Response(refusal.body(), status_code=refusal.status, headers=headers)
 
 
