@@ -6,20 +6,13 @@ a schedule sweeps agents whose grace period ended.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
 
-from chalice import (
-    BadRequestError,
-    Chalice,
-    ForbiddenError,
-    NotFoundError,
-    Rate,
-    Response,
-    UnauthorizedError,
-)
+from chalice import BadRequestError, Chalice, Rate, Response
 from chalice.app import SQSEvent, WebsocketEvent
 
 from chalicelib import (
@@ -44,12 +37,53 @@ from chalicelib import (
     visitors,
 )
 from chalicelib.auth import Caller
+from chalicelib.errors import (
+    BAD_REQUEST,
+    BAD_SITE,
+    BAD_TOKEN,
+    FORBIDDEN,
+    NO_SITE,
+    NOT_FOUND,
+    UNAUTHORIZED,
+    Refusal,
+)
 from chalicelib.fanout import Outbox
 from chalicelib.models import SiteModel
-from chalicelib.protocol import FORBIDDEN, RATE_LIMITED
 from chalicelib.telemetry import logger
 
-app = Chalice(app_name="clicktochat")
+
+def _refused(refusal: Refusal) -> Response:
+    """The one REST error answer: ``{"code", "message"}`` (plus ``retry_after``) with the
+    code's status (errors.HTTP_STATUS); a wait also goes in the standard ``Retry-After``."""
+    headers: dict[str, str | list[str]] = {}
+    if refusal.retry_after is not None:
+        headers["Retry-After"] = str(refusal.retry_after)
+    return Response(refusal.body(), status_code=refusal.status, headers=headers)
+
+
+class ClickToChat(Chalice):
+    """Chalice, with every REST view answering a Refusal in the one error shape.
+
+    Chalice renders exceptions inside the view (as ``{"Code", "Message"}``) before any
+    middleware sees them, so the conversion wraps each view where it is registered: one
+    place, and handlers simply raise."""
+
+    def route(self, path: str, **kwargs: Any) -> Callable[..., Any]:
+        register = super().route(path, **kwargs)
+
+        def answering(view: Callable[..., Any]) -> Callable[..., Any]:
+            @functools.wraps(view)  # Chalice and the OpenAPI test read the view's name
+            def answered(*args: Any, **kw: Any) -> Any:
+                try:
+                    return view(*args, **kw)
+                except Refusal as refusal:
+                    return _refused(refusal)
+            register(answered)
+            return view
+        return answering
+
+
+app = ClickToChat(app_name="clicktochat")
 app.experimental_feature_flags.update(["WEBSOCKETS"])
 # Delivery goes through chalicelib.fanout (concurrent posts), not Chalice's sequential
 # websocket_api.send, so no boto3 session is attached here (boto3 costs ~90 ms of imports).
@@ -94,10 +128,10 @@ def connect(event: WebsocketEvent) -> dict[str, Any]:
     try:
         who = presence.connect(event.connection_id, query, source_ip, raw.get("headers") or {},
                                evicted, others)
-    except presence.Refused as refused:
+    except Refusal as refused:
         telemetry.count("ConnectsRefused")
         logger.info("connection refused", extra={"reason": str(refused)})
-        return {"statusCode": refused.status}
+        return {"statusCode": refused.status}  # its code's status: errors.HTTP_STATUS
     finally:
         others.drop(event.connection_id)  # its own state comes in its welcome
         _deliver(others, _endpoint(event))
@@ -195,34 +229,27 @@ def send_mail(event: SQSEvent) -> dict[str, Any]:
 @app.route("/auth/login", methods=["POST"], cors=True)
 def login() -> Response:
     request = app.current_request
-    body = request.json_body if request is not None else None
+    body = _json_body()
     if not isinstance(body, dict):
-        raise BadRequestError('Send {"agent": "...", "password": "..."}.')
+        raise Refusal(BAD_REQUEST, 'Send {"agent": "...", "password": "..."}.')
     agent_id, password = body.get("agent"), body.get("password")
     if not isinstance(agent_id, str) or not isinstance(password, str):
-        raise BadRequestError('Send {"agent": "...", "password": "..."}.')
+        raise Refusal(BAD_REQUEST, 'Send {"agent": "...", "password": "..."}.')
     source = request.context.get("identity", {}).get("sourceIp") if request is not None else None
-    try:
-        token = agents.sign_in(agent_id, password, auth.fingerprint(source) if source else None)
-    except agents.TooManyAttempts as exc:
-        return _problem(429, RATE_LIMITED, str(exc), retry_after=exc.retry_after)
+    token = agents.sign_in(agent_id, password, auth.fingerprint(source) if source else None)
     if token is None:
-        raise UnauthorizedError("Wrong agent id or password.")
+        raise Refusal(UNAUTHORIZED, "Wrong agent id or password.")
     return Response({"token": token}, status_code=200)
 
 
 def _json_body() -> Any:
+    """The request's JSON body (None without one); a body that is not JSON is refused in the
+    one error shape rather than Chalice's."""
     request = app.current_request
-    return request.json_body if request is not None else None
-
-
-def _problem(status: int, code: str, message: str, retry_after: int | None = None) -> Response:
-    """An error answer: ``{"code", "message"}``; a 429 also says when to try again, in the body
-    and in the standard ``Retry-After`` header."""
-    if retry_after is None:
-        return Response({"code": code, "message": message}, status_code=status)
-    return Response({"code": code, "message": message, "retry_after": retry_after},
-                    status_code=status, headers={"Retry-After": str(retry_after)})
+    try:
+        return request.json_body if request is not None else None
+    except BadRequestError as exc:
+        raise Refusal(BAD_REQUEST, str(exc)) from None
 
 
 @app.route("/offline", methods=["POST"], cors=True)
@@ -232,16 +259,20 @@ def leave_offline_message() -> Response:
     body = _json_body()
     site = body.get("site") if isinstance(body, dict) else None
     if not isinstance(site, str) or not presence.SITE_ID.match(site):
-        return _problem(400, "bad_site", 'Send the "site" this message is for.')
+        raise Refusal(BAD_SITE, 'Send the "site" this message is for.')
     if sites.find(site) is None:  # before anything is counted or stored
-        return _problem(404, "no_site", "No such site.")
+        raise Refusal(NO_SITE, "No such site.")
     request = app.current_request
     origin = request.headers.get("origin") if request is not None else None
     settings = sites.get(site)
     if not sites.allows_origin(settings, origin):
-        return _site_cors(_problem(403, FORBIDDEN, "This site does not take messages from "
-                                   "that page."), settings, origin)
-    return _site_cors(_offline_message(site, body, request), settings, origin)
+        return _site_cors(_refused(Refusal(FORBIDDEN, "This site does not take messages from "
+                                           "that page.")), settings, origin)
+    try:
+        answer = _offline_message(site, body, request)
+    except Refusal as refusal:  # answered here only to carry the site's CORS headers too
+        answer = _refused(refusal)
+    return _site_cors(answer, settings, origin)
 
 
 def _site_cors(response: Response, settings: SiteModel, origin: str | None) -> Response:
@@ -262,15 +293,12 @@ def _offline_message(site: str, body: dict[str, Any], request: Any) -> Response:
         try:
             claims = auth.verify(body["token"])
         except auth.InvalidToken:
-            return _problem(403, "bad_token", "That visitor token is not valid.")
+            raise Refusal(BAD_TOKEN, "That visitor token is not valid.") from None
         if claims.role != auth.VISITOR or claims.site != site:
-            return _problem(403, "bad_token", "That token is not a visitor token for this site.")
+            raise Refusal(BAD_TOKEN, "That token is not a visitor token for this site.")
         visitor_id = claims.subject
-    try:
-        message_id = offline.leave(site, body, visitor_id=visitor_id,
-                                   ip_hash=auth.fingerprint(source_ip) if source_ip else None)
-    except offline.Refused as refused:
-        return _problem(refused.status, refused.code, refused.message, refused.retry_after)
+    message_id = offline.leave(site, body, visitor_id=visitor_id,
+                               ip_hash=auth.fingerprint(source_ip) if source_ip else None)
     offline.dispatch(message_id)
     return Response({"id": message_id}, status_code=202)
 
@@ -293,7 +321,7 @@ def site_status(site: str) -> dict[str, Any]:
     """Is anyone there? For pages that ask before opening a socket."""
     settings = sites.find(site)
     if settings is None:
-        raise NotFoundError("No such site.")
+        raise Refusal(NOT_FOUND, "No such site.")
     current = availability.status(settings).frame()
     current.pop("type")
     return current
@@ -306,7 +334,7 @@ def widget_config(site: str) -> dict[str, Any]:
     (visitors never see it: ``name`` is null until an admin names the site)."""
     settings = sites.find(site)
     if settings is None:
-        raise NotFoundError("No such site.")
+        raise Refusal(NOT_FOUND, "No such site.")
     current = availability.status(settings).frame()
     current.pop("type")
     return {"name": settings.name or None, **sites.widget(settings),
@@ -319,12 +347,9 @@ def _signed_in(site: str, admin: bool = True, lead: bool = False) -> agents.Agen
     request = app.current_request
     header = (request.headers.get("authorization") or "") if request is not None else ""
     if not header.startswith("Bearer "):
-        raise UnauthorizedError("Sign in: send Authorization: Bearer <agent token>.")
+        raise Refusal(UNAUTHORIZED, "Sign in: send Authorization: Bearer <agent token>.")
     check = agents.require_lead if lead else agents.require_admin if admin else agents.require_member
-    try:
-        return check(header[len("Bearer "):], site)
-    except agents.AgentError as exc:
-        raise ForbiddenError(str(exc)) from None
+    return check(header[len("Bearer "):], site)
 
 
 def _admin(site: str) -> None:
@@ -344,22 +369,16 @@ def add_agent(site: str) -> Response:
     body = _json_body()
     required = ("id", "name", "password")
     if not isinstance(body, dict) or not all(isinstance(body.get(k), str) for k in required):
-        raise BadRequestError('Send {"id", "name", "password", "role"?, "max_chats"?, "email"?}.')
-    try:
-        agent = agents.create(body["id"], body["name"], body["password"], role=body.get("role", "agent"),
-                              max_chats=body.get("max_chats"), email=body.get("email"), site=site)
-    except agents.AgentError as exc:
-        raise BadRequestError(str(exc)) from None
+        raise Refusal(BAD_REQUEST, 'Send {"id", "name", "password", "role"?, "max_chats"?, "email"?}.')
+    agent = agents.create(body["id"], body["name"], body["password"], role=body.get("role", "agent"),
+                          max_chats=body.get("max_chats"), email=body.get("email"), site=site)
     return Response(agents.public(agent), status_code=201)
 
 
 @app.route("/sites/{site}/agents/{agent_id}", methods=["PATCH"], cors=True)
 def change_agent(site: str, agent_id: str) -> dict[str, Any]:
     _admin(site)
-    try:
-        return agents.public(agents.change(site, agent_id, _json_body()))
-    except agents.AgentError as exc:
-        raise BadRequestError(str(exc)) from None
+    return agents.public(agents.change(site, agent_id, _json_body()))
 
 
 @app.route("/sites/{site}/agents/{agent_id}", methods=["DELETE"], cors=True)
@@ -367,11 +386,8 @@ def revoke_agent(site: str, agent_id: str) -> Response:
     """Revoke an agent: signed out everywhere now (their consoles are hung up)."""
     admin = _signed_in(site)
     if admin.id == agent_id:
-        raise BadRequestError("You cannot revoke yourself.")
-    try:
-        consoles = agents.disable(site, agent_id)
-    except agents.AgentError as exc:
-        raise NotFoundError(str(exc)) from None
+        raise Refusal(BAD_REQUEST, "You cannot revoke yourself.")
+    consoles = agents.disable(site, agent_id)
     fanout.close(consoles, fanout.endpoint())
     outbox = Outbox()
     availability.refresh(site, outbox)
@@ -399,8 +415,8 @@ def put_site(site: str) -> dict[str, Any]:
     _admin(site)
     try:
         sites.update(site, _json_body())
-    except ValueError as exc:
-        raise BadRequestError(str(exc)) from None
+    except ValueError as exc:  # sites' validation (shared with the admin CLI) names the field
+        raise Refusal(BAD_REQUEST, str(exc)) from None
     outbox = Outbox()
     availability.refresh(site, outbox)
     _deliver(outbox, fanout.endpoint())
@@ -416,11 +432,8 @@ def site_reports(site: str) -> Response:
     query: dict[str, str] = dict(request.query_params or {}) if request is not None else {}
     agent = query.get("agent") or None
     if agent is not None and not agents.AGENT_ID.match(agent):
-        raise BadRequestError("agent: an agent id.")
-    try:
-        first, last = reports.date_range(query.get("from"), query.get("to"), site)
-    except reports.ReportError as exc:
-        raise BadRequestError(str(exc)) from None
+        raise Refusal(BAD_REQUEST, "agent: an agent id.")
+    first, last = reports.date_range(query.get("from"), query.get("to"), site)
     doc = reports.report(site, first, last, agent)
     if query.get("format") == "csv":
         name = f"report-{site}-{doc['from']}-{doc['to']}{'-' + agent if agent else ''}.csv"
@@ -433,7 +446,7 @@ def _holdings(site: str, visitor: str) -> privacy.Holdings:
     _admin(site)
     found = privacy.find(site, unquote(visitor))
     if found.empty():
-        raise NotFoundError("Nothing is held about that visitor on this site.")
+        raise Refusal(NOT_FOUND, "Nothing is held about that visitor on this site.")
     return found
 
 

@@ -10,6 +10,7 @@ from pynamodb.exceptions import DoesNotExist, PutError
 from pynamodb.expressions.update import Action
 
 from chalicelib import auth, clock, config, limits, mail, sites
+from chalicelib.errors import BAD_REQUEST, FORBIDDEN, NOT_FOUND, RATE_LIMITED, Refusal
 from chalicelib.models import META, AgentModel, CounterModel, LockEventModel, agent_key, update_or_old
 
 AGENT_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{1,39}$")
@@ -31,32 +32,28 @@ KNOWN_SOURCE_DAYS = 30  # an address an account signed in from is "usual" this l
 LOCK_EVENTS_KEPT_DAYS, LOCK_EVENTS_LISTED = 30, 50
 
 
-class AgentError(ValueError):
-    """An account request that cannot be honoured, with a reason fit to show."""
-
-
 def create(agent_id: str, name: str, password: str, *, role: str = "agent",
            max_chats: int | None = None, email: str | None = None,
            site: str | None = None) -> AgentModel:
     """Create an agent account; refuses to overwrite an existing one."""
     if not AGENT_ID.match(agent_id):
-        raise AgentError("Agent id: 2-40 characters, lowercase letters, digits, . _ -")
+        raise Refusal(BAD_REQUEST, "Agent id: 2-40 characters, lowercase letters, digits, . _ -")
     if role not in ROLES:
-        raise AgentError(f"Role must be one of {', '.join(ROLES)}.")
+        raise Refusal(BAD_REQUEST, f"Role must be one of {', '.join(ROLES)}.")
     if len(password) < MIN_PASSWORD:
-        raise AgentError(f"Password must be at least {MIN_PASSWORD} characters.")
+        raise Refusal(BAD_REQUEST, f"Password must be at least {MIN_PASSWORD} characters.")
     chats = config.DEFAULT_MAX_CHATS if max_chats is None else max_chats
     if not isinstance(chats, int) or isinstance(chats, bool) or not 1 <= chats <= 50:
-        raise AgentError("Maximum concurrent chats must be between 1 and 50.")
+        raise Refusal(BAD_REQUEST, "Maximum concurrent chats must be between 1 and 50.")
     if email is not None:
         email = mail.address(email)
         if email is None:
-            raise AgentError("Email: a valid address, or leave it out.")
+            raise Refusal(BAD_REQUEST, "Email: a valid address, or leave it out.")
     if len(name) > 100:
-        raise AgentError("Name: at most 100 characters.")
+        raise Refusal(BAD_REQUEST, "Name: at most 100 characters.")
     site = site or config.DEFAULT_SITE
     if sites.find(site) is None:  # agents join sites an admin created (sites.create)
-        raise AgentError(f"No site {site!r}: create it first (python -m infra.admin create-site).")
+        raise Refusal(BAD_REQUEST, f"No site {site!r}: create it first (python -m infra.admin create-site).")
     agent = AgentModel(agent_key(agent_id), name=name.strip() or agent_id, email=email,
                        pw_hash=auth.hash_password(password), role=role, max_chats=chats,
                        site=site, team_pk=f"TEAM#{site}", team_sk=agent_id)
@@ -64,17 +61,17 @@ def create(agent_id: str, name: str, password: str, *, role: str = "agent",
         agent.save(condition=AgentModel.pk.does_not_exist())
     except PutError as exc:
         if exc.cause_response_code == "ConditionalCheckFailedException":
-            raise AgentError(f"Agent {agent_id!r} already exists.") from None
+            raise Refusal(BAD_REQUEST, f"Agent {agent_id!r} already exists.") from None
         raise
     return agent
 
 
-class TooManyAttempts(AgentError):
-    """Sign-in refused for a while after repeated failures (guessing protection)."""
+class TooManyAttempts(Refusal):
+    """Sign-in refused for a while after repeated failures (guessing protection): a
+    ``rate_limited`` refusal, its own type so callers and tests can tell it from the others."""
 
     def __init__(self, message: str, retry_after: int) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after  # seconds until the window ends
+        super().__init__(RATE_LIMITED, message, retry_after=retry_after)  # seconds to wait
 
 
 def sign_in(agent_id: str, password: str, source: str | None = None) -> str | None:
@@ -165,35 +162,35 @@ def _check(agent_id: str, password: str) -> str | None:
 
 
 def require_member(token: str, site: str) -> AgentModel:
-    """The active agent of this site a token speaks for; AgentError otherwise."""
+    """The active agent of this site a token speaks for; a ``forbidden`` Refusal otherwise."""
     try:
         claims = auth.verify(token)
     except auth.InvalidToken:
-        raise AgentError("Your sign-in has expired or is not valid.") from None
+        raise Refusal(FORBIDDEN, "Your sign-in has expired or is not valid.") from None
     if claims.role != auth.AGENT or claims.site != site:
-        raise AgentError("Only agents of this site can do that.")
+        raise Refusal(FORBIDDEN, "Only agents of this site can do that.")
     try:
         agent = AgentModel.get(agent_key(claims.subject), META, consistent_read=True)
     except DoesNotExist:
-        raise AgentError("Only agents of this site can do that.") from None
+        raise Refusal(FORBIDDEN, "Only agents of this site can do that.") from None
     if agent.site != site or agent.disabled:
-        raise AgentError("Only agents of this site can do that.")
+        raise Refusal(FORBIDDEN, "Only agents of this site can do that.")
     return agent
 
 
 def require_admin(token: str, site: str) -> AgentModel:
-    """The admin agent a token speaks for, on this site; AgentError otherwise."""
+    """The admin agent a token speaks for, on this site; a ``forbidden`` Refusal otherwise."""
     agent = require_member(token, site)
     if agent.role != "admin":
-        raise AgentError("Only admins of this site can do that.")
+        raise Refusal(FORBIDDEN, "Only admins of this site can do that.")
     return agent
 
 
 def require_lead(token: str, site: str) -> AgentModel:
-    """An admin or supervisor of this site (the team's figures); AgentError otherwise."""
+    """An admin or supervisor of this site (the team's figures); a ``forbidden`` Refusal otherwise."""
     agent = require_member(token, site)
     if agent.role not in LEADS:
-        raise AgentError("Only admins and supervisors of this site can do that.")
+        raise Refusal(FORBIDDEN, "Only admins and supervisors of this site can do that.")
     return agent
 
 
@@ -208,28 +205,28 @@ def team(site: str) -> list[dict[str, Any]]:
 def change(site: str, agent_id: str, doc: Any) -> AgentModel:
     """An admin changes an agent's name, role, capacity or password."""
     if not isinstance(doc, dict) or not doc or not set(doc) <= {"name", "role", "max_chats", "password"}:
-        raise AgentError("Send any of: name, role, max_chats, password.")
+        raise Refusal(BAD_REQUEST, "Send any of: name, role, max_chats, password.")
     A = AgentModel
     actions: list[Action] = []
     if "name" in doc:
         if not isinstance(doc["name"], str) or not 0 < len(doc["name"].strip()) <= 100:
-            raise AgentError("name: 1 to 100 characters.")
+            raise Refusal(BAD_REQUEST, "name: 1 to 100 characters.")
         actions.append(A.name.set(doc["name"].strip()))
     if "role" in doc:
         if doc["role"] not in ROLES:
-            raise AgentError(f"role: one of {', '.join(ROLES)}.")
+            raise Refusal(BAD_REQUEST, f"role: one of {', '.join(ROLES)}.")
         actions.append(A.role.set(doc["role"]))
     if "max_chats" in doc:
         if not isinstance(doc["max_chats"], int) or not 1 <= doc["max_chats"] <= 50:
-            raise AgentError("max_chats: 1 to 50.")
+            raise Refusal(BAD_REQUEST, "max_chats: 1 to 50.")
         actions.append(A.max_chats.set(doc["max_chats"]))
     if "password" in doc:
         if not isinstance(doc["password"], str) or len(doc["password"]) < MIN_PASSWORD:
-            raise AgentError(f"password: at least {MIN_PASSWORD} characters.")
+            raise Refusal(BAD_REQUEST, f"password: at least {MIN_PASSWORD} characters.")
         actions.append(A.pw_hash.set(auth.hash_password(doc["password"])))
     ok, agent = update_or_old(A, agent_key(agent_id), actions, A.pk.exists() & (A.site == site))
     if not ok or agent is None:
-        raise AgentError("No such agent on this site.")
+        raise Refusal(BAD_REQUEST, "No such agent on this site.")
     return agent
 
 
@@ -240,7 +237,7 @@ def disable(site: str, agent_id: str) -> list[str]:
                               [A.disabled.set(True), A.on_shift.set(False), A.s_pk.remove(), A.s_sk.remove()],
                               A.pk.exists() & (A.site == site))
     if not ok or agent is None:
-        raise AgentError("No such agent on this site.")
+        raise Refusal(NOT_FOUND, "No such agent on this site.")
     return sorted(agent.conns or ())
 
 

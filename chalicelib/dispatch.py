@@ -99,10 +99,8 @@ def _leave_message(connection_id: str, frame: Frame, outbox: Outbox) -> None:
     item = presence.connection(connection_id)
     if item.role != auth.VISITOR:
         raise ProtocolError(FORBIDDEN, "Only visitors can do that.", frame.ref)
-    try:
-        message_id = offline.leave(item.site, frame.body, visitor_id=item.subject, ip_hash=item.ip_hash)
-    except offline.Refused as refused:
-        raise ProtocolError(refused.code, refused.message, frame.ref, refused.retry_after) from None
+    # A refusal here is the same type as any frame's: handle() answers it with the frame's ref.
+    message_id = offline.leave(item.site, frame.body, visitor_id=item.subject, ip_hash=item.ip_hash)
     outbox.to([connection_id], frames.message_left(message_id, frame.ref))
     offline.dispatch(message_id)
 

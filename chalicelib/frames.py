@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from chalicelib import errors
 from chalicelib.protocol import fit, page_at, page_of
 
 Frame = dict[str, Any]
@@ -188,14 +189,9 @@ def shift(on: bool, away: bool, agent: dict[str, Any]) -> Frame:
 
 
 def error(code: str, message: str, ref: str | None = None, retry_after: int | None = None) -> Frame:
-    """The ``error`` frame; one shape for every refusal. ``retry_after`` (seconds) comes with
-    ``rate_limited``: the same frame may be sent again after that long."""
-    frame: Frame = {"type": "error", "code": code, "message": message}
-    if ref is not None:
-        frame["ref"] = ref
-    if retry_after is not None:
-        frame["retry_after"] = retry_after
-    return frame
+    """The ``error`` frame, one shape for every refusal: rendered by the refusal's own module
+    (``chalicelib.errors``), which REST shares, so the two never drift apart."""
+    return errors.error_frame(code, message, ref, retry_after)
 
 
 def pong(ref: str | None) -> Frame:

@@ -46,6 +46,7 @@ from chalicelib.protocol import (
     MAX_TEXT_CHARS,
     RATE_LIMITED,
     SPAM,
+    Refusal,
     is_web_url,
 )
 
@@ -66,17 +67,6 @@ def visitor_limit_key(visitor_id: str) -> str:
     return f"offline-visitor#{visitor_id}"
 
 
-class Refused(Exception):
-    """An offline message we will not take; ``status`` is the HTTP answer (400 or 429)."""
-
-    def __init__(self, status: int, code: str, message: str, retry_after: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.retry_after = retry_after  # seconds, with 429
-
-
 @dataclass(frozen=True)
 class Fields:
     email: str
@@ -88,23 +78,23 @@ class Fields:
 def validate(doc: Any) -> Fields:
     """Check a leave-a-message form; every refusal says which field and why."""
     if not isinstance(doc, dict):
-        raise Refused(400, BAD_REQUEST, "Send a JSON object.")
+        raise Refusal(BAD_REQUEST, "Send a JSON object.")
     if doc.get(HONEYPOT):
-        raise Refused(400, SPAM, "This message looks automated and was not accepted.")
+        raise Refusal(SPAM, "This message looks automated and was not accepted.")
     email, text = doc.get("email"), doc.get("text")
     name, page = doc.get("name") or None, doc.get("page") or None
     email = mail.address(email)
     if email is None:
-        raise Refused(400, BAD_EMAIL, "Please give a valid email address so we can answer.")
+        raise Refusal(BAD_EMAIL, "Please give a valid email address so we can answer.")
     if not isinstance(text, str) or not text.strip():
-        raise Refused(400, BAD_TEXT, "Please write a message.")
+        raise Refusal(BAD_TEXT, "Please write a message.")
     if len(text) > MAX_TEXT_CHARS:
-        raise Refused(400, BAD_TEXT, f"Messages are limited to {MAX_TEXT_CHARS} characters.")
+        raise Refusal(BAD_TEXT, f"Messages are limited to {MAX_TEXT_CHARS} characters.")
     if name is not None and (not isinstance(name, str) or len(name) > MAX_NAME
                              or not name.isprintable()):
-        raise Refused(400, BAD_NAME, f"A name is one line of at most {MAX_NAME} characters.")
+        raise Refusal(BAD_NAME, f"A name is one line of at most {MAX_NAME} characters.")
     if page is not None and not is_web_url(page):
-        raise Refused(400, BAD_PAGE, "The page must be an http(s) address.")
+        raise Refusal(BAD_PAGE, "The page must be an http(s) address.")
     return Fields(email=email, text=text, name=name.strip() if name else None, page=page)
 
 
@@ -117,15 +107,15 @@ def leave(site_id: str, doc: Any, *, visitor_id: str | None = None,
     fields = validate(doc)
     if visitor_id and not limits.allow(visitor_limit_key(visitor_id),
                                        config.OFFLINE_PER_VISITOR_PER_HOUR, LIMIT_WINDOW):
-        raise Refused(429, RATE_LIMITED, "You have sent several messages already; we will answer "
-                                         "them soon.", limits.retry_after(LIMIT_WINDOW))
+        raise Refusal(RATE_LIMITED, "You have sent several messages already; we will answer "
+                      "them soon.", retry_after=limits.retry_after(LIMIT_WINDOW))
     if ip_hash and not limits.allow(f"offline-ip#{ip_hash}", config.OFFLINE_PER_IP_PER_HOUR, LIMIT_WINDOW):
-        raise Refused(429, RATE_LIMITED, "Too many messages from your network; try again later.",
-                      limits.retry_after(LIMIT_WINDOW))
+        raise Refusal(RATE_LIMITED, "Too many messages from your network; try again later.",
+                      retry_after=limits.retry_after(LIMIT_WINDOW))
     try:  # two mails: the team's and the visitor's receipt
         mail.spend(site_id, 2, ip_hash)
     except mail.OverBudget as over:
-        raise Refused(429, RATE_LIMITED, over.message, over.retry_after) from None
+        raise Refusal(RATE_LIMITED, over.message, retry_after=over.retry_after) from None
     conv_id = _attach(visitor_id, fields.email) if visitor_id else None
     now = clock.now_ms()
     message_id = auth.new_id()

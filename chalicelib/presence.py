@@ -61,28 +61,29 @@ from chalicelib.models import (
     update_or_old,
     visitor_key,
 )
-from chalicelib.protocol import FORBIDDEN, ProtocolError, fit
+from chalicelib.protocol import (
+    BAD_REQUEST,
+    FORBIDDEN,
+    NOT_FOUND,
+    RATE_LIMITED,
+    ProtocolError,
+    Refusal,
+    fit,
+)
 
 SITE_ID = sites.SITE_ID
 VISIT_GAP_MS = 30 * 60 * 1000  # a visitor gone this long starts a new visit when they return
 ATTACH_ATTEMPTS = 5  # evictions one $connect may make when other tabs race it for the last place
 
 
-class Refused(Exception):
-    """$connect must refuse this connection with ``status``."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-
-
 def connect(connection_id: str, query: dict[str, str], source_ip: str | None = None,
             headers: dict[str, str] | None = None, evicted: list[str] | None = None,
             outbox: Outbox | None = None) -> Caller:
-    """Register a new connection, or raise Refused (agents need a valid token; anyone who
-    presents a token must present a valid one; a visitor's site must exist, 404 otherwise,
-    checked before anything is written so a stranger's made-up ids cost one read and leave
-    nothing behind; a visitor's page must be on an origin the site allows, when it lists any).
+    """Register a new connection, or raise a Refusal, whose code gives $connect's status
+    (errors.HTTP_STATUS): agents need a valid token; anyone who presents a token must present
+    a valid one; a visitor's site must exist, 404 otherwise, checked before anything is
+    written so a stranger's made-up ids cost one read and leave nothing behind; a visitor's
+    page must be on an origin the site allows, when it lists any.
     Tabs a visitor at the cap gave up for this one are appended to ``evicted``: the caller
     hangs them up. ``outbox`` gets what others must hear (the visitor is back: their agent)."""
     outbox = Outbox() if outbox is None else outbox
@@ -92,14 +93,14 @@ def connect(connection_id: str, query: dict[str, str], source_ip: str | None = N
         try:
             claims = auth.verify(token)
         except auth.InvalidToken as exc:
-            raise Refused(403, str(exc)) from None
+            raise Refusal(FORBIDDEN, str(exc)) from None
         caller = Caller(connection_id, claims.role, claims.subject, claims.site)
     elif query.get("role") == auth.AGENT:
-        raise Refused(403, "agent connections need a token")
+        raise Refusal(FORBIDDEN, "agent connections need a token")
     else:
         site = query.get("site") or config.DEFAULT_SITE
         if not SITE_ID.match(site):
-            raise Refused(400, "bad site")
+            raise Refusal(BAD_REQUEST, "bad site")
         caller = Caller(connection_id, auth.VISITOR, auth.new_id(), site)
     now = clock.now_ms()
     if caller.role == auth.AGENT:
@@ -107,9 +108,9 @@ def connect(connection_id: str, query: dict[str, str], source_ip: str | None = N
     else:
         settings = sites.find(caller.site)
         if settings is None:
-            raise Refused(404, "no such site")
+            raise Refusal(NOT_FOUND, "no such site")
         if not sites.allows_origin(settings, headers.get("origin")):
-            raise Refused(403, "origin not allowed for this site")
+            raise Refusal(FORBIDDEN, "origin not allowed for this site")
         evicted = [] if evicted is None else evicted
         if not _attach_visitor(caller, now, headers.get("user-agent"), resuming=bool(token),
                                evicted=evicted, outbox=outbox):
@@ -143,7 +144,7 @@ def _attach_agent(caller: Caller) -> None:
                                A.team_sk.set(A.team_sk | caller.subject)],
                               A.pk.exists() & (A.disabled.does_not_exist() | (A.disabled == False)))  # noqa: E712
     if not ok or agent is None:
-        raise Refused(403, "unknown agent")
+        raise Refusal(FORBIDDEN, "unknown agent")
     for conv_id in sorted(agent.convs or ()):
         _join(conv_id, caller)
 
@@ -166,14 +167,14 @@ def _attach_visitor(caller: Caller, now: int, user_agent: str | None = None,
         if visitor is None:
             return False
         if visitor.site != caller.site:
-            raise Refused(403, "token for another site")
+            raise Refusal(FORBIDDEN, "token for another site")
         if ok:
             break
         victim = _evict_oldest(visitor, outbox)
         if victim is not None and evicted is not None:
             evicted.append(victim)
     else:
-        raise Refused(429, "too many tabs opening at once")
+        raise Refusal(RATE_LIMITED, "too many tabs opening at once")
     page = visitor.current_page()
     if visitor.conns == {caller.connection_id} and page and now - int(page["ts"]) > VISIT_GAP_MS:
         # Back after a long while: a new visit, so its pages and fired rules start afresh.

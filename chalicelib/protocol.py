@@ -24,6 +24,29 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from chalicelib.errors import (  # noqa: F401 (the codes are re-exported: frames raise them)
+    AT_CAPACITY,
+    BAD_EMAIL,
+    BAD_FRAME,
+    BAD_JSON,
+    BAD_NAME,
+    BAD_PAGE,
+    BAD_REQUEST,
+    BAD_TEXT,
+    CLOSED,
+    CONFLICT,
+    FORBIDDEN,
+    FRAME_CODES,
+    NOT_FOUND,
+    RATE_LIMITED,
+    RETRY,
+    SPAM,
+    STALE,
+    TOO_LARGE,
+    UNKNOWN_ACTION,
+    Refusal,
+)
+
 MAX_FRAME_BYTES = 20_000
 MAX_TEXT_CHARS = 4_000
 MAX_SYNC_PAGE = 200
@@ -69,43 +92,10 @@ def utf8_len(value: str) -> int:
     return len(value.encode("utf-8", errors="surrogatepass"))
 
 
-class ProtocolError(Exception):
-    """A frame the server refuses; becomes an ``error`` frame for the sender."""
-
-    def __init__(self, code: str, message: str, ref: str | None = None,
-                 retry_after: int | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.ref = ref
-        self.retry_after = retry_after
-
-
-# Error codes, in one place so clients can switch on them.
-BAD_JSON = "bad_json"
-BAD_FRAME = "bad_frame"
-UNKNOWN_ACTION = "unknown_action"
-TOO_LARGE = "too_large"
-FORBIDDEN = "forbidden"
-NOT_FOUND = "not_found"
-CONFLICT = "conflict"
-AT_CAPACITY = "at_capacity"
-CLOSED = "closed"
-STALE = "stale_message"
-RETRY = "retry"
-RATE_LIMITED = "rate_limited"  # always with ``retry_after`` (whole seconds)
-# An offline message's fields (``leave_message`` and ``POST /api/offline``).
-BAD_REQUEST = "bad_request"
-BAD_EMAIL = "bad_email"
-BAD_TEXT = "bad_text"
-BAD_NAME = "bad_name"
-BAD_PAGE = "bad_page"
-SPAM = "spam"
-
-#: Every code an ``error`` frame may carry; clients and the fuzz tests hold replies to it.
-ERROR_CODES = frozenset({
-    BAD_JSON, BAD_FRAME, UNKNOWN_ACTION, TOO_LARGE, FORBIDDEN, NOT_FOUND, CONFLICT, AT_CAPACITY,
-    CLOSED, STALE, RETRY, RATE_LIMITED, BAD_REQUEST, BAD_EMAIL, BAD_TEXT, BAD_NAME, BAD_PAGE, SPAM})
+# The error model lives in chalicelib/errors.py; these names stay importable from here, where
+# the frame schemas that raise them are.
+ProtocolError = Refusal  # the one refusal type, under the name the WebSocket modules know
+ERROR_CODES = FRAME_CODES  # every code an ``error`` frame may carry
 
 
 @dataclass(frozen=True)

@@ -16,16 +16,13 @@ from datetime import date, timedelta
 from typing import Any
 
 from chalicelib import agents, clock, sites, stats
+from chalicelib.errors import BAD_REQUEST, Refusal
 from chalicelib.hours import from_ms
 from chalicelib.models import raw_query
 
 MAX_DAYS = 366
 DEFAULT_DAYS = 7
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-
-
-class ReportError(ValueError):
-    """A report request that cannot be answered; the message says why."""
 
 
 def date_range(start: str | None, end: str | None, site_id: str) -> tuple[date, date]:
@@ -36,11 +33,11 @@ def date_range(start: str | None, end: str | None, site_id: str) -> tuple[date, 
         last = date.fromisoformat(end) if end else today
         first = date.fromisoformat(start) if start else last - timedelta(days=DEFAULT_DAYS - 1)
     except ValueError:
-        raise ReportError("from and to are dates like 2026-03-01.") from None
+        raise Refusal(BAD_REQUEST, "from and to are dates like 2026-03-01.") from None
     if first > last:
-        raise ReportError("from must not be after to.")
+        raise Refusal(BAD_REQUEST, "from must not be after to.")
     if (last - first).days + 1 > MAX_DAYS:
-        raise ReportError(f"A report covers at most {MAX_DAYS} days.")
+        raise Refusal(BAD_REQUEST, f"A report covers at most {MAX_DAYS} days.")
     return first, last
 
 

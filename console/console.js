@@ -262,8 +262,8 @@
       } else if (response.status === 401 || response.status === 403) {
         loginError.textContent = 'Wrong agent id or password.';
       } else {
-        loginError.textContent = typeof body.Message === 'string' ? body.Message
-          : typeof body.message === 'string' ? body.message : 'Sign-in failed (' + response.status + ').';
+        loginError.textContent = typeof body.message === 'string' ? body.message
+          : 'Sign-in failed (' + response.status + ').';
       }
     } catch (e) {
       loginError.textContent = "Can't reach the server. Check your connection and try again.";
@@ -1690,7 +1690,7 @@
       const response = await fetch(apiUrl(path, DEPLOYED.api), { method, headers, cache: 'no-store',
                                                    body: body === undefined ? undefined : JSON.stringify(body) });
       const data = await response.json().catch(() => null);
-      const message = (data && (data.Message || data.message)) || 'The server answered ' + response.status + '.';
+      const message = (data && data.message) || 'The server answered ' + response.status + '.';
       return { ok: response.ok, status: response.status, body: data, message };
     } catch (e) {
       return { ok: false, status: 0, body: null, message: "Can't reach the server. Check your connection." };
@@ -1704,7 +1704,7 @@
                                                                   cache: 'no-store' });
       if (!response.ok) {
         const data = await response.json().catch(() => null);
-        return { ok: false, message: (data && (data.Message || data.message)) || 'The server answered ' + response.status + '.' };
+        return { ok: false, message: (data && data.message) || 'The server answered ' + response.status + '.' };
       }
       const disposition = response.headers.get('Content-Disposition') || '';
       const match = /filename="([^"]+)"/.exec(disposition);

@@ -122,12 +122,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "visitor":
         return _visitor(args)
     from chalicelib import agents
+    from chalicelib.errors import Refusal
 
     password = os.environ.get("AGENT_PASSWORD") or getpass.getpass("Password: ")
     try:
         agent = agents.create(args.agent_id, args.name, password, role=args.role,
                               max_chats=args.max_chats, email=args.email, site=args.site)
-    except agents.AgentError as exc:
+    except Refusal as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"created {agent.role} {agent.id!r} (max {agent.max_chats} chats)")

@@ -118,6 +118,7 @@ def agent(stack: Stack, site: str, clients: list[Client]) -> Callable[..., Clien
     """Create an agent on this test's site, sign in over REST, connect, and optionally go
     on shift. Returns the console connection."""
     from chalicelib import agents
+    from chalicelib.errors import Refusal
 
     def open_agent(name: str = "", max_chats: int | None = None, shift: bool = True,
                    agent_id: str | None = None) -> Client:
@@ -125,7 +126,7 @@ def agent(stack: Stack, site: str, clients: list[Client]) -> Callable[..., Clien
         agent_id = agent_id or f"a{secrets.token_hex(4)}"
         try:
             agents.create(agent_id, name or agent_id, PASSWORD, max_chats=max_chats, site=site)
-        except agents.AgentError:
+        except Refusal:
             pass  # a second console for the same agent
         token = Client.login(stack.gateway.http_url, agent_id, PASSWORD)
         client = Client(stack.gateway.ws_url, {"token": token})

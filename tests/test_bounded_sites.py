@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from chalicelib import agents, auth, config, sites
+from chalicelib.errors import Refusal
 from chalicelib.models import SiteModel
 from tests.client import Client, Clock, rest
 from tests.conftest import PASSWORD
@@ -61,7 +62,7 @@ def test_sites_and_their_agents_come_only_from_an_admin(stack):
     from infra import admin
 
     made_up = f"junk{secrets.token_hex(5)}"
-    with pytest.raises(agents.AgentError):  # no agent (and so no admin) of a site nobody created
+    with pytest.raises(Refusal):  # no agent (and so no admin) of a site nobody created
         agents.create(f"a{secrets.token_hex(4)}", "Nobody", PASSWORD, site=made_up)
     with pytest.raises(sites.UnknownSite):  # settings do not create a site either
         sites.update(made_up, {"name": "Sneaky"})

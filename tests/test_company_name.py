@@ -111,7 +111,7 @@ def test_the_console_settings_route_shows_the_name_unset_and_clears_it(stack, si
     assert status == 200 and doc["name"] is None and doc["display_name"] == sites.NEUTRAL_NAME
     assert rest(http, "PUT", f"/sites/{site}", {"name": "  Acme  "}, token)[1]["name"] == "Acme"
     status, refused = rest(http, "PUT", f"/sites/{site}", {"name": "Acme\nBcc: x@example.org"}, token)
-    assert status == 400 and refused["Message"].startswith("name:")
+    assert status == 400 and refused["message"].startswith("name:")
     assert sites.get(site).name == "Acme"  # refused: nothing changed
     status, doc = rest(http, "PUT", f"/sites/{site}", {"name": ""}, token)
     assert status == 200 and doc["name"] is None and sites.get(site).name is None

@@ -197,7 +197,7 @@ def test_snippets_reach_the_console_and_bad_settings_are_refused(agent, admin, s
     token = Client.login(stack.gateway.http_url, admin.agent_id, PASSWORD)
     bad = rest(stack.gateway.http_url, "PUT", f"/sites/{site}",
                {"console": {"snippets": [{"shortcut": "Has Space", "text": "x"}]}}, token)
-    assert bad[0] == 400 and "console.snippets" in bad[1]["Message"]
+    assert bad[0] == 400 and "console.snippets" in bad[1]["message"]
 
 
 def test_transcript_is_emailed_when_the_chat_closes(visitor, agent, stack):

@@ -109,7 +109,7 @@ def test_bad_settings_are_refused_with_the_field_named_and_change_nothing(stack,
     token = _admin_token(stack, site)
     before = sites.public(sites.get(site))
     status, body = rest(stack.gateway.http_url, "PUT", f"/sites/{site}", doc, token)
-    assert status == 400 and body["Message"].startswith(field + ":")
+    assert status == 400 and body["message"].startswith(field + ":")
     assert sites.public(sites.get(site)) == before
 
 

@@ -123,4 +123,4 @@ def test_widget_config_is_public_and_only_admins_change_it(stack, site):
     assert body["faq"] == faq and body["prechat"] is True and body["color"] == "#224466"
     bad = rest(http, "PUT", f"/sites/{site}", {"widget": {"color": "red; background:url(x)"}},
                admin_token)
-    assert bad[0] == 400 and "widget.color" in bad[1]["Message"]
+    assert bad[0] == 400 and "widget.color" in bad[1]["message"]

@@ -60,6 +60,7 @@ def main() -> int:
                                                       "ws_url": stack.gateway.ws_url,
                                                       "http_url": stack.gateway.http_url}))
     from chalicelib import agents, config
+    from chalicelib.errors import Refusal
     from infra import company
 
     # The demo website's site, kept from earlier runs; named by --company, or asked for in a
@@ -72,7 +73,7 @@ def main() -> int:
         return 1
     try:
         agents.create(DEMO_AGENT, "Demo Agent", DEMO_PASSWORD, role="admin")
-    except agents.AgentError:
+    except Refusal:
         pass  # kept from an earlier run
     http = stack.gateway.http_url
     print(f"""
