@@ -47,6 +47,16 @@ class Client:
     def send(self, frame: dict[str, Any]) -> None:
         self.ws.send(json.dumps(frame))
 
+    def last(self, type_: str, quiet: float = 0.4) -> dict[str, Any] | None:
+        """The latest frame of ``type_`` once none has come for ``quiet`` seconds (None: none
+        came): what a client shows after a burst of updates, such as the waiting list."""
+        latest = None
+        while True:
+            try:
+                latest = self.expect(type_, timeout=quiet)
+            except AssertionError:
+                return latest
+
     def expect(self, type_: str, timeout: float = 5.0, **match: Any) -> dict[str, Any]:
         """The first frame of ``type_`` whose fields equal ``match`` (waiting up to timeout)."""
         def fits(frame: dict[str, Any]) -> bool:

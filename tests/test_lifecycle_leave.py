@@ -37,12 +37,8 @@ def gone(client: Client, conv: str) -> None:
 
 def last_queue(console: Client) -> list[dict[str, Any]] | None:
     """The items of the last ``queue`` frame the console got (None: none came)."""
-    items = None
-    while True:
-        try:
-            items = console.expect("queue", timeout=0.4)["items"]
-        except AssertionError:
-            return items
+    frame = console.last("queue")
+    return None if frame is None else frame["items"]
 
 
 def system_lines(conv: str) -> list[str]:
@@ -318,12 +314,8 @@ class Lists:
 
 
 def last_position(client: Client) -> Any:
-    position = None
-    while True:
-        try:
-            position = client.expect("queued", timeout=0.4)["position"]
-        except AssertionError:
-            return position
+    frame = client.last("queued")
+    return None if frame is None else frame["position"]
 
 
 def test_the_waiting_list_equals_the_table_after_accepts_transfers_requeues_and_abandons(
