@@ -30,6 +30,8 @@ from chalicelib.models import (
     update_or_old,
 )
 
+SWEEP_LIMIT = 100  # chats looked at per site per minute (one read each); the rest wait a turn
+
 
 def sweep(site: sites.SiteModel, outbox: Outbox, now_ms: int | None = None) -> list[str]:
     """One site's turn of the minute timer: close its abandoned chats; returns their ids."""
@@ -38,7 +40,7 @@ def sweep(site: sites.SiteModel, outbox: Outbox, now_ms: int | None = None) -> l
     shortest = min(lifecycle.abandon_after(timers, s) for s in (lifecycle.QUEUED, lifecycle.ASSIGNED))
     C = ConversationModel
     due_pk, _ = lifecycle.gone_keys(site.id, 0, "")
-    gone = C.due_index.query(due_pk, C.due_sk < f"{now - shortest * 1000 + 1:015d}")
+    gone = C.due_index.query(due_pk, C.due_sk < f"{now - shortest * 1000 + 1:015d}", limit=SWEEP_LIMIT)
     closed: list[str] = []
     line_changed = False
     for entry in gone:
@@ -47,6 +49,12 @@ def sweep(site: sites.SiteModel, outbox: Outbox, now_ms: int | None = None) -> l
         except C.DoesNotExist:
             continue
         after = lifecycle.abandon_after(timers, conv.status)
+        if conv.status in lifecycle.OPEN_STATES and lifecycle.away(conv) and not lifecycle.ghost(conv):
+            # Answered by mail, never abandoned: off the list, or every minute would read it
+            # again (and a site's old email chats would crowd real ghosts out of the page).
+            update_or_old(C, conv.pk, [C.due_pk.remove(), C.due_sk.remove()],
+                          lifecycle.EMAIL.exists() | lifecycle.BY_EMAIL.exists())
+            continue
         if (conv.status not in lifecycle.OPEN_STATES or not lifecycle.ghost(conv)
                 or now - int(conv.v_left_at) < after * 1000):
             continue
