@@ -63,9 +63,8 @@ def imports(path: Path, here: str, known: set[str], module_level_only: bool) -> 
             if isinstance(child, ast.Import | ast.ImportFrom):
                 if top or not module_level_only:
                     found.update(_targets(child, here, known))
-            elif isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
-                visit(child, False)
-            elif isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+            elif isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda) or (
+                    isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test)):
                 visit(child, False)
             else:
                 visit(child, top)

@@ -1,14 +1,24 @@
 """The ``$default`` route: parse a frame, authorize it, hand it to the domain.
 
-One table maps each action to its handler. Before it runs, the frame is counted against its
+Every action is registered here once, with ``@action(name, roles=...)`` (like Chalice's own
+``@app.route``): the one table (``ACTIONS``) of who may send what and which handler runs it.
+tests/test_authorization.py reads the roles from it, so a new action is in the authorization
+matrix the moment it is registered. Before a handler runs, the frame is counted against its
 connection's budget for that kind of action (``limits.admit``; ``send`` is counted inside its
-own write). Every refusal becomes an ``error`` frame for the sender only; the connection stays
-usable and nothing is changed by a refused frame.
+own write), then the caller's role is checked against the table. Every refusal becomes an
+``error`` frame for the sender only; the connection stays usable and nothing is changed by a
+refused frame.
+
+Actions open to every role do not look the caller up here: ``send`` and the other
+conversation actions prove membership inside their own conditional write, which keeps the
+message path at two DynamoDB requests.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -39,154 +49,66 @@ from chalicelib.protocol import BAD_FRAME, FORBIDDEN, RETRY, Frame, ProtocolErro
 
 logger = Logger(service=config.SERVICE, child=True)
 
-Handler = Callable[[str, Frame, Outbox], None]
+AGENTS = frozenset({auth.AGENT})
+VISITORS = frozenset({auth.VISITOR})
+ANYONE = frozenset({auth.AGENT, auth.VISITOR})
+#: What a caller of another role is told (``forbidden``), per restricted role set.
+WRONG_ROLE = {AGENTS: "Only agents can do that.", VISITORS: "Only visitors can do that."}
 
 
-def _ping(connection_id: str, frame: Frame, outbox: Outbox) -> None:
-    outbox.to([connection_id], frames.pong(frame.ref))
+class Call:
+    """One frame being handled: who sent it (looked up once, on first use), what, and where
+    the answers go."""
+
+    def __init__(self, connection_id: str, frame: Frame, outbox: Outbox) -> None:
+        self.connection_id = connection_id
+        self.frame = frame
+        self.outbox = outbox
+
+    @functools.cached_property
+    def who(self) -> auth.Caller:
+        """The caller (one GetItem, or none when the frame budget's write read the item)."""
+        return presence.caller(self.connection_id)
+
+    def answer(self, frame: dict[str, Any]) -> None:
+        """Send ``frame`` to the sender only."""
+        self.outbox.to([self.connection_id], frame)
 
 
-def _hello(connection_id: str, frame: Frame, outbox: Outbox) -> None:
-    presence.greet(presence.caller(connection_id), outbox)
+Handler = Callable[[Call], None]
 
 
-def _start(connection_id: str, frame: Frame, outbox: Outbox) -> None:
-    who = presence.caller(connection_id)
-    presence.require_visitor(who)
-    conversations.start(who, outbox, name=frame.get("name"), email=frame.get("email"),
-                        first=conversations.first_line(frame))
+@dataclass(frozen=True)
+class Action:
+    """One registered action: who may send it and what runs it."""
+
+    name: str
+    roles: frozenset[str]
+    handler: Handler
+
+    def authorize(self, call: Call) -> None:
+        """Refuse a caller whose role may not send this action (before anything is read or
+        written for it; actions open to every role look nobody up)."""
+        if self.roles != ANYONE and call.who.role not in self.roles:
+            raise ProtocolError(FORBIDDEN, WRONG_ROLE[self.roles], call.frame.ref)
 
 
-def _continue_by_email(connection_id: str, frame: Frame, outbox: Outbox) -> None:
-    who = presence.caller(connection_id)
-    presence.require_visitor(who)
-    unattended.continue_by_email(who, frame, outbox, who.ip_hash)
+#: action name -> its roles and handler: the one place that decides who may send what.
+ACTIONS: dict[str, Action] = {}
 
 
-def _handback(connection_id: str, frame: Frame, outbox: Outbox) -> None:
-    handback.handback(_agent(connection_id), frame["conversation"], outbox)
+def action(name: str, roles: frozenset[str] = ANYONE) -> Callable[[Handler], Handler]:
+    """Register the decorated function as the handler of ``name``, for callers of ``roles``."""
+    if roles != ANYONE and roles not in WRONG_ROLE:
+        raise ValueError(f"{name}: no refusal message for roles {sorted(roles)}")
 
+    def register(handler: Handler) -> Handler:
+        if name in ACTIONS:
+            raise ValueError(f"action {name!r} registered twice")
+        ACTIONS[name] = Action(name, roles, handler)
+        return handler
 
-def _shift(connection_id: str, frame: Frame, outbox: Outbox) -> None:
-    who = presence.caller(connection_id)
-    presence.require_agent(who)
-    presence.set_shift(who, frame["on"], outbox)
-
-
-def _accept(connection_id: str, frame: Frame, outbox: Outbox) -> None:
-    who = presence.caller(connection_id)
-    presence.require_agent(who)
-    routing.accept(who.subject, frame["conversation"], outbox)
-
-
-def _queue(connection_id: str, frame: Frame, outbox: Outbox) -> None:
-    who = presence.caller(connection_id)
-    presence.require_agent(who)
-    outbox.to([connection_id], routing.queue_listing(routing.waiting(who.site), frame.get("cursor")))
-
-
-def _send(connection_id: str, frame: Frame, outbox: Outbox) -> None:
-    conversations.send(connection_id, frame, outbox)
-
-
-def _close(connection_id: str, frame: Frame, outbox: Outbox) -> None:
-    # The closer's network counts a transcript against the mail budgets (one read, only then).
-    network = presence.connection(connection_id).ip_hash if frame.get("transcript") else None
-    conversations.close(connection_id, frame, outbox, network)
-
-
-def _leave_message(connection_id: str, frame: Frame, outbox: Outbox) -> None:
-    item = presence.connection(connection_id)
-    if item.role != auth.VISITOR:
-        raise ProtocolError(FORBIDDEN, "Only visitors can do that.", frame.ref)
-    # A refusal here is the same type as any frame's: handle() answers it with the frame's ref.
-    message_id = offline.leave(item.site, frame.body, visitor_id=item.subject, ip_hash=item.ip_hash)
-    outbox.to([connection_id], frames.message_left(message_id, frame.ref))
-    offline.dispatch(message_id)
-
-
-def _status(connection_id: str, frame: Frame, outbox: Outbox) -> None:
-    who = presence.caller(connection_id)
-    outbox.to([connection_id], availability.status(sites.get(who.site)).frame())
-
-
-def _page(connection_id: str, frame: Frame, outbox: Outbox) -> None:
-    who = presence.caller(connection_id)
-    presence.require_visitor(who)
-    visitors.record_page(who, frame, outbox)
-
-
-def _rules(connection_id: str, frame: Frame, outbox: Outbox) -> None:
-    who = presence.caller(connection_id)
-    presence.require_visitor(who)
-    visitors.recheck(who, outbox)
-
-
-def _invite(connection_id: str, frame: Frame, outbox: Outbox) -> None:
-    who = presence.caller(connection_id)
-    presence.require_agent(who)
-    invitation = visitors.invite(who, frame["visitor"], frame["text"], outbox)
-    outbox.to([connection_id], frames.invited(invitation, frame["visitor"], frame.ref))
-
-
-def _invitation(connection_id: str, frame: Frame, outbox: Outbox) -> None:
-    who = presence.caller(connection_id)
-    presence.require_visitor(who)
-    visitors.answer(who, frame, outbox)
-
-
-def _agent(connection_id: str) -> auth.Caller:
-    who = presence.caller(connection_id)
-    presence.require_agent(who)
-    return who
-
-
-def _note(connection_id: str, frame: Frame, outbox: Outbox) -> None:
-    notes.add(_agent(connection_id), frame["conversation"], frame["text"], outbox)
-
-
-def _notes(connection_id: str, frame: Frame, outbox: Outbox) -> None:
-    outbox.to([connection_id], notes.history(_agent(connection_id), frame["conversation"],
-                                                  frame.get("cursor")))
-
-
-def _transfer(connection_id: str, frame: Frame, outbox: Outbox) -> None:
-    transfers.offer(_agent(connection_id), frame["conversation"], frame["to"], frame.get("note"), outbox)
-
-
-def _transfer_answer(connection_id: str, frame: Frame, outbox: Outbox) -> None:
-    transfers.answer(_agent(connection_id), frame["conversation"], frame["accept"], outbox)
-
-
-def _away(connection_id: str, frame: Frame, outbox: Outbox) -> None:
-    presence.set_shift(_agent(connection_id), None, outbox, away=frame["on"])
-
-
-def _overview(connection_id: str, frame: Frame, outbox: Outbox) -> None:
-    outbox.to([connection_id], supervision.overview(_agent(connection_id), frame.get("cursor")))
-
-
-def _history(connection_id: str, frame: Frame, outbox: Outbox) -> None:
-    outbox.to([connection_id], supervision.history(_agent(connection_id), frame["text"]))
-
-
-def _context(connection_id: str, frame: Frame, outbox: Outbox) -> None:
-    outbox.to([connection_id], visitors.context(_agent(connection_id), frame["conversation"],
-                                                     frame.get("cursor")))
-
-
-def _visitors(connection_id: str, frame: Frame, outbox: Outbox) -> None:
-    outbox.to([connection_id], visitors.live(_agent(connection_id), frame.get("cursor")))
-
-
-def _snippets(connection_id: str, frame: Frame, outbox: Outbox) -> None:
-    outbox.to([connection_id], presence.snippets(_agent(connection_id), frame.get("cursor")))
-
-
-def _visitor(connection_id: str) -> auth.Caller:
-    who = presence.caller(connection_id)
-    presence.require_visitor(who)
-    return who
+    return register
 
 
 def _reply(frame: Frame, answer: dict[str, Any]) -> dict[str, Any]:
@@ -194,54 +116,184 @@ def _reply(frame: Frame, answer: dict[str, Any]) -> dict[str, Any]:
     return answer if frame.ref is None else {**answer, "ref": frame.ref}
 
 
-def _past(connection_id: str, frame: Frame, outbox: Outbox) -> None:
-    who = _visitor(connection_id)
-    outbox.to([connection_id], _reply(frame, conversations.past(who, frame.get("cursor"))))
+# --- anyone -------------------------------------------------------------------------------
+
+@action("ping")
+def _ping(call: Call) -> None:
+    call.answer(frames.pong(call.frame.ref))
 
 
-def _past_messages(connection_id: str, frame: Frame, outbox: Outbox) -> None:
-    outbox.to([connection_id], _reply(frame, conversations.past_messages(_visitor(connection_id), frame)))
+@action("hello")
+def _hello(call: Call) -> None:
+    presence.greet(call.who, call.outbox)
 
 
-def _transcript(connection_id: str, frame: Frame, outbox: Outbox) -> None:
-    transcripts.request(presence.caller(connection_id), frame, outbox)
+@action("status")
+def _status(call: Call) -> None:
+    call.answer(availability.status(sites.get(call.who.site)).frame())
 
 
-HANDLERS: dict[str, Handler] = {
-    "ping": _ping,
-    "hello": _hello,
-    "start": _start,
-    "send": _send,
-    "typing": conversations.typing,
-    "read": conversations.read,
-    "sync": conversations.sync,
-    "close": _close,
-    "shift": _shift,
-    "accept": _accept,
-    "queue": _queue,
-    "leave_message": _leave_message,
-    "status": _status,
-    "page": _page,
-    "rules": _rules,
-    "invite": _invite,
-    "invitation": _invitation,
-    "note": _note,
-    "notes": _notes,
-    "transfer": _transfer,
-    "transfer_answer": _transfer_answer,
-    "away": _away,
-    "overview": _overview,
-    "history": _history,
-    "visitors": _visitors,
-    "context": _context,
-    "snippets": _snippets,
-    "rate": ratings.rate,
-    "transcript": _transcript,
-    "continue_by_email": _continue_by_email,
-    "handback": _handback,
-    "past": _past,
-    "past_messages": _past_messages,
-}
+@action("send")
+def _send(call: Call) -> None:
+    conversations.send(call.connection_id, call.frame, call.outbox)
+
+
+@action("typing")
+def _typing(call: Call) -> None:
+    conversations.typing(call.connection_id, call.frame, call.outbox)
+
+
+@action("read")
+def _read(call: Call) -> None:
+    conversations.read(call.connection_id, call.frame, call.outbox)
+
+
+@action("sync")
+def _sync(call: Call) -> None:
+    conversations.sync(call.connection_id, call.frame, call.outbox)
+
+
+@action("close")
+def _close(call: Call) -> None:
+    # The closer's network counts a transcript against the mail budgets (one read, only then).
+    network = presence.connection(call.connection_id).ip_hash if call.frame.get("transcript") else None
+    conversations.close(call.connection_id, call.frame, call.outbox, network)
+
+
+@action("rate")
+def _rate(call: Call) -> None:
+    ratings.rate(call.connection_id, call.frame, call.outbox)  # the chat's own visitor only
+
+
+@action("transcript")
+def _transcript(call: Call) -> None:
+    transcripts.request(call.who, call.frame, call.outbox)
+
+
+# --- visitors -----------------------------------------------------------------------------
+
+@action("start", roles=VISITORS)
+def _start(call: Call) -> None:
+    conversations.start(call.who, call.outbox, name=call.frame.get("name"), email=call.frame.get("email"),
+                        first=conversations.first_line(call.frame))
+
+
+@action("continue_by_email", roles=VISITORS)
+def _continue_by_email(call: Call) -> None:
+    unattended.continue_by_email(call.who, call.frame, call.outbox, call.who.ip_hash)
+
+
+@action("leave_message", roles=VISITORS)
+def _leave_message(call: Call) -> None:
+    who = call.who
+    # A refusal here is the same type as any frame's: handle() answers it with the frame's ref.
+    message_id = offline.leave(who.site, call.frame.body, visitor_id=who.subject, ip_hash=who.ip_hash)
+    call.answer(frames.message_left(message_id, call.frame.ref))
+    offline.dispatch(message_id)
+
+
+@action("page", roles=VISITORS)
+def _page(call: Call) -> None:
+    visitors.record_page(call.who, call.frame, call.outbox)
+
+
+@action("rules", roles=VISITORS)
+def _rules(call: Call) -> None:
+    visitors.recheck(call.who, call.outbox)
+
+
+@action("invitation", roles=VISITORS)
+def _invitation(call: Call) -> None:
+    visitors.answer(call.who, call.frame, call.outbox)
+
+
+@action("past", roles=VISITORS)
+def _past(call: Call) -> None:
+    call.answer(_reply(call.frame, conversations.past(call.who, call.frame.get("cursor"))))
+
+
+@action("past_messages", roles=VISITORS)
+def _past_messages(call: Call) -> None:
+    call.answer(_reply(call.frame, conversations.past_messages(call.who, call.frame)))
+
+
+# --- agents -------------------------------------------------------------------------------
+
+@action("shift", roles=AGENTS)
+def _shift(call: Call) -> None:
+    presence.set_shift(call.who, call.frame["on"], call.outbox)
+
+
+@action("away", roles=AGENTS)
+def _away(call: Call) -> None:
+    presence.set_shift(call.who, None, call.outbox, away=call.frame["on"])
+
+
+@action("accept", roles=AGENTS)
+def _accept(call: Call) -> None:
+    routing.accept(call.who.subject, call.frame["conversation"], call.outbox)
+
+
+@action("queue", roles=AGENTS)
+def _queue(call: Call) -> None:
+    call.answer(routing.queue_listing(routing.waiting(call.who.site), call.frame.get("cursor")))
+
+
+@action("handback", roles=AGENTS)
+def _handback(call: Call) -> None:
+    handback.handback(call.who, call.frame["conversation"], call.outbox)
+
+
+@action("invite", roles=AGENTS)
+def _invite(call: Call) -> None:
+    invitation = visitors.invite(call.who, call.frame["visitor"], call.frame["text"], call.outbox)
+    call.answer(frames.invited(invitation, call.frame["visitor"], call.frame.ref))
+
+
+@action("note", roles=AGENTS)
+def _note(call: Call) -> None:
+    notes.add(call.who, call.frame["conversation"], call.frame["text"], call.outbox)
+
+
+@action("notes", roles=AGENTS)
+def _notes(call: Call) -> None:
+    call.answer(notes.history(call.who, call.frame["conversation"], call.frame.get("cursor")))
+
+
+@action("transfer", roles=AGENTS)
+def _transfer(call: Call) -> None:
+    transfers.offer(call.who, call.frame["conversation"], call.frame["to"], call.frame.get("note"),
+                    call.outbox)
+
+
+@action("transfer_answer", roles=AGENTS)
+def _transfer_answer(call: Call) -> None:
+    transfers.answer(call.who, call.frame["conversation"], call.frame["accept"], call.outbox)
+
+
+@action("overview", roles=AGENTS)
+def _overview(call: Call) -> None:
+    call.answer(supervision.overview(call.who, call.frame.get("cursor")))
+
+
+@action("history", roles=AGENTS)
+def _history(call: Call) -> None:
+    call.answer(supervision.history(call.who, call.frame["text"]))
+
+
+@action("context", roles=AGENTS)
+def _context(call: Call) -> None:
+    call.answer(visitors.context(call.who, call.frame["conversation"], call.frame.get("cursor")))
+
+
+@action("visitors", roles=AGENTS)
+def _visitors(call: Call) -> None:
+    call.answer(visitors.live(call.who, call.frame.get("cursor")))
+
+
+@action("snippets", roles=AGENTS)
+def _snippets(call: Call) -> None:
+    call.answer(presence.snippets(call.who, call.frame.get("cursor")))
 
 
 def handle(connection_id: str, body: str | None, outbox: Outbox, binary: bool = False) -> None:
@@ -256,7 +308,10 @@ def handle(connection_id: str, body: str | None, outbox: Outbox, binary: bool = 
         ref = frame.ref
         telemetry.tag(action=frame.action, conversation=frame.get("conversation"))
         with presence.known(limits.admit(connection_id, frame)):
-            HANDLERS[frame.action](connection_id, frame, outbox)
+            registered = ACTIONS[frame.action]
+            call = Call(connection_id, frame, outbox)
+            registered.authorize(call)
+            registered.handler(call)
     except ProtocolError as exc:
         echoed = ref if exc.ref is None else exc.ref  # an empty ref is still the client's ref
         outbox.to([connection_id], frames.error(exc.code, exc.message, echoed, exc.retry_after))

@@ -461,14 +461,3 @@ def sweep(outbox: Outbox, now: int | None = None) -> list[str]:
                 handback.back_in_line(conv, settings, online, outbox)
         routing.drain(site, outbox)
     return gone
-
-
-def require_agent(who: Caller) -> None:
-    if who.role != auth.AGENT:
-        raise ProtocolError(FORBIDDEN, "Only agents can do that.")
-
-
-def require_visitor(who: Caller) -> None:
-    if who.role != auth.VISITOR:
-        raise ProtocolError(FORBIDDEN, "Only visitors can do that.")
-

@@ -140,7 +140,7 @@ CURSOR = Field(str, required=False, check=lambda v: len(v) <= MAX_CURSOR_CHARS,
                rule=f"a cursor from the previous page (at most {MAX_CURSOR_CHARS} characters)")
 SEQ = Field(int, check=_seq, rule="a non-negative integer")
 
-# action -> {field: Field}. Roles that may send each action are enforced by the domain.
+# action -> {field: Field}. Who may send each action: chalicelib.dispatch.ACTIONS.
 SCHEMAS: dict[str, dict[str, Field]] = {
     "ping": {},
     "hello": {},
@@ -242,6 +242,8 @@ SCHEMAS: dict[str, dict[str, Field]] = {
     # The holding agent puts the chat back at the front of the line (chalicelib.handback).
     "handback": {"conversation": CONVERSATION},
 }
+#: Every action a client may send (dispatch registers exactly these, each with its roles).
+ACTIONS = frozenset(SCHEMAS)
 
 
 @dataclass(frozen=True)
