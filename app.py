@@ -34,6 +34,7 @@ from chalicelib import (
     telemetry,
     transcripts,
     unattended,
+    validate,
     visitors,
 )
 from chalicelib.auth import Caller
@@ -258,7 +259,7 @@ def leave_offline_message() -> Response:
     202 once it is stored; mailing happens after."""
     body = _json_body()
     site = body.get("site") if isinstance(body, dict) else None
-    if not isinstance(site, str) or not presence.SITE_ID.match(site):
+    if not isinstance(site, str) or not validate.SITE_ID.match(site):
         raise Refusal(BAD_SITE, 'Send the "site" this message is for.')
     if sites.find(site) is None:  # before anything is counted or stored
         raise Refusal(NO_SITE, "No such site.")

@@ -9,7 +9,7 @@ from typing import Any
 from pynamodb.exceptions import DoesNotExist, PutError
 from pynamodb.expressions.update import Action
 
-from chalicelib import auth, clock, config, limits, mail, sites
+from chalicelib import auth, clock, config, limits, sites, validate
 from chalicelib.errors import BAD_REQUEST, FORBIDDEN, NOT_FOUND, RATE_LIMITED, Refusal
 from chalicelib.models import META, AgentModel, CounterModel, LockEventModel, agent_key, update_or_old
 
@@ -46,7 +46,7 @@ def create(agent_id: str, name: str, password: str, *, role: str = "agent",
     if not isinstance(chats, int) or isinstance(chats, bool) or not 1 <= chats <= 50:
         raise Refusal(BAD_REQUEST, "Maximum concurrent chats must be between 1 and 50.")
     if email is not None:
-        email = mail.address(email)
+        email = validate.email_address(email)
         if email is None:
             raise Refusal(BAD_REQUEST, "Email: a valid address, or leave it out.")
     if len(name) > 100:

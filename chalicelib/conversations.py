@@ -52,7 +52,6 @@ from chalicelib import (
     frames,
     lifecycle,
     limits,
-    mail,
     offline,
     queue,
     routing,
@@ -61,6 +60,7 @@ from chalicelib import (
     telemetry,
     transcripts,
     unattended,
+    validate,
 )
 from chalicelib.auth import Caller
 from chalicelib.fanout import Outbox
@@ -146,7 +146,7 @@ def start(who: Caller, outbox: Outbox, *, name: str | None = None, email: str | 
     ``send`` after the start, it landed after that frame was built and the waiting list said
     "No message yet" until something else moved the line."""
     if email is not None:
-        email = mail.address(email)
+        email = validate.email_address(email)
         if email is None:
             raise ProtocolError(BAD_FRAME, '"email" must be a valid email address.')
     V, C = VisitorModel, ConversationModel

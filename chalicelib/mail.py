@@ -10,7 +10,6 @@ and a second email is possible).
 from __future__ import annotations
 
 import functools
-import re
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -24,40 +23,6 @@ from chalicelib.models import MailModel, update_or_old
 # Longer than the sender's Lambda timeout, so a worker killed mid-send is not overtaken.
 LEASE_SECONDS = 300
 KEEP_DAYS = 30
-
-
-# RFC 5322 dot-atom, ASCII only: SES takes no SMTPUTF8 local part, and a control character or
-# a space would be accepted here and refused there (into the dead-letter queue).
-_LOCAL = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
-_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
-_TLD = re.compile(r"^([a-z]{2,63}|xn--[a-z0-9-]{1,59})$")
-
-
-def address(value: object) -> str | None:
-    """The address as SES will take it, or None when it is not one we can send to.
-
-    The one check for every address that enters (pre-chat, offline form, transcript
-    requests, agents, a site's team): a local part of printable ASCII (RFC 5322 dot-atom)
-    and a domain IDNA-encoded to ASCII (``user@bücher.example`` -> ``user@xn--bcher-kva.example``).
-    Anything else is refused up front rather than failing at SES after it was accepted.
-    """
-    if not isinstance(value, str) or len(value) > 254 or value.count("@") != 1:
-        return None
-    local, domain = value.split("@")
-    if not 1 <= len(local) <= 64 or not _LOCAL.fullmatch(local):
-        return None
-    if not domain.isprintable() or any(c.isspace() for c in domain):
-        return None
-    try:
-        ascii_domain = domain.encode("idna").decode("ascii").lower()
-    except UnicodeError:
-        return None
-    labels = ascii_domain.split(".")
-    if (len(labels) < 2 or not all(_LABEL.fullmatch(label) for label in labels)
-            or not _TLD.fullmatch(labels[-1])):
-        return None
-    result = f"{local}@{ascii_domain}"
-    return result if len(result) <= 254 else None
 
 
 # --- budgets: mails a stranger can cause, per hour ------------------------------------------

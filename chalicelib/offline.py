@@ -47,8 +47,8 @@ from chalicelib.protocol import (
     RATE_LIMITED,
     SPAM,
     Refusal,
-    is_web_url,
 )
+from chalicelib.validate import email_address, is_web_url
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ def validate(doc: Any) -> Fields:
         raise Refusal(SPAM, "This message looks automated and was not accepted.")
     email, text = doc.get("email"), doc.get("text")
     name, page = doc.get("name") or None, doc.get("page") or None
-    email = mail.address(email)
+    email = email_address(email)
     if email is None:
         raise Refusal(BAD_EMAIL, "Please give a valid email address so we can answer.")
     if not isinstance(text, str) or not text.strip():

@@ -45,6 +45,7 @@ from chalicelib import (
     telemetry,
     transfers,
     unattended,
+    validate,
 )
 from chalicelib.auth import Caller
 from chalicelib.fanout import Outbox
@@ -71,7 +72,6 @@ from chalicelib.protocol import (
     fit,
 )
 
-SITE_ID = sites.SITE_ID
 VISIT_GAP_MS = 30 * 60 * 1000  # a visitor gone this long starts a new visit when they return
 ATTACH_ATTEMPTS = 5  # evictions one $connect may make when other tabs race it for the last place
 
@@ -99,7 +99,7 @@ def connect(connection_id: str, query: dict[str, str], source_ip: str | None = N
         raise Refusal(FORBIDDEN, "agent connections need a token")
     else:
         site = query.get("site") or config.DEFAULT_SITE
-        if not SITE_ID.match(site):
+        if not validate.SITE_ID.match(site):
             raise Refusal(BAD_REQUEST, "bad site")
         caller = Caller(connection_id, auth.VISITOR, auth.new_id(), site)
     now = clock.now_ms()

@@ -46,6 +46,7 @@ from chalicelib.errors import (  # noqa: F401 (the codes are re-exported: frames
     UNKNOWN_ACTION,
     Refusal,
 )
+from chalicelib.validate import is_web_url, utf8_len
 
 MAX_FRAME_BYTES = 20_000
 MAX_TEXT_CHARS = 4_000
@@ -87,11 +88,6 @@ MAX_TZ_BYTES = 64
 MAX_COMMENT_BYTES = 2000
 
 
-def utf8_len(value: str) -> int:
-    """Bytes of ``value`` in UTF-8: what DynamoDB stores and bills."""
-    return len(value.encode("utf-8", errors="surrogatepass"))
-
-
 # The error model lives in chalicelib/errors.py; these names stay importable from here, where
 # the frame schemas that raise them are.
 ProtocolError = Refusal  # the one refusal type, under the name the WebSocket modules know
@@ -111,15 +107,6 @@ class Field:
 def _text(value: Any) -> bool:
     return (isinstance(value, str) and len(value.strip()) > 0 and len(value) <= MAX_TEXT_CHARS
             and utf8_len(value) <= MAX_TEXT_BYTES)
-
-
-_WEB_URL = re.compile(r"^https?://[^\s\x00-\x1f\x7f]+$")
-
-
-def is_web_url(value: Any, limit: int = 2048) -> bool:
-    """An http(s) address on one line: the one rule for every URL we store or show."""
-    return (isinstance(value, str) and len(value) <= limit and utf8_len(value) <= limit
-            and bool(_WEB_URL.match(value)))
 
 
 def _short(value: str, limit: int, nbytes: int | None = None) -> bool:

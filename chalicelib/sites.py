@@ -19,18 +19,10 @@ from typing import Any
 from pynamodb.exceptions import PutError
 from pynamodb.expressions.update import Action
 
-from chalicelib import config, lifecycle, mail
+from chalicelib import config, lifecycle, validate
 from chalicelib.hours import Schedule, ScheduleError
 from chalicelib.models import META, CursorModel, SiteModel, update_or_old
-from chalicelib.protocol import is_web_url
-
-
-def valid_email(value: Any) -> bool:
-    """Whether ``value`` is an address we can send to: ``mail.address`` is the one check."""
-    return mail.address(value) is not None
-
-
-SITE_ID = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
+from chalicelib.validate import SITE_ID, is_web_url
 
 
 class UnknownSite(ValueError):
@@ -334,7 +326,7 @@ def update(site_id: str, doc: Any) -> SiteModel:
         if doc["team_email"] in (None, ""):  # back to the deployment's TEAM_EMAIL
             actions.append(S.team_email.remove())
         else:
-            team_email = mail.address(doc["team_email"])
+            team_email = validate.email_address(doc["team_email"])
             if team_email is None:
                 raise ValueError("team_email: not a valid email address.")
             actions.append(S.team_email.set(team_email))
@@ -353,4 +345,4 @@ def update(site_id: str, doc: Any) -> SiteModel:
 
 
 __all__ = ["ScheduleError", "UnknownSite", "all_sites", "create", "ensure", "find", "get", "public",
-           "schedule", "update", "valid_email", "valid_name", "walk"]
+           "schedule", "update", "valid_name", "walk"]

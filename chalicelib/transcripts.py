@@ -28,7 +28,7 @@ from typing import Any
 
 from pynamodb.expressions.condition import size
 
-from chalicelib import auth, config, frames, limits, mail, queue, sites
+from chalicelib import auth, config, frames, limits, mail, queue, sites, validate
 from chalicelib.auth import Caller
 from chalicelib.fanout import Outbox
 from chalicelib.models import (
@@ -114,7 +114,7 @@ def request(who: Caller, frame: Frame, outbox: Outbox) -> None:
     if conv is None or not _allowed(who, conv):
         raise ProtocolError(FORBIDDEN, "That is not one of your conversations.", frame.ref)
     rid = frame["id"]
-    to = mail.address(frame.get("email") or conv.email)
+    to = validate.email_address(frame.get("email") or conv.email)
     if to is None:
         raise ProtocolError(BAD_FRAME, "Give an email address to send the transcript to.", frame.ref)
     if address(conv, rid) is None:
@@ -162,7 +162,7 @@ def at_close(conv: ConversationModel, role: str, network: str | None, ref: str |
     """``close`` with ``transcript: true``: one transcript to the pre-chat address, after the
     confirmation link when a visitor asked and the address is not trusted yet. The chat is
     closed either way; a spent budget is told to the closer as a ``rate_limited`` error."""
-    to = mail.address(conv.email)
+    to = validate.email_address(conv.email)
     if to is None:
         return
     try:

@@ -16,7 +16,7 @@ Bounded: the line is walked a page at a time (``routing.QUEUE_PAGE``), at most
 site item (``na_after``) and the minute timer goes on from there (``continue_telling``)
 while the site stays offline. Visitors who already chose email are not told again.
 
-``continue_by_email``: the visitor gives an address (the one validator, ``mail.address``);
+``continue_by_email``: the visitor gives an address (the one validator, ``validate.email_address``);
 it is stored on the conversation with ``by_email`` (and the ``by_email`` index key, as for
 any address a chat carries), the chat stays in the line for the next agent (exempt from
 abandonment: the lifecycle checks ``by_email``), and every later agent reply is mailed
@@ -31,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from chalicelib import frames, mail, queue, routing, sites, telemetry
+from chalicelib import frames, mail, queue, routing, sites, telemetry, validate
 from chalicelib.auth import Caller
 from chalicelib.fanout import Outbox
 from chalicelib.models import (
@@ -123,7 +123,7 @@ def continue_telling(site: SiteModel, online: Callable[[], bool], outbox: Outbox
 def continue_by_email(who: Caller, request: Frame, outbox: Outbox, network: str | None) -> ConversationModel:
     """The visitor continues their open chat by email (see the module docstring); answers
     ``by_email`` to all their tabs and updates the agents' view of the chat."""
-    address = mail.address(request["email"])
+    address = validate.email_address(request["email"])
     if address is None:
         raise ProtocolError(BAD_EMAIL, "Please give a valid email address so we can answer you there.",
                             request.ref)

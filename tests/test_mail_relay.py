@@ -14,7 +14,7 @@ import urllib.request
 
 import pytest
 
-from chalicelib import auth, config, limits, mail, offline, sites, transcripts
+from chalicelib import auth, config, limits, mail, offline, sites, transcripts, validate
 from chalicelib.models import META, ConversationModel, CounterModel, conversation_key
 from tests.client import Clock, confirmation_link, rest
 
@@ -175,7 +175,7 @@ def test_addresses_ses_would_refuse_are_refused_up_front(stack, site, visitor, a
     asked = guest.request({"action": "transcript", "conversation": conv, "id": "bad-addr", "email": bad,
                            "ref": "t"}, "error")
     assert asked["code"] == "bad_frame"
-    assert mail.address(bad) is None
+    assert validate.email_address(bad) is None
 
 
 def test_an_idna_domain_is_accepted_and_encoded(stack, visitor, agent, mailbox):

@@ -22,7 +22,7 @@ from tests.conftest import PASSWORD
 from tests.xss_corpus import CORPUS, GUARD, assert_inert
 
 NAME = '<img src=x onerror="window.__xss=20">Zoë "Z" O\'Brien'
-# A deliverable address (RFC 5322 dot-atom: mail.address refuses "javascript:..." up front now,
+# A deliverable address (RFC 5322 dot-atom: validate.email_address refuses "javascript:..." up front now,
 # ":" being no part of one) that is still a trap for a naive single-quoted attribute.
 EMAIL = "x'/onfocus='window.__xss=21'/autofocus/'@evil.example"
 URL = 'https://shop.example/search?q="><svg/onload=window.__xss=22>'
