@@ -25,7 +25,7 @@ MIN_PASSWORD = 10
 # from before are exempt from, so strangers cannot lock an agent out of their usual place.
 # The per-address budget comes from LOGIN_FAILURES_PER_ADDRESS (0: off; the local stand-in
 # turns it off, every local client being 127.0.0.1).
-LOGIN_WINDOW, LOGIN_FAILURES = 900, 10
+LOGIN_FAILURES = 10  # per window of limits.LOGIN_FAILURES_PER_ACCOUNT_AND_SOURCE
 LOGIN_FAILURES_PER_ADDRESS = config.LOGIN_FAILURES_PER_ADDRESS
 LOGIN_FAILURES_PER_ACCOUNT = 500
 KNOWN_SOURCE_DAYS = 30  # an address an account signed in from is "usual" this long
@@ -86,30 +86,31 @@ def sign_in(agent_id: str, password: str, source: str | None = None) -> str | No
     lock out the stranger, not the agent. A limit that fills up is recorded for the admins
     (``lock_events``)."""
     account, source = agent_id.strip().lower(), source or "unknown"
-    budgets = [("account+source", f"login#{account}#{source}", LOGIN_FAILURES),
-               ("source", f"login-ip#{source}", LOGIN_FAILURES_PER_ADDRESS),
-               ("account", f"login#{account}", LOGIN_FAILURES_PER_ACCOUNT)]
-    budgets = [b for b in budgets if b[2]]  # a budget of 0 is off
-    taken: list[str] = []
+    budgets = [("account+source", limits.LOGIN_FAILURES_PER_ACCOUNT_AND_SOURCE, f"{account}#{source}",
+                LOGIN_FAILURES),
+               ("source", limits.LOGIN_FAILURES_PER_SOURCE, source, LOGIN_FAILURES_PER_ADDRESS),
+               ("account", limits.LOGIN_FAILURES_PER_ACCOUNT, account, LOGIN_FAILURES_PER_ACCOUNT)]
+    budgets = [b for b in budgets if b[3]]  # a budget of 0 is off
+    taken: list[tuple[limits.Limit, str]] = []
     filled: list[str] = []
-    for scope, key, limit in budgets:
-        count = limits.take(key, limit, LOGIN_WINDOW)
+    for scope, budget, subject, limit in budgets:
+        count = budget.take(subject, limit)
         if count is None and scope == "account" and _known_source(account, source):
             continue  # the account is under attack from elsewhere; its usual place still gets in
         if count is None:
-            for done in taken:  # a refused attempt is no guess: it costs the other budgets nothing
-                limits.give_back(done, LOGIN_WINDOW)
+            for done, whose in taken:  # a refused attempt is no guess: it costs the other budgets nothing
+                done.give_back(whose)
             raise TooManyAttempts("Too many failed sign-in attempts; wait a few minutes.",
-                                  limits.retry_after(LOGIN_WINDOW))
-        taken.append(key)
+                                  budget.retry_after())
+        taken.append((budget, subject))
         if count == limit:  # this attempt fills the window: from now on, refusals
             filled.append(scope)
     token = _check(agent_id, password)
     for scope in filled if token is None else ():
         _record_lock(account, scope, source)
     if token is not None:
-        for done in taken:
-            limits.give_back(done, LOGIN_WINDOW)
+        for done, whose in taken:
+            done.give_back(whose)
         _remember_source(account, source)
     return token
 

@@ -94,13 +94,6 @@ from chalicelib.protocol import (
 )
 
 PREVIEW_CHARS = 140
-START_LIMIT_WINDOW = 3600  # CONVERSATIONS_PER_VISITOR_PER_HOUR
-
-
-def start_limit_key(visitor_id: str) -> str:
-    """The rate-limit key of one visitor's new conversations (erasure deletes its counters)."""
-    return f"start#{visitor_id}"
-
 RATE_WINDOW_MS = 1000  # the flood-control window of MESSAGES_PER_SECOND
 MAX_CLIENTS = 32  # client instances any participant may add to a conversation
 AGENT_CLIENTS = 32  # and beyond that, agents' only: a visitor cannot crowd them out
@@ -167,15 +160,14 @@ def start(who: Caller, outbox: Outbox, *, name: str | None = None, email: str | 
         return existing
     assert visitor is not None
     per_network = config.CONVERSATIONS_PER_IP_PER_HOUR
-    if not limits.allow(start_limit_key(who.subject), config.CONVERSATIONS_PER_VISITOR_PER_HOUR,
-                        START_LIMIT_WINDOW) or (
+    if not limits.STARTS_PER_VISITOR.allow(who.subject, config.CONVERSATIONS_PER_VISITOR_PER_HOUR) or (
             per_network and who.ip_hash
-            and not limits.allow(f"start-ip#{who.ip_hash}", per_network, START_LIMIT_WINDOW)):
+            and not limits.STARTS_PER_NETWORK.allow(who.ip_hash, per_network)):
         # Give the claim back: a refused start leaves the visitor as it found them.
         update_or_old(V, visitor_key(who.subject), [V.conv.remove()], V.conv == conv_id)
         raise ProtocolError(RATE_LIMITED, "You have started several chats in a short time; "
                                           "please try again later.",
-                            retry_after=limits.retry_after(START_LIMIT_WINDOW))
+                            retry_after=limits.STARTS_PER_VISITOR.retry_after())
     q_pk, q_sk = routing.queue_keys(who.site, now, conv_id)
     tabs = sorted(visitor.conns or ()) or [who.connection_id]
     # Started while nobody could answer (outside hours, or nobody on shift): an after-hours

@@ -1,16 +1,20 @@
 """Rate limits: fixed windows kept in DynamoDB (one conditional counter update per check),
-and every connection's frame budget per action class (below)."""
+the table of named limits on what strangers can cause (``Limit``: new chats, offline
+messages, transcripts, sign-in failures, mails), and every connection's frame budget per
+action class (below).
+"""
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from dataclasses import dataclass
 from datetime import timedelta
 
 from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 
-from chalicelib import clock
+from chalicelib import clock, config
 from chalicelib.hours import from_ms
 from chalicelib.models import (
     META,
@@ -62,6 +66,105 @@ def forget(key: str, window_seconds: int) -> None:
     window = clock.now_ms() // (window_seconds * 1000)
     for n in (window, window - 1):
         CounterModel(f"RATE#{key}#{n}", META).delete()
+
+
+# ---------------------------------------------------------------- named limits (one table)
+
+
+@dataclass(frozen=True)
+class Limit:
+    """One kind of event counted per subject in fixed windows: its counter key is
+    ``<prefix>#<subject>`` (``<prefix>`` alone for a deployment-wide count). How many events
+    fit is configuration, passed where the limit is checked. The prefixes are stored in the
+    counters' keys: renaming one resets its counts, so they stay as they are."""
+
+    prefix: str
+    window_seconds: int
+
+    def key(self, subject: str | None = None) -> str:
+        return self.prefix if subject is None else f"{self.prefix}#{subject}"
+
+    def allow(self, subject: str | None, limit: int, cost: int = 1) -> bool:
+        return allow(self.key(subject), limit, self.window_seconds, cost)
+
+    def take(self, subject: str, limit: int) -> int | None:
+        return take(self.key(subject), limit, self.window_seconds)
+
+    def give_back(self, subject: str) -> None:
+        give_back(self.key(subject), self.window_seconds)
+
+    def forget(self, subject: str) -> None:
+        forget(self.key(subject), self.window_seconds)
+
+    def retry_after(self) -> int:
+        return retry_after(self.window_seconds)
+
+    def counter_key(self, subject: str | None = None) -> str:
+        """The counter item counting ``subject`` in the current window."""
+        return counter_key(self.key(subject), self.window_seconds)
+
+
+HOUR, QUARTER = 3600, 900
+# limit                                    counter key prefix   window  how many (config / agents)
+STARTS_PER_VISITOR = Limit("start", HOUR)  # CONVERSATIONS_PER_VISITOR_PER_HOUR
+STARTS_PER_NETWORK = Limit("start-ip", HOUR)  # CONVERSATIONS_PER_IP_PER_HOUR
+OFFLINE_PER_VISITOR = Limit("offline-visitor", HOUR)  # OFFLINE_PER_VISITOR_PER_HOUR
+OFFLINE_PER_NETWORK = Limit("offline-ip", HOUR)  # OFFLINE_PER_IP_PER_HOUR
+TRANSCRIPTS_PER_PERSON = Limit("transcript", HOUR)  # TRANSCRIPTS_PER_HOUR; "v:<visitor>"/"a:<agent>"
+LOGIN_FAILURES_PER_ACCOUNT_AND_SOURCE = Limit("login", QUARTER)  # agents.LOGIN_FAILURES; "<account>#<source>"
+LOGIN_FAILURES_PER_SOURCE = Limit("login-ip", QUARTER)  # LOGIN_FAILURES_PER_ADDRESS
+LOGIN_FAILURES_PER_ACCOUNT = Limit("login", QUARTER)  # agents.LOGIN_FAILURES_PER_ACCOUNT
+MAILS_PER_NETWORK = Limit("mail-net", HOUR)  # MAIL_PER_NETWORK_PER_HOUR
+MAILS_PER_SITE = Limit("mail-site", HOUR)  # MAIL_PER_SITE_PER_HOUR
+MAILS_PER_DEPLOYMENT = Limit("mail-all", HOUR)  # MAIL_PER_DEPLOYMENT_PER_HOUR
+
+#: The limits whose keys name a visitor: erasing the visitor deletes their counters too.
+_NAMING_A_VISITOR = ((OFFLINE_PER_VISITOR, "{}"), (STARTS_PER_VISITOR, "{}"),
+                     (TRANSCRIPTS_PER_PERSON, "v:{}"))
+
+
+def forget_visitor(visitor_id: str) -> None:
+    """Delete the live counters whose keys name ``visitor_id`` (erasure)."""
+    for limit, subject in _NAMING_A_VISITOR:
+        limit.forget(subject.format(visitor_id))
+
+
+# ---------------------------------------------------------------- mail budgets: per hour
+
+
+class OverBudget(Exception):
+    """An hourly mail budget is spent: refuse with ``retry_after`` (WebSocket) or 429 with
+    ``Retry-After`` (REST). ``scope`` says which: network, site or deployment."""
+
+    def __init__(self, scope: str, retry_after: int) -> None:
+        super().__init__(f"mail budget of this {scope} spent")
+        self.scope = scope
+        self.retry_after = retry_after
+
+    @property
+    def message(self) -> str:
+        return {"network": "Too many emails asked for from your network; try again later.",
+                "site": "This site has sent too many emails this hour; try again later."}.get(
+            self.scope, "Too many emails are being sent just now; try again later.")
+
+
+def spend_mail(site: str, mails: int, network: str | None = None) -> None:
+    """Count ``mails`` emails that a request will cause against the hourly budgets of its
+    network (keyed hash of the source address), its site and the whole deployment; raise
+    ``OverBudget`` when one is spent (then that one counted nothing).
+
+    Why three: a per-person limit alone is one tokenless connect from a fresh identity, a
+    network limit alone is beaten by many addresses, and the deployment's SES reputation is
+    one for all sites. A limit of 0 turns that budget off (the local stand-in turns off the
+    per-network one: every local client is 127.0.0.1).
+    """
+    per_network = config.MAIL_PER_NETWORK_PER_HOUR
+    scopes = [*([("network", MAILS_PER_NETWORK, network, per_network)] if network else []),
+              ("site", MAILS_PER_SITE, site, config.MAIL_PER_SITE_PER_HOUR),
+              ("deployment", MAILS_PER_DEPLOYMENT, None, config.MAIL_PER_DEPLOYMENT_PER_HOUR)]
+    for scope, budget, subject, limit in scopes:
+        if limit > 0 and not budget.allow(subject, limit, cost=mails):
+            raise OverBudget(scope, budget.retry_after())
 
 
 # ---------------------------------------------------------------- frame budgets per connection

@@ -16,56 +16,13 @@ from typing import Any
 
 from botocore.exceptions import ClientError, ConnectTimeoutError, EndpointConnectionError
 
-from chalicelib import aws, clock, config, limits, telemetry
+from chalicelib import aws, clock, config, telemetry
 from chalicelib.hours import from_ms
 from chalicelib.models import MailModel, update_or_old
 
 # Longer than the sender's Lambda timeout, so a worker killed mid-send is not overtaken.
 LEASE_SECONDS = 300
 KEEP_DAYS = 30
-
-
-# --- budgets: mails a stranger can cause, per hour ------------------------------------------
-
-BUDGET_WINDOW = 3600
-
-
-class OverBudget(Exception):
-    """An hourly mail budget is spent: refuse with ``retry_after`` (WebSocket) or 429 with
-    ``Retry-After`` (REST). ``scope`` says which: network, site or deployment."""
-
-    def __init__(self, scope: str, retry_after: int) -> None:
-        super().__init__(f"mail budget of this {scope} spent")
-        self.scope = scope
-        self.retry_after = retry_after
-
-    @property
-    def message(self) -> str:
-        return {"network": "Too many emails asked for from your network; try again later.",
-                "site": "This site has sent too many emails this hour; try again later."}.get(
-            self.scope, "Too many emails are being sent just now; try again later.")
-
-
-def network_budget_key(ip_hash: str) -> str:
-    return f"mail-net#{ip_hash}"
-
-
-def spend(site: str, mails: int, network: str | None = None) -> None:
-    """Count ``mails`` emails that a request will cause against the hourly budgets of its
-    network (keyed hash of the source address), its site and the whole deployment; raise
-    ``OverBudget`` when one is spent (then that one counted nothing).
-
-    Why three: a per-person limit alone is one tokenless connect from a fresh identity, a
-    network limit alone is beaten by many addresses, and the deployment's SES reputation is
-    one for all sites. A limit of 0 turns that budget off (the local stand-in turns off the
-    per-network one: every local client is 127.0.0.1).
-    """
-    scopes = [("network", network_budget_key(network) if network else None, config.MAIL_PER_NETWORK_PER_HOUR),
-              ("site", f"mail-site#{site}", config.MAIL_PER_SITE_PER_HOUR),
-              ("deployment", "mail-all", config.MAIL_PER_DEPLOYMENT_PER_HOUR)]
-    for scope, key, limit in scopes:
-        if key and limit > 0 and not limits.allow(key, limit, BUDGET_WINDOW, cost=mails):
-            raise OverBudget(scope, limits.retry_after(BUDGET_WINDOW))
 
 
 @dataclass(frozen=True)

@@ -59,14 +59,6 @@ HONEYPOT = "website"  # a field people never see and bots fill in
 UNQUEUED = "UNQUEUED"
 
 
-LIMIT_WINDOW = 3600  # offline messages are counted per hour
-
-
-def visitor_limit_key(visitor_id: str) -> str:
-    """The rate-limit key of one visitor's offline messages (erasure deletes its counters)."""
-    return f"offline-visitor#{visitor_id}"
-
-
 @dataclass(frozen=True)
 class Fields:
     email: str
@@ -105,16 +97,16 @@ def leave(site_id: str, doc: Any, *, visitor_id: str | None = None,
     The caller acknowledges after this returns and then calls ``dispatch``.
     """
     fields = validate(doc)
-    if visitor_id and not limits.allow(visitor_limit_key(visitor_id),
-                                       config.OFFLINE_PER_VISITOR_PER_HOUR, LIMIT_WINDOW):
+    per_visitor, per_network = limits.OFFLINE_PER_VISITOR, limits.OFFLINE_PER_NETWORK
+    if visitor_id and not per_visitor.allow(visitor_id, config.OFFLINE_PER_VISITOR_PER_HOUR):
         raise Refusal(RATE_LIMITED, "You have sent several messages already; we will answer "
-                      "them soon.", retry_after=limits.retry_after(LIMIT_WINDOW))
-    if ip_hash and not limits.allow(f"offline-ip#{ip_hash}", config.OFFLINE_PER_IP_PER_HOUR, LIMIT_WINDOW):
+                      "them soon.", retry_after=per_visitor.retry_after())
+    if ip_hash and not per_network.allow(ip_hash, config.OFFLINE_PER_IP_PER_HOUR):
         raise Refusal(RATE_LIMITED, "Too many messages from your network; try again later.",
-                      retry_after=limits.retry_after(LIMIT_WINDOW))
+                      retry_after=per_network.retry_after())
     try:  # two mails: the team's and the visitor's receipt
-        mail.spend(site_id, 2, ip_hash)
-    except mail.OverBudget as over:
+        limits.spend_mail(site_id, 2, ip_hash)
+    except limits.OverBudget as over:
         raise Refusal(RATE_LIMITED, over.message, retry_after=over.retry_after) from None
     conv_id = _attach(visitor_id, fields.email) if visitor_id else None
     now = clock.now_ms()
@@ -184,8 +176,8 @@ def sweep_digests(site: SiteModel, now_ms: int | None = None) -> list[str]:
         if int(conv.seq or 0) <= done or int(conv.last_at or 0) > quiet_since:
             continue
         try:  # the site's and deployment's mail budgets: when spent, it waits a later round
-            mail.spend(site.id, 1)
-        except mail.OverBudget:
+            limits.spend_mail(site.id, 1)
+        except limits.OverBudget:
             log.warning("digest held back: mail budget spent", extra={"site": site.id})
             continue
         # Queue first, then mark: a failed enqueue leaves it unmarked for the next round,

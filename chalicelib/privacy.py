@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from chalicelib import clock, config, conversations, frames, limits, offline, routing, transcripts
+from chalicelib import clock, config, frames, limits, routing
 from chalicelib.fanout import Outbox
 from chalicelib.models import (
     META,
@@ -202,9 +202,7 @@ def erase(found: Holdings, outbox: Outbox) -> Erased:
         keys += _partition(visitor_key(visitor_id))
         counts["visitors"] += 1
         # Their rate counters name them too: offline messages, new chats, transcripts.
-        limits.forget(offline.visitor_limit_key(visitor_id), offline.LIMIT_WINDOW)
-        limits.forget(conversations.start_limit_key(visitor_id), conversations.START_LIMIT_WINDOW)
-        limits.forget(transcripts.limit_key(f"v:{visitor_id}"), transcripts.LIMIT_WINDOW)
+        limits.forget_visitor(visitor_id)
     _delete(keys)
     for site in sorted(sites_to_drain):
         routing.drain(site, outbox)  # the agent has room again; the queue moved

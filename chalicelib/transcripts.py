@@ -17,7 +17,7 @@ once per request: each request carries a client-chosen id, recorded on the conve
 (``tx``: id -> address) before it is queued; a resend finds its id and is queued again, and
 the email's key is the request, so SQS redelivery, a resend or a second click never mails
 twice. Limited to ``MAX_PER_CONVERSATION`` requests per chat, ``config.TRANSCRIPTS_PER_HOUR``
-per person and the mail budgets (``mail.spend``). (Closing with ``transcript: true`` asks for
+per person and the mail budgets (``limits.spend_mail``). (Closing with ``transcript: true`` asks for
 one to the pre-chat address, key ``transcript:<conversation>``, flagged by ``tx_close``.)
 """
 
@@ -57,14 +57,6 @@ def confirm_job(conv_id: str, request_id: str | None) -> dict[str, Any]:
 
 def mail_key(conv_id: str, request_id: str | None) -> str:
     return f"transcript:{conv_id}:{request_id}" if request_id else f"transcript:{conv_id}"
-
-
-LIMIT_WINDOW = 3600  # TRANSCRIPTS_PER_HOUR
-
-
-def limit_key(tag: str) -> str:
-    """The rate-limit key of one person's transcript requests (``v:<visitor>``/``a:<agent>``)."""
-    return f"transcript#{tag}"
 
 
 def address(conv: ConversationModel, request_id: str | None) -> str | None:
@@ -118,9 +110,9 @@ def request(who: Caller, frame: Frame, outbox: Outbox) -> None:
     if to is None:
         raise ProtocolError(BAD_FRAME, "Give an email address to send the transcript to.", frame.ref)
     if address(conv, rid) is None:
-        if not limits.allow(limit_key(who.tag), config.TRANSCRIPTS_PER_HOUR, LIMIT_WINDOW):
+        if not limits.TRANSCRIPTS_PER_PERSON.allow(who.tag, config.TRANSCRIPTS_PER_HOUR):
             raise ProtocolError(RATE_LIMITED, "Too many transcripts asked for; try again later.", frame.ref,
-                                retry_after=limits.retry_after(LIMIT_WINDOW))
+                                retry_after=limits.TRANSCRIPTS_PER_PERSON.retry_after())
         _spend(conv, to, who.ip_hash, ref=frame.ref, agent=who.role == auth.AGENT)
         # The address a visitor gives is kept on the chat (when it had none), in the same write,
         # so the team can follow up and find the chat by it (``by_email``). One address: the
@@ -152,8 +144,8 @@ def _spend(conv: ConversationModel, to: str, network: str | None, *, ref: str | 
     """Count the request's mails (the transcript, and the confirmation link it may need first)
     against the hourly budgets; agents are the team, so their network is not counted."""
     try:
-        mail.spend(conv.site, 1 if trusted(conv, to) or agent else 2, None if agent else network)
-    except mail.OverBudget as over:
+        limits.spend_mail(conv.site, 1 if trusted(conv, to) or agent else 2, None if agent else network)
+    except limits.OverBudget as over:
         raise ProtocolError(RATE_LIMITED, over.message, ref, retry_after=over.retry_after) from None
 
 

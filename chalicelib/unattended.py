@@ -31,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from chalicelib import frames, mail, queue, routing, sites, telemetry, validate
+from chalicelib import frames, limits, queue, routing, sites, telemetry, validate
 from chalicelib.auth import Caller
 from chalicelib.fanout import Outbox
 from chalicelib.models import (
@@ -139,8 +139,8 @@ def continue_by_email(who: Caller, request: Frame, outbox: Outbox, network: str 
     if not (conv.by_email and conv.email == address):
         if not conv.by_email:  # the team's one mail about it: counted the first time only
             try:
-                mail.spend(conv.site, 1, network)
-            except mail.OverBudget as over:
+                limits.spend_mail(conv.site, 1, network)
+            except limits.OverBudget as over:
                 raise ProtocolError(RATE_LIMITED, over.message, request.ref, over.retry_after) from None
         ok, fresh = update_or_old(
             C, conv.pk, [C.email.set(address), C.email_key.set(email_key(conv.site, address)),

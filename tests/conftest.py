@@ -169,11 +169,11 @@ def kept_address_counters() -> Iterator[None]:
     Every REST call of the local stand-in comes from 127.0.0.1 (Chalice's local gateway
     says so), so a test that spends that address's hourly offline-message or failed-sign-in
     allowance would otherwise leave later tests refused."""
-    from chalicelib import agents, auth, limits
+    from chalicelib import auth, limits
     from chalicelib.models import META, CounterModel
 
-    keys = [limits.counter_key(f"offline-ip#{auth.fingerprint('127.0.0.1')}", 3600),
-            limits.counter_key(f"login-ip#{auth.fingerprint('127.0.0.1')}", agents.LOGIN_WINDOW)]
+    keys = [limits.OFFLINE_PER_NETWORK.counter_key(auth.fingerprint('127.0.0.1')),
+            limits.LOGIN_FAILURES_PER_SOURCE.counter_key(auth.fingerprint('127.0.0.1'))]
 
     def count(key: str) -> int | None:
         try:

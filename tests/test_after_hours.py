@@ -132,10 +132,9 @@ def test_bad_offline_messages_are_refused_clearly_and_nothing_is_stored(stack, s
 def test_offline_messages_are_rate_limited_per_address_and_per_visitor(stack, site, visitor,
                                                                       monkeypatch):
     from chalicelib import auth, limits
-    from chalicelib.offline import LIMIT_WINDOW
 
     # Earlier tests in the run may have left messages from this address in this window.
-    key = limits.counter_key(f"offline-ip#{auth.fingerprint('127.0.0.1')}", LIMIT_WINDOW)
+    key = limits.OFFLINE_PER_NETWORK.counter_key(auth.fingerprint('127.0.0.1'))
     try:
         earlier = int(limits.CounterModel.get(key, "META", consistent_read=True).n)
     except limits.CounterModel.DoesNotExist:

@@ -14,7 +14,7 @@ import urllib.request
 
 import pytest
 
-from chalicelib import auth, config, limits, mail, offline, sites, transcripts, validate
+from chalicelib import auth, config, limits, offline, sites, transcripts, validate
 from chalicelib.models import META, ConversationModel, CounterModel, conversation_key
 from tests.client import Clock, confirmation_link, rest
 
@@ -108,7 +108,7 @@ def test_an_agents_request_is_trusted_at_once(stack, visitor, agent, mailbox):
 
 
 def _network_key() -> str:
-    return limits.counter_key(mail.network_budget_key(auth.fingerprint("127.0.0.1")), mail.BUDGET_WINDOW)
+    return limits.MAILS_PER_NETWORK.counter_key(auth.fingerprint("127.0.0.1"))
 
 
 def test_the_network_budget_refuses_with_retry_after(stack, visitor, agent, monkeypatch, mailbox):
@@ -145,7 +145,7 @@ def test_the_site_budget_refuses_over_rest_with_retry_after(stack, site, monkeyp
 
 
 def test_the_deployment_budget_covers_every_site(stack, visitor, monkeypatch, mailbox):
-    key = limits.counter_key("mail-all", mail.BUDGET_WINDOW)
+    key = limits.MAILS_PER_DEPLOYMENT.counter_key()
     try:
         spent = int(CounterModel.get(key, META, consistent_read=True).n)
     except CounterModel.DoesNotExist:

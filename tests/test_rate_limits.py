@@ -13,7 +13,7 @@ import urllib.request
 
 import pytest
 
-from chalicelib import clock, config
+from chalicelib import clock, config, limits
 from chalicelib.models import (
     META,
     ConversationModel,
@@ -184,7 +184,7 @@ def test_failed_sign_ins_answer_429_with_retry_after(stack, agent, monkeypatch, 
     assert answers == [401, 401]
     status, headers, body = _post(url, {"agent": console.agent_id, "password": "wrong-password"})
     assert status == 429 and body["code"] == RATE_LIMITED
-    assert 1 <= int(headers["Retry-After"]) <= agents.LOGIN_WINDOW
+    assert 1 <= int(headers["Retry-After"]) <= limits.LOGIN_FAILURES_PER_SOURCE.window_seconds
 
 
 def test_the_widget_slows_down_gently_and_sends_after_the_hint(stack, agent, open_page,
@@ -289,3 +289,21 @@ def test_every_action_has_a_budget_and_its_own_count(visitor, agent, monkeypatch
         expected = 5 if action == "typing" else n
         replies = [r for r in _replies(who, expected, action, timeout=10) if r.get("type") == "error"]
         assert [r["code"] for r in replies] == [RATE_LIMITED] * 5, action
+
+
+def test_named_limits_keep_their_stored_counter_keys():
+    """The counters live in DynamoDB under these keys: one table names them (chalicelib.limits)
+    and a renamed prefix would silently reset every live count."""
+    assert [limits.STARTS_PER_VISITOR.key("v1"), limits.STARTS_PER_NETWORK.key("h"),
+            limits.OFFLINE_PER_VISITOR.key("v1"), limits.OFFLINE_PER_NETWORK.key("h"),
+            limits.TRANSCRIPTS_PER_PERSON.key("v:v1"),
+            limits.LOGIN_FAILURES_PER_ACCOUNT_AND_SOURCE.key("ann#h"),
+            limits.LOGIN_FAILURES_PER_SOURCE.key("h"), limits.LOGIN_FAILURES_PER_ACCOUNT.key("ann"),
+            limits.MAILS_PER_NETWORK.key("h"), limits.MAILS_PER_SITE.key("s"),
+            limits.MAILS_PER_DEPLOYMENT.key()] == [
+        "start#v1", "start-ip#h", "offline-visitor#v1", "offline-ip#h", "transcript#v:v1",
+        "login#ann#h", "login-ip#h", "login#ann", "mail-net#h", "mail-site#s", "mail-all"]
+    logins = (limits.LOGIN_FAILURES_PER_SOURCE, limits.LOGIN_FAILURES_PER_ACCOUNT,
+              limits.LOGIN_FAILURES_PER_ACCOUNT_AND_SOURCE)
+    assert {lim.window_seconds for lim in logins} == {900}
+    assert limits.MAILS_PER_SITE.window_seconds == limits.STARTS_PER_VISITOR.window_seconds == 3600
