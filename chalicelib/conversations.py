@@ -52,7 +52,7 @@ from chalicelib import (
     frames,
     lifecycle,
     limits,
-    offline,
+    mail,
     queue,
     routing,
     sites,
@@ -337,7 +337,7 @@ def send(connection_id: str, frame: Frame, outbox: Outbox) -> int:
         # (``by_email``, on the item this write returned): the reply goes by email. Queued
         # before the ack and again on every resend, so a failed enqueue is retried with the
         # message; the email itself goes out once (its key is the message).
-        queue.enqueue(offline.reply_job(conv_id, seq))
+        queue.enqueue(mail.ReplyJob(conv_id, seq))
     outbox.to([connection_id], frames.ack(message_id, conv_id, seq, now))
     if fresh:
         telemetry.count("MessagesSent", side=role)

@@ -1,4 +1,5 @@
-"""Email through SES (the sesv2 API), at most once per job key.
+"""Email through SES (the sesv2 API), at most once per job key; and the mail jobs the queue
+carries, one typed definition each.
 
 ``send_once`` claims the key with a lease in DynamoDB, sends, then marks it sent. A
 redelivered or re-queued job finds it sent and sends nothing. A send that certainly failed
@@ -10,9 +11,10 @@ and a second email is possible).
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+import json
+from dataclasses import MISSING, dataclass, fields
 from datetime import timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 from botocore.exceptions import ClientError, ConnectTimeoutError, EndpointConnectionError
 
@@ -23,6 +25,111 @@ from chalicelib.models import MailModel, update_or_old
 # Longer than the sender's Lambda timeout, so a worker killed mid-send is not overtaken.
 LEASE_SECONDS = 300
 KEEP_DAYS = 30
+
+
+# --- mail jobs: one queue record is one job ---------------------------------------------
+#
+# A job names what to mail, never the mail itself: the consumer (``offline.process``) reads
+# the record when the job runs, so an erased record cancels its queued mail. On the queue a
+# job is ``{"kind": ..., <fields in order>}`` in compact JSON, an optional field left out when
+# it is None. Records queued before these types existed are exactly that: they stay readable.
+
+
+class _Job:
+    KIND: ClassVar[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record's JSON object; an optional field without a value is left out."""
+        return {"kind": self.KIND, **{f.name: getattr(self, f.name) for f in fields(self)  # type: ignore[arg-type]
+                                      if f.default is MISSING or getattr(self, f.name)}}
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> Any:
+        """The job in ``doc``; a required field missing raises (the record is retried, then
+        dead-lettered), an optional one is None."""
+        return cls(**{f.name: _READ[str(f.type)](doc[f.name] if f.default is MISSING else doc.get(f.name))
+                      for f in fields(cls)})  # type: ignore[arg-type]
+
+
+# How each field type is read back (as the string dispatcher before these types read them).
+_READ: dict[str, Any] = {"str": str, "int": int, "str | None": lambda value: str(value) if value else None}
+
+
+@dataclass(frozen=True)
+class OfflineJob(_Job):
+    """An offline message: the team's email and the visitor's receipt."""
+
+    KIND = "offline"
+    id: str
+
+
+@dataclass(frozen=True)
+class DigestJob(_Job):
+    """The team's digest of a waiting chat's unanswered lines after ``after`` up to ``upto``."""
+
+    KIND = "digest"
+    conv: str
+    after: int
+    upto: int
+
+
+@dataclass(frozen=True)
+class ReplyJob(_Job):
+    """An agent's reply, by email, to a visitor who is no longer connected."""
+
+    KIND = "reply"
+    conv: str
+    seq: int
+
+
+@dataclass(frozen=True)
+class WaitingByEmailJob(_Job):
+    """Tell the team a visitor waits for an answer by email (``unattended``)."""
+
+    KIND = "waiting_by_email"
+    conv: str
+
+
+@dataclass(frozen=True)
+class TranscriptJob(_Job):
+    """The transcript, for the visitor: at close, or one request (``rid``) of ``transcripts``."""
+
+    KIND = "transcript"
+    conv: str
+    rid: str | None = None
+
+
+@dataclass(frozen=True)
+class ConfirmJob(_Job):
+    """The confirmation link for one transcript request's address."""
+
+    KIND = "confirm"
+    conv: str
+    rid: str | None = None
+
+
+Job = OfflineJob | DigestJob | ReplyJob | WaitingByEmailJob | TranscriptJob | ConfirmJob
+#: kind -> job type: every job the queue may carry.
+JOBS: dict[str, type[Job]] = {cls.KIND: cls for cls in (
+    OfflineJob, DigestJob, ReplyJob, WaitingByEmailJob, TranscriptJob, ConfirmJob)}
+
+
+def encode(job: Job) -> str:
+    """The queue record's body."""
+    return json.dumps(job.to_dict(), separators=(",", ":"))
+
+
+def decode(body: str) -> Job:
+    """The job in a queue record's body; ValueError for a kind nobody handles."""
+    doc = json.loads(body)
+    kind = doc.get("kind")
+    if kind not in JOBS:
+        raise ValueError(f"unknown mail job {kind!r}")
+    job: Job = JOBS[kind].from_dict(doc)
+    return job
+
+
+# --- sending ------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)

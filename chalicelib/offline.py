@@ -13,8 +13,8 @@ its retention drops the job without sending, so erasure also cancels queued mail
 
 from __future__ import annotations
 
-import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -141,7 +141,7 @@ def dispatch(message_id: str) -> None:
     """Queue a stored message for mailing, then clear its "unqueued" mark. A failure here is
     logged, not raised: the message is safe in DynamoDB and the sweep will queue it."""
     try:
-        queue.enqueue({"kind": "offline", "id": message_id})
+        queue.enqueue(mail.OfflineJob(message_id))
     except Exception:
         log.exception("offline message stored but not queued; the sweep will retry")
         return
@@ -182,17 +182,12 @@ def sweep_digests(site: SiteModel, now_ms: int | None = None) -> list[str]:
             continue
         # Queue first, then mark: a failed enqueue leaves it unmarked for the next round,
         # and a double enqueue (two sweeps) is one email, its key being the lines it covers.
-        queue.enqueue({"kind": "digest", "conv": conv.id, "after": done, "upto": int(conv.seq)})
+        queue.enqueue(mail.DigestJob(conv.id, done, int(conv.seq)))
         C = ConversationModel
         update_or_old(C, conv.pk, [C.digested_seq.set(int(conv.seq))],
                       C.digested_seq.does_not_exist() | (C.digested_seq < int(conv.seq)))
         queued.append(conv.id)
     return queued
-
-
-def reply_job(conv_id: str, seq: int) -> dict[str, Any]:
-    """The job that emails an agent's reply to a visitor who is no longer connected."""
-    return {"kind": "reply", "conv": conv_id, "seq": seq}
 
 
 # --- the consumer side: one queue record is one job -------------------------------------
@@ -213,22 +208,8 @@ def _current[R: (OfflineMessageModel, ConversationModel)](model: type[R], pk: st
 
 def process(body: str) -> None:
     """Send the emails one job asks for; raises to have the record retried."""
-    job = json.loads(body)
-    kind = job.get("kind")
-    if kind == "offline":
-        _offline(str(job["id"]))
-    elif kind == "digest":
-        _digest(str(job["conv"]), int(job["after"]), int(job["upto"]))
-    elif kind == "reply":
-        _reply(str(job["conv"]), int(job["seq"]))
-    elif kind == "waiting_by_email":
-        _waiting_by_email(str(job["conv"]))
-    elif kind == "transcript":
-        _transcript_mail(str(job["conv"]), str(job["rid"]) if job.get("rid") else None)
-    elif kind == "confirm":
-        _confirm_mail(str(job["conv"]), str(job["rid"]) if job.get("rid") else None)
-    else:
-        raise ValueError(f"unknown mail job {kind!r}")
+    job = mail.decode(body)
+    HANDLERS[type(job)](job)
 
 
 def _offline(message_id: str) -> None:
@@ -346,6 +327,17 @@ def _confirm_mail(conv_id: str, request_id: str | None) -> None:
     conv = _current(ConversationModel, conversation_key(conv_id), "confirm")
     if conv is not None:
         transcripts.send_confirmation(conv, request_id)
+
+
+#: job type -> what runs it: the one dispatcher of the mail queue (every type in mail.JOBS).
+HANDLERS: dict[type[mail.Job], Callable[[Any], None]] = {
+    mail.OfflineJob: lambda job: _offline(job.id),
+    mail.DigestJob: lambda job: _digest(job.conv, job.after, job.upto),
+    mail.ReplyJob: lambda job: _reply(job.conv, job.seq),
+    mail.WaitingByEmailJob: lambda job: _waiting_by_email(job.conv),
+    mail.TranscriptJob: lambda job: _transcript_mail(job.conv, job.rid),
+    mail.ConfirmJob: lambda job: _confirm_mail(job.conv, job.rid),
+}
 
 
 def _messages(conv_id: str, after: int, upto: int) -> tuple[list[MessageModel], int]:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import functools
-import json
 from typing import Any
 
-from chalicelib import aws, config
+from chalicelib import aws, config, mail
 
 
 @functools.cache
@@ -20,6 +19,6 @@ def _url() -> str:
     return str(_client().get_queue_url(QueueName=config.MAIL_QUEUE_NAME)["QueueUrl"])
 
 
-def enqueue(job: dict[str, Any]) -> None:
+def enqueue(job: mail.Job) -> None:
     """Put one mail job on the queue. Jobs are idempotent, so enqueueing twice is harmless."""
-    _client().send_message(QueueUrl=_url(), MessageBody=json.dumps(job, separators=(",", ":")))
+    _client().send_message(QueueUrl=_url(), MessageBody=mail.encode(job))

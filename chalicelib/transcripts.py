@@ -24,7 +24,6 @@ one to the pre-chat address, key ``transcript:<conversation>``, flagged by ``tx_
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from pynamodb.expressions.condition import size
 
@@ -44,15 +43,6 @@ from chalicelib.protocol import BAD_FRAME, CONFLICT, FORBIDDEN, RATE_LIMITED, RE
 MAX_PER_CONVERSATION = 3
 CONFIRM = "confirm"  # the purpose signed into confirmation links
 BY_LINK, BY_AGENT = "link", "agent"  # how an address came to be trusted
-
-
-def job(conv_id: str, request_id: str | None) -> dict[str, Any]:
-    return {"kind": "transcript", "conv": conv_id, **({"rid": request_id} if request_id else {})}
-
-
-def confirm_job(conv_id: str, request_id: str | None) -> dict[str, Any]:
-    """The job that mails the confirmation link for one request's address."""
-    return {"kind": CONFIRM, "conv": conv_id, **({"rid": request_id} if request_id else {})}
 
 
 def mail_key(conv_id: str, request_id: str | None) -> str:
@@ -91,9 +81,9 @@ def _queue(conv: ConversationModel, rid: str | None, to: str) -> bool:
     """Queue the transcript when ``to`` is trusted, else the confirmation link; True when the
     transcript itself was queued."""
     if trusted(conv, to):
-        queue.enqueue(job(conv.id, rid))
+        queue.enqueue(mail.TranscriptJob(conv.id, rid))
         return True
-    queue.enqueue(confirm_job(conv.id, rid))
+    queue.enqueue(mail.ConfirmJob(conv.id, rid))
     return False
 
 
@@ -186,7 +176,7 @@ def send_confirmation(conv: ConversationModel, request_id: str | None) -> None:
     if not to:
         return
     if trusted(conv, to):  # confirmed meanwhile: the transcript is what is owed
-        queue.enqueue(job(conv.id, request_id))
+        queue.enqueue(mail.TranscriptJob(conv.id, request_id))
         return
     site = sites.get(conv.site)
     name = sites.display_name(site)
@@ -231,5 +221,5 @@ def confirm(token: str) -> Confirmed:
     to = next(iter(matching.values()))
     _trust(conv, to, BY_LINK)
     for rid in matching:
-        queue.enqueue(job(conv.id, rid or None))
+        queue.enqueue(mail.TranscriptJob(conv.id, rid or None))
     return Confirmed(200, "Thank you: your address is confirmed. The transcript is on its way.")

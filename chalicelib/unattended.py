@@ -31,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from chalicelib import frames, limits, queue, routing, sites, telemetry, validate
+from chalicelib import frames, limits, mail, queue, routing, sites, telemetry, validate
 from chalicelib.auth import Caller
 from chalicelib.fanout import Outbox
 from chalicelib.models import (
@@ -152,14 +152,10 @@ def continue_by_email(who: Caller, request: Frame, outbox: Outbox, network: str 
         telemetry.count("ContinuedByEmail")
     # Queued on every call, resends included, so a failed enqueue is retried with the frame;
     # the mail itself goes out once (its key is the conversation).
-    queue.enqueue(team_job(conv.id))
+    queue.enqueue(mail.WaitingByEmailJob(conv.id))
     answer = frames.by_email(conv.id, address, conv.summary())
     outbox.to(conv.connections(), answer)  # the visitor's tabs, and the agent's if it has one
     if conv.status == routing.QUEUED:
         routing.tell_agents(conv.site, outbox)  # the line shows it waits for an email answer
     return conv
 
-
-def team_job(conv_id: str) -> dict[str, Any]:
-    """The mail job telling the team a visitor waits for an answer by email (``offline``)."""
-    return {"kind": "waiting_by_email", "conv": conv_id}

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from chalicelib import agents, config, offline, queue, sites
+from chalicelib import agents, config, mail, offline, queue, sites
 from chalicelib.hours import to_ms
 from chalicelib.models import SiteModel
 from infra import admin
@@ -172,8 +172,8 @@ def test_a_redelivered_job_never_sends_a_second_email(stack, site, team, frozen,
     _status, body = rest(stack.gateway.http_url, "POST", "/offline",
                         {"site": site, "email": "eve@example.org", "text": "Twice?"})
     assert len(mailbox(team)) == 1
-    queue.enqueue({"kind": "offline", "id": body["id"]})  # SQS delivers at least once
-    queue.enqueue({"kind": "offline", "id": body["id"]})
+    queue.enqueue(mail.OfflineJob(body["id"]))  # SQS delivers at least once
+    queue.enqueue(mail.OfflineJob(body["id"]))
     assert len(mailbox(team)) == 1 and len(mailbox("eve@example.org")) == 1
 
 
@@ -187,7 +187,7 @@ def test_a_poisoned_job_lands_in_the_dlq_and_can_be_redriven(stack, site, team, 
     stored = f"m{secrets.token_hex(6)}"
     offline.OfflineMessageModel(f"OFFLINE#{stored}", site=site, email="fay@example.org",
                                 text="found again", created_at=frozen.now).save()
-    queue.enqueue({"kind": "offline", "id": stored})
+    queue.enqueue(mail.OfflineJob(stored))
     assert mailbox(team) == []
     parked = [d for d in admin.dead_letters() if json.loads(d["body"]).get("id") == stored]
     assert len(parked) == 1 and parked[0]["receives"] >= config.MAIL_MAX_RECEIVES

@@ -76,13 +76,13 @@ def test_transcript_requests_are_mailed_once_each_and_limited_per_chat(stack, si
     assert guest.request(ask, "transcript_queued")["email"] == "tina@example.org"
     guest.request(ask, "transcript_queued")  # a resend (lost ack): the same request
     stack.poller.drain()
-    from chalicelib import queue, transcripts
+    from chalicelib import mail, queue
 
-    queue.enqueue(transcripts.job(conv, "req-one"))  # SQS delivering the job once more
+    queue.enqueue(mail.TranscriptJob(conv, "req-one"))  # SQS delivering the job once more
     (note,) = mailbox("tina@example.org")  # the confirmation link, once; no transcript yet
     assert _open_link(note) == 200
     assert _open_link(note) == 200  # opened twice
-    queue.enqueue(transcripts.job(conv, "req-one"))
+    queue.enqueue(mail.TranscriptJob(conv, "req-one"))
     assert len(mailbox("tina@example.org")) == 2
 
     other = guest.request({**ask, "id": "req-two", "email": "tina.work@example.org"}, "transcript_queued")

@@ -9,12 +9,13 @@ front; an IDNA domain is accepted and encoded; a mail cut at the message cap say
 
 from __future__ import annotations
 
+import json
 import urllib.error
 import urllib.request
 
 import pytest
 
-from chalicelib import auth, config, limits, offline, sites, transcripts, validate
+from chalicelib import auth, config, limits, mail, offline, sites, transcripts, validate
 from chalicelib.models import META, ConversationModel, CounterModel, conversation_key
 from tests.client import Clock, confirmation_link, rest
 
@@ -216,3 +217,33 @@ def test_a_cut_transcript_and_digest_say_so(stack, site, visitor, agent, monkeyp
     assert len(digests) == 1 and "waiting 3" not in digests[0]["body"]["text"]
     said = "more messages not included here; see the conversation in the console"
     assert said in digests[0]["body"]["text"]
+
+
+# Queue records exactly as the code before typed jobs wrote them (and as may still wait on a
+# queue or in its dead-letter queue during a deploy): each must read back as its job, and a
+# job must write exactly these bytes.
+QUEUED_BEFORE = {
+    '{"kind":"offline","id":"m1a2b3"}': mail.OfflineJob("m1a2b3"),
+    '{"kind":"digest","conv":"c1a2b3c4","after":0,"upto":7}': mail.DigestJob("c1a2b3c4", 0, 7),
+    '{"kind":"reply","conv":"c1a2b3c4","seq":4}': mail.ReplyJob("c1a2b3c4", 4),
+    '{"kind":"waiting_by_email","conv":"c1a2b3c4"}': mail.WaitingByEmailJob("c1a2b3c4"),
+    '{"kind":"transcript","conv":"c1a2b3c4"}': mail.TranscriptJob("c1a2b3c4"),
+    '{"kind":"transcript","conv":"c1a2b3c4","rid":"req-one"}': mail.TranscriptJob("c1a2b3c4", "req-one"),
+    '{"kind":"confirm","conv":"c1a2b3c4","rid":"req-one"}': mail.ConfirmJob("c1a2b3c4", "req-one"),
+    '{"kind":"confirm","conv":"c1a2b3c4"}': mail.ConfirmJob("c1a2b3c4", None),
+}
+
+
+def test_mail_jobs_read_and_write_the_records_already_queued():
+    for body, job in QUEUED_BEFORE.items():
+        assert mail.decode(body) == job, body
+        assert mail.encode(job) == body
+    assert mail.encode(mail.TranscriptJob("c1a2b3c4", "")) == '{"kind":"transcript","conv":"c1a2b3c4"}'
+    assert mail.decode('{"kind":"transcript","conv":"c1a2b3c4","rid":""}').rid is None
+    # Every kind is covered above, and the consumer has one handler per job type.
+    assert set(mail.JOBS) == {json.loads(body)["kind"] for body in QUEUED_BEFORE}
+    assert set(offline.HANDLERS) == set(mail.JOBS.values())
+    with pytest.raises(ValueError, match="unknown mail job"):  # retried, then dead-lettered
+        mail.decode('{"kind":"fax","conv":"c1a2b3c4"}')
+    with pytest.raises(KeyError):  # a record missing a field is not sent about "None"
+        mail.decode('{"kind":"reply","conv":"c1a2b3c4"}')

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from chalicelib import clock, config, offline, queue
+from chalicelib import clock, config, mail, offline, queue
 from chalicelib.models import (
     META,
     ConversationModel,
@@ -275,7 +275,7 @@ def test_items_past_their_expiry_are_not_served(stack, site, visitor, agent):
     _mail_drained(stack)
     message_id = offline.leave(site, {"email": "late@example.org", "text": "expired"})
     _expire(f"OFFLINE#{message_id}")
-    queue.enqueue({"kind": "offline", "id": message_id})
+    queue.enqueue(mail.OfflineJob(message_id))
     assert stack.poller is not None and stack.ses is not None
     stack.poller.drain()
     assert stack.ses.emails() == []
