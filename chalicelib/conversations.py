@@ -414,18 +414,6 @@ def _participant(conv_id: str, connection_id: str) -> ConversationModel:
     return conv
 
 
-def held_by(who: Caller, conv_id: str) -> ConversationModel:
-    """The conversation, if ``who`` is the agent holding it (for what only that agent may
-    see or do: notes, visitor context); a refusal that does not reveal whether it exists."""
-    try:
-        conv = ConversationModel.get(conversation_key(conv_id), META, consistent_read=True)
-    except ConversationModel.DoesNotExist:
-        raise ProtocolError(FORBIDDEN, "That is not one of your conversations.") from None
-    if conv.agent_id != who.subject or conv.site != who.site:
-        raise ProtocolError(FORBIDDEN, "That is not one of your conversations.")
-    return conv
-
-
 def _other_side(conv: ConversationModel, connection_id: str) -> list[str]:
     own = conv.connections()[connection_id][:2]
     return [c for c, tag in conv.connections().items() if not tag.startswith(own)]

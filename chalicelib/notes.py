@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalicelib import auth, clock, conversations, frames
+from chalicelib import auth, clock, frames, routing
 from chalicelib.auth import Caller
 from chalicelib.fanout import Outbox
 from chalicelib.models import META, AgentModel, ConversationModel, MessageModel, agent_key, keep_until
@@ -15,7 +15,7 @@ NOTE = "note"
 
 def add(who: Caller, conv_id: str, text: str, outbox: Outbox | None = None,
         conv: ConversationModel | None = None) -> dict[str, Any]:
-    conv = conv or conversations.held_by(who, conv_id)
+    conv = conv or routing.held_by(who, conv_id)
     name = AgentModel.get(agent_key(who.subject), META).name
     now = clock.now_ms()
     note = MessageModel(conv.pk, f"NOTE#{now:015d}#{auth.new_id(4)}", seq=0, role=NOTE,
@@ -35,6 +35,6 @@ def note_frame(conv_id: str, note: MessageModel) -> dict[str, Any]:
 def history(who: Caller, conv_id: str, cursor: str | None = None) -> dict[str, Any]:
     """The chat's notes, oldest first, one page (``more``, ``cursor``: how many were sent);
     ``after`` echoes the cursor asked from, so the console appends rather than replaces."""
-    conv = conversations.held_by(who, conv_id)
+    conv = routing.held_by(who, conv_id)
     items = MessageModel.query(conv.pk, MessageModel.sk.startswith("NOTE#"), consistent_read=True)
     return frames.notes(conv.id, [note_frame(conv.id, n) for n in items], cursor)

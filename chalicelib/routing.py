@@ -29,6 +29,7 @@ from pynamodb.expressions.condition import size
 from pynamodb.expressions.update import Action
 
 from chalicelib import clock, frames, lifecycle, telemetry
+from chalicelib.auth import Caller
 from chalicelib.fanout import Outbox
 
 # The states' one home is chalicelib.lifecycle; named here too, for routing's many readers.
@@ -47,7 +48,7 @@ from chalicelib.models import (
     plain_map,
     update_or_old,
 )
-from chalicelib.protocol import AT_CAPACITY, CONFLICT, ProtocolError, page_view
+from chalicelib.protocol import AT_CAPACITY, CONFLICT, FORBIDDEN, ProtocolError, page_view
 
 QUEUE_PAGE = 100
 IN_FLIGHT_MS = 5_000  # a conversation this new is still being routed by its own start
@@ -126,6 +127,18 @@ def assign(conv_id: str, agent_id: str, require_shift: bool = True) -> Assignmen
             return "gone"
         return "taken"
     return Assignment(conv, agent)
+
+
+def held_by(who: Caller, conv_id: str) -> ConversationModel:
+    """The conversation, if ``who`` is the agent holding it (for what only that agent may
+    see or do: notes, visitor context); a refusal that does not reveal whether it exists."""
+    try:
+        conv = ConversationModel.get(conversation_key(conv_id), META, consistent_read=True)
+    except ConversationModel.DoesNotExist:
+        raise ProtocolError(FORBIDDEN, "That is not one of your conversations.") from None
+    if conv.agent_id != who.subject or conv.site != who.site:
+        raise ProtocolError(FORBIDDEN, "That is not one of your conversations.")
+    return conv
 
 
 def held(agent: AgentModel) -> list[ConversationModel]:

@@ -86,7 +86,7 @@ def context(who: Caller, conv_id: str, cursor: str | None = None) -> dict[str, A
     """Everything the agent of a conversation may know about its visitor, in one frame; the
     visit's pages (up to 50, clipped) paged by position: with ``cursor``, only more ``pages``
     (``after`` = the cursor) for the console to append."""
-    conv = conversations.held_by(who, conv_id)
+    conv = routing.held_by(who, conv_id)
     try:
         visitor = VisitorModel.get(visitor_key(conv.visitor_id), META, consistent_read=True)
     except VisitorModel.DoesNotExist:
