@@ -60,7 +60,7 @@ TRANSCRIPTS_PER_HOUR = int(os.environ.get("TRANSCRIPTS_PER_HOUR", "5"))
 # A visitor's address is confirmed by a link before the first transcript; the link lasts this long.
 MAIL_CONFIRM_TTL_SECONDS = int(os.environ.get("MAIL_CONFIRM_TTL_SECONDS", str(24 * 3600)))
 # Hourly budgets of the emails strangers can cause (offline messages, transcripts and their
-# confirmation links, digests): per network address, per site, per deployment (chalicelib.mail.spend;
+# confirmation links, digests): per network address, per site, per deployment (chalicelib.limits.spend_mail;
 # docs/resilience.md). 0 turns one off; the local stand-in turns off the per-network one.
 MAIL_PER_NETWORK_PER_HOUR = int(os.environ.get("MAIL_PER_NETWORK_PER_HOUR", "20"))
 MAIL_PER_SITE_PER_HOUR = int(os.environ.get("MAIL_PER_SITE_PER_HOUR", "200"))
