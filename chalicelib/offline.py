@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib import auth, clock, config, lifecycle, limits, mail, queue, routing, sites, stats
+from chalicelib import auth, clock, config, lifecycle, limits, mail, queue, routing, sites, stats, transcripts
 from chalicelib.availability import status
 from chalicelib.hours import from_ms
 from chalicelib.models import (
@@ -304,8 +304,6 @@ def _waiting_by_email(conv_id: str) -> None:
 def _transcript_mail(conv_id: str, request_id: str | None = None) -> None:
     """The whole conversation, for the visitor: asked for when closing (to the pre-chat
     address) or by a request (chalicelib.transcripts), each request mailed once."""
-    from chalicelib import transcripts
-
     conv = _current(ConversationModel, conversation_key(conv_id), "transcript")
     to = None if conv is None else transcripts.address(conv, request_id)
     if conv is None or not to:
@@ -322,8 +320,6 @@ def _transcript_mail(conv_id: str, request_id: str | None = None) -> None:
 
 
 def _confirm_mail(conv_id: str, request_id: str | None) -> None:
-    from chalicelib import transcripts
-
     conv = _current(ConversationModel, conversation_key(conv_id), "confirm")
     if conv is not None:
         transcripts.send_confirmation(conv, request_id)
