@@ -41,11 +41,11 @@ STATEMENTS = {"app": "import app", "botocore": "import botocore.session",
 
 
 def build() -> Path:
-    from infra import deploy
+    from infra.deploy.packaging import package
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")}
     env.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-    return deploy.package("prod", env=env, out=lambda *_: None).zip_path
+    return package("prod", env=env, out=lambda *_: None).zip_path
 
 
 def spread(values: list[float]) -> dict[str, float]:

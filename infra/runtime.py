@@ -1,6 +1,6 @@
 """The AWS Lambda runtime we deploy to, stated once.
 
-Read by the Makefile (which Python builds the venv), ``infra/deploy.py`` (which runtime a
+Read by the Makefile (which Python builds the venv), ``infra/deploy/packaging.py`` (which runtime a
 deploy may use, and what the package must carry) and ``tests/test_packaged.py`` (the clean
 venv that plays the runtime). Change the runtime here and everything follows.
 

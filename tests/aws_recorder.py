@@ -11,7 +11,7 @@ calls ``_make_api_call`` itself, included). A call counts as the app's when its 
   fan-out pool posting to connections).
 
 Everything else is the test harness: the local stack creating the table and queues, tests
-reading DynamoDB or calling ``chalicelib`` directly, the admin CLI, ``infra/deploy.py``.
+reading DynamoDB or calling ``chalicelib`` directly, the admin CLI, ``infra/deploy/``.
 
 Checking: each call is translated into the IAM action(s) and the resource ARN(s) AWS would
 authorize, with local names mapped to the prod stage's (the local table is the table named by

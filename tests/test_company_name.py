@@ -17,7 +17,9 @@ import pytest
 
 from chalicelib import sites
 from chalicelib.models import SiteModel
-from infra import admin, company, deploy
+from infra import admin, company
+from infra.deploy import DeployError
+from infra.deploy.site import company_name, ensure_admin_here
 from tests.client import Client, confirmation_link, rest
 
 # Every test here leaves offline messages and transcripts from 127.0.0.1: give the allowances back.
@@ -168,13 +170,13 @@ def test_deploys_first_admin_names_the_site_and_a_redeploy_keeps_it(stack, monke
     monkeypatch.setenv("ADMIN_PASSWORD", "a long enough password")
     site_id = f"dep{secrets.token_hex(4)}"
     try:
-        assert deploy.ensure_admin_here(site_id, f"ad{site_id}", "Admin", None, "Acme Shoes")["created"]
+        assert ensure_admin_here(site_id, f"ad{site_id}", "Admin", None, "Acme Shoes")["created"]
         assert sites.get(site_id).name == "Acme Shoes"
-        deploy.ensure_admin_here(site_id, f"ad{site_id}", "Admin", None, None)
+        ensure_admin_here(site_id, f"ad{site_id}", "Admin", None, None)
         assert sites.get(site_id).name == "Acme Shoes"
-        assert deploy.company_name("Acme") == "Acme"
-        with pytest.raises(deploy.DeployError, match="name:"):
-            deploy.company_name("x" * 101)
+        assert company_name("Acme") == "Acme"
+        with pytest.raises(DeployError, match="name:"):
+            company_name("x" * 101)
     finally:
         from chalicelib import agents
 

@@ -27,7 +27,30 @@ import boto3
 import pytest
 import yaml
 
-from infra import deploy
+from infra.deploy import DeployError
+from infra.deploy.chalice_config import function_setting, load_chalice_config, stage_config, stage_env
+from infra.deploy.cli import main
+from infra.deploy.names import names as stage_names
+from infra.deploy.packaging import (
+    BUILD_ROOT,
+    MAX_PACKAGE_BYTES,
+    NOT_SHIPPED,
+    SHIPPED_SERVICES,
+    Package,
+    package,
+)
+from infra.deploy.policy import policy_path, render_policy
+from infra.deploy.protection import Throttle, api_protection, rest_stage_patch, websocket_stage_update
+from infra.deploy.stack import LOGGING_ROLE_TEMPLATE, Deployer, Options
+from infra.deploy.template import (
+    TEMPLATE,
+    load_template,
+    postprocess_sam,
+    table_schema,
+    table_yaml,
+    template_table_schema,
+)
+from infra.deploy.uploads import CACHE_IMMUTABLE, CACHE_WIDGET
 from tests import aws_recorder
 from tests.aws_recorder import Call
 
@@ -37,12 +60,12 @@ STAGES = ("dev", "prod")
 
 @pytest.fixture(scope="module")
 def template() -> dict[str, Any]:
-    return deploy.load_template()
+    return load_template()
 
 
 @pytest.fixture(scope="module")
 def chalice_config() -> dict[str, Any]:
-    return deploy.load_chalice_config()
+    return load_chalice_config()
 
 
 # ---- the template -------------------------------------------------------------------------------
@@ -52,7 +75,7 @@ def test_table_matches_models(template: dict[str, Any]) -> None:
     """Keys, attributes and every GSI (queue, shift, due, site_visitors, team, by_visitor,
     by_email) as the models define them; `python -m infra.deploy table` prints the block to
     paste on drift."""
-    assert deploy.template_table_schema(template) == deploy.table_schema(), deploy.table_yaml()
+    assert template_table_schema(template) == table_schema(), table_yaml()
     props = template["Resources"]["Table"]["Properties"]
     assert props["BillingMode"] == "PAY_PER_REQUEST"
     assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
@@ -64,8 +87,8 @@ def test_table_matches_models(template: dict[str, Any]) -> None:
 def test_table_drift_is_detected(template: dict[str, Any]) -> None:
     drifted = json.loads(json.dumps(template))
     drifted["Resources"]["Table"]["Properties"]["GlobalSecondaryIndexes"].pop()
-    assert deploy.template_table_schema(drifted) != deploy.table_schema()
-    assert deploy.main(["table", "--check"]) == 0
+    assert template_table_schema(drifted) != table_schema()
+    assert main(["table", "--check"]) == 0
 
 
 @pytest.mark.parametrize("stage", STAGES)
@@ -75,11 +98,11 @@ def test_mail_queue_redrive_and_visibility(template: dict[str, Any], chalice_con
 
     queue = template["Resources"]["MailQueue"]["Properties"]
     dlq = template["Resources"]["MailDeadLetterQueue"]["Properties"]
-    receives = int(deploy.stage_env(chalice_config, stage).get("MAIL_MAX_RECEIVES", config.MAIL_MAX_RECEIVES))
+    receives = int(stage_env(chalice_config, stage).get("MAIL_MAX_RECEIVES", config.MAIL_MAX_RECEIVES))
     assert queue["RedrivePolicy"]["maxReceiveCount"] == receives == config.MAIL_MAX_RECEIVES
     assert template["Outputs"]["MailMaxReceives"]["Value"] == str(receives)
     assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["MailDeadLetterQueue", "Arn"]}
-    sender_timeout = deploy.function_setting(chalice_config, stage, "send_mail", "lambda_timeout")
+    sender_timeout = function_setting(chalice_config, stage, "send_mail", "lambda_timeout")
     assert queue["VisibilityTimeout"] > 6 * sender_timeout
     assert dlq["MessageRetentionPeriod"] > queue["MessageRetentionPeriod"]
     from chalicelib.mail import LEASE_SECONDS
@@ -89,8 +112,8 @@ def test_mail_queue_redrive_and_visibility(template: dict[str, Any], chalice_con
 
 @pytest.mark.parametrize("stage", STAGES)
 def test_stage_config_names_the_stacks_resources(chalice_config: dict[str, Any], stage: str) -> None:
-    names = deploy.names(stage)
-    env = deploy.stage_env(chalice_config, stage)
+    names = stage_names(stage)
+    env = stage_env(chalice_config, stage)
     assert env["TABLE_NAME"] == names.table
     assert env["MAIL_QUEUE_NAME"] == names.mail_queue
     assert env["MAIL_DLQ_NAME"] == names.mail_dlq
@@ -98,19 +121,19 @@ def test_stage_config_names_the_stacks_resources(chalice_config: dict[str, Any],
     assert env["WEBSOCKET_STAGE"] == chalice_config["websocket_api_stage"]
     assert "TOKEN_SECRET" not in env  # the key lives in SSM, never in the Lambda configuration
     assert chalice_config["autogen_policy"] is False
-    st = deploy.stage_config(chalice_config, stage)
+    st = stage_config(chalice_config, stage)
     assert (ROOT / ".chalice" / st["iam_policy_file"]).exists()
-    assert deploy.function_setting(chalice_config, stage, "send_mail", "reserved_concurrency") >= 2
+    assert function_setting(chalice_config, stage, "send_mail", "reserved_concurrency") >= 2
     # The template derives the same names from AppName and Stage.
-    rendered = json.dumps(deploy.load_template()).replace("${AppName}", names.app).replace("${Stage}", stage)
+    rendered = json.dumps(load_template()).replace("${AppName}", names.app).replace("${Stage}", stage)
     for name in (names.table, names.mail_queue, names.mail_dlq, names.token_secret_param):
         assert name in rendered
 
 
 @pytest.mark.parametrize("stage", STAGES)
 def test_policy_is_scoped_to_the_stage(chalice_config: dict[str, Any], stage: str) -> None:
-    policy = json.loads(deploy.policy_path(ROOT, chalice_config, stage).read_text())
-    names = deploy.names(stage)
+    policy = json.loads(policy_path(ROOT, chalice_config, stage).read_text())
+    names = stage_names(stage)
     other = [s for s in STAGES if s != stage]
     for statement in policy["Statement"]:
         assert statement["Effect"] == "Allow"
@@ -126,7 +149,7 @@ def test_policy_is_scoped_to_the_stage(chalice_config: dict[str, Any], stage: st
             assert "*" not in action, action
     table = next(s for s in policy["Statement"] if s["Sid"] == "ChatTableIndexes")
     assert sorted(r.rsplit("/", 1)[1] for r in table["Resource"]) == sorted(
-        i["IndexName"] for i in deploy.table_schema()["GlobalSecondaryIndexes"])
+        i["IndexName"] for i in table_schema()["GlobalSecondaryIndexes"])
     trigger = next(s for s in policy["Statement"] if s["Sid"] == "MailQueueTrigger")
     assert trigger["Resource"] == [f"arn:aws:sqs:*:*:{names.mail_queue}"]
     assert set(trigger["Action"]) == {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"}
@@ -134,7 +157,7 @@ def test_policy_is_scoped_to_the_stage(chalice_config: dict[str, Any], stage: st
 
 def test_render_policy_pins_identity_and_api() -> None:
     policy = json.loads((ROOT / ".chalice" / "policy-prod.json").read_text())
-    rendered = deploy.render_policy(policy, mail_identity="shop.test", configuration_set="clicktochat-prod",
+    rendered = render_policy(policy, mail_identity="shop.test", configuration_set="clicktochat-prod",
                                     websocket_api_id="abc123", websocket_stage="api")
     mail = next(s for s in rendered["Statement"] if s["Sid"] == "SendMail")
     assert mail["Resource"] == ["arn:aws:ses:*:*:identity/shop.test",
@@ -142,7 +165,7 @@ def test_render_policy_pins_identity_and_api() -> None:
     ws = next(s for s in rendered["Statement"] if s["Sid"] == "WebSocketConnections")
     assert ws["Resource"] == ["arn:aws:execute-api:*:*:abc123/api/POST/@connections/*",
                               "arn:aws:execute-api:*:*:abc123/api/DELETE/@connections/*"]
-    again = deploy.render_policy(rendered, mail_identity="shop.test", configuration_set="clicktochat-prod",
+    again = render_policy(rendered, mail_identity="shop.test", configuration_set="clicktochat-prod",
                                  websocket_api_id="abc123", websocket_stage="api")
     assert again == rendered
 
@@ -151,7 +174,7 @@ def test_render_policy_pins_identity_and_api() -> None:
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> deploy.Package:
+def built(tmp_path_factory: pytest.TempPathFactory) -> Package:
     env = dict(os.environ, AWS_DEFAULT_REGION="us-east-1")
     for key in [k for k in env if k.startswith("AWS_ENDPOINT_URL")]:
         del env[key]
@@ -160,19 +183,19 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> deploy.Package:
         done = subprocess.run(args, cwd=cwd, env=dict(child_env), capture_output=True, text=True)
         assert done.returncode == 0, done.stdout + done.stderr
 
-    return deploy.package("prod", runner=run, env=env, out=lambda line: None)
+    return package("prod", runner=run, env=env, out=lambda line: None)
 
 
-def test_chalice_package_is_small(built: deploy.Package) -> None:
-    assert built.zip_bytes < deploy.MAX_PACKAGE_BYTES, f"{built.zip_bytes} bytes"
+def test_chalice_package_is_small(built: Package) -> None:
+    assert built.zip_bytes < MAX_PACKAGE_BYTES, f"{built.zip_bytes} bytes"
     with zipfile.ZipFile(built.zip_path) as archive:
         top = {name.split("/", 1)[0] for name in archive.namelist()}
     assert {"app.py", "chalicelib", "pynamodb", "aws_lambda_powertools", "chalice", "botocore",
             "tzdata"} <= top
-    assert not top & deploy.NOT_SHIPPED, top
+    assert not top & NOT_SHIPPED, top
 
 
-def test_merged_template_sets_partial_batch_responses(built: deploy.Package) -> None:
+def test_merged_template_sets_partial_batch_responses(built: Package) -> None:
     merged = json.loads(built.merged_template.read_text())
     resources = merged["Resources"]
     sqs_events = [e["Properties"] for r in resources.values() if r["Type"] == "AWS::Serverless::Function"
@@ -205,14 +228,14 @@ def _cfn_lint(path: Path) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True)
 
 
-def test_merged_template_passes_cfn_lint(built: deploy.Package) -> None:
+def test_merged_template_passes_cfn_lint(built: Package) -> None:
     """No errors, warnings or informational findings, experimental rules included (cfn-lint
     exits 0 only then)."""
     done = _cfn_lint(built.merged_template)
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-@pytest.mark.parametrize("path", [deploy.TEMPLATE, deploy.LOGGING_ROLE_TEMPLATE], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", [TEMPLATE, LOGGING_ROLE_TEMPLATE], ids=lambda p: p.name)
 def test_infra_templates_pass_cfn_lint(path: Path) -> None:
     done = _cfn_lint(path)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -236,21 +259,21 @@ INTERACTIVE = {"APIHandler": "api_handler", "WebsocketConnect": "websocket_conne
                "WebsocketMessage": "websocket_message", "WebsocketDisconnect": "websocket_disconnect"}
 
 
-def _throttle(limits: deploy.Throttle) -> dict[str, Any]:
+def _throttle(limits: Throttle) -> dict[str, Any]:
     return {"ThrottlingBurstLimit": limits.burst_limit, "ThrottlingRateLimit": limits.rate_limit}
 
 
-def test_merged_template_protects_the_apis(built: deploy.Package, chalice_config: dict[str, Any]) -> None:
+def test_merged_template_protects_the_apis(built: Package, chalice_config: dict[str, Any]) -> None:
     """Reserved concurrency on every function, API Gateway throttling on both stages ($connect
     and the costly REST routes tighter), and access logs without bodies or addresses."""
     merged = json.loads(built.merged_template.read_text())
     resources = merged["Resources"]
     functions = {**INTERACTIVE, "Housekeeping": "housekeeping", "SendMail": "send_mail"}
     for logical_id, name in functions.items():
-        wanted = deploy.function_setting(chalice_config, "prod", name, "reserved_concurrency")
+        wanted = function_setting(chalice_config, "prod", name, "reserved_concurrency")
         assert isinstance(wanted, int) and wanted >= 1, name
         assert resources[logical_id]["Properties"]["ReservedConcurrentExecutions"] == wanted, name
-    protection = deploy.api_protection(chalice_config, "prod")
+    protection = api_protection(chalice_config, "prod")
 
     rest = resources["RestAPI"]["Properties"]
     settings = {(s["HttpMethod"], s["ResourcePath"]): s for s in rest["MethodSettings"]}
@@ -282,24 +305,24 @@ def test_merged_template_protects_the_apis(built: deploy.Package, chalice_config
 
     for key in ("RestApiAccessLogs", "WebsocketApiAccessLogs"):
         assert resources[key]["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
-    assert merged["Parameters"]["LogRetentionDays"]["Default"] == deploy.stage_config(
+    assert merged["Parameters"]["LogRetentionDays"]["Default"] == stage_config(
         chalice_config, "prod")["log_retention_in_days"]
 
 
 @pytest.mark.parametrize("stage", STAGES)
 def test_api_protection_per_stage(chalice_config: dict[str, Any], stage: str) -> None:
-    protection = deploy.api_protection(chalice_config, stage)
+    protection = api_protection(chalice_config, stage)
     assert set(protection.rest_routes) == {("POST", "/auth/login"), ("POST", "/offline")}
     assert set(protection.websocket_routes) == {"$connect"}
     assert protection.access_log_source_ip is False  # docs/privacy.md: no IP address is stored
     for name in INTERACTIVE.values():
-        assert deploy.function_setting(chalice_config, stage, name, "reserved_concurrency") >= 1, name
+        assert function_setting(chalice_config, stage, name, "reserved_concurrency") >= 1, name
 
 
 def test_reserved_concurrency_fits_a_default_account(chalice_config: dict[str, Any]) -> None:
     """Both stages in one account with the default quota (1,000), Lambda keeping 100 of it
     unreserved: at most 900 reserved, so a deploy is never refused for it."""
-    reserved = sum(deploy.function_setting(chalice_config, stage, name, "reserved_concurrency") or 0
+    reserved = sum(function_setting(chalice_config, stage, name, "reserved_concurrency") or 0
                    for stage in STAGES for name in [*INTERACTIVE.values(), "housekeeping", "send_mail"])
     assert reserved <= 900
 
@@ -319,17 +342,17 @@ def test_reserved_concurrency_fits_a_default_account(chalice_config: dict[str, A
 def test_api_protection_refuses_bad_settings(chalice_config: dict[str, Any], change: Any) -> None:
     config = json.loads(json.dumps(chalice_config))
     change(config["stages"]["dev"]["api_protection"])
-    with pytest.raises(deploy.DeployError, match="api_protection"):
-        deploy.api_protection(config, "dev")
+    with pytest.raises(DeployError, match="api_protection"):
+        api_protection(config, "dev")
 
 
-def test_postprocess_refuses_a_route_the_app_does_not_have(built: deploy.Package,
+def test_postprocess_refuses_a_route_the_app_does_not_have(built: Package,
                                                            chalice_config: dict[str, Any]) -> None:
     config = json.loads(json.dumps(chalice_config))
     routes = config["stages"]["prod"]["api_protection"]["rest_routes"]
     routes["POST /signin"] = {"rate_limit": 1, "burst_limit": 1}
-    with pytest.raises(deploy.DeployError, match="no POST /signin"):
-        deploy.postprocess_sam(json.loads(built.sam_template.read_text()), config, deploy.names("prod"))
+    with pytest.raises(DeployError, match="no POST /signin"):
+        postprocess_sam(json.loads(built.sam_template.read_text()), config, stage_names("prod"))
 
 
 ACCESS_ARN = "arn:aws:logs:eu-west-1:123456789012:log-group:/aws/apigateway/clicktochat-prod-rest-access"
@@ -338,8 +361,8 @@ ACCESS_ARN = "arn:aws:logs:eu-west-1:123456789012:log-group:/aws/apigateway/clic
 def test_rest_stage_patch_then_nothing(chalice_config: dict[str, Any]) -> None:
     """The patch `make deploy` sends to the REST stage Chalice made, and none once applied
     (method settings keyed as AWS returns them)."""
-    protection = deploy.api_protection(chalice_config, "prod")
-    ops = deploy.rest_stage_patch({"stageName": "api"}, protection, ACCESS_ARN)
+    protection = api_protection(chalice_config, "prod")
+    ops = rest_stage_patch({"stageName": "api"}, protection, ACCESS_ARN)
     paths = {op["path"]: op["value"] for op in ops}
     assert paths["/*/*/throttling/rateLimit"] == str(protection.rest.rate_limit)
     assert paths["/~1auth~1login/POST/throttling/burstLimit"] == str(
@@ -356,19 +379,19 @@ def test_rest_stage_patch_then_nothing(chalice_config: dict[str, Any]) -> None:
             value: float = float(op["value"]) if key == "rateLimit" else int(op["value"])
             applied["methodSettings"].setdefault(f"{resource}/{method}", {"cachingEnabled": False})[
                 f"{what}{key[0].upper()}{key[1:]}"] = value
-    assert deploy.rest_stage_patch(applied, protection, ACCESS_ARN) == []
+    assert rest_stage_patch(applied, protection, ACCESS_ARN) == []
 
 
 def test_websocket_stage_update_then_nothing(chalice_config: dict[str, Any]) -> None:
-    protection = deploy.api_protection(chalice_config, "prod")
+    protection = api_protection(chalice_config, "prod")
     stage = {"StageName": "api", "DefaultRouteSettings": {"DataTraceEnabled": False, "LoggingLevel": "OFF"},
              "RouteSettings": {}}
-    update = deploy.websocket_stage_update(stage, protection, ACCESS_ARN)
+    update = websocket_stage_update(stage, protection, ACCESS_ARN)
     assert update["DefaultRouteSettings"] == {"DataTraceEnabled": False, "LoggingLevel": "OFF",
                                               **_throttle(protection.websocket)}
     assert update["RouteSettings"] == {"$connect": _throttle(protection.websocket_routes["$connect"])}
     assert update["AccessLogSettings"]["DestinationArn"] == ACCESS_ARN
-    assert deploy.websocket_stage_update({**stage, **update}, protection, ACCESS_ARN) == {}
+    assert websocket_stage_update({**stage, **update}, protection, ACCESS_ARN) == {}
 
 
 # ---- the policy checker -----------------------------------------------------------------------------
@@ -517,7 +540,7 @@ MOTO_TYPES = {"AWS::DynamoDB::Table", "AWS::SQS::Queue", "AWS::S3::Bucket", "AWS
 
 
 def moto_template(distribution_id: str, domain: str, stage: str) -> str:
-    doc = deploy.load_template()
+    doc = load_template()
     dropped = {k for k, r in doc["Resources"].items() if r["Type"] not in MOTO_TYPES}
     doc["Resources"] = {k: r for k, r in doc["Resources"].items() if k not in dropped}
     constants = {"DistributionId": distribution_id, "DistributionDomainName": domain,
@@ -585,7 +608,7 @@ class FakeChalice:
         vendor = cwd / "vendor"  # our pinned botocore, trimmed to the services the app calls
         assert (vendor / "pynamodb").is_dir() and (vendor / "tzdata").is_dir()
         models = {p.name for p in (vendor / "botocore" / "data").iterdir() if p.is_dir()}
-        assert models == deploy.SHIPPED_SERVICES
+        assert models == SHIPPED_SERVICES
         record = cwd / ".chalice" / "deployed" / f"{self.stage}.json"
         lam = self.session.client("lambda", endpoint_url=self.url)
         name = f"clicktochat-{self.stage}-send_mail"
@@ -642,8 +665,10 @@ def project(tmp_path: Path) -> Path:
         shutil.copy2(ROOT / name, root / name)
     shutil.copytree(ROOT / "chalicelib", root / "chalicelib", ignore=shutil.ignore_patterns("__pycache__"))
     (root / "infra").mkdir()
-    for name in ("__init__.py", "deploy.py", "runtime.py", "template.yaml"):
+    for name in ("__init__.py", "runtime.py", "template.yaml"):
         shutil.copy2(ROOT / "infra" / name, root / "infra" / name)
+    shutil.copytree(ROOT / "infra" / "deploy", root / "infra" / "deploy",
+                    ignore=shutil.ignore_patterns("__pycache__"))
     (root / "widget").mkdir()
     for name in ("widget.js", "chatlink.js"):
         shutil.copy2(ROOT / "widget" / name, root / "widget" / name)
@@ -651,9 +676,9 @@ def project(tmp_path: Path) -> Path:
     (root / ".chalice").mkdir()
     for path in (ROOT / ".chalice").glob("*.json"):
         shutil.copy2(path, root / ".chalice" / path.name)
-    build = ROOT / deploy.BUILD_ROOT
+    build = ROOT / BUILD_ROOT
     for vendor in build.glob("vendor-*"):  # built by the package test or an earlier run
-        shutil.copytree(vendor, root / deploy.BUILD_ROOT / vendor.name)
+        shutil.copytree(vendor, root / BUILD_ROOT / vendor.name)
     return root
 
 
@@ -681,9 +706,9 @@ def test_deploy_then_redeploy_changes_nothing_then_destroy(moto_url: str, projec
     env = {"PATH": os.environ.get("PATH", ""), "AWS_ACCESS_KEY_ID": "testing",
            "AWS_SECRET_ACCESS_KEY": "testing", "ADMIN_PASSWORD": "first admin password"}
     body = moto_template(distribution["Id"], distribution["DomainName"], stage)
-    deployer = deploy.Deployer(stage, session=session, endpoint_url=moto_url, root=project,
+    deployer = Deployer(stage, session=session, endpoint_url=moto_url, root=project,
                                runner=fake_chalice, out=printed.append, env=env, template_body=body)
-    options = deploy.Options(mail_from="chat@shop.test", team_email="team@shop.test")
+    options = Options(mail_from="chat@shop.test", team_email="team@shop.test")
 
     first = deployer.deploy(options)
 
@@ -720,7 +745,7 @@ def test_deploy_then_redeploy_changes_nothing_then_destroy(moto_url: str, projec
 
     # Both API stages throttled and logging, into the stack's groups; the account got API
     # Gateway's CloudWatch role from a stack of its own (moto's account has none).
-    protection = deploy.api_protection(config, stage)
+    protection = api_protection(config, stage)
     apigateway = session.client("apigateway", endpoint_url=moto_url)
     rest_stage = apigateway.get_stage(restApiId=fake_chalice.rest_api_id, stageName="api")
     assert rest_stage["methodSettings"]["*/*"]["throttlingRateLimit"] == protection.rest.rate_limit
@@ -755,7 +780,7 @@ def test_deploy_then_redeploy_changes_nothing_then_destroy(moto_url: str, projec
     outputs = deployer.outputs()
     bucket = outputs["SiteBucketName"]
     widget = s3.get_object(Bucket=bucket, Key="widget/widget.js")
-    assert widget["CacheControl"] == deploy.CACHE_WIDGET
+    assert widget["CacheControl"] == CACHE_WIDGET
     assert widget["ContentType"] == "text/javascript; charset=utf-8"
     console_config = s3.get_object(Bucket=bucket, Key="console/config.js")["Body"].read().decode()
     assert json.dumps(ws) in console_config and json.dumps(api) in console_config
@@ -764,7 +789,7 @@ def test_deploy_then_redeploy_changes_nothing_then_destroy(moto_url: str, projec
     assert index["CacheControl"] == "no-cache"
     hashed = re.findall(r'src="/(console/config\.[0-9a-f]{10}\.js|console/console\.[0-9a-f]{10}\.js)"', html)
     assert len(hashed) == 2, html[-600:]
-    assert s3.head_object(Bucket=bucket, Key=hashed[1])["CacheControl"] == deploy.CACHE_IMMUTABLE
+    assert s3.head_object(Bucket=bucket, Key=hashed[1])["CacheControl"] == CACHE_IMMUTABLE
 
     table = session.client("dynamodb", endpoint_url=moto_url)
     admin = table.get_item(TableName="clicktochat-prod",
@@ -799,10 +824,10 @@ def test_deploy_then_redeploy_changes_nothing_then_destroy(moto_url: str, projec
 
 
 def test_deploy_refuses_placeholder_mail(project: Path) -> None:
-    deployer = deploy.Deployer("prod", session=_session(), root=project,
+    deployer = Deployer("prod", session=_session(), root=project,
                                runner=FakeChalice(_session(), "", "prod"), out=lambda line: None, env={})
-    with pytest.raises(deploy.DeployError, match=re.escape("MAIL_FROM is chat@example.com")):
-        deployer.deploy(deploy.Options(team_email="team@shop.test"))
+    with pytest.raises(DeployError, match=re.escape("MAIL_FROM is chat@example.com")):
+        deployer.deploy(Options(team_email="team@shop.test"))
 
 
 # ---- the app's calls against the prod policy (last test of the run) ------------------------------
@@ -821,17 +846,17 @@ def test_app_calls_match_prod_policy(aws_calls: tuple[aws_recorder.Recorder, boo
 
 
 def test_stack_parameters_follow_mail_from(project: Path) -> None:
-    deployer = deploy.Deployer("prod", session=_session(), root=project, out=lambda line: None, env={})
-    first = deployer.stack_parameters(deploy.Options(), "chat@shop.test", {}, "")
+    deployer = Deployer("prod", session=_session(), root=project, out=lambda line: None, env={})
+    first = deployer.stack_parameters(Options(), "chat@shop.test", {}, "")
     assert first["MailIdentity"] == "shop.test" and first["MailIdentityMode"] == "domain"
     assert first["TableDeletionProtection"] == "true" and first["Stage"] == "prod"
-    address = deployer.stack_parameters(deploy.Options(mail_identity_mode="address"), "chat@shop.test",
+    address = deployer.stack_parameters(Options(mail_identity_mode="address"), "chat@shop.test",
                                         first, "")
     assert address["MailIdentity"] == "chat@shop.test"
-    kept = deployer.stack_parameters(deploy.Options(), "chat@shop.test", address, "")
+    kept = deployer.stack_parameters(Options(), "chat@shop.test", address, "")
     assert kept == address  # a later run without options changes nothing
-    moved = deployer.stack_parameters(deploy.Options(), "chat@other.test", first, "")
+    moved = deployer.stack_parameters(Options(), "chat@other.test", first, "")
     assert moved["MailIdentity"] == "other.test"
-    with_alarm = deployer.stack_parameters(deploy.Options(alarm_email="ops@shop.test"), "chat@shop.test",
+    with_alarm = deployer.stack_parameters(Options(alarm_email="ops@shop.test"), "chat@shop.test",
                                            first, "https://api.shop.test")
     assert with_alarm["AlarmEmail"] == "ops@shop.test" and with_alarm["ApiOrigins"] == "https://api.shop.test"

@@ -1,4 +1,4 @@
-"""Tests for the local API Gateway stand-in (``infra/local/gateway.py``).
+"""Tests for the local API Gateway stand-in (``infra/local/gateway/``).
 
 Everything goes over real sockets: the ``websockets`` client on one side, an
 unmodified boto3 ``apigatewaymanagementapi`` client for ``@connections``, and

@@ -24,7 +24,11 @@ from chalicelib import clock, config, fanout, telemetry
 from chalicelib.fanout import Outbox
 from chalicelib.hours import to_ms
 from chalicelib.models import META, ConversationModel, conversation_key
-from infra import deploy
+from infra.deploy import ROOT
+from infra.deploy.chalice_config import load_chalice_config, stage_config, stage_env
+from infra.deploy.names import names as stage_names
+from infra.deploy.policy import policy_path
+from infra.deploy.template import _function_name, load_template
 from infra.local.metrics import readable
 from tests.client import Client, eventually, rest, settle
 from tests.conftest import PASSWORD
@@ -293,17 +297,17 @@ def test_log_lines_carry_correlation_keys_and_nothing_private(visitor, agent, st
 
 
 def _functions() -> set[str]:
-    """The deployed function names, as infra/deploy.py gives them, from the app's handlers."""
+    """The deployed function names, as infra/deploy/template.py gives them, from the app's handlers."""
     import app as app_module
 
-    names = deploy.names("prod")
+    names = stage_names("prod")
     app = app_module.app
     routes = {"$connect": "Connect", "$default": "Message", "$disconnect": "Disconnect"}
     logical = {f"Websocket{routes[route]}": "" for route in app.websocket_handlers}
     logical.update({"".join(p.capitalize() for p in s.name.split("_")): f"app.{s.name}"
                     for s in app.event_sources})
     logical["APIHandler"] = "app.app"
-    return {deploy._function_name(names, lid, handler) for lid, handler in logical.items()}
+    return {_function_name(names, lid, handler) for lid, handler in logical.items()}
 
 
 def _dashboard(template: dict[str, Any]) -> dict[str, Any]:
@@ -316,7 +320,7 @@ def _dashboard(template: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_dashboard_shows_every_metric_and_every_function():
-    template = deploy.load_template()
+    template = load_template()
     widgets = _dashboard(template)["widgets"]
     rows = [row for w in widgets if w["type"] == "metric" for row in w["properties"]["metrics"]]
     app_rows = [r for r in rows if isinstance(r[0], str) and r[0] == "clicktochat-prod"]
@@ -346,7 +350,7 @@ def _dimension(stat: dict[str, Any], name: str) -> Any:
 
 
 def test_alarms_watch_dead_letters_errors_duration_and_fan_out():
-    template = deploy.load_template()
+    template = load_template()
     resources = template["Resources"]
     interactive = {f for f in _functions() if not f.endswith(("housekeeping", "send_mail"))}
 
@@ -385,14 +389,14 @@ def test_alarms_watch_dead_letters_errors_duration_and_fan_out():
 
 @pytest.mark.parametrize("stage", ["dev", "prod"])
 def test_stages_trace_and_write_metrics_where_the_dashboard_reads(stage):
-    config_doc = deploy.load_chalice_config()
-    names = deploy.names(stage)
-    xray = deploy.stage_config(config_doc, stage).get("xray", config_doc.get("xray"))
+    config_doc = load_chalice_config()
+    names = stage_names(stage)
+    xray = stage_config(config_doc, stage).get("xray", config_doc.get("xray"))
     assert xray is True  # Lambda active tracing on every function
-    env = deploy.stage_env(config_doc, stage)
+    env = stage_env(config_doc, stage)
     assert env["POWERTOOLS_METRICS_NAMESPACE"] == f"{names.app}-{stage}"
-    assert deploy.load_template()["Outputs"]["MetricsNamespace"]["Value"] == {
+    assert load_template()["Outputs"]["MetricsNamespace"]["Value"] == {
         "Fn::Sub": "${AppName}-${Stage}"}
-    policy = json.loads(deploy.policy_path(deploy.ROOT, config_doc, stage).read_text())
+    policy = json.loads(policy_path(ROOT, config_doc, stage).read_text())
     granted = {a for s in policy["Statement"] for a in s["Action"]}
     assert {"xray:PutTraceSegments", "xray:PutTelemetryRecords"} <= granted

@@ -31,7 +31,10 @@ from aws_lambda_powertools.utilities.parser.models import (
     SqsModel,
 )
 
-from infra import deploy, runtime, sandbox
+from infra import runtime, sandbox
+from infra.deploy import DeployError, packaging
+from infra.deploy.packaging import SHIPPED_SERVICES, Package, lambda_runtime, package
+from infra.deploy.stack import Deployer, Options
 from infra.local.sqs import _record as sqs_record
 from tests.client import Client, eventually
 from tests.conftest import PASSWORD
@@ -41,7 +44,7 @@ pytestmark = pytest.mark.usefixtures("stack")
 
 
 @pytest.fixture(scope="module")
-def shipped(tmp_path_factory: pytest.TempPathFactory) -> deploy.Package:
+def shipped(tmp_path_factory: pytest.TempPathFactory) -> Package:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")}
     env["AWS_DEFAULT_REGION"] = "us-east-1"
 
@@ -49,11 +52,11 @@ def shipped(tmp_path_factory: pytest.TempPathFactory) -> deploy.Package:
         done = subprocess.run(args, cwd=cwd, env=dict(child_env), capture_output=True, text=True)
         assert done.returncode == 0, done.stdout + done.stderr
 
-    return deploy.package("prod", runner=run, env=env, out=lambda line: None)
+    return package("prod", runner=run, env=env, out=lambda line: None)
 
 
 @pytest.fixture(scope="module")
-def task_root(shipped: deploy.Package, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def task_root(shipped: Package, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return sandbox.unpack(shipped.zip_path, tmp_path_factory.mktemp("var-task"))
 
 
@@ -63,7 +66,7 @@ def venv() -> Path:
 
 
 @pytest.fixture(scope="module")
-def functions(shipped: deploy.Package) -> dict[str, tuple[str, int]]:
+def functions(shipped: Package) -> dict[str, tuple[str, int]]:
     return sandbox.handlers(shipped.sam_template)
 
 
@@ -111,7 +114,7 @@ def _new_connection(stack: Any, site: str, clients: list[Client]) -> tuple[Clien
 # ---- the package declares what we test -----------------------------------------------------------
 
 
-def test_every_function_is_on_the_runtime_we_state(shipped: deploy.Package,
+def test_every_function_is_on_the_runtime_we_state(shipped: Package,
                                                    functions: dict[str, tuple[str, int]]) -> None:
     sam = json.loads(shipped.sam_template.read_text())
     runtimes = {r["Properties"]["Runtime"] for r in sam["Resources"].values()
@@ -123,7 +126,7 @@ def test_every_function_is_on_the_runtime_we_state(shipped: deploy.Package,
 
 def test_the_package_carries_its_sdk_trimmed_and_the_zone_database(task_root: Path) -> None:
     models = {p.name for p in (task_root / "botocore" / "data").iterdir() if p.is_dir()}
-    assert models == deploy.SHIPPED_SERVICES
+    assert models == SHIPPED_SERVICES
     assert (task_root / "tzdata" / "zoneinfo" / "Europe" / "Paris").is_file()
     assert not (task_root / "boto3").exists()
 
@@ -151,7 +154,7 @@ def test_shipped_services_are_exactly_the_ones_the_code_calls() -> None:
     app makes a client for (``aws.client("...")``, and PynamoDB's ``dynamodb``) is shipped."""
     source = "\n".join(p.read_text() for p in (ROOT / "chalicelib").glob("*.py"))
     called = set(re.findall(r"\bclient\(\s*\"([a-z0-9-]+)\"", source)) | {"dynamodb"}
-    assert called == deploy.SHIPPED_SERVICES
+    assert called == SHIPPED_SERVICES
 
 
 def test_events_we_send_are_aws_shaped() -> None:
@@ -302,10 +305,10 @@ def test_one_python_for_everything() -> None:
 @pytest.mark.parametrize(("version", "date"), [((3, 11), "2026-06-30"), ((3, 10), "2026-06-30"),
                                                ((3, 9), "2025-12-15")])
 def test_deploy_refuses_a_deprecated_runtime_naming_the_date(version: tuple[int, int], date: str) -> None:
-    with pytest.raises(deploy.DeployError, match=date):
-        deploy.lambda_runtime(version)
-    assert deploy.lambda_runtime((3, 13)) == "python3.13"
-    assert deploy.lambda_runtime((3, 12)) == "python3.12"
+    with pytest.raises(DeployError, match=date):
+        lambda_runtime(version)
+    assert lambda_runtime((3, 13)) == "python3.13"
+    assert lambda_runtime((3, 12)) == "python3.12"
 
 
 def test_make_deploy_refuses_a_deprecated_runtime_before_touching_aws(
@@ -320,16 +323,16 @@ def test_make_deploy_refuses_a_deprecated_runtime_before_touching_aws(
         def client(self, *_: Any, **__: Any) -> Any:
             raise AssertionError("an AWS call was made")
 
-    class Python311:  # what deploy.py sees of `sys` when run by Python 3.11
+    class Python311:  # what infra/deploy/packaging.py sees of `sys` under Python 3.11
         version_info = (3, 11, 9, "final", 0)
 
         def __getattr__(self, name: str) -> Any:
             return getattr(sys, name)
 
-    monkeypatch.setattr(deploy, "sys", Python311())
-    deployer = deploy.Deployer("dev", session=NoAWS(), out=lambda line: None)
-    with pytest.raises(deploy.DeployError, match=r"deprecated the python3\.11 Lambda runtime on 2026-06-30"):
-        deployer.deploy(deploy.Options(mail_from="chat@shop.test", team_email="help@shop.test"))
+    monkeypatch.setattr(packaging, "sys", Python311())
+    deployer = Deployer("dev", session=NoAWS(), out=lambda line: None)
+    with pytest.raises(DeployError, match=r"deprecated the python3\.11 Lambda runtime on 2026-06-30"):
+        deployer.deploy(Options(mail_from="chat@shop.test", team_email="help@shop.test"))
 
 
 def test_runtime_dates_are_checked_against_today() -> None:

@@ -235,11 +235,11 @@ def test_visitor_data_carries_its_expiry_set_by_retention_days(stack, site, visi
 
 def test_the_table_expires_items_by_that_attribute(stack):
     """DynamoDB's TTL is on the attribute the models write, in the template and on the table."""
-    from infra import deploy
+    from infra.deploy.template import load_template
 
     attribute = ConversationModel.ttl.attr_name
     assert {m.ttl.attr_name for m in (MessageModel, VisitorModel, OfflineMessageModel)} == {attribute}
-    spec = deploy.load_template()["Resources"]["Table"]["Properties"]["TimeToLiveSpecification"]
+    spec = load_template()["Resources"]["Table"]["Properties"]["TimeToLiveSpecification"]
     assert spec == {"AttributeName": attribute, "Enabled": True}
     client = ConversationModel._get_connection().connection.client
     described = client.describe_time_to_live(TableName=config.TABLE_NAME)["TimeToLiveDescription"]
