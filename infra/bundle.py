@@ -84,7 +84,8 @@ def _widget_closure(parts: dict[str, str]) -> str:
 
 
 def _console_closure(parts: dict[str, str]) -> str:
-    return "(function () {\n'use strict';\n" + "".join(_js(parts[name]) for name in CONSOLE_SOURCES) + "})();\n"
+    body = "".join(_js(parts[name]) for name in CONSOLE_SOURCES)
+    return "(function () {\n'use strict';\n" + body + "})();\n"
 
 
 WIDGET = Bundle(
