@@ -3,7 +3,7 @@
  *
  * Loaded as a page script (the console: <script src="/widget/chatlink.js">) it sets
  * window.ChatLink = { Link, Transcript, Typing, TypingIndicator, el, storage, ... }.
- * widget/build.py compiles it INTO widget/widget.js inside a closure that declares
+ * infra/bundle.py compiles it INTO widget/widget.js inside a closure that declares
  * `CTC_BUNDLE`: then it attaches ChatLink to that object instead, so the widget adds no
  * global of its own beyond window.ChatWidget.
  *

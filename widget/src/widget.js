@@ -1,5 +1,5 @@
 /* The visitor widget: a launcher and a chat panel in a shadow root, on top of ChatLink
- * (../chatlink.js, compiled into the same closure by build.py). See docs/widget.md.
+ * (../chatlink.js, compiled into the same closure by infra/bundle.py). See docs/widget.md.
  *
  * Storage, only once the visitor has interacted (opened the chat, sent or left a message,
  * accepted an invitation): localStorage "ctc.token" (visitor token), "ctc.mute", "ctc.last"

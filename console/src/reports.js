@@ -1,15 +1,10 @@
-/* The console's Reports view (admins and supervisors): the site's service figures for a date
- * range, everyone or one agent, from GET /api/sites/<site>/reports; charts drawn here as
- * inline SVG (no chart library), tables, and the same figures as a CSV download
- * (format=csv). Uses window.CtcConsole from console.js. Days are the site's own days.
+/* Reports (admins and supervisors): the site's service figures for a date range, everyone
+ * or one agent, from GET /api/sites/<site>/reports; charts drawn here as inline SVG (no chart
+ * library), tables, and the same figures as a CSV download (format=csv). Days are the site's
+ * own days.
  */
-(function () {
-  'use strict';
 
-  const C = window.CtcConsole;
-  if (!C) return;
-  const { el, api } = C;
-  const $ = (id) => document.getElementById(id);
+{
   const NS = 'http://www.w3.org/2000/svg';
   const from = $('rep-from');
   const to = $('rep-to');
@@ -17,7 +12,7 @@
   const state = $('rep-state');
   let agentsLoaded = false;
 
-  const sitePath = () => '/sites/' + encodeURIComponent(C.site());
+  const sitePath = () => '/sites/' + encodeURIComponent(site);
 
   function pad(n) {
     return String(n).padStart(2, '0');
@@ -37,7 +32,7 @@
   /** Seconds as people read them: "37.5 s" under a minute and a half, then "m:ss". */
   function secs(v) {
     if (v === null || v === undefined) return '—';
-    return v < 90 ? Math.round(v * 10) / 10 + ' s' : C.duration(v * 1000);
+    return v < 90 ? Math.round(v * 10) / 10 + ' s' : duration(v * 1000);
   }
 
   function pct(v) {
@@ -56,7 +51,7 @@
     return node;
   }
 
-  C.onView('reports', {
+  onView('reports', {
     show() {
       if (!to.value) {
         const today = new Date();
@@ -81,7 +76,7 @@
   }
 
   async function load() {
-    if (!C.site() || !from.value || !to.value) return;
+    if (!site || !from.value || !to.value) return;
     state.textContent = 'Loading…';
     const answer = await api('GET', query());
     if (!answer.ok) {
@@ -97,8 +92,8 @@
   });
 
   $('rep-csv').addEventListener('click', async () => {
-    const result = await C.download(query({ format: 'csv' }), 'report.csv');
-    if (!result.ok) C.toast(result.message, true);
+    const result = await download(query({ format: 'csv' }), 'report.csv');
+    if (!result.ok) toast(result.message, true);
   });
 
   function row(values, attrs) {
@@ -241,4 +236,4 @@
     });
     chart.replaceChildren(...parts);
   }
-})();
+}

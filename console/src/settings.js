@@ -1,187 +1,16 @@
-/* The console's admin views: the team right now (overview), past chats (history) and the
- * site's settings (agents, business hours, snippets, widget and FAQ links, invitation rules,
- * holding message, allowed origins). Uses window.CtcConsole from console.js.
+/* Settings (admins): agents, business hours, snippets, widget and FAQ links, invitation rules,
+ * holding message, allowed origins.
  *
  * Settings are read with GET /api/sites/<site> and written with PUT /api/sites/<site>. The
  * server replaces a whole `console` or `widget` object, so each form sends the object it
  * belongs to in full (the last one read, with its own part changed). Refusals show the
  * server's own message.
  */
-(function () {
-  'use strict';
 
-  const C = window.CtcConsole;
-  if (!C) return;
-  const { el, api, duration, dateTime } = C;
-  const $ = (id) => document.getElementById(id);
-  const visible = () => document.visibilityState === 'visible';
-
-  C.on('error', (frame) => C.toast(frame.message || 'Something went wrong.', true));
-
-  // ------------------------------------------------------------------ "We're away" banner
-
-  // The site's status (the `status` frame: asked on welcome and on each shift change, pushed
-  // when it flips). Agents on shift while the site is closed would otherwise wait for chats
-  // that cannot come: visitors read "We're away".
-  C.on('status', (frame) => {
-    const banner = $('site-closed');
-    const closed = frame.agents === true && frame.in_hours === false;
-    banner.hidden = !closed;
-    if (!closed) {
-      banner.textContent = '';
-      return;
-    }
-    const why = typeof frame.closure === 'string'
-      ? (frame.closure ? 'closed today: ' + frame.closure : 'closed today') : 'outside business hours';
-    const back = Number(frame.next_open) > 0 ? ' Open again ' + dateTime(Number(frame.next_open)) + '.' : '';
-    banner.textContent = "Your site shows visitors “We're away” (" + why + ') although agents are on shift: '
-      + 'no new chats come in.' + back + (C.isAdmin() ? ' Business hours are in Settings.' : '');
-  });
-
-  function visitorLabel(s) {
-    return s.visitor_name || s.email || 'Visitor ' + String(s.visitor || '').slice(0, 6);
-  }
-
-  function cells(row, values) {
-    for (const value of values) {
-      const td = el('td');
-      if (value instanceof Node) td.append(value);
-      else td.textContent = value === null || value === undefined ? '' : String(value);
-      row.append(td);
-    }
-    return row;
-  }
-
-  function emptyRow(columns, text) {
-    const row = el('tr');
-    row.append(el('td', { colspan: columns, class: 'muted' }, text));
-    return row;
-  }
-
-  function since(ts) {
-    const n = Number(ts);
-    return n > 0 ? el('span', { 'data-since': n }, duration(Date.now() - n)) : '';
-  }
-
-  // ------------------------------------------------------------------ the team right now
-
-  let overviewTimer = null;
-
-  function pollOverview() {
-    C.send({ action: 'overview', ref: 'admin:overview' });
-  }
-
-  C.onView('team', {
-    show() {
-      pollOverview();
-      if (C.isAdmin()) loadLocks();
-      clearInterval(overviewTimer);
-      overviewTimer = setInterval(() => { if (visible()) pollOverview(); }, 5000);
-    },
-    hide() {
-      clearInterval(overviewTimer);
-      overviewTimer = null;
-    },
-  });
-
-  // The overview comes in pages of at most 32 KB: the first (no `after`) starts afresh, the
-  // others add to the one list they carry; `next` names each list's cursor for its next page.
-  const ov = { agents: [], conversations: [], queue: [] };
-  C.on('overview', (frame) => {
-    for (const name of Object.keys(ov)) {
-      if (Array.isArray(frame[name])) ov[name] = frame.after ? ov[name].concat(frame[name]) : frame[name].slice();
-      else if (!frame.after) ov[name] = [];
-    }
-    for (const cursor of Object.values(frame.next || {})) {
-      if (typeof cursor === 'string') C.send({ action: 'overview', cursor, ref: 'admin:overview' });
-    }
-    const agents = ov.agents;
-    const chats = ov.conversations;
-    const queue = ov.queue;
-    $('ov-queue').textContent = String(Number(frame.queue_length) || queue.length);
-    $('ov-chats').textContent = String(chats.length);
-    $('ov-agents').textContent = String(agents.length);
-    $('ov-agent-list').replaceChildren(...(agents.length ? agents.map((a) => {
-      const load = el('span');
-      const meter = el('meter', { min: 0, max: Number(a.max_chats) || 1, value: Number(a.load) || 0 });
-      load.append(meter, document.createTextNode(' ' + a.load + ' / ' + a.max_chats));
-      return cells(el('tr', { 'data-agent': a.id }), [a.name + ' (' + a.id + ')', load,
-        a.online ? 'connected' : 'disconnected', (a.conversations || []).length]);
-    }) : [emptyRow(4, 'Nobody is on shift.')]));
-    $('ov-chat-list').replaceChildren(...(chats.length ? chats.map((s) => cells(
-      el('tr', { 'data-conversation': s.id }),
-      [visitorLabel(s), s.agent || '—', s.status, since(s.assigned_at || s.created_at), s.preview || '']))
-      : [emptyRow(5, 'No chats right now.')]));
-    $('ov-queue-list').replaceChildren(...(queue.length ? queue.map((item) => {
-      const li = el('li', { 'data-conversation': item.conversation });
-      li.append(document.createTextNode('#' + item.position + ' · waiting '), since(item.queued_at),
-                document.createTextNode(' · ' + (item.preview || 'No message yet')));
-      return li;
-    }) : [el('li', { class: 'muted' }, 'Nobody is waiting.')]));
-  });
-
-  // ------------------------------------------------------------------ sign-in locks (admins)
-
-  // Which budget filled up (agents.sign_in): one address's guesses at one account, all
-  // guesses from one address, or guesses at one account from everywhere.
-  const LOCK_SCOPES = {
-    'account+source': 'this account, from one source',
-    source: 'every account, from one source',
-    account: 'this account, from anywhere',
-  };
-
-  async function loadLocks() {
-    const list = $('lock-list');
-    const answer = await api('GET', '/sites/' + encodeURIComponent(C.site()) + '/locks');
-    if (!answer.ok) {
-      list.replaceChildren(emptyRow(4, answer.message));
-      return;
-    }
-    const locks = (answer.body && Array.isArray(answer.body.locks)) ? answer.body.locks : [];
-    list.replaceChildren(...(locks.length ? locks.map((e) => {
-      const source = e.source ? el('code', { title: String(e.source) }, String(e.source).slice(0, 12) + '…') : '—';
-      return cells(el('tr', { 'data-testid': 'lock-row', 'data-agent': String(e.agent || '') }),
-                   [dateTime(e.at), e.agent, LOCK_SCOPES[e.scope] || e.scope, source]);
-    }) : [emptyRow(4, 'No sign-in locks lately.')]));
-  }
-
-  // ------------------------------------------------------------------ past chats
-
-  const historyText = $('history-text');
-  const historyState = $('history-state');
-
-  $('history-form').addEventListener('submit', (event) => {
-    event.preventDefault();
-    const text = historyText.value.trim();
-    if (!text) return;
-    if (!C.send({ action: 'history', text: text.slice(0, 100), ref: 'admin:history' })) {
-      historyState.textContent = "You're offline; try again when the connection is back.";
-      return;
-    }
-    historyState.textContent = 'Searching…';
-  });
-
-  C.on('history', (frame) => {
-    const items = Array.isArray(frame.items) ? frame.items : [];
-    const query = String(frame.query || historyText.value);
-    historyState.textContent = items.length ? items.length + (items.length === 1 ? ' chat' : ' chats') + ' found.'
-      : 'No closed chats match “' + query + '”.';
-    $('history-list').replaceChildren(...items.map((s) => {
-      const who = el('span');
-      who.append(document.createTextNode(s.visitor_name || 'Visitor ' + String(s.visitor || '').slice(0, 6)));
-      if (s.email) who.append(el('span', { class: 'muted' }, ' · ' + s.email));
-      // Words, not emoji: they read the same without an emoji font and to a screen reader.
-      const rating = s.rating ? (s.rating.score === 'up' ? 'good' : 'poor') + (s.rating.comment ? ': ' + s.rating.comment : '') : '';
-      return cells(el('tr', { 'data-conversation': s.id, 'data-testid': 'history-row' }),
-                   [dateTime(s.created_at), who, s.agent || '—', s.preview || '', rating]);
-    }));
-  });
-
-  // ------------------------------------------------------------------ settings
-
+{
   let siteDoc = null; // the last GET/PUT answer: {site, name, team_email, hours, widget, console}
   let team = [];
-  const sitePath = () => '/sites/' + encodeURIComponent(C.site());
+  const sitePath = () => '/sites/' + encodeURIComponent(site);
 
   function setStatus(name, text, bad) {
     const node = document.querySelector('.status[data-for="' + name + '"]');
@@ -191,15 +20,15 @@
     node.setAttribute('role', bad ? 'alert' : 'status');
   }
 
-  C.onView('settings', {
+  onView('settings', {
     show() {
       load();
     },
   });
 
   async function load() {
-    if (!C.site()) return;
-    $('settings-site').textContent = '· site ' + C.site();
+    if (!site) return;
+    $('settings-site').textContent = '· site ' + site;
     const [settings, agents] = await Promise.all([api('GET', sitePath()), api('GET', sitePath() + '/agents')]);
     if (settings.ok) {
       siteDoc = settings.body;
@@ -362,7 +191,6 @@
   // ---------------------------------------------------------------- agents
 
   function renderAgents() {
-    const me = C.me();
     $('agents-list').replaceChildren(...team.map((a) => {
       const row = el('tr', { 'data-agent': a.id });
       const name = el('input', { value: a.name, maxlength: 100, 'aria-label': 'Name of ' + a.id });
@@ -529,9 +357,9 @@
   $('snippets-form').addEventListener('submit', async (event) => {
     event.preventDefault();
     if (!siteDoc) return;
-    const snippets = readRows(snippetRows, ['shortcut', 'text']).map((s) => ({ shortcut: s.shortcut.trim().replace(/^\//, ''), text: s.text }));
-    if (await save('snippets', { console: consoleWith({ snippets }) })) {
-      C.setSnippets(siteDoc.console.snippets);
+    const edited = readRows(snippetRows, ['shortcut', 'text']).map((s) => ({ shortcut: s.shortcut.trim().replace(/^\//, ''), text: s.text }));
+    if (await save('snippets', { console: consoleWith({ snippets: edited }) })) {
+      if (Array.isArray(siteDoc.console.snippets)) snippets = siteDoc.console.snippets;
       renderSnippets();
       setStatus('snippets', 'Saved. Type /' + (snippets[0] ? snippets[0].shortcut : 'shortcut') + ' in a reply.');
     }
@@ -641,4 +469,4 @@
       row.querySelector('input, textarea').focus();
     });
   }
-})();
+}
