@@ -25,11 +25,13 @@ os.environ.setdefault("AWS_REGION", "us-east-1")
 os.environ.setdefault("TABLE_NAME", f"test-{secrets.token_hex(4)}")
 
 from infra.local.stack import Stack
-from tests.client import Client
+from tests.support.client import Client
+from tests.support.clock import Clock
+from tests.support.flows import PASSWORD, kept_address_counters, site_settings
 
-# the AWS-call recorder; the shared Chromium; every delivered frame checked against frames.SERVER_FRAMES
-pytest_plugins = ["tests.aws_recorder", "tests.browser", "tests.frames_check"]
-PASSWORD = "correct horse battery"
+# the AWS-call recorder; the shared Chromium and its page fixtures; every delivered frame
+# checked against frames.SERVER_FRAMES
+pytest_plugins = ["tests.aws_recorder", "tests.support.browser", "tests.frames_check"]
 
 
 @pytest.fixture(scope="session")
@@ -142,6 +144,26 @@ def agent(stack: Stack, site: str, clients: list[Client]) -> Callable[..., Clien
 
 
 @pytest.fixture
+def admin(stack: Stack, site: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """``admin(doc)``: the site's admin changes its settings over REST (``admin.agent_id``
+    is who they are)."""
+    return site_settings(stack, site)
+
+
+@pytest.fixture
+def frozen_at() -> int | None:
+    """When ``frozen`` stops the clock (ms): now, unless a module overrides this fixture with
+    the moment its scenario needs (a Saturday afternoon, a day in Auckland)."""
+    return None
+
+
+@pytest.fixture
+def frozen(monkeypatch: pytest.MonkeyPatch, frozen_at: int | None) -> Clock:
+    """The app's clock, frozen at ``frozen_at`` and moved by the test (``frozen.advance(s)``)."""
+    return Clock(monkeypatch, frozen_at)
+
+
+@pytest.fixture
 def dynamodb_calls(stack: Stack) -> Iterator[list[str]]:
     """Every DynamoDB API call the app makes while the test runs, in order (botocore hook
     on each PynamoDB model's client)."""
@@ -159,39 +181,6 @@ def dynamodb_calls(stack: Stack) -> Iterator[list[str]]:
     yield calls
     for client in clients.values():
         client.meta.events.unregister("before-call.dynamodb", record)
-
-
-@contextlib.contextmanager
-def kept_address_counters() -> Iterator[None]:
-    """Give a test the whole per-address allowance of 127.0.0.1, and put the counters back
-    afterwards.
-
-    Every REST call of the local stand-in comes from 127.0.0.1 (Chalice's local gateway
-    says so), so a test that spends that address's hourly offline-message or failed-sign-in
-    allowance would otherwise leave later tests refused."""
-    from chalicelib import agents, auth, limits
-    from chalicelib.models import META, CounterModel
-
-    keys = [limits.counter_key(f"offline-ip#{auth.fingerprint('127.0.0.1')}", 3600),
-            limits.counter_key(f"login-ip#{auth.fingerprint('127.0.0.1')}", agents.LOGIN_WINDOW)]
-
-    def count(key: str) -> int | None:
-        try:
-            return int(CounterModel.get(key, META, consistent_read=True).n)
-        except CounterModel.DoesNotExist:
-            return None
-
-    before = {key: count(key) for key in keys}
-    for key in keys:  # start with the whole allowance, whatever earlier tests spent
-        CounterModel(key).delete()
-    try:
-        yield
-    finally:
-        for key, n in before.items():
-            if n is None:
-                CounterModel(key).delete()
-            else:
-                CounterModel(key).update(actions=[CounterModel.n.set(n)])
 
 
 @pytest.fixture

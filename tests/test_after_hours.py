@@ -18,8 +18,9 @@ from chalicelib import agents, config, offline, queue, sites
 from chalicelib.hours import to_ms
 from chalicelib.models import SiteModel
 from infra import admin
-from tests.client import Client, Clock, rest
-from tests.conftest import PASSWORD
+from tests.support.client import Client, rest
+from tests.support.clock import Clock
+from tests.support.flows import PASSWORD
 
 PARIS = ZoneInfo("Europe/Paris")
 HOURS = {"timezone": "Europe/Paris",
@@ -32,8 +33,8 @@ MONDAY_10AM = to_ms(datetime(2026, 11, 30, 10, 0, tzinfo=PARIS))
 
 
 @pytest.fixture
-def frozen(monkeypatch):
-    return Clock(monkeypatch, SATURDAY_3PM)
+def frozen_at():
+    return SATURDAY_3PM
 
 
 @pytest.fixture

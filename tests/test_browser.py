@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from tests.browser import W
-from tests.conftest import PASSWORD
-from tests.xss_corpus import IMG, SCRIPT
+from tests.support.browser import W
+from tests.support.flows import PASSWORD
+from tests.support.xss_corpus import IMG, SCRIPT
 
 BOLD = "<b>bold?</b>"
 

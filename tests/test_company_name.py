@@ -18,7 +18,7 @@ import pytest
 from chalicelib import sites
 from chalicelib.models import SiteModel
 from infra import admin, company, deploy
-from tests.client import Client, confirmation_link, rest
+from tests.support.client import Client, confirmation_link, rest
 
 # Every test here leaves offline messages and transcripts from 127.0.0.1: give the allowances back.
 pytestmark = pytest.mark.usefixtures("address_counters")
@@ -101,7 +101,7 @@ def test_a_rule_invitation_comes_from_the_company_never_the_site_id(stack, site,
 
 def test_the_console_settings_route_shows_the_name_unset_and_clears_it(stack, site):
     from chalicelib import agents
-    from tests.conftest import PASSWORD
+    from tests.support.flows import PASSWORD
 
     boss = f"boss{secrets.token_hex(3)}"
     agents.create(boss, "Boss", PASSWORD, role="admin", site=site)

@@ -9,50 +9,18 @@ import urllib.request
 
 import pytest
 
-from chalicelib import agents, clock, config
+from chalicelib import agents, config
 from chalicelib.models import META, AgentModel, agent_key
-from tests.client import Client, rest
-from tests.conftest import PASSWORD
-
-
-class Clock:
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.now = clock.now_ms()
-        monkeypatch.setattr(clock, "now_ms", lambda: self.now)
-
-    def advance(self, seconds: float) -> None:
-        self.now += int(seconds * 1000)
-
-
-@pytest.fixture
-def admin(stack, site):
-    """An admin's REST token for this site, and a helper to PUT settings."""
-    boss = f"boss{secrets.token_hex(3)}"
-    agents.create(boss, "Boss", PASSWORD, role="admin", site=site)
-    token = Client.login(stack.gateway.http_url, boss, PASSWORD)
-
-    def put(doc):
-        status, body = rest(stack.gateway.http_url, "PUT", f"/sites/{site}", doc, token)
-        assert status == 200, body
-        return body
-
-    put.agent_id = boss
-    return put
-
-
-def _chat(visitor, agent, **kwargs):
-    console = agent(**kwargs)
-    guest = visitor()
-    conv = guest.start()
-    console.expect("assigned")
-    return guest, console, conv
+from tests.support.client import Client, rest
+from tests.support.clock import Clock
+from tests.support.flows import PASSWORD, start_chat
 
 
 def test_holding_message_after_the_configured_wait_once_per_wait(stack, visitor, agent, admin,
                                                                   monkeypatch):
     admin({"console": {"holding": {"enabled": True, "after_seconds": 60,
                                    "text": "Your agent is researching your question."}}})
-    guest, console, conv = _chat(visitor, agent)
+    guest, console, conv = start_chat(visitor, agent)
     frozen = Clock(monkeypatch)
     guest.say(conv, "Which plan fits a team of 12?")
     frozen.advance(30)
@@ -74,7 +42,7 @@ def test_holding_message_after_the_configured_wait_once_per_wait(stack, visitor,
 
 
 def test_transfer_with_a_note_moves_chat_history_and_capacity(visitor, agent):
-    guest, first, conv = _chat(visitor, agent, max_chats=2)
+    guest, first, conv = start_chat(visitor, agent, max_chats=2)
     guest.say(conv, "I want to change my billing address")
     first.expect("message", conversation=conv)
     second = agent(max_chats=2)
@@ -102,7 +70,7 @@ def test_transfer_with_a_note_moves_chat_history_and_capacity(visitor, agent):
 
 
 def test_a_declined_transfer_returns_and_changes_nothing(visitor, agent):
-    guest, first, conv = _chat(visitor, agent)
+    guest, first, conv = start_chat(visitor, agent)
     second = agent()
     first.send({"action": "transfer", "conversation": conv, "to": second.agent_id})
     second.expect("transfer_offer")
@@ -115,7 +83,7 @@ def test_a_declined_transfer_returns_and_changes_nothing(visitor, agent):
 
 
 def test_a_transfer_does_not_tell_whether_another_sites_agent_exists(visitor, agent, new_site):
-    _guest, first, conv = _chat(visitor, agent)
+    _guest, first, conv = start_chat(visitor, agent)
     elsewhere = f"x{secrets.token_hex(4)}"
     agents.create(elsewhere, "Elsewhere", PASSWORD, site=new_site("other"))
     answers = []
@@ -138,7 +106,7 @@ def test_away_agents_get_no_new_chats_and_visitors_see_nobody(visitor, agent):
 
 
 def test_supervisor_overview_and_history_search(visitor, agent, admin, stack, site):
-    guest, console, conv = _chat(visitor, agent)
+    guest, console, conv = start_chat(visitor, agent)
     waiting_guest = visitor()
     lead = agent(agent_id=admin.agent_id, shift=False)
     view = lead.request({"action": "overview"}, "overview")
@@ -281,14 +249,14 @@ def test_admins_manage_the_team_and_a_revoked_agent_is_signed_out_everywhere(sta
     with pytest.raises(ConnectionClosed):
         for _ in range(50):
             console.ws.recv(timeout=5)
-    from tests.client import http_error
+    from tests.support.client import http_error
 
     assert http_error(lambda: Client.login(http, created["id"], PASSWORD)) == 401
     assert rest(http, "GET", f"/sites/{site}/agents", token=member_token)[0] == 403
 
 
 def test_an_offer_survives_a_reload_and_lapses_if_never_answered(visitor, agent, monkeypatch):
-    _guest, first, conv = _chat(visitor, agent)
+    _guest, first, conv = start_chat(visitor, agent)
     second = agent()
     third = agent()
     first.send({"action": "transfer", "conversation": conv, "to": second.agent_id})
@@ -312,7 +280,7 @@ def test_rules_do_not_invite_when_nobody_can_answer(visitor, admin):
 
 def test_overview_and_holding_cover_away_agents(stack, visitor, agent, admin, monkeypatch):
     admin({"console": {"holding": {"enabled": True, "after_seconds": 15, "text": "One moment please."}}})
-    guest, console, conv = _chat(visitor, agent)
+    guest, console, conv = start_chat(visitor, agent)
     console.request({"action": "away", "on": True}, "shift")
     lead = agent(agent_id=admin.agent_id, shift=False)
     view = lead.request({"action": "overview"}, "overview")

@@ -2,7 +2,7 @@
 colour, launcher position, pre-chat fields, offline message; refusals next to their field and
 nothing saved; and the banner agents on shift get while the site shows visitors "We're away".
 
-Real Chromium on the local stack; the server's clock is frozen (``tests.client.Clock``) for the
+Real Chromium on the local stack; the server's clock is frozen (``tests.support.clock.Clock``) for the
 business-hours cases, and the minute timer is never needed: status flips are pushed.
 """
 
@@ -16,14 +16,10 @@ import pytest
 
 from chalicelib import sites
 from chalicelib.hours import to_ms
-from tests.browser import screenshot
-from tests.client import Client, Clock, rest
-from tests.conftest import PASSWORD
-from tests.test_console import console, open_page, settings  # noqa: F401  (fixtures)
-
-# Saturday 5 December 2026, 15:00 UTC: a Monday-to-Friday site is closed.
-SATURDAY = datetime(2026, 12, 5, 15, 0, tzinfo=UTC)
-WEEKDAYS = {"timezone": "UTC", "week": {d: [["09:00", "17:00"]] for d in ("mon", "tue", "wed", "thu", "fri")}}
+from tests.support.browser import screenshot
+from tests.support.client import Client, rest
+from tests.support.clock import SATURDAY, WEEKDAYS, Clock
+from tests.support.flows import PASSWORD
 
 
 def _admin_token(stack: Any, site: str, role: str = "admin") -> str:
@@ -34,7 +30,7 @@ def _admin_token(stack: Any, site: str, role: str = "admin") -> str:
     return Client.login(stack.gateway.http_url, agent_id, PASSWORD)
 
 
-def test_an_admin_names_the_company_and_shapes_the_widget_in_settings(stack, site, console):  # noqa: F811
+def test_an_admin_names_the_company_and_shapes_the_widget_in_settings(stack, site, console):
     from playwright.sync_api import expect
 
     boss = console("Boss", role="admin")
@@ -119,12 +115,12 @@ def test_only_admins_change_settings(stack, site):
     assert status == 403 and sites.get(site).name is None
 
 
-def test_agents_on_shift_see_when_visitors_read_were_away_and_why(stack, site, settings, console,  # noqa: F811
+def test_agents_on_shift_see_when_visitors_read_were_away_and_why(stack, site, admin, console,
                                                                    monkeypatch):
     from playwright.sync_api import expect
 
     clock = Clock(monkeypatch, to_ms(SATURDAY))
-    settings({"hours": WEEKDAYS})
+    admin({"hours": WEEKDAYS})
     ada = console("Ada")  # goes on shift on a Saturday
     banner = ada.locator("[data-testid=site-closed]")
     expect(banner).to_be_visible()
@@ -133,12 +129,12 @@ def test_agents_on_shift_see_when_visitors_read_were_away_and_why(stack, site, s
     ada.set_viewport_size({"width": 1280, "height": 800})
     screenshot(ada, "console-closed-banner")
 
-    settings({"hours": None})  # open around the clock: the flip is pushed to the console
+    admin({"hours": None})  # open around the clock: the flip is pushed to the console
     expect(banner).to_be_hidden()
 
     today = datetime.fromtimestamp(clock.now / 1000, UTC).date().isoformat()
     every_day = {d: [["00:00", "24:00"]] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
-    settings({"hours": {"timezone": "UTC", "week": every_day,
+    admin({"hours": {"timezone": "UTC", "week": every_day,
                         "closures": [{"date": today, "note": "Stocktaking"}]}})
     expect(banner).to_contain_text("(closed today: Stocktaking)")
 
@@ -151,7 +147,7 @@ def test_agents_on_shift_see_when_visitors_read_were_away_and_why(stack, site, s
     expect(banner).to_be_hidden()
 
 
-def test_abandonment_timers_are_edited_in_settings(stack, site, console):  # noqa: F811
+def test_abandonment_timers_are_edited_in_settings(stack, site, console):
     from playwright.sync_api import expect
 
     if "abandon" not in sites.CONSOLE_DEFAULTS:

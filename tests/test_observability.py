@@ -26,8 +26,8 @@ from chalicelib.hours import to_ms
 from chalicelib.models import META, ConversationModel, conversation_key
 from infra import deploy
 from infra.local.metrics import readable
-from tests.client import Client, eventually, rest, settle
-from tests.conftest import PASSWORD
+from tests.support.client import Client, eventually, rest, settle
+from tests.support.flows import PASSWORD, start_chat
 
 
 class Emitted:
@@ -92,14 +92,6 @@ def logs(stack: Any) -> Iterator[Capture]:
     telemetry.logger.removeHandler(capture)
 
 
-def _chat(visitor: Any, agent: Any) -> tuple[Client, Client, str]:
-    console = agent()
-    guest = visitor()
-    conv = guest.start()
-    console.expect("assigned")
-    return guest, console, conv
-
-
 def _conns(conv: str) -> dict[str, str]:
     return ConversationModel.get(conversation_key(conv), META, consistent_read=True).connections()
 
@@ -113,7 +105,7 @@ def _directive(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_messages_are_counted_once_per_side(visitor, agent, stack, site, emf):
-    guest, console, conv = _chat(visitor, agent)
+    guest, console, conv = start_chat(visitor, agent)
     first = guest.next_id()
     guest.say(conv, "Where is my parcel?", first)
     console.expect("message")
@@ -152,7 +144,7 @@ def test_connects_disconnects_and_refusals_are_counted(visitor, agent, stack, si
 
 
 def test_a_gone_connection_during_fan_out_counts_as_gone(visitor, agent, stack, site, emf):
-    guest, console, conv = _chat(visitor, agent)
+    guest, console, conv = start_chat(visitor, agent)
     before = set(_conns(conv))
     visitor(token=guest.welcome["token"])  # a second tab
     (tab,) = set(_conns(conv)) - before

@@ -33,8 +33,8 @@ from aws_lambda_powertools.utilities.parser.models import (
 
 from infra import deploy, runtime, sandbox
 from infra.local.sqs import _record as sqs_record
-from tests.client import Client, eventually
-from tests.conftest import PASSWORD
+from tests.support.client import Client, eventually
+from tests.support.flows import PASSWORD
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("stack")

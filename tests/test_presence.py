@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from chalicelib import clock, config
 from chalicelib.models import META, AgentModel, ConversationModel, agent_key, conversation_key
-from tests.client import eventually
+from tests.support.client import eventually
 
 
 def _agent(agent_id):

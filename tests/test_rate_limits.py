@@ -23,9 +23,9 @@ from chalicelib.models import (
     visitor_key,
 )
 from chalicelib.protocol import RATE_LIMITED
-from tests.client import eventually
-from tests.test_widget import chat, w
-from tests.test_widget import open_page as open_page  # a fixture, used by name
+from tests.support.browser import chat, w
+from tests.support.client import eventually
+from tests.support.flows import start_chat
 
 
 class Frozen:
@@ -35,14 +35,6 @@ class Frozen:
 
     def advance(self, seconds: float) -> None:
         self.now += int(seconds * 1000)
-
-
-def _chat(visitor, agent):
-    console = agent()
-    guest = visitor()
-    conv = guest.start()
-    console.expect("assigned")
-    return guest, console, conv
 
 
 def _state(conv):
@@ -62,7 +54,7 @@ def test_a_flood_is_refused_inside_the_message_write_with_a_retry_hint(
         visitor, agent, monkeypatch, dynamodb_calls):
     assert config.MESSAGES_PER_SECOND == 5
     frozen = Frozen(monkeypatch)
-    guest, console, conv = _chat(visitor, agent)
+    guest, console, conv = start_chat(visitor, agent)
     for n in range(5):
         assert guest.say(conv, f"quick {n}")["seq"] == n + 1  # a burst of 5 within one second
     dynamodb_calls.clear()
@@ -88,7 +80,7 @@ def test_a_flood_is_refused_inside_the_message_write_with_a_retry_hint(
 
 
 def test_flood_slots_leave_with_the_connection(visitor, agent):
-    guest, _console, conv = _chat(visitor, agent)
+    guest, _console, conv = start_chat(visitor, agent)
     guest.say(conv, "hello")
     tabs = [c for c, tag in _raw_item(conv)["conns"]["M"].items() if tag["S"].startswith("v:")]
     assert [n for n in _raw_item(conv) if n.startswith(f"rl#{tabs[0]}#")]
@@ -238,7 +230,7 @@ def test_a_status_flood_is_refused_and_other_connections_are_not_slowed(
 
     frozen = Frozen(monkeypatch)
     budget = BUDGETS["query"]
-    guest, console, conv = _chat(visitor, agent)
+    guest, console, conv = start_chat(visitor, agent)
     flooder = visitor(hello=False)
     flood = 300
     dynamodb_calls.clear()
@@ -275,7 +267,7 @@ def test_every_action_has_a_budget_and_its_own_count(visitor, agent, monkeypatch
 
     assert set(ACTION_CLASS) | {"send"} == set(SCHEMAS)
     Frozen(monkeypatch)
-    guest, console, conv = _chat(visitor, agent)
+    guest, console, conv = start_chat(visitor, agent)
     fresh = visitor(hello=False)
     # (action, fields, class, connection, frames of that class it has sent already)
     for action, extra, cls, who, used in (

@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from tests.browser import W
-from tests.client import Client, rest
-from tests.conftest import PASSWORD
-from tests.xss_corpus import CORPUS, GUARD, assert_inert
+from tests.support.browser import W
+from tests.support.client import Client, rest
+from tests.support.flows import PASSWORD
+from tests.support.xss_corpus import CORPUS, GUARD, assert_inert
 
 NAME = '<img src=x onerror="window.__xss=20">Zoë "Z" O\'Brien'
 # A deliverable address (RFC 5322 dot-atom: mail.address refuses "javascript:..." up front now,

@@ -6,7 +6,10 @@ download here. Without Chromium the browser tests skip, except in CI where they 
 
 from __future__ import annotations
 
+import base64
+import json
 import os
+import secrets
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,7 +17,10 @@ from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.support.client import Client
+from tests.support.flows import PASSWORD
+
+ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 # As root, without the background-networking flags Chromium keeps calling hosts it cannot reach.
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -45,6 +51,104 @@ def browser() -> Iterator[Any]:
         launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
         yield launched
         launched.close()
+
+
+@pytest.fixture
+def open_page(browser: Any, stack: Any, site: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """``open_page(path, init=..., **context_options)``: a page in a fresh browser context (its
+    own storage: another person) whose widget talks to this test's site. ``path=None`` opens
+    nothing yet; a shop page waits for the widget's launcher; the console gets a desktop-sized
+    window. ``page.sockets`` lists the WebSockets the page opened. No JavaScript error may
+    happen on any of them."""
+    from chalicelib import config
+
+    monkeypatch.setattr(config, "OFFLINE_PER_IP_PER_HOUR", 1000)  # every test comes from 127.0.0.1
+    contexts: list[Any] = []
+    errors: list[str] = []
+
+    def new_page(path: str | None = "/", *, init: str = "", **options: Any) -> Any:
+        console = path is not None and path.startswith("/console")
+        options.setdefault("locale", "en-GB")
+        if console:
+            options.setdefault("viewport", {"width": 1360, "height": 820})
+        context = browser.new_context(**options)
+        contexts.append(context)
+        context.add_init_script(init + f"window.ChatWidget = Object.assign(window.ChatWidget || {{}}, "
+                                f"{{site: {json.dumps(site)}}});")
+        context.add_init_script(COUNT_BEEPS)
+        page = context.new_page()
+        page.set_default_timeout(10_000)
+        page.sockets = []
+        page.on("websocket", lambda ws: page.sockets.append(ws))
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        if path is not None:
+            page.goto(stack.gateway.http_url + path)
+            if not console:
+                page.locator(f"{W} .launcher").wait_for()
+        return page
+
+    yield new_page
+    for context in contexts:
+        context.close()
+    assert not errors, f"JavaScript errors: {errors}"
+
+
+@pytest.fixture
+def console(open_page: Any, site: str) -> Any:
+    """``console(name, role=, max_chats=, shift=, agent_id=, **page_options)``: create an agent
+    on this test's site and sign them in to the console in a browser (on shift unless
+    ``shift=False``); ``page_options`` go to the browser context (viewport, bypass_csp)."""
+    from playwright.sync_api import expect
+
+    from chalicelib import agents
+
+    def sign_in(name: str, *, role: str = "agent", max_chats: int | None = None, shift: bool = True,
+                agent_id: str | None = None, **page_options: Any) -> Any:
+        agent_id = agent_id or f"{name[:4].lower()}{secrets.token_hex(3)}"
+        agents.create(agent_id, name, PASSWORD, role=role, max_chats=max_chats, site=site)
+        page = open_page("/console/", **page_options)
+        page.fill("#login-agent", agent_id)
+        page.fill("#login-password", PASSWORD)
+        page.click("#login-submit")
+        expect(page.locator("#shift-toggle")).to_be_enabled()
+        if shift:
+            page.click("#shift-toggle")
+            expect(page.locator("#shift-toggle")).to_have_attribute("aria-pressed", "true")
+        page.agent_id = agent_id
+        return page
+
+    return sign_in
+
+
+def w(page: Any, selector: str) -> Any:
+    """A locator inside the widget."""
+    return page.locator(f"{W} {selector}")
+
+
+def log_texts(page: Any) -> list[tuple[str | None, str | None]]:
+    """(data-seq, text) of every message in the widget, in order."""
+    return [(li.get_attribute("data-seq"), li.locator(".t").text_content())
+            for li in w(page, ".log > li").all()]
+
+
+def visitor_id(page: Any) -> str:
+    """The visitor behind the widget's stored token (its subject claim)."""
+    token = page.evaluate("localStorage.getItem('ctc.token')")
+    payload = token.split(".")[0]
+    return str(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["s"])
+
+
+def chat(page: Any, console: Client, text: str) -> str:
+    """Open the widget and start a chat with the (on-shift) console; returns the conversation."""
+    if not w(page, ".panel").is_visible():
+        w(page, ".launcher").click()
+    w(page, ".input").fill(text)
+    w(page, ".input").press("Enter")
+    assigned = console.expect("assigned")
+    # The first line rides in the `start`, stored before the chat is routed: the agent reads
+    # it in the chat's summary (and by sync), not as a live message.
+    assert assigned["summary"]["preview"] == text
+    return str(assigned["conversation"])
 
 
 def wait_until(page: Any, check: Callable[[], Any], timeout: float = 5.0) -> None:

@@ -185,19 +185,6 @@ def rest(http_url: str, method: str, path: str, body: Any = None,
         return exc.code, json.loads(exc.read() or b"null")
 
 
-class Clock:
-    """The app's clock (chalicelib.clock), frozen at ``start`` and moved by the test."""
-
-    def __init__(self, monkeypatch: Any, start: int) -> None:
-        from chalicelib import clock
-
-        self.now = start
-        monkeypatch.setattr(clock, "now_ms", lambda: self.now)
-
-    def advance(self, seconds: float) -> None:
-        self.now += int(seconds * 1000)
-
-
 def confirmation_link(email: dict[str, Any]) -> str:
     """The address-confirmation link in a mail from the SES stand-in (chalicelib/transcripts.py)."""
     (url,) = re.findall(r"http\S+/transcripts/confirm/\S+", email["body"]["text"])
