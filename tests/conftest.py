@@ -24,6 +24,8 @@ os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.setdefault("AWS_REGION", "us-east-1")
 os.environ.setdefault("TABLE_NAME", f"test-{secrets.token_hex(4)}")
 
+# At import, not in the fixture: importing it sets the stand-in's limits in the environment
+# before any test module reads chalicelib.config (the unit layer pays about a second for it).
 from infra.local.stack import Stack
 from tests.support.client import Client
 from tests.support.clock import Clock
