@@ -14,13 +14,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from chalicelib import agents, config, offline, queue, sites
+from chalicelib import config, offline, queue, sites
 from chalicelib.hours import to_ms
 from chalicelib.models import SiteModel
 from infra import admin
-from tests.support.client import Client, rest
+from tests.support.client import rest
 from tests.support.clock import Clock
-from tests.support.flows import PASSWORD
+from tests.support.flows import member_token
 
 PARIS = ZoneInfo("Europe/Paris")
 HOURS = {"timezone": "Europe/Paris",
@@ -40,9 +40,7 @@ def frozen_at():
 @pytest.fixture
 def team(stack, site):
     """The site's admin sets hours and the team's address over REST."""
-    admin_id = f"boss{secrets.token_hex(3)}"
-    agents.create(admin_id, "Boss", PASSWORD, role="admin", site=site)
-    token = Client.login(stack.gateway.http_url, admin_id, PASSWORD)
+    _, token = member_token(stack, site)
     address = f"team-{site}@bank.example"
     status, body = rest(stack.gateway.http_url, "PUT", f"/sites/{site}",
                         {"hours": HOURS, "team_email": address, "name": "Bank of Tests"}, token)

@@ -5,13 +5,11 @@ own zone; and the hot path still two DynamoDB requests."""
 
 from __future__ import annotations
 
-import secrets
-
 import pytest
 
-from chalicelib import agents, sites, stats
-from tests.support.client import Client, eventually, rest, settle
-from tests.support.flows import PASSWORD, close
+from chalicelib import sites, stats
+from tests.support.client import eventually, rest, settle
+from tests.support.flows import close, member_token
 from tests.support.state import ALL_DAY, DAY, T0, ZONE, conv_item, day_item
 
 # T0, 20:00 UTC on 10 March 2026, is 09:00 on 11 March (DAY) in Auckland (UTC+13): a day item
@@ -26,9 +24,7 @@ def frozen_at():
 @pytest.fixture
 def lead(stack, site):
     """An admin of the site (REST token), the site open around the clock in Auckland."""
-    boss = f"boss{secrets.token_hex(3)}"
-    agents.create(boss, "Boss", PASSWORD, role="admin", site=site)
-    token = Client.login(stack.gateway.http_url, boss, PASSWORD)
+    _, token = member_token(stack, site)
     status, body = rest(stack.gateway.http_url, "PUT", f"/sites/{site}",
                         {"hours": {"timezone": ZONE, "week": ALL_DAY}}, token)
     assert status == 200, body

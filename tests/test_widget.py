@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from tests.support.browser import W, chat, log_texts, screenshot, visitor_id, w, wait_until
+from tests.support.browser import W, chat, log_texts, screenshot, sign_in_console, visitor_id, w, wait_until
 from tests.support.client import Client
 from tests.support.flows import PASSWORD, configure_site
 from tests.support.xss_corpus import CORPUS, GUARD, assert_inert
@@ -190,12 +190,7 @@ def test_xss_corpus_is_shown_as_text_on_both_ends(stack, site, open_page):
     dialogs: list[str] = []
     console = open_page("/console/", init=GUARD)
     console.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-    console.fill("#login-agent", agent_id)
-    console.fill("#login-password", PASSWORD)
-    console.click("#login-submit")
-    expect(console.locator("#shift-toggle")).to_be_enabled()
-    console.click("#shift-toggle")
-    expect(console.locator("#shift-toggle")).to_have_attribute("aria-pressed", "true")
+    sign_in_console(console, agent_id)
 
     page = open_page(init=GUARD)
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.browser import W
+from tests.support.browser import W, sign_in_console
 from tests.support.client import Client, rest
 from tests.support.flows import PASSWORD
 from tests.support.xss_corpus import CORPUS, GUARD, assert_inert
@@ -59,16 +59,7 @@ def pages(browser: Any, stack: Any) -> Iterator[tuple[Callable[[str], Any], list
 
 
 def _console(open_page: Callable[[str], Any], agent_id: str) -> Any:
-    from playwright.sync_api import expect
-
-    console = open_page("/console/")
-    console.fill("#login-agent", agent_id)
-    console.fill("#login-password", PASSWORD)
-    console.click("#login-submit")
-    expect(console.locator("#shift-toggle")).to_be_enabled()
-    console.click("#shift-toggle")
-    expect(console.locator("#shift-toggle")).to_have_attribute("aria-pressed", "true")
-    return console
+    return sign_in_console(open_page("/console/"), agent_id)
 
 
 def _texts(page: Any, selector: str) -> list[str]:

@@ -98,7 +98,6 @@ def console(open_page: Any, site: str) -> Any:
     """``console(name, role=, max_chats=, shift=, agent_id=, **page_options)``: create an agent
     on this test's site and sign them in to the console in a browser (on shift unless
     ``shift=False``); ``page_options`` go to the browser context (viewport, bypass_csp)."""
-    from playwright.sync_api import expect
 
     from chalicelib import agents
 
@@ -106,18 +105,26 @@ def console(open_page: Any, site: str) -> Any:
                 agent_id: str | None = None, **page_options: Any) -> Any:
         agent_id = agent_id or f"{name[:4].lower()}{secrets.token_hex(3)}"
         agents.create(agent_id, name, PASSWORD, role=role, max_chats=max_chats, site=site)
-        page = open_page("/console/", **page_options)
-        page.fill("#login-agent", agent_id)
-        page.fill("#login-password", PASSWORD)
-        page.click("#login-submit")
-        expect(page.locator("#shift-toggle")).to_be_enabled()
-        if shift:
-            page.click("#shift-toggle")
-            expect(page.locator("#shift-toggle")).to_have_attribute("aria-pressed", "true")
+        page = sign_in_console(open_page("/console/", **page_options), agent_id, shift=shift)
         page.agent_id = agent_id
         return page
 
     return sign_in
+
+
+def sign_in_console(page: Any, agent_id: str, *, shift: bool = True) -> Any:
+    """Sign ``agent_id`` in on a console page (open at /console/) and, unless ``shift=False``,
+    go on shift; returns the page."""
+    from playwright.sync_api import expect
+
+    page.fill("#login-agent", agent_id)
+    page.fill("#login-password", PASSWORD)
+    page.click("#login-submit")
+    expect(page.locator("#shift-toggle")).to_be_enabled()
+    if shift:
+        page.click("#shift-toggle")
+        expect(page.locator("#shift-toggle")).to_have_attribute("aria-pressed", "true")
+    return page
 
 
 def w(page: Any, selector: str) -> Any:

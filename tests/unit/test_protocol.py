@@ -51,7 +51,8 @@ def test_page_view_clips_each_field_to_its_own_limit_and_keeps_the_rest():
     assert view is not None and view["ts"] == 5
     for name, limit in PAGE_FIELD_BYTES.items():
         assert utf8_len(view[name]) <= limit and view[name].endswith("\u2026")
-    assert page_view({"url": "https://a.example/", "title": None}) == {"url": "https://a.example/", "title": None}
+    plain = {"url": "https://a.example/", "title": None}
+    assert page_view(plain) == plain
 
 
 @pytest.mark.parametrize(("value", "ok"), [
@@ -88,7 +89,7 @@ def test_fit_stops_at_the_budget_and_returns_the_cursor_of_the_last_item_sent():
 def test_fit_without_a_cursor_counts_and_always_moves_on_unless_told_not_to():
     big = ["x" * (FRAME_BUDGET + 10)]
     frame: dict = {"type": "t"}
-    assert fit(frame, "items", big + ["y"]) == 1 and frame["items"] == big  # at least one
+    assert fit(frame, "items", [*big, "y"]) == 1 and frame["items"] == big  # at least one
     assert fit(frame, "items", big, cursor=str, at_least_one=False) == "" and frame["items"] == []
     assert fit(frame, "items", big, at_least_one=False) == 0
 
