@@ -15,6 +15,7 @@ from typing import Any
 
 from tests.support.browser import screenshot, w, wait_until
 from tests.support.client import Client
+from tests.support.clock import Clock
 from tests.support.flows import PASSWORD
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -372,7 +373,6 @@ def test_holding_message_after_the_configured_wait_and_the_team_view(stack, site
                                                                     monkeypatch):
     from playwright.sync_api import expect
 
-    from chalicelib import clock
 
     boss = console("Boss", role="admin", max_chats=3)
     boss.click("#views [data-view=settings]")
@@ -391,8 +391,7 @@ def test_holding_message_after_the_configured_wait_and_the_team_view(stack, site
     guest.say(conv, "Is the Ember stove in stock?")
     boss.click("#views [data-view=chats]")
     expect(boss.locator('#messages [data-seq="1"]')).to_have_text("Is the Ember stove in stock?")
-    now = clock.now_ms()
-    monkeypatch.setattr(clock, "now_ms", lambda: now + 16_000)
+    Clock(monkeypatch).advance(16)
     stack.gateway.run_schedules()
     held = boss.locator('#messages [data-seq="2"]')
     expect(held).to_have_text("Your agent is checking the stock.")

@@ -20,13 +20,14 @@ from typing import Any
 import pytest
 from websockets.exceptions import InvalidStatus
 
-from chalicelib import clock, config, fanout, telemetry
+from chalicelib import config, fanout, telemetry
 from chalicelib.fanout import Outbox
 from chalicelib.hours import to_ms
 from chalicelib.models import META, ConversationModel, conversation_key
 from infra import deploy
 from infra.local.metrics import readable
 from tests.support.client import Client, eventually, rest, settle
+from tests.support.clock import Clock
 from tests.support.flows import PASSWORD, start_chat
 
 
@@ -176,7 +177,7 @@ def test_a_failing_post_counts_as_an_error_and_spares_the_others(emf):
 def test_mail_sends_and_failures_are_counted(stack, site, emf, monkeypatch):
     # An hour of our own, so the per-address rate limit of earlier tests does not apply.
     now = to_ms(datetime(2031, 1, 1, tzinfo=UTC)) + secrets.randbelow(50_000) * 3_600_000
-    monkeypatch.setattr(clock, "now_ms", lambda: now)
+    Clock(monkeypatch, now)
     stack.poller.drain()  # earlier tests' jobs
     emf.clear()
     stack.ses.stop()

@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 
 from tests.support.browser import W, chat, log_texts, screenshot, sign_in_console, visitor_id, w, wait_until
 from tests.support.client import Client
+from tests.support.clock import Clock
 from tests.support.flows import PASSWORD, configure_site
 from tests.support.xss_corpus import CORPUS, GUARD, assert_inert
 
@@ -319,13 +320,12 @@ def test_after_hours_says_when_we_are_back_and_leaves_a_message_by_email(stack, 
                                                                         monkeypatch):
     from playwright.sync_api import expect
 
-    from chalicelib import clock
     from chalicelib.hours import to_ms
 
     saturday_3pm = to_ms(datetime(2026, 11, 28, 15, 0, tzinfo=PARIS))
     team = f"team-{site}@shop.example"
     configure_site(stack, site, {"hours": HOURS, "team_email": team, "name": "Northwind"})
-    monkeypatch.setattr(clock, "now_ms", lambda: saturday_3pm)
+    Clock(monkeypatch, saturday_3pm)
     stack.poller.drain()
     stack.ses.clear()
 
