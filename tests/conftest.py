@@ -29,7 +29,7 @@ os.environ.setdefault("TABLE_NAME", f"test-{secrets.token_hex(4)}")
 from infra.local.stack import Stack
 from tests.support.client import Client
 from tests.support.clock import Clock
-from tests.support.flows import PASSWORD, kept_address_counters, site_settings
+from tests.support.flows import PASSWORD, kept_address_counters, mails_to, site_settings
 
 # the AWS-call recorder; the shared Chromium and its page fixtures; every delivered frame
 # checked against frames.SERVER_FRAMES
@@ -86,12 +86,7 @@ def mailbox(stack: Stack) -> Callable[[str], list[dict[str, Any]]]:
     stack.poller.drain()
     stack.ses.clear()
 
-    def read(to: str) -> list[dict[str, Any]]:
-        assert stack.poller is not None and stack.ses is not None
-        stack.poller.drain()
-        return [e for e in stack.ses.emails() if any(to in a for a in e["destination"]["to"])]
-
-    return read
+    return lambda to: mails_to(stack, to)
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ live visitors, invitation rules, snippets and transcripts."""
 
 from __future__ import annotations
 
-import re
 import secrets
 import urllib.request
 
@@ -11,7 +10,7 @@ import pytest
 
 from chalicelib import agents, config
 from chalicelib.models import META, AgentModel, agent_key
-from tests.support.client import Client, rest
+from tests.support.client import Client, confirmation_link, rest
 from tests.support.clock import Clock
 from tests.support.flows import PASSWORD, start_chat
 
@@ -168,9 +167,7 @@ def test_snippets_reach_the_console_and_bad_settings_are_refused(agent, admin, s
     assert bad[0] == 400 and "console.snippets" in bad[1]["message"]
 
 
-def test_transcript_is_emailed_when_the_chat_closes(visitor, agent, stack):
-    stack.poller.drain()
-    stack.ses.clear()
+def test_transcript_is_emailed_when_the_chat_closes(visitor, agent, stack, mailbox):
     console = agent()
     guest = visitor()
     guest.send({"action": "start", "email": "tina@example.org", "name": "Tina"})
@@ -179,15 +176,12 @@ def test_transcript_is_emailed_when_the_chat_closes(visitor, agent, stack):
     guest.say(conv, "Thanks for the help")
     console.say(conv, "You're welcome!")
     guest.request({"action": "close", "conversation": conv, "transcript": True}, "closed")
-    stack.poller.drain()
     # The visitor's address is confirmed by the link first (no chat text in that mail).
-    (note,) = [e for e in stack.ses.emails() if "tina@example.org" in e["destination"]["to"]]
+    (note,) = mailbox("tina@example.org")
     assert "Thanks for the help" not in note["body"]["text"]
-    (link,) = re.findall(r"http\S+/transcripts/confirm/\S+", note["body"]["text"])
-    with urllib.request.urlopen(link, timeout=10) as page:
+    with urllib.request.urlopen(confirmation_link(note), timeout=10) as page:
         assert page.status == 200
-    stack.poller.drain()
-    (_, mail) = [e for e in stack.ses.emails() if "tina@example.org" in e["destination"]["to"]]
+    (_, mail) = mailbox("tina@example.org")
     assert "Thanks for the help" in mail["body"]["text"] and "You're welcome!" in mail["body"]["text"]
     assert config.MAIL_FROM in mail["from"]
 

@@ -8,26 +8,16 @@ business-hours cases, and the minute timer is never needed: status flips are pus
 
 from __future__ import annotations
 
-import secrets
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 
 from chalicelib import sites
 from chalicelib.hours import to_ms
 from tests.support.browser import screenshot
-from tests.support.client import Client, rest
+from tests.support.client import rest
 from tests.support.clock import SATURDAY, WEEKDAYS, Clock
-from tests.support.flows import PASSWORD
-
-
-def _admin_token(stack: Any, site: str, role: str = "admin") -> str:
-    from chalicelib import agents
-
-    agent_id = f"{role[:3]}{secrets.token_hex(3)}"
-    agents.create(agent_id, "Someone", PASSWORD, role=role, site=site)
-    return Client.login(stack.gateway.http_url, agent_id, PASSWORD)
+from tests.support.flows import member_token
 
 
 def test_an_admin_names_the_company_and_shapes_the_widget_in_settings(stack, site, console):
@@ -102,7 +92,7 @@ def test_an_admin_names_the_company_and_shapes_the_widget_in_settings(stack, sit
     ({"team_email": "nope", "name": "Fine"}, "team_email"),
 ])
 def test_bad_settings_are_refused_with_the_field_named_and_change_nothing(stack, site, doc, field):
-    token = _admin_token(stack, site)
+    _, token = member_token(stack, site)
     before = sites.public(sites.get(site))
     status, body = rest(stack.gateway.http_url, "PUT", f"/sites/{site}", doc, token)
     assert status == 400 and body["message"].startswith(field + ":")
@@ -110,7 +100,7 @@ def test_bad_settings_are_refused_with_the_field_named_and_change_nothing(stack,
 
 
 def test_only_admins_change_settings(stack, site):
-    token = _admin_token(stack, site, role="agent")
+    _, token = member_token(stack, site, role="agent")
     status, _ = rest(stack.gateway.http_url, "PUT", f"/sites/{site}", {"name": "Mine now"}, token)
     assert status == 403 and sites.get(site).name is None
 

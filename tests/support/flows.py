@@ -69,6 +69,14 @@ def site_settings(stack: Any, site: str) -> Callable[[dict[str, Any]], dict[str,
     return put
 
 
+def mails_to(stack: Any, to: str) -> list[dict[str, Any]]:
+    """Every email the SES stand-in holds for ``to``, once the mail queue's jobs have run
+    (mail goes out through SQS: a job still queued is a mail not yet sent)."""
+    assert stack.poller is not None and stack.ses is not None
+    stack.poller.drain()
+    return [e for e in stack.ses.emails() if any(to in a for a in e["destination"]["to"])]
+
+
 @contextlib.contextmanager
 def kept_address_counters() -> Iterator[None]:
     """Give a test the whole per-address allowance of 127.0.0.1, and put the counters back
