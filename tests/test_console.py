@@ -2,7 +2,7 @@
 agent consoles and a visitor's widget in separate browser contexts (different people).
 
 Agents who only need to exist, and visitors whose browser is beside the point, are the test
-WebSocket client (tests/client.py), which keeps each test short. Screenshots of the main
+WebSocket client (tests/support/client.py), which keeps each test short. Screenshots of the main
 views go to tests/artifacts/ (untracked); UPDATE_SCREENSHOTS=1 refreshes docs/console-*.png.
 """
 

@@ -1,4 +1,4 @@
-"""The XSS corpus (tests/xss_corpus.py) at both ends, in Chromium, everywhere people's text is
+"""The XSS corpus (tests/support/xss_corpus.py) at both ends, in Chromium, everywhere people's text is
 shown: what a visitor sends, in the real agent console (queue, chat list, messages, visitor
 context, notes); what an agent or admin sends, in the real widget (messages, the agent's
 name, snippets, the site's name and greeting). Nothing runs, everything reads as typed.

@@ -1,4 +1,6 @@
-"""Headless Chromium for the tests of what people see: one browser per run, shared helpers.
+"""Headless Chromium for the tests of what people see, as a pytest plugin (tests/conftest.py
+loads it): the ``browser``, ``open_page`` (a page per person, its widget on the test's site),
+``console`` (an agent signed in to the console), and the helpers every browser test shares.
 
 Debian's Chromium (``/usr/bin/chromium``) driven by Playwright; ``playwright install`` cannot
 download here. Without Chromium the browser tests skip, except in CI where they must run.
