@@ -1,6 +1,6 @@
 # click-to-chat: two commands on a fresh machine.
 #   make dev   set up, then run the whole product locally (no AWS account)
-#   make test  set up, then run the test suite
+#   make test  set up, then run the test suite (make test-fast: the unit layer alone, in seconds)
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 # One Python for everything: the Lambda runtime's version (infra/runtime.py). The venv, the tests,
@@ -11,11 +11,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 TOOLS := .tools
 
-.PHONY: help setup dev test bench soak lint agent clean java chromium system-packages
+.PHONY: help setup dev test test-fast bench soak lint agent clean java chromium system-packages
 
 help:
 	@echo "make dev    run the whole product locally (installs what it needs)"
 	@echo "make test   run the tests (installs what it needs)"
+	@echo "make test-fast  the unit layer only (tests/unit: pure functions, no stack, no browser), in seconds"
 	@echo "make bench  the benchmark suite -> bench/results/latest.json + charts (QUICK=1 for a smoke run)"
 	@echo "make soak   load test against a running make dev (SPAWN=1: its own stack) -> bench/results/soak.json"
 	@echo "make lint   ruff + mypy"
@@ -73,6 +74,11 @@ dev: setup
 
 test: setup chromium
 	$(PY) -m pytest -q
+
+# The pure layer (protocol, frames, hours, stats, validation, routing tie-break, limits): no
+# Java, no DynamoDB Local, no gateway, no browser, so it needs only the venv.
+test-fast: $(VENV)/.installed
+	$(PY) -m pytest -q tests/unit
 
 bench: setup chromium
 	$(PY) -m bench.run $(if $(QUICK),--quick)

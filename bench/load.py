@@ -11,67 +11,23 @@ import json
 import secrets
 import statistics
 import time
-from dataclasses import dataclass, field
+from collections.abc import Coroutine
 from typing import Any
-from urllib.parse import urlencode
 
-from websockets.asyncio.client import ClientConnection, connect
+from tests.support.client import AsyncClient
 
 PASSWORD = "bench-password-123"
-
-
-@dataclass
-class Peer:
-    """One WebSocket client that files frames by type and wakes whoever waits for them."""
-
-    ws: ClientConnection
-    inbox: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    arrivals: dict[str, float] = field(default_factory=dict)  # message id -> receipt time
-    waiters: list[tuple[tuple[str, ...], asyncio.Future[dict[str, Any]]]] = field(default_factory=list)
-
-    async def pump(self) -> None:
-        async for raw in self.ws:
-            frame = json.loads(raw)
-            if frame.get("type") == "message":
-                self.arrivals[str(frame.get("id"))] = time.perf_counter()
-            for kinds, future in list(self.waiters):
-                if str(frame.get("type")) in kinds and not future.done():
-                    future.set_result(frame)
-                    self.waiters.remove((kinds, future))
-                    break
-            else:
-                self.inbox.setdefault(str(frame.get("type")), []).append(frame)
-
-    async def expect(self, *kinds: str, timeout: float = 60) -> dict[str, Any]:
-        """The next frame of any of ``kinds`` (already received, or the next to arrive)."""
-        for kind in kinds:
-            if self.inbox.get(kind):
-                return self.inbox[kind].pop(0)
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self.waiters.append((kinds, future))
-        return await asyncio.wait_for(future, timeout)
-
-    async def send(self, frame: dict[str, Any]) -> None:
-        await self.ws.send(json.dumps(frame))
 
 
 SETUP_WAVE = 50
 
 
-def _waves(peers: list[Peer]) -> list[list[Peer]]:
+def _waves(peers: list[AsyncClient]) -> list[list[AsyncClient]]:
     return [peers[i:i + SETUP_WAVE] for i in range(0, len(peers), SETUP_WAVE)]
 
 
-async def request(peer: Peer, frame: dict[str, Any], reply: str, timeout: float = 300) -> dict[str, Any]:
-    await peer.send(frame)
-    return await peer.expect(reply, timeout=timeout)
-
-
-async def open_peer(ws_url: str, query: dict[str, str]) -> Peer:
-    ws = await connect(f"{ws_url}?{urlencode(query)}", open_timeout=60, max_size=2**20, ping_interval=None)
-    peer = Peer(ws)
-    asyncio.get_running_loop().create_task(peer.pump())
-    return peer
+def open_peer(ws_url: str, query: dict[str, str]) -> Coroutine[Any, Any, AsyncClient]:
+    return AsyncClient.open(ws_url, query, open_timeout=60)
 
 
 def make_agents(info: dict[str, Any], site: str, count: int) -> list[str]:
@@ -107,17 +63,17 @@ async def conversations(info: dict[str, Any], count: int, messages: int) -> dict
     # shares one interpreter, so 500 routers at once would only queue behind each other
     # (on AWS each is its own Lambda).
     for wave in _waves(agents):
-        await asyncio.gather(*(request(peer, {"action": "shift", "on": True}, "shift") for peer in wave))
+        await asyncio.gather(*(peer.ask({"action": "shift", "on": True}, "shift") for peer in wave))
     visitors = await asyncio.gather(*(open_peer(info["ws_url"], {"site": site}) for _ in range(count)))
     conv_ids: list[str] = []
     for wave in _waves(visitors):
-        started = await asyncio.gather(*(request(peer, {"action": "start"}, "conversation") for peer in wave))
+        started = await asyncio.gather(*(peer.ask({"action": "start"}, "conversation") for peer in wave))
         conv_ids += [str(frame["conversation"]) for frame in started]
     await asyncio.gather(*(peer.expect("assigned", timeout=300) for peer in agents))
     sent: dict[str, float] = {}
     errors = 0
 
-    async def talk(peer: Peer, conv: str) -> None:
+    async def talk(peer: AsyncClient, conv: str) -> None:
         nonlocal errors
         client = secrets.token_urlsafe(6)
         for n in range(1, messages + 1):
@@ -153,7 +109,7 @@ async def floor(info: dict[str, Any], count: int, messages: int) -> dict[str, An
     peers = await asyncio.gather(*(open_peer(info["ws_url"], {}) for _ in range(count)))
     latencies: list[float] = []
 
-    async def talk(peer: Peer) -> None:
+    async def talk(peer: AsyncClient) -> None:
         for n in range(messages):
             started = time.perf_counter()
             await peer.ws.send(json.dumps({"action": "echo", "n": n}))

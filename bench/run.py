@@ -73,7 +73,7 @@ def spread(values: list[float]) -> dict[str, float]:
 def work_counts() -> dict[str, Any]:
     """In-process stack with botocore hooks: requests and consumed capacity, exactly."""
     from infra.local.stack import Stack
-    from tests.client import Client, settle
+    from tests.support.client import Client, settle
 
     stack = Stack(table=os.environ["TABLE_NAME"], schedule_interval=None, poll_queues=False).start()
     assert stack.gateway is not None

@@ -2,7 +2,7 @@
 is as one JSON line. Clients run in the benchmark process, so they do not share a GIL with
 the gateway and the handlers (as on AWS, where clients are elsewhere).
 
-    python -m bench.serve [--echo]     # --echo: the floor handler (tests/echo_app.py) instead
+    python -m bench.serve [--echo]     # --echo: the floor handler (tests/support/echo_app.py) instead
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def main() -> int:
     from infra.local.stack import Stack
 
     if args.echo:
-        app = importlib.import_module("tests.echo_app").app
+        app = importlib.import_module("tests.support.echo_app").app
         gateway = GatewayServer(app, max_workers=64)
         gateway.start()
         os.environ["AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI"] = gateway.management_endpoint

@@ -46,92 +46,21 @@ import statistics
 import sys
 import time
 from collections import Counter
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
-from websockets.asyncio.client import ClientConnection, connect
+from tests.support.client import AsyncClient
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 
 
-@dataclass
-class Socket:
-    """One WebSocket connection; files what arrives so the audit can replay it."""
-
-    ws: ClientConnection
-    messages: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # conv -> frames
-    received_at: dict[str, float] = field(default_factory=dict)  # message id -> first receipt
-    acks: dict[str, asyncio.Future[dict[str, Any]]] = field(default_factory=dict)
-    events: list[dict[str, Any]] = field(default_factory=list)  # everything else, in order
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)  # kept: the loop holds weak refs
-
-    async def pump(self) -> None:
-        try:
-            async for raw in self.ws:
-                frame = json.loads(raw)
-                kind = frame.get("type")
-                if kind == "message":
-                    self.messages.setdefault(str(frame["conversation"]), []).append(frame)
-                    self.received_at.setdefault(str(frame["id"]), time.perf_counter())
-                elif kind in ("ack", "error") and str(frame.get("ref")) in self.acks:
-                    future = self.acks.pop(str(frame.get("ref")))
-                    if not future.done():
-                        future.set_result(frame)
-                else:
-                    self.events.append(frame)
-                self.changed.set()
-        except Exception:
-            pass
-
-    async def wait_for(self, kind: str, timeout: float, **match: Any) -> dict[str, Any]:
-        deadline = time.perf_counter() + timeout
-        while True:
-            for frame in self.events:
-                if frame.get("type") == kind and all(frame.get(k) == v for k, v in match.items()):
-                    return frame
-            left = deadline - time.perf_counter()
-            if left <= 0:
-                raise TimeoutError(f"no {kind} {match}")
-            self.changed.clear()
-            try:
-                await asyncio.wait_for(self.changed.wait(), left)
-            except TimeoutError:
-                pass
-
-    async def send(self, frame: dict[str, Any]) -> None:
-        await self.ws.send(json.dumps(frame))
-
-    async def request(self, frame: dict[str, Any], timeout: float = 120) -> dict[str, Any]:
-        """Send a frame that is answered with an ack or error carrying ``ref``."""
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self.acks[str(frame.get("id") or frame.get("ref"))] = future
-        await self.send(frame)
-        return await asyncio.wait_for(future, timeout)
-
-
-async def open_socket(ws_url: str, query: dict[str, str]) -> Socket:
-    ws = await connect(f"{ws_url}?{urlencode(query)}", open_timeout=120, max_size=2**20,
-                       ping_interval=None, close_timeout=5)
-    sock = Socket(ws)
-    loop = asyncio.get_running_loop()
-    sock.tasks = [loop.create_task(sock.pump()), loop.create_task(heartbeat(sock))]
-    return sock
-
-
-async def heartbeat(sock: Socket, every: float = 240) -> None:
-    """A ``ping`` frame every few minutes, as the widget and console send: API Gateway (and the
-    stand-in, by default) closes a connection idle for 10 minutes, and a visitor waiting in
-    line sends nothing of its own."""
-    try:
-        while True:
-            await asyncio.sleep(every)
-            await sock.send({"action": "ping"})
-    except Exception:
-        pass  # the socket closed; the run's audit reports what that cost
+def open_socket(ws_url: str, query: dict[str, str]) -> Coroutine[Any, Any, AsyncClient]:
+    """A connection with the widget's and console's heartbeat (a visitor waiting in line
+    sends nothing of its own; idle connections are closed after 10 minutes)."""
+    return AsyncClient.open(ws_url, query, open_timeout=120, close_timeout=5, heartbeat=240)
 
 
 @dataclass
@@ -142,7 +71,7 @@ class Run:
     acked: dict[str, int] = field(default_factory=dict)  # id -> seq
     errors: Counter[str] = field(default_factory=Counter)
 
-    async def talk(self, sock: Socket, conv: str, side: str, done: asyncio.Event) -> None:
+    async def talk(self, sock: AsyncClient, conv: str, side: str, done: asyncio.Event) -> None:
         """One side's share of a conversation: one message in flight, resend on a refusal."""
         client = secrets.token_urlsafe(8).replace("-", "a").replace("_", "b")
         for n in range(1, self.per_side + 1):
@@ -197,7 +126,7 @@ async def soak(dev: dict[str, str], args: argparse.Namespace) -> dict[str, Any]:
     for sock in visitors:
         await sock.send({"action": "hello"})
     welcomes = await asyncio.gather(*(sock.wait_for("welcome", 120) for sock in visitors))
-    tabs: dict[int, Socket] = {}
+    tabs: dict[int, AsyncClient] = {}
     second = random.sample(range(args.visitors), int(args.visitors * args.second_tab))
     opened = await asyncio.gather(*(open_socket(ws_url, {"token": welcomes[i]["token"]}) for i in second))
     tabs.update(zip(second, opened, strict=True))
@@ -276,8 +205,8 @@ def pct(values: list[float], q: float) -> float | None:
         statistics.median(values), 1)
 
 
-def check_ends(run: Run, conv_of: dict[int, str], visitors: list[Socket], tabs: dict[int, Socket],
-               consoles: list[Socket]) -> dict[str, Any]:
+def check_ends(run: Run, conv_of: dict[int, str], visitors: list[AsyncClient], tabs: dict[int, AsyncClient],
+               consoles: list[AsyncClient]) -> dict[str, Any]:
     """Every other connection of a conversation got each message once, in seq order."""
     by_conv: dict[str, list[str]] = {}
     for message_id, (conv, _side, _t) in run.sent.items():
@@ -321,8 +250,8 @@ def check_ends(run: Run, conv_of: dict[int, str], visitors: list[Socket], tabs: 
         for message_id in by_conv.get(conv, []):
             _conv, side, sent_at = run.sent[message_id]
             for sock in primary[side]:
-                if message_id in sock.received_at:
-                    latencies.append((sock.received_at[message_id] - sent_at) * 1000)
+                if message_id in sock.arrivals:
+                    latencies.append((sock.arrivals[message_id] - sent_at) * 1000)
     return {"lost": lost, "duplicated": duplicated, "out_of_order": out_of_order,
             "arrived_before_a_lower_seq": arrived_early, "latencies_ms": latencies}
 

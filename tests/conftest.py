@@ -24,12 +24,16 @@ os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.setdefault("AWS_REGION", "us-east-1")
 os.environ.setdefault("TABLE_NAME", f"test-{secrets.token_hex(4)}")
 
+# At import, not in the fixture: importing it sets the stand-in's limits in the environment
+# before any test module reads chalicelib.config (the unit layer pays about a second for it).
 from infra.local.stack import Stack
-from tests.client import Client
+from tests.support.client import Client
+from tests.support.clock import Clock
+from tests.support.flows import PASSWORD, kept_address_counters, mails_to, site_settings
 
-# the AWS-call recorder; the shared Chromium; every delivered frame checked against frames.SERVER_FRAMES
-pytest_plugins = ["tests.aws_recorder", "tests.browser", "tests.frames_check"]
-PASSWORD = "correct horse battery"
+# the AWS-call recorder; the shared Chromium and its page fixtures; every delivered frame
+# checked against frames.SERVER_FRAMES
+pytest_plugins = ["tests.aws_recorder", "tests.support.browser", "tests.frames_check"]
 
 
 @pytest.fixture(scope="session")
@@ -82,12 +86,7 @@ def mailbox(stack: Stack) -> Callable[[str], list[dict[str, Any]]]:
     stack.poller.drain()
     stack.ses.clear()
 
-    def read(to: str) -> list[dict[str, Any]]:
-        assert stack.poller is not None and stack.ses is not None
-        stack.poller.drain()
-        return [e for e in stack.ses.emails() if any(to in a for a in e["destination"]["to"])]
-
-    return read
+    return lambda to: mails_to(stack, to)
 
 
 @pytest.fixture
@@ -142,6 +141,26 @@ def agent(stack: Stack, site: str, clients: list[Client]) -> Callable[..., Clien
 
 
 @pytest.fixture
+def admin(stack: Stack, site: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """``admin(doc)``: the site's admin changes its settings over REST (``admin.agent_id``
+    is who they are)."""
+    return site_settings(stack, site)
+
+
+@pytest.fixture
+def frozen_at() -> int | None:
+    """When ``frozen`` stops the clock (ms): now, unless a module overrides this fixture with
+    the moment its scenario needs (a Saturday afternoon, a day in Auckland)."""
+    return None
+
+
+@pytest.fixture
+def frozen(monkeypatch: pytest.MonkeyPatch, frozen_at: int | None) -> Clock:
+    """The app's clock, frozen at ``frozen_at`` and moved by the test (``frozen.advance(s)``)."""
+    return Clock(monkeypatch, frozen_at)
+
+
+@pytest.fixture
 def dynamodb_calls(stack: Stack) -> Iterator[list[str]]:
     """Every DynamoDB API call the app makes while the test runs, in order (botocore hook
     on each PynamoDB model's client)."""
@@ -159,39 +178,6 @@ def dynamodb_calls(stack: Stack) -> Iterator[list[str]]:
     yield calls
     for client in clients.values():
         client.meta.events.unregister("before-call.dynamodb", record)
-
-
-@contextlib.contextmanager
-def kept_address_counters() -> Iterator[None]:
-    """Give a test the whole per-address allowance of 127.0.0.1, and put the counters back
-    afterwards.
-
-    Every REST call of the local stand-in comes from 127.0.0.1 (Chalice's local gateway
-    says so), so a test that spends that address's hourly offline-message or failed-sign-in
-    allowance would otherwise leave later tests refused."""
-    from chalicelib import auth, limits
-    from chalicelib.models import META, CounterModel
-
-    keys = [limits.OFFLINE_PER_NETWORK.counter_key(auth.fingerprint('127.0.0.1')),
-            limits.LOGIN_FAILURES_PER_SOURCE.counter_key(auth.fingerprint('127.0.0.1'))]
-
-    def count(key: str) -> int | None:
-        try:
-            return int(CounterModel.get(key, META, consistent_read=True).n)
-        except CounterModel.DoesNotExist:
-            return None
-
-    before = {key: count(key) for key in keys}
-    for key in keys:  # start with the whole allowance, whatever earlier tests spent
-        CounterModel(key).delete()
-    try:
-        yield
-    finally:
-        for key, n in before.items():
-            if n is None:
-                CounterModel(key).delete()
-            else:
-                CounterModel(key).update(actions=[CounterModel.n.set(n)])
 
 
 @pytest.fixture

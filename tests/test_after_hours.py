@@ -14,12 +14,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from chalicelib import agents, config, mail, offline, queue, sites
+from chalicelib import config, mail, offline, queue, sites
 from chalicelib.hours import to_ms
 from chalicelib.models import SiteModel
 from infra import admin
-from tests.client import Client, Clock, rest
-from tests.conftest import PASSWORD
+from tests.support.client import rest
+from tests.support.clock import Clock
+from tests.support.flows import member_token
 
 PARIS = ZoneInfo("Europe/Paris")
 HOURS = {"timezone": "Europe/Paris",
@@ -32,16 +33,14 @@ MONDAY_10AM = to_ms(datetime(2026, 11, 30, 10, 0, tzinfo=PARIS))
 
 
 @pytest.fixture
-def frozen(monkeypatch):
-    return Clock(monkeypatch, SATURDAY_3PM)
+def frozen_at():
+    return SATURDAY_3PM
 
 
 @pytest.fixture
 def team(stack, site):
     """The site's admin sets hours and the team's address over REST."""
-    admin_id = f"boss{secrets.token_hex(3)}"
-    agents.create(admin_id, "Boss", PASSWORD, role="admin", site=site)
-    token = Client.login(stack.gateway.http_url, admin_id, PASSWORD)
+    _, token = member_token(stack, site)
     address = f"team-{site}@bank.example"
     status, body = rest(stack.gateway.http_url, "PUT", f"/sites/{site}",
                         {"hours": HOURS, "team_email": address, "name": "Bank of Tests"}, token)

@@ -26,8 +26,8 @@ from websockets.sync.client import connect
 from chalicelib import agents, auth, config, dispatch, protocol
 from chalicelib.models import ConversationModel, conversation_key
 from chalicelib.protocol import CONFLICT, FORBIDDEN, NOT_FOUND
-from tests.client import Client, rest
-from tests.conftest import PASSWORD
+from tests.support.client import Client, rest
+from tests.support.flows import PASSWORD
 
 
 def _partition(conv: str) -> str:

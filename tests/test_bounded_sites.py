@@ -18,8 +18,9 @@ import pytest
 from chalicelib import agents, auth, config, sites
 from chalicelib.errors import Refusal
 from chalicelib.models import SiteModel
-from tests.client import Client, Clock, rest
-from tests.conftest import PASSWORD
+from tests.support.client import Client, rest
+from tests.support.clock import Clock
+from tests.support.flows import PASSWORD
 
 WRITES = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"}
 

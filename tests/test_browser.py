@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from tests.browser import W
-from tests.conftest import PASSWORD
-from tests.xss_corpus import IMG, SCRIPT
+from tests.support.browser import W, sign_in_console
+from tests.support.flows import PASSWORD
+from tests.support.xss_corpus import IMG, SCRIPT
 
 BOLD = "<b>bold?</b>"
 
@@ -64,12 +64,7 @@ def test_visitor_and_agent_chat_render_text_literally_and_resume(stack, site, pa
 
     console = page_factory()
     console.goto(f"{base}/console/")
-    console.fill("#login-agent", agent_id)
-    console.fill("#login-password", PASSWORD)
-    console.click("#login-submit")
-    expect(console.locator("#shift-toggle")).to_be_enabled()
-    console.click("#shift-toggle")
-    expect(console.locator("#shift-toggle")).to_have_attribute("aria-pressed", "true")
+    sign_in_console(console, agent_id)
 
     guest = page_factory()
     guest.goto(f"{base}/?site={site}")  # the demo shop passes ?site= to the widget

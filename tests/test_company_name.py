@@ -20,7 +20,8 @@ from chalicelib.models import SiteModel
 from infra import admin, company
 from infra.deploy import DeployError
 from infra.deploy.site import company_name, ensure_admin_here
-from tests.client import Client, confirmation_link, rest
+from tests.support.client import Client, confirmation_link, rest
+from tests.support.flows import mails_to
 
 # Every test here leaves offline messages and transcripts from 127.0.0.1: give the allowances back.
 pytestmark = pytest.mark.usefixtures("address_counters")
@@ -43,21 +44,16 @@ def _chat_with_transcript(stack: Any, visitor: Any, agent: Any, email: str) -> l
     console.expect("assigned", conversation=conv)
     guest.say(conv, "Where is my parcel?")
     guest.request({"action": "close", "conversation": conv, "transcript": True}, "closed")
-    with urllib.request.urlopen(confirmation_link(_mails_to(stack, email)[0]), timeout=10) as page:
+    with urllib.request.urlopen(confirmation_link(mails_to(stack, email)[0]), timeout=10) as page:
         assert page.status == 200
-    return _mails_to(stack, email)
-
-
-def _mails_to(stack: Any, to: str) -> list[dict[str, Any]]:
-    stack.poller.drain()
-    return [e for e in stack.ses.emails() if any(to in a for a in e["destination"]["to"])]
+    return mails_to(stack, email)
 
 
 def _offline_mails(stack: Any, site: str, email: str) -> str:
     status, _ = rest(stack.gateway.http_url, "POST", "/offline",
                      {"site": site, "email": email, "text": "Do you ship to Norway?"})
     assert status == 202
-    to_visitor = _mails_to(stack, email)
+    to_visitor = mails_to(stack, email)
     assert len(to_visitor) == 1
     return _visible_mail(to_visitor)
 
@@ -103,7 +99,7 @@ def test_a_rule_invitation_comes_from_the_company_never_the_site_id(stack, site,
 
 def test_the_console_settings_route_shows_the_name_unset_and_clears_it(stack, site):
     from chalicelib import agents
-    from tests.conftest import PASSWORD
+    from tests.support.flows import PASSWORD
 
     boss = f"boss{secrets.token_hex(3)}"
     agents.create(boss, "Boss", PASSWORD, role="admin", site=site)

@@ -2,7 +2,7 @@
 agent consoles and a visitor's widget in separate browser contexts (different people).
 
 Agents who only need to exist, and visitors whose browser is beside the point, are the test
-WebSocket client (tests/client.py), which keeps each test short. Screenshots of the main
+WebSocket client (tests/support/client.py), which keeps each test short. Screenshots of the main
 views go to tests/artifacts/ (untracked); UPDATE_SCREENSHOTS=1 refreshes docs/console-*.png.
 """
 
@@ -10,97 +10,18 @@ from __future__ import annotations
 
 import json
 import re
-import secrets
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from tests.browser import COUNT_BEEPS, W, screenshot, wait_until
-from tests.client import Client, rest
-from tests.conftest import PASSWORD
+from tests.support.browser import screenshot, w, wait_until
+from tests.support.client import Client
+from tests.support.clock import Clock
+from tests.support.flows import PASSWORD
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-
 # ------------------------------------------------------------------ fixtures and helpers
-
-
-@pytest.fixture
-def open_page(browser: Any, stack: Any, site: str) -> Iterator[Any]:
-    """A page in a fresh browser context (its own storage: another person); the demo shop's
-    widget talks to this test's site. No JavaScript error may happen on any of them."""
-    contexts: list[Any] = []
-    errors: list[str] = []
-
-    def new_page(path: str = "/", **options: Any) -> Any:
-        options.setdefault("locale", "en-GB")
-        options.setdefault("viewport", {"width": 1360, "height": 820})
-        context = browser.new_context(**options)
-        contexts.append(context)
-        context.add_init_script(f"window.ChatWidget = Object.assign(window.ChatWidget || {{}}, "
-                                f"{{site: {json.dumps(site)}}});")
-        context.add_init_script(COUNT_BEEPS)
-        page = context.new_page()
-        page.set_default_timeout(10_000)
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.goto(stack.gateway.http_url + path)
-        return page
-
-    yield new_page
-    for context in contexts:
-        context.close()
-    assert not errors, f"JavaScript errors: {errors}"
-
-
-@pytest.fixture
-def console(open_page: Any, site: str) -> Any:
-    """Create an agent on this test's site and sign them in to the console in a browser."""
-    from playwright.sync_api import expect
-
-    from chalicelib import agents
-
-    def sign_in(name: str, *, role: str = "agent", max_chats: int | None = None, shift: bool = True,
-                agent_id: str | None = None, **page_options: Any) -> Any:
-        """``page_options`` go to the browser context (viewport, bypass_csp)."""
-        agent_id = agent_id or f"{name[:4].lower()}{secrets.token_hex(3)}"
-        agents.create(agent_id, name, PASSWORD, role=role, max_chats=max_chats, site=site)
-        page = open_page("/console/", **page_options)
-        page.fill("#login-agent", agent_id)
-        page.fill("#login-password", PASSWORD)
-        page.click("#login-submit")
-        expect(page.locator("#shift-toggle")).to_be_enabled()
-        if shift:
-            page.click("#shift-toggle")
-            expect(page.locator("#shift-toggle")).to_have_attribute("aria-pressed", "true")
-        page.agent_id = agent_id
-        return page
-
-    return sign_in
-
-
-@pytest.fixture
-def settings(stack: Any, site: str) -> Any:
-    """Change the site's settings over REST, as an admin (for what a test only sets up)."""
-    from chalicelib import agents
-
-    boss = f"boss{secrets.token_hex(3)}"
-    agents.create(boss, "Boss", PASSWORD, role="admin", site=site)
-    token = Client.login(stack.gateway.http_url, boss, PASSWORD)
-
-    def put(doc: dict[str, Any]) -> dict[str, Any]:
-        status, body = rest(stack.gateway.http_url, "PUT", f"/sites/{site}", doc, token)
-        assert status == 200, body
-        return dict(body)
-
-    return put
-
-
-def w(page: Any, selector: str) -> Any:
-    """A locator inside the widget."""
-    return page.locator(f"{W} {selector}")
 
 
 def seqs(page: Any) -> list[str | None]:
@@ -392,10 +313,10 @@ def test_transfer_to_a_colleague_with_a_private_note(stack, site, console, open_
 # ------------------------------------------------------------------ proactive chat
 
 
-def test_inviting_a_visitor_from_the_live_visitors_view(stack, site, settings, console, open_page):
+def test_inviting_a_visitor_from_the_live_visitors_view(stack, site, admin, console, open_page):
     from playwright.sync_api import expect
 
-    settings({"widget": {"presence": True}})
+    admin({"widget": {"presence": True}})
     guest = open_page("/")
     guest.wait_for_function("() => sessionStorage.getItem('ctc.visit')")  # connected, never clicked
     assert guest.evaluate("localStorage.length") == 0
@@ -428,12 +349,12 @@ def test_inviting_a_visitor_from_the_live_visitors_view(stack, site, settings, c
     expect(w(guest, '.log [data-seq="2"] .t')).to_have_text("Happy to help!")
 
 
-def test_a_rule_invites_a_visitor_who_looks_at_two_products(stack, site, settings, agent, open_page):
+def test_a_rule_invites_a_visitor_who_looks_at_two_products(stack, site, admin, agent, open_page):
     from playwright.sync_api import expect
 
     rule = {"id": "products", "text": "Comparing packs? We can help.", "url_contains": "product=",
             "min_pages": 2}
-    settings({"name": "Northwind", "widget": {"presence": True}, "console": {"rules": [rule]}})
+    admin({"name": "Northwind", "widget": {"presence": True}, "console": {"rules": [rule]}})
     agent(name="Ada")
     guest = open_page("/")
     guest.wait_for_function("() => sessionStorage.getItem('ctc.visit')")
@@ -452,7 +373,6 @@ def test_holding_message_after_the_configured_wait_and_the_team_view(stack, site
                                                                     monkeypatch):
     from playwright.sync_api import expect
 
-    from chalicelib import clock
 
     boss = console("Boss", role="admin", max_chats=3)
     boss.click("#views [data-view=settings]")
@@ -471,8 +391,7 @@ def test_holding_message_after_the_configured_wait_and_the_team_view(stack, site
     guest.say(conv, "Is the Ember stove in stock?")
     boss.click("#views [data-view=chats]")
     expect(boss.locator('#messages [data-seq="1"]')).to_have_text("Is the Ember stove in stock?")
-    now = clock.now_ms()
-    monkeypatch.setattr(clock, "now_ms", lambda: now + 16_000)
+    Clock(monkeypatch).advance(16)
     stack.gateway.run_schedules()
     held = boss.locator('#messages [data-seq="2"]')
     expect(held).to_have_text("Your agent is checking the stock.")

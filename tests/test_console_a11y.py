@@ -1,5 +1,5 @@
 """The agent console is accessible and legible (issue 16): axe-core (WCAG 2.1 A/AA and best
-practice, ``tests.browser.assert_accessible``) over every view in real Chromium, the header on
+practice, ``tests.support.browser.assert_accessible``) over every view in real Chromium, the header on
 one line at 1280 px with the longest name an agent may have, and report charts readable at
 1280 px (axis labels large enough and never overlapping).
 
@@ -14,10 +14,9 @@ from typing import Any
 import pytest
 
 from chalicelib import agents
-from tests.browser import assert_accessible, screenshot
-from tests.conftest import PASSWORD
-from tests.test_console import console, open_page  # noqa: F401  (fixtures)
-from tests.test_reports import MON, WED, seed
+from tests.support.browser import assert_accessible, screenshot
+from tests.support.flows import PASSWORD
+from tests.support.state import MON, WED, seed
 
 WIDE = {"width": 1280, "height": 800}
 LONGEST_NAME = "W" * 100  # agents.create allows 100 characters
@@ -25,7 +24,7 @@ LONGEST_ID = "w" * 40  # agents.AGENT_ID: 40 characters
 
 
 @pytest.fixture
-def sign_in(console):  # noqa: F811
+def sign_in(console):
     """An agent of this test's site, signed in to the console at 1280x800, CSP bypassed for axe."""
 
     def go(name: str = "Ada", *, role: str = "agent", shift: bool = True, agent_id: str | None = None) -> Any:
@@ -34,7 +33,7 @@ def sign_in(console):  # noqa: F811
     return go
 
 
-def test_sign_in_is_accessible(open_page):  # noqa: F811
+def test_sign_in_is_accessible(open_page):
     page = open_page("/console/", bypass_csp=True, viewport=WIDE)
     page.wait_for_selector("#login-form")
     assert_accessible(page, "sign-in")
@@ -189,8 +188,7 @@ def test_the_closed_site_banner_is_accessible(stack, site, sign_in, monkeypatch)
 
     from chalicelib import sites
     from chalicelib.hours import to_ms
-    from tests.client import Clock
-    from tests.test_console_settings import SATURDAY, WEEKDAYS
+    from tests.support.clock import SATURDAY, WEEKDAYS, Clock
 
     Clock(monkeypatch, to_ms(SATURDAY))
     sites.update(site, {"hours": WEEKDAYS})

@@ -3,56 +3,23 @@ live visitors, invitation rules, snippets and transcripts."""
 
 from __future__ import annotations
 
-import re
 import secrets
 import urllib.request
 
 import pytest
 
-from chalicelib import agents, clock, config
+from chalicelib import agents, config
 from chalicelib.models import META, AgentModel, agent_key
-from tests.client import Client, rest
-from tests.conftest import PASSWORD
-
-
-class Clock:
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.now = clock.now_ms()
-        monkeypatch.setattr(clock, "now_ms", lambda: self.now)
-
-    def advance(self, seconds: float) -> None:
-        self.now += int(seconds * 1000)
-
-
-@pytest.fixture
-def admin(stack, site):
-    """An admin's REST token for this site, and a helper to PUT settings."""
-    boss = f"boss{secrets.token_hex(3)}"
-    agents.create(boss, "Boss", PASSWORD, role="admin", site=site)
-    token = Client.login(stack.gateway.http_url, boss, PASSWORD)
-
-    def put(doc):
-        status, body = rest(stack.gateway.http_url, "PUT", f"/sites/{site}", doc, token)
-        assert status == 200, body
-        return body
-
-    put.agent_id = boss
-    return put
-
-
-def _chat(visitor, agent, **kwargs):
-    console = agent(**kwargs)
-    guest = visitor()
-    conv = guest.start()
-    console.expect("assigned")
-    return guest, console, conv
+from tests.support.client import Client, confirmation_link, rest
+from tests.support.clock import Clock
+from tests.support.flows import PASSWORD, start_chat
 
 
 def test_holding_message_after_the_configured_wait_once_per_wait(stack, visitor, agent, admin,
                                                                   monkeypatch):
     admin({"console": {"holding": {"enabled": True, "after_seconds": 60,
                                    "text": "Your agent is researching your question."}}})
-    guest, console, conv = _chat(visitor, agent)
+    guest, console, conv = start_chat(visitor, agent)
     frozen = Clock(monkeypatch)
     guest.say(conv, "Which plan fits a team of 12?")
     frozen.advance(30)
@@ -74,7 +41,7 @@ def test_holding_message_after_the_configured_wait_once_per_wait(stack, visitor,
 
 
 def test_transfer_with_a_note_moves_chat_history_and_capacity(visitor, agent):
-    guest, first, conv = _chat(visitor, agent, max_chats=2)
+    guest, first, conv = start_chat(visitor, agent, max_chats=2)
     guest.say(conv, "I want to change my billing address")
     first.expect("message", conversation=conv)
     second = agent(max_chats=2)
@@ -102,7 +69,7 @@ def test_transfer_with_a_note_moves_chat_history_and_capacity(visitor, agent):
 
 
 def test_a_declined_transfer_returns_and_changes_nothing(visitor, agent):
-    guest, first, conv = _chat(visitor, agent)
+    guest, first, conv = start_chat(visitor, agent)
     second = agent()
     first.send({"action": "transfer", "conversation": conv, "to": second.agent_id})
     second.expect("transfer_offer")
@@ -115,7 +82,7 @@ def test_a_declined_transfer_returns_and_changes_nothing(visitor, agent):
 
 
 def test_a_transfer_does_not_tell_whether_another_sites_agent_exists(visitor, agent, new_site):
-    _guest, first, conv = _chat(visitor, agent)
+    _guest, first, conv = start_chat(visitor, agent)
     elsewhere = f"x{secrets.token_hex(4)}"
     agents.create(elsewhere, "Elsewhere", PASSWORD, site=new_site("other"))
     answers = []
@@ -138,7 +105,7 @@ def test_away_agents_get_no_new_chats_and_visitors_see_nobody(visitor, agent):
 
 
 def test_supervisor_overview_and_history_search(visitor, agent, admin, stack, site):
-    guest, console, conv = _chat(visitor, agent)
+    guest, console, conv = start_chat(visitor, agent)
     waiting_guest = visitor()
     lead = agent(agent_id=admin.agent_id, shift=False)
     view = lead.request({"action": "overview"}, "overview")
@@ -200,9 +167,7 @@ def test_snippets_reach_the_console_and_bad_settings_are_refused(agent, admin, s
     assert bad[0] == 400 and "console.snippets" in bad[1]["message"]
 
 
-def test_transcript_is_emailed_when_the_chat_closes(visitor, agent, stack):
-    stack.poller.drain()
-    stack.ses.clear()
+def test_transcript_is_emailed_when_the_chat_closes(visitor, agent, stack, mailbox):
     console = agent()
     guest = visitor()
     guest.send({"action": "start", "email": "tina@example.org", "name": "Tina"})
@@ -211,15 +176,12 @@ def test_transcript_is_emailed_when_the_chat_closes(visitor, agent, stack):
     guest.say(conv, "Thanks for the help")
     console.say(conv, "You're welcome!")
     guest.request({"action": "close", "conversation": conv, "transcript": True}, "closed")
-    stack.poller.drain()
     # The visitor's address is confirmed by the link first (no chat text in that mail).
-    (note,) = [e for e in stack.ses.emails() if "tina@example.org" in e["destination"]["to"]]
+    (note,) = mailbox("tina@example.org")
     assert "Thanks for the help" not in note["body"]["text"]
-    (link,) = re.findall(r"http\S+/transcripts/confirm/\S+", note["body"]["text"])
-    with urllib.request.urlopen(link, timeout=10) as page:
+    with urllib.request.urlopen(confirmation_link(note), timeout=10) as page:
         assert page.status == 200
-    stack.poller.drain()
-    (_, mail) = [e for e in stack.ses.emails() if "tina@example.org" in e["destination"]["to"]]
+    (_, mail) = mailbox("tina@example.org")
     assert "Thanks for the help" in mail["body"]["text"] and "You're welcome!" in mail["body"]["text"]
     assert config.MAIL_FROM in mail["from"]
 
@@ -281,14 +243,14 @@ def test_admins_manage_the_team_and_a_revoked_agent_is_signed_out_everywhere(sta
     with pytest.raises(ConnectionClosed):
         for _ in range(50):
             console.ws.recv(timeout=5)
-    from tests.client import http_error
+    from tests.support.client import http_error
 
     assert http_error(lambda: Client.login(http, created["id"], PASSWORD)) == 401
     assert rest(http, "GET", f"/sites/{site}/agents", token=member_token)[0] == 403
 
 
 def test_an_offer_survives_a_reload_and_lapses_if_never_answered(visitor, agent, monkeypatch):
-    _guest, first, conv = _chat(visitor, agent)
+    _guest, first, conv = start_chat(visitor, agent)
     second = agent()
     third = agent()
     first.send({"action": "transfer", "conversation": conv, "to": second.agent_id})
@@ -312,7 +274,7 @@ def test_rules_do_not_invite_when_nobody_can_answer(visitor, admin):
 
 def test_overview_and_holding_cover_away_agents(stack, visitor, agent, admin, monkeypatch):
     admin({"console": {"holding": {"enabled": True, "after_seconds": 15, "text": "One moment please."}}})
-    guest, console, conv = _chat(visitor, agent)
+    guest, console, conv = start_chat(visitor, agent)
     console.request({"action": "away", "on": True}, "shift")
     lead = agent(agent_id=admin.agent_id, shift=False)
     view = lead.request({"action": "overview"}, "overview")

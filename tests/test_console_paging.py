@@ -2,7 +2,7 @@
 ``next``/``more``/``cursor`` to the end), a lost first ``welcome`` (asked again on the same
 socket, no reconnect), and the admins' sign-in lock events in the Team view.
 
-Uses test_console's page fixtures; hostile pages as in test_frame_budget.
+Hostile pages as in test_frame_budget (``tests.support.flows.queued_hostile_visitors``).
 """
 
 from __future__ import annotations
@@ -14,14 +14,8 @@ from typing import Any
 import pytest
 
 from chalicelib import agents, config, fanout
-from tests import test_console
-from tests.client import rest
-from tests.conftest import PASSWORD
-from tests.test_frame_budget import _queued_hostile_visitors
-
-open_page = test_console.open_page
-console = test_console.console
-settings = test_console.settings
+from tests.support.client import rest
+from tests.support.flows import PASSWORD, queued_hostile_visitors
 
 
 @pytest.fixture(autouse=True)
@@ -56,7 +50,7 @@ def _sign_in(page: Any, agent_id: str, timeout: float = 10_000) -> None:
 def test_the_queue_view_follows_pages_to_every_waiting_chat(stack, site, visitor, open_page):
     from playwright.sync_api import expect
 
-    convs = _queued_hostile_visitors(visitor, 45)  # ~1.4 KB each as listed: over two frames
+    convs = queued_hostile_visitors(visitor, 45)  # ~1.4 KB each as listed: over two frames
     agent_id = f"ada{secrets.token_hex(3)}"
     agents.create(agent_id, "Ada", PASSWORD, site=site)
     ada = open_page("/console/")
@@ -69,11 +63,11 @@ def test_the_queue_view_follows_pages_to_every_waiting_chat(stack, site, visitor
     expect(ada.locator("#queue-count")).to_have_text("45")
 
 
-def test_the_snippet_picker_offers_every_snippet_of_a_long_list(stack, site, visitor, console, settings):
+def test_the_snippet_picker_offers_every_snippet_of_a_long_list(stack, site, visitor, console, admin):
     from playwright.sync_api import expect
 
     snippets = [{"shortcut": f"s{n}", "text": f"{n} " + "x" * 1990} for n in range(70)]  # ~140 KB
-    settings({"console": {"snippets": snippets}})
+    admin({"console": {"snippets": snippets}})
     ada = console("Ada")
     guest = visitor()
     conv = guest.start()

@@ -2,39 +2,25 @@
 colour, launcher position, pre-chat fields, offline message; refusals next to their field and
 nothing saved; and the banner agents on shift get while the site shows visitors "We're away".
 
-Real Chromium on the local stack; the server's clock is frozen (``tests.client.Clock``) for the
+Real Chromium on the local stack; the server's clock is frozen (``tests.support.clock.Clock``) for the
 business-hours cases, and the minute timer is never needed: status flips are pushed.
 """
 
 from __future__ import annotations
 
-import secrets
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 
 from chalicelib import sites
 from chalicelib.hours import to_ms
-from tests.browser import screenshot
-from tests.client import Client, Clock, rest
-from tests.conftest import PASSWORD
-from tests.test_console import console, open_page, settings  # noqa: F401  (fixtures)
-
-# Saturday 5 December 2026, 15:00 UTC: a Monday-to-Friday site is closed.
-SATURDAY = datetime(2026, 12, 5, 15, 0, tzinfo=UTC)
-WEEKDAYS = {"timezone": "UTC", "week": {d: [["09:00", "17:00"]] for d in ("mon", "tue", "wed", "thu", "fri")}}
+from tests.support.browser import screenshot
+from tests.support.client import rest
+from tests.support.clock import SATURDAY, WEEKDAYS, Clock
+from tests.support.flows import member_token
 
 
-def _admin_token(stack: Any, site: str, role: str = "admin") -> str:
-    from chalicelib import agents
-
-    agent_id = f"{role[:3]}{secrets.token_hex(3)}"
-    agents.create(agent_id, "Someone", PASSWORD, role=role, site=site)
-    return Client.login(stack.gateway.http_url, agent_id, PASSWORD)
-
-
-def test_an_admin_names_the_company_and_shapes_the_widget_in_settings(stack, site, console):  # noqa: F811
+def test_an_admin_names_the_company_and_shapes_the_widget_in_settings(stack, site, console):
     from playwright.sync_api import expect
 
     boss = console("Boss", role="admin")
@@ -106,7 +92,7 @@ def test_an_admin_names_the_company_and_shapes_the_widget_in_settings(stack, sit
     ({"team_email": "nope", "name": "Fine"}, "team_email"),
 ])
 def test_bad_settings_are_refused_with_the_field_named_and_change_nothing(stack, site, doc, field):
-    token = _admin_token(stack, site)
+    _, token = member_token(stack, site)
     before = sites.public(sites.get(site))
     status, body = rest(stack.gateway.http_url, "PUT", f"/sites/{site}", doc, token)
     assert status == 400 and body["message"].startswith(field + ":")
@@ -114,17 +100,17 @@ def test_bad_settings_are_refused_with_the_field_named_and_change_nothing(stack,
 
 
 def test_only_admins_change_settings(stack, site):
-    token = _admin_token(stack, site, role="agent")
+    _, token = member_token(stack, site, role="agent")
     status, _ = rest(stack.gateway.http_url, "PUT", f"/sites/{site}", {"name": "Mine now"}, token)
     assert status == 403 and sites.get(site).name is None
 
 
-def test_agents_on_shift_see_when_visitors_read_were_away_and_why(stack, site, settings, console,  # noqa: F811
+def test_agents_on_shift_see_when_visitors_read_were_away_and_why(stack, site, admin, console,
                                                                    monkeypatch):
     from playwright.sync_api import expect
 
     clock = Clock(monkeypatch, to_ms(SATURDAY))
-    settings({"hours": WEEKDAYS})
+    admin({"hours": WEEKDAYS})
     ada = console("Ada")  # goes on shift on a Saturday
     banner = ada.locator("[data-testid=site-closed]")
     expect(banner).to_be_visible()
@@ -133,12 +119,12 @@ def test_agents_on_shift_see_when_visitors_read_were_away_and_why(stack, site, s
     ada.set_viewport_size({"width": 1280, "height": 800})
     screenshot(ada, "console-closed-banner")
 
-    settings({"hours": None})  # open around the clock: the flip is pushed to the console
+    admin({"hours": None})  # open around the clock: the flip is pushed to the console
     expect(banner).to_be_hidden()
 
     today = datetime.fromtimestamp(clock.now / 1000, UTC).date().isoformat()
     every_day = {d: [["00:00", "24:00"]] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
-    settings({"hours": {"timezone": "UTC", "week": every_day,
+    admin({"hours": {"timezone": "UTC", "week": every_day,
                         "closures": [{"date": today, "note": "Stocktaking"}]}})
     expect(banner).to_contain_text("(closed today: Stocktaking)")
 
@@ -151,7 +137,7 @@ def test_agents_on_shift_see_when_visitors_read_were_away_and_why(stack, site, s
     expect(banner).to_be_hidden()
 
 
-def test_abandonment_timers_are_edited_in_settings(stack, site, console):  # noqa: F811
+def test_abandonment_timers_are_edited_in_settings(stack, site, console):
     from playwright.sync_api import expect
 
     if "abandon" not in sites.CONSOLE_DEFAULTS:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from chalicelib import errors, protocol
-from tests.client import rest
+from tests.support.client import rest
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = [ROOT / "app.py", *sorted((ROOT / "chalicelib").glob("*.py"))]
@@ -93,7 +93,7 @@ def test_rest_refusals_have_one_shape(stack, site, agent):
     _one_shape(rest(http, "GET", f"/sites/{site}/agents"), errors.UNAUTHORIZED)
     agent("Member", shift=False)
     from chalicelib import agents
-    from tests.conftest import PASSWORD
+    from tests.support.flows import PASSWORD
 
     member = next(a["id"] for a in agents.team(site) if a["name"] == "Member")
     member_token = rest(http, "POST", "/auth/login", {"agent": member, "password": PASSWORD})[1]["token"]

@@ -42,8 +42,9 @@ from infra import admin
 from infra.local.faults import FaultProxy, dynamodb_error, rest_error, route_app_through
 from infra.local.gateway import LocalLambdaContext
 from infra.local.sqs import _record
-from tests.client import Client, eventually, settle
-from tests.test_messages import _chat, _conns, _stored
+from tests.support.client import Client, eventually, settle
+from tests.support.flows import start_chat
+from tests.support.state import connections, stored
 
 SES_SEND = "POST /v2/email/outbound-emails"
 
@@ -98,7 +99,7 @@ def emails_to(stack, address: str) -> list[dict[str, Any]]:
 
 
 def test_throttling_and_5xx_are_retried_and_the_message_goes_through_once(visitor, agent, faults):
-    guest, console, conv = _chat(visitor, agent)
+    guest, console, conv = start_chat(visitor, agent)
     throttled = faults.inject("UpdateItem", dynamodb_error("throughput"), times=2)
     failing = faults.inject("PutItem", dynamodb_error("internal"))
     ack = guest.say(conv, "through the storm")
@@ -106,47 +107,47 @@ def test_throttling_and_5xx_are_retried_and_the_message_goes_through_once(visito
     assert throttled.used == 2 and failing.used == 1  # every fault was met, and retried
     assert console.expect("message", conversation=conv)["text"] == "through the storm"
     console.quiet("message")
-    assert _stored(conv) == [(1, "through the storm")]
+    assert stored(conv) == [(1, "through the storm")]
 
 
 @pytest.mark.parametrize("kind", ["throttling", "unavailable"])
 def test_when_retries_run_out_the_client_resends_and_it_is_stored_once(visitor, agent, faults, kind):
-    guest, console, conv = _chat(visitor, agent)
+    guest, console, conv = start_chat(visitor, agent)
     exhausted = faults.inject("UpdateItem", dynamodb_error(kind), times=aws.POLICIES["dynamodb"].attempts)
     message_id = guest.next_id()
     refused = guest.say(conv, "please resend me", message_id)
     assert refused["type"] == "error" and refused["code"] == "retry"
     assert exhausted.used == aws.POLICIES["dynamodb"].attempts
-    assert _stored(conv) == [] and console.request(
+    assert stored(conv) == [] and console.request(
         {"action": "sync", "conversation": conv, "after": 0}, "messages")["summary"]["seq"] == 0
     console.quiet("message")
     ack = guest.say(conv, "please resend me", message_id)  # the client's idempotent resend
     assert ack["type"] == "ack" and ack["seq"] == 1
     assert console.expect("message", conversation=conv)["seq"] == 1
     console.quiet("message")
-    assert _stored(conv) == [(1, "please resend me")]
+    assert stored(conv) == [(1, "please resend me")]
 
 
 def test_retries_running_out_between_the_two_writes_are_healed_by_the_resend(visitor, agent, faults):
     """The conversation took a seq but the message could not be stored: the resend stores it
     under that seq; the next message follows it."""
-    guest, console, conv = _chat(visitor, agent)
+    guest, console, conv = start_chat(visitor, agent)
     faults.inject("PutItem", dynamodb_error("internal"), times=aws.POLICIES["dynamodb"].attempts)
     message_id = guest.next_id()
     assert guest.say(conv, "half way", message_id)["code"] == "retry"
-    assert _stored(conv) == []
+    assert stored(conv) == []
     assert guest.say(conv, "half way", message_id)["seq"] == 1
     assert guest.say(conv, "and on")["seq"] == 2
     assert [m["text"] for m in (console.expect("message", seq=1), console.expect("message", seq=2))] == [
         "half way", "and on"]
-    assert _stored(conv) == [(1, "half way"), (2, "and on")]
+    assert stored(conv) == [(1, "half way"), (2, "and on")]
 
 
 def test_writes_applied_but_answered_with_a_5xx_are_not_applied_twice(visitor, agent, faults):
     """DynamoDB did the write, then the answer was an error, so botocore retried it. The
     UpdateItem retry is recognised as a resend; the PutItem retry finds this very call's own
     write, and the message is still delivered (it was not, before the ``attempt`` mark)."""
-    guest, console, conv = _chat(visitor, agent)
+    guest, console, conv = start_chat(visitor, agent)
     update = faults.inject("UpdateItem", dynamodb_error("internal"), forward_first=True)
     put = faults.inject("PutItem", dynamodb_error("internal"), forward_first=True)
     ack = guest.say(conv, "said once")
@@ -154,27 +155,27 @@ def test_writes_applied_but_answered_with_a_5xx_are_not_applied_twice(visitor, a
     assert console.expect("message", conversation=conv)["text"] == "said once"
     console.quiet("message")
     assert guest.say(conv, "said twice")["seq"] == 2  # the seq was taken once, not twice
-    assert _stored(conv) == [(1, "said once"), (2, "said twice")]
+    assert stored(conv) == [(1, "said once"), (2, "said twice")]
 
 
 def test_a_write_whose_connection_drops_is_retried_safely(visitor, agent, faults):
-    guest, console, conv = _chat(visitor, agent)
+    guest, console, conv = start_chat(visitor, agent)
     faults.inject("PutItem", hang_up=True, forward_first=True)
     assert guest.say(conv, "lost answer")["seq"] == 1
     assert console.expect("message", conversation=conv)["text"] == "lost answer"
-    assert _stored(conv) == [(1, "lost answer")]
+    assert stored(conv) == [(1, "lost answer")]
 
 
 def test_no_retry_starts_that_could_outlast_the_invocation(visitor, agent, faults, stack, monkeypatch):
     """With less time left than a retry could take, the handler answers "resend" at once
     rather than be killed by the Lambda timeout halfway."""
-    guest, _console, conv = _chat(visitor, agent)
+    guest, _console, conv = start_chat(visitor, agent)
     policy = aws.POLICIES["dynamodb"]
     monkeypatch.setattr(stack.gateway, "lambda_timeout", policy.attempt_seconds + aws.RESERVE_SECONDS)
     once = faults.inject("UpdateItem", dynamodb_error("throughput"), times=1)
     message_id = guest.next_id()
     assert guest.say(conv, "short on time", message_id)["code"] == "retry"  # one fault was enough
-    assert once.used == 1 and _stored(conv) == []
+    assert once.used == 1 and stored(conv) == []
     monkeypatch.undo()
     assert guest.say(conv, "short on time", message_id)["seq"] == 1
 
@@ -214,23 +215,23 @@ def test_backoff_grows_per_attempt_is_capped_and_waits_longer_when_throttled(mon
 
 
 def test_a_gone_tab_and_a_failing_console_during_fan_out(visitor, agent, management, stack):
-    guest, console, conv = _chat(visitor, agent)
-    known = set(_conns(conv))
+    guest, console, conv = start_chat(visitor, agent)
+    known = set(connections(conv))
     second_console = agent(agent_id=console.agent_id)
-    (second,) = set(_conns(conv)) - known
+    (second,) = set(connections(conv)) - known
     visitor(token=guest.welcome["token"])
-    (tab,) = set(_conns(conv)) - known - {second}
+    (tab,) = set(connections(conv)) - known - {second}
     stack.gateway.drop(tab)
     blip = management.inject(post_to(second), rest_error(500, "InternalFailure"))
     assert guest.say(conv, "hello all")["type"] == "ack"
     assert console.expect("message", conversation=conv)["text"] == "hello all"
     assert second_console.expect("message", conversation=conv)["text"] == "hello all"  # retried
     assert blip.used == 1
-    eventually(lambda: tab not in _conns(conv))  # the gone tab is forgotten, everywhere
+    eventually(lambda: tab not in connections(conv))  # the gone tab is forgotten, everywhere
     assert ConnectionModel.count(connection_key(tab)) == 0
     visitor_item = VisitorModel.get(visitor_key(guest.welcome["visitor"]), META, consistent_read=True)
     assert tab not in (visitor_item.conns or set())
-    assert second in _conns(conv)
+    assert second in connections(conv)
     broken = management.inject(post_to(second), rest_error(502, "BadGateway"),
                                times=aws.POLICIES["apigatewaymanagementapi"].attempts)
     ack = guest.say(conv, "second")  # the sender's ack does not depend on a failing recipient
@@ -238,7 +239,7 @@ def test_a_gone_tab_and_a_failing_console_during_fan_out(visitor, agent, managem
     assert broken.spent.wait(5)  # every attempt failed (posts run beside the ack)
     assert console.expect("message", conversation=conv)["seq"] == 2
     second_console.quiet("message")
-    assert second in _conns(conv)  # a 5xx is not "gone": it stays, and catches up
+    assert second in connections(conv)  # a 5xx is not "gone": it stays, and catches up
     assert guest.say(conv, "third")["seq"] == 3
     assert second_console.expect("message", conversation=conv)["seq"] == 3  # a gap: it syncs
     page = second_console.request({"action": "sync", "conversation": conv, "after": 1}, "messages")
@@ -341,10 +342,10 @@ def test_the_same_job_delivered_twice_at_once_sends_one_email(stack, site, ses):
 def test_a_gateway_crash_mid_conversation_loses_nothing(visitor, agent, stack, clients, faults):
     """The gateway process dies (no $disconnect for anyone) and comes back: both sides
     reconnect with their tokens and resume; the dead connections are forgotten on first use."""
-    guest, console, conv = _chat(visitor, agent)
+    guest, console, conv = start_chat(visitor, agent)
     guest.say(conv, "before the crash")
     console.say(conv, "reply before the crash")
-    dead = set(_conns(conv))
+    dead = set(connections(conv))
     for connection_id in dead:
         stack.gateway.drop(connection_id)
     stack.gateway.stop()
@@ -356,7 +357,7 @@ def test_a_gateway_crash_mid_conversation_loses_nothing(visitor, agent, stack, c
     assert conv in [c["id"] for c in desk.request({"action": "hello"}, "welcome")["conversations"]]
     assert back.say(conv, "after the restart")["seq"] == 3
     assert desk.expect("message", conversation=conv)["seq"] == 3
-    eventually(lambda: not dead & set(_conns(conv)))
+    eventually(lambda: not dead & set(connections(conv)))
     page = desk.request({"action": "sync", "conversation": conv, "after": 0}, "messages")
     assert [(m["seq"], m["text"]) for m in page["items"]] == [
         (1, "before the crash"), (2, "reply before the crash"), (3, "after the restart")]
@@ -386,7 +387,7 @@ def test_killed_between_the_two_writes_the_resend_completes_it(visitor, agent, f
                                                                 monkeypatch):
     """Builds on test_messages.py's crash-between-writes case with a real invocation killed
     there, while the other side keeps talking."""
-    guest, console, conv = _chat(visitor, agent)
+    guest, console, conv = start_chat(visitor, agent)
     settle(stack)
     killed = kill_once(monkeypatch, conversations, "put_or_old")
     message_id = guest.next_id()
@@ -408,13 +409,13 @@ def test_killed_after_storing_before_fan_out_the_resend_delivers_it(visitor, age
     """Stored, then killed before anyone was told. The resend is acknowledged with the same
     seq, not stored again, and delivered: the server cannot tell this from a lost ack, so it
     delivers on every resend (clients keep one message per seq)."""
-    guest, console, conv = _chat(visitor, agent)
+    guest, console, conv = start_chat(visitor, agent)
     settle(stack)
     killed = kill_once(monkeypatch, fanout, "deliver")
     message_id = guest.next_id()
     guest.send({"action": "send", "conversation": conv, "id": message_id, "text": "stored, untold"})
     eventually(lambda: killed)
-    assert _stored(conv) == [(1, "stored, untold")]
+    assert stored(conv) == [(1, "stored, untold")]
     ack = guest.say(conv, "stored, untold", message_id)
     assert ack["type"] == "ack" and ack["seq"] == 1
     told = console.expect("message", conversation=conv)
@@ -423,7 +424,7 @@ def test_killed_after_storing_before_fan_out_the_resend_delivers_it(visitor, age
     assert console.expect("message", conversation=conv)["seq"] == 2
     page = console.request({"action": "sync", "conversation": conv, "after": 0}, "messages")
     assert [(m["seq"], m["text"]) for m in page["items"]] == [(1, "stored, untold"), (2, "next")]
-    assert _stored(conv) == [(1, "stored, untold"), (2, "next")]
+    assert stored(conv) == [(1, "stored, untold"), (2, "next")]
 
 
 # ------------------------------------------------------------------ clock skew
@@ -432,7 +433,7 @@ def test_killed_after_storing_before_fan_out_the_resend_delivers_it(visitor, age
 def test_client_clocks_never_date_or_order_anything(visitor, agent):
     """Clients may send any time they like (here hours ahead and behind): it is ignored.
     Order is the server's seq, every ts is the server's clock."""
-    guest, console, conv = _chat(visitor, agent)
+    guest, console, conv = start_chat(visitor, agent)
     hours = 5 * 3600 * 1000
     before = clock.now_ms()
     ahead = guest.next_id()

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import urllib.request
 
-from tests.client import Client, confirmation_link
-from tests.test_console import console  # noqa: F401 (fixture; it signs in through open_page below)
-from tests.test_widget import admin, chat, open_page, w  # noqa: F401 (fixture)
+from tests.support.browser import chat, w
+from tests.support.client import Client, confirmation_link
+from tests.support.flows import configure_site
 
 
 def _open_link(email: dict) -> int:
@@ -19,10 +19,10 @@ def _open_link(email: dict) -> int:
 
 
 def test_the_visitor_rates_the_chat_and_gets_the_transcript_from_the_widget(
-        stack, site, agent, open_page, mailbox):  # noqa: F811
+        stack, site, agent, open_page, mailbox):
     from playwright.sync_api import expect
 
-    admin(stack, site, {"widget": {"prechat": True}})
+    configure_site(stack, site, {"widget": {"prechat": True}})
     console_ws = agent()
     page = open_page("/")
     w(page, ".launcher").click()
@@ -102,7 +102,7 @@ def test_transcript_requests_are_mailed_once_each_and_limited_per_chat(stack, si
     assert len(mailbox("tina")) == 4
 
 
-def test_the_console_shows_the_rating_and_emails_the_transcript(stack, site, visitor, console, mailbox):  # noqa: F811
+def test_the_console_shows_the_rating_and_emails_the_transcript(stack, site, visitor, console, mailbox):
     from playwright.sync_api import expect
 
     page = console("Ann")

@@ -18,11 +18,9 @@ import pytest
 from chalicelib import agents, config, fanout, telemetry
 from chalicelib.fanout import Outbox
 from chalicelib.models import META, ConnectionModel, VisitorModel, connection_key, visitor_key
-from chalicelib.protocol import FRAME_BUDGET, MAX_TITLE_BYTES, MAX_URL_BYTES, PAGE_FIELD_BYTES, encode
-from tests.client import Client, eventually, rest
-from tests.conftest import PASSWORD
-
-EMOJI = "\U0001f600"  # four bytes of UTF-8
+from chalicelib.protocol import FRAME_BUDGET, PAGE_FIELD_BYTES, encode
+from tests.support.client import Client, eventually, rest
+from tests.support.flows import EMOJI, PASSWORD, hostile_page, queued_hostile_visitors, send_utf8
 
 
 @pytest.fixture(autouse=True)
@@ -33,30 +31,6 @@ def many_chats_from_one_address(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _size(frame: dict[str, Any]) -> int:
     return len(encode(frame))
-
-
-def _hostile_page(n: int) -> dict[str, Any]:
-    """The largest page the schema lets a visitor send, in four-byte characters (its limits
-    are in UTF-8 bytes: protocol.MAX_URL_BYTES, MAX_TITLE_BYTES)."""
-    prefix = f"https://x.example/{n}/"
-    return {"action": "page", "url": prefix + EMOJI * ((MAX_URL_BYTES - len(prefix)) // 4),
-            "title": EMOJI * (MAX_TITLE_BYTES // 4), "referrer": EMOJI * (MAX_URL_BYTES // 4)}
-
-
-def _send_utf8(client: Client, frame: dict[str, Any]) -> None:
-    """As our clients send: raw UTF-8 (escaped, 4,000 emoji would be over 20,000 bytes)."""
-    client.send_raw(json.dumps(frame, ensure_ascii=False))
-
-
-def _queued_hostile_visitors(visitor: Any, count: int) -> list[str]:
-    convs = []
-    for n in range(count):
-        guest = visitor()
-        _send_utf8(guest, _hostile_page(n))
-        key = visitor_key(guest.welcome["visitor"])
-        eventually(lambda k=key: VisitorModel.get(k, META, consistent_read=True).page is not None)
-        convs.append(guest.start())
-    return convs
 
 
 def _pages(client: Client, first: dict[str, Any], action: dict[str, Any], reply: str,
@@ -71,7 +45,7 @@ def _pages(client: Client, first: dict[str, Any], action: dict[str, Any], reply:
 
 
 def test_hostile_page_fields_leave_every_agents_welcome_and_queue_deliverable(visitor, agent):
-    convs = _queued_hostile_visitors(visitor, 20)  # ~17 KB each as sent: ~350 KB of queue
+    convs = queued_hostile_visitors(visitor, 20)  # ~17 KB each as sent: ~350 KB of queue
     consoles = [agent(shift=False), agent(shift=False)]
     for console in consoles:
         welcome = console.welcome
@@ -99,12 +73,12 @@ def test_live_visitors_and_context_with_hostile_pages_are_paged(visitor, agent):
     console = agent()
     guest = visitor()
     for n in range(20):  # many hostile pages in one visit (~17 KB each as sent)
-        _send_utf8(guest, _hostile_page(n))
+        send_utf8(guest, hostile_page(n))
     vid = guest.welcome["visitor"]
     eventually(lambda: len(VisitorModel.get(visitor_key(vid), META, consistent_read=True).pages or []) == 20)
     others = [visitor() for _ in range(4)]
     for n, other in enumerate(others):
-        _send_utf8(other, _hostile_page(100 + n))
+        send_utf8(other, hostile_page(100 + n))
     conv = guest.start()
     console.expect("assigned")
     live = console.request({"action": "visitors"}, "visitors")
@@ -127,7 +101,7 @@ def test_sync_after_long_emoji_messages_pages_within_the_budget(visitor, agent):
     for n in range(10):  # 16 KB each: 160 KB in one ``messages`` frame before
         message_id = guest.next_id()
         for _ in range(5):
-            _send_utf8(guest, {"action": "send", "conversation": conv, "id": message_id,
+            send_utf8(guest, {"action": "send", "conversation": conv, "id": message_id,
                                "text": str(n) + EMOJI * 3999})
             reply = guest.expect_reply(message_id)
             if reply.get("code") != "rate_limited":
@@ -158,7 +132,7 @@ def test_overview_with_many_chats_is_paged(stack, site, visitor, agent):
             conv = guest.expect("conversation")["conversation"]
             console.expect("assigned", conversation=conv)
             guest.say(conv, EMOJI * 140)
-    queued = _queued_hostile_visitors(visitor, 3)
+    queued = queued_hostile_visitors(visitor, 3)
     lead = agent(agent_id=lead_id, shift=False)
     view = lead.request({"action": "overview"}, "overview")
     assert _size(view) <= FRAME_BUDGET and view["after"] is None

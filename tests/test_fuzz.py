@@ -62,8 +62,8 @@ from chalicelib.protocol import (
     parse,
 )
 from infra.local.gateway import MAX_FRAME_BYTES as GATEWAY_FRAME_BYTES
-from tests.client import eventually
-from tests.conftest import PASSWORD
+from tests.support.client import eventually
+from tests.support.flows import PASSWORD
 
 
 def _settings(examples: int) -> settings:

@@ -36,7 +36,7 @@ from infra.local.gateway import (
 from infra.local.stack import Stack
 
 try:  # works whether or not tests/ is a package
-    from tests import echo_app
+    from tests.support import echo_app
 except ImportError:  # pragma: no cover
     import echo_app  # type: ignore[no-redef]
 

@@ -9,8 +9,7 @@ import json
 import pytest
 from websockets.exceptions import InvalidStatus
 
-from tests.client import Client
-from tests.test_console_backend import admin as admin  # a fixture, used by name
+from tests.support.client import Client
 
 NON_ASCII_TOKEN = "eyJyIjoiYWdlbnQifQ\u00e9.c2lnbmF0dXJl"
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from chalicelib import clock
 from chalicelib.models import META, ConversationModel, VisitorModel, conversation_key, plain_map, visitor_key
-from tests.client import Clock, eventually
-from tests.test_console_backend import admin  # noqa: F401  (the settings fixture)
+from tests.support.client import eventually
+from tests.support.clock import Clock
 
 
 def _conv(conv_id: str) -> ConversationModel:
@@ -86,7 +86,7 @@ def test_an_invitation_from_an_agent_off_shift_goes_to_the_line(visitor, agent):
     assert _conv(conv).status == "queued"
 
 
-def test_a_rule_invitation_is_the_first_line_from_the_team(visitor, agent, admin):  # noqa: F811
+def test_a_rule_invitation_is_the_first_line_from_the_team(visitor, agent, admin):
     admin({"name": "Northwind", "console": {"rules": [
         {"id": "help", "text": "Questions about delivery?", "url_contains": "/delivery", "min_pages": 1}]}})
     console = agent()
@@ -105,7 +105,7 @@ def test_a_rule_invitation_is_the_first_line_from_the_team(visitor, agent, admin
 # ------------------------------------------------------------------ rules
 
 
-def test_a_time_rule_fires_when_its_time_is_up_not_at_the_next_minute_timer(stack, visitor, agent, admin,  # noqa: F811
+def test_a_time_rule_fires_when_its_time_is_up_not_at_the_next_minute_timer(stack, visitor, agent, admin,
                                                                              monkeypatch):
     admin({"console": {"rules": [
         {"id": "pricing", "text": "Can I help you decide?", "url_contains": "/pricing", "min_seconds": 30}]}})
@@ -135,7 +135,7 @@ def test_a_time_rule_fires_when_its_time_is_up_not_at_the_next_minute_timer(stac
     other_page.quiet("rules_due", wait=0.4)  # no time rule matches that page: nothing to wait for
 
 
-def test_an_invitation_that_went_to_a_closing_tab_reaches_the_next_page(stack, visitor, agent, admin,  # noqa: F811
+def test_an_invitation_that_went_to_a_closing_tab_reaches_the_next_page(stack, visitor, agent, admin,
                                                                         monkeypatch):
     """Once, an invitation never arrived: the minute timer sent it to the tab of the page the
     visitor was leaving; the rule had fired and the invitation was pending, so nothing ever
@@ -209,11 +209,11 @@ def test_a_start_with_half_a_first_line_is_refused_and_writes_nothing(visitor):
 HOLD = "Your agent is looking into your question."
 
 
-def _holding(admin, seconds: int = 60) -> None:  # noqa: F811
+def _holding(admin, seconds: int = 60) -> None:
     admin({"console": {"holding": {"enabled": True, "after_seconds": seconds, "text": HOLD}}})
 
 
-def test_no_holding_message_the_moment_a_chat_that_waited_is_assigned(stack, visitor, agent, admin,  # noqa: F811
+def test_no_holding_message_the_moment_a_chat_that_waited_is_assigned(stack, visitor, agent, admin,
                                                                        monkeypatch):
     _holding(admin)
     frozen = Clock(monkeypatch, clock.now_ms())
@@ -245,7 +245,7 @@ def test_no_holding_message_the_moment_a_chat_that_waited_is_assigned(stack, vis
 
 
 def test_silence_counts_from_the_visitors_last_line_and_none_for_a_visitor_gone(stack, visitor, agent,
-                                                                                admin, monkeypatch):  # noqa: F811
+                                                                                admin, monkeypatch):
     _holding(admin)
     frozen = Clock(monkeypatch, clock.now_ms())
     console = agent()

@@ -26,7 +26,7 @@ from chalicelib.models import (
     item_bytes,
     visitor_key,
 )
-from tests.client import Client, eventually
+from tests.support.client import Client, eventually
 
 
 def _client() -> Any:
@@ -230,8 +230,8 @@ def test_a_conversation_driven_to_its_worst_case_lives_its_whole_life_in_budget(
     each later write of its life (assign, transfer, close, rate) the item is within its budget,
     and the admin's erasure still works on it."""
     from chalicelib import agents
-    from tests.client import rest
-    from tests.conftest import PASSWORD
+    from tests.support.client import rest
+    from tests.support.flows import PASSWORD
 
     wide = "\U0001f600"  # 4 bytes of UTF-8
     conv_key = ""

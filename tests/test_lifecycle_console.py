@@ -3,12 +3,9 @@ list, then the abandonment timer's close (chalicelib/abandonment.py), as the age
 
 from __future__ import annotations
 
-import tests.test_console as console_tests
-from tests.client import Clock
-from tests.test_lifecycle_leave import ASSIGNED_LIMIT, gone
-
-open_page = console_tests.open_page  # the console's fixtures: an agent signed in, in Chromium
-console = console_tests.console
+from chalicelib.lifecycle import ABANDON_DEFAULTS
+from tests.support.clock import Clock
+from tests.support.flows import gone
 
 
 def test_the_console_shows_the_visitor_leaving_then_the_abandoned_close(stack, site, console, visitor,
@@ -18,7 +15,7 @@ def test_the_console_shows_the_visitor_leaving_then_the_abandoned_close(stack, s
     from playwright.sync_api import expect
 
     from chalicelib import clock
-    from tests.browser import screenshot
+    from tests.support.browser import screenshot
 
     timer = Clock(monkeypatch, clock.now_ms())  # starts at real time: the page ticks on its own clock
     ada = console("Ada", max_chats=1)
@@ -43,7 +40,7 @@ def test_the_console_shows_the_visitor_leaving_then_the_abandoned_close(stack, s
     expect(row.locator("[data-testid=presence]")).to_have_text("Visitor left just now")
     screenshot(ada, "console-visitor-left")
 
-    timer.advance(ASSIGNED_LIMIT + 1)
+    timer.advance(ABANDON_DEFAULTS["assigned_after_seconds"] + 1)
     stack.gateway.run_schedules()
     expect(title).to_contain_text("closed: visitor left")
     expect(title.locator("[data-testid=presence]")).to_have_count(0)

@@ -10,15 +10,16 @@ import pytest
 
 from chalicelib import config, routing, sites
 from chalicelib.models import META, AgentModel, MessageModel, agent_key
-from tests.client import Client, Clock, eventually, rest
-from tests.test_metrics import DAY, T0, close, conv_item, day_item
+from tests.support.client import Client, eventually, rest
+from tests.support.flows import close, gone
+from tests.support.state import DAY, T0, conv_item, day_item
 
 QUEUED_LIMIT, ASSIGNED_LIMIT = 180, 900  # the defaults (chalicelib.lifecycle.ABANDON_DEFAULTS)
 
 
 @pytest.fixture
-def frozen(monkeypatch):
-    return Clock(monkeypatch, T0)
+def frozen_at():
+    return T0
 
 
 @pytest.fixture
@@ -27,12 +28,6 @@ def auckland(stack, site):
     week = {d: [["00:00", "24:00"]] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
     sites.update(site, {"hours": {"timezone": "Pacific/Auckland", "week": week}})
     return site
-
-
-def gone(client: Client, conv: str) -> None:
-    """The visitor closes their (only) tab; wait until the server noted it."""
-    client.close()
-    eventually(lambda: conv_item(conv).v_left_at is not None)
 
 
 def last_queue(console: Client) -> list[dict[str, Any]] | None:
@@ -169,7 +164,7 @@ def test_an_assigned_chat_whose_visitor_left_closes_with_a_note_after_the_site_t
     {"queued_after_seconds": True}, {"later": 100}, [180, 900]])
 def test_bad_abandonment_timers_are_refused_and_change_nothing(stack, site, abandon):
     from chalicelib import agents
-    from tests.conftest import PASSWORD
+    from tests.support.flows import PASSWORD
 
     agents.create(f"adm{site}", "Admin", PASSWORD, role="admin", site=site)
     token = Client.login(stack.gateway.http_url, f"adm{site}", PASSWORD)

@@ -1,7 +1,7 @@
 """Tests for the local SES and SQS stand-ins (``infra/local/ses.py``, ``infra/local/sqs.py``).
 
 Unmodified boto3 clients find both through the standard ``AWS_ENDPOINT_URL_<SERVICE>``
-variables, the way the app will; the SQS poller drives ``tests/echo_app.py``'s ``jobs``
+variables, the way the app will; the SQS poller drives ``tests/support/echo_app.py``'s ``jobs``
 handler (body ``fail`` = reported failure, ``crash`` = raises).
 """
 
@@ -19,7 +19,7 @@ from botocore.exceptions import EndpointConnectionError
 
 from infra.local.ses import SesLocal
 from infra.local.sqs import SqsLocal, SqsPoller
-from tests import echo_app
+from tests.support import echo_app
 
 DUMMY_AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.client import Client
-from tests.conftest import PASSWORD
+from tests.support.client import Client
+from tests.support.flows import PASSWORD
 
 
 def _host_port(url: str) -> tuple[str, int]:

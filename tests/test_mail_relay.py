@@ -17,7 +17,8 @@ import pytest
 
 from chalicelib import auth, config, limits, mail, offline, sites, transcripts, validate
 from chalicelib.models import META, ConversationModel, CounterModel, conversation_key
-from tests.client import Clock, confirmation_link, rest
+from tests.support.client import confirmation_link, rest
+from tests.support.clock import Clock
 
 SPAM = "BUY CHEAP WATCHES AT scam.example"
 

@@ -7,28 +7,15 @@ import threading
 from chalicelib.models import (
     META,
     ConversationModel,
-    MessageModel,
     conversation_key,
 )
-from tests.client import eventually, settle
-
-
-def _chat(visitor, agent, **agent_kwargs):
-    console = agent(**agent_kwargs)
-    guest = visitor()
-    conv = guest.start()
-    console.expect("assigned")
-    return guest, console, conv
-
-
-def _stored(conv):
-    pk = conversation_key(conv)
-    return [(m.seq, m.text) for m in MessageModel.query(pk, MessageModel.sk.startswith("MSG#"),
-                                                        consistent_read=True)]
+from tests.support.client import eventually, settle
+from tests.support.flows import start_chat
+from tests.support.state import connections, stored
 
 
 def test_fan_out_reaches_every_tab_and_console(visitor, agent):
-    guest, console, conv = _chat(visitor, agent)
+    guest, console, conv = start_chat(visitor, agent)
     second_tab = visitor(token=guest.welcome["token"])
     assert second_tab.welcome["conversation"]["id"] == conv
     second_console = agent(agent_id=console.agent_id)
@@ -38,22 +25,18 @@ def test_fan_out_reaches_every_tab_and_console(visitor, agent):
     guest.quiet("message")  # the sender gets an ack, not its own message back
 
 
-def _conns(conv):
-    return ConversationModel.get(conversation_key(conv), META, consistent_read=True).connections()
-
-
 def test_vanished_connection_is_removed_and_others_still_receive(visitor, agent, stack):
-    guest, console, conv = _chat(visitor, agent)
-    before_tab = set(_conns(conv))
+    guest, console, conv = start_chat(visitor, agent)
+    before_tab = set(connections(conv))
     visitor(token=guest.welcome["token"])
-    (gone_id,) = set(_conns(conv)) - before_tab
+    (gone_id,) = set(connections(conv)) - before_tab
     stack.gateway.drop(gone_id)  # vanishes without $disconnect, as a dead network does
     gone_before = stack.gateway.counters["post:gone"]
     console.say(conv, "are you there?")
     assert guest.expect("message", conversation=conv)["text"] == "are you there?"
-    eventually(lambda: gone_id not in _conns(conv))
+    eventually(lambda: gone_id not in connections(conv))
     assert stack.gateway.counters["post:gone"] == gone_before + 1
-    assert len(_conns(conv)) == 2
+    assert len(connections(conv)) == 2
     console.say(conv, "second message")
     assert guest.expect("message", conversation=conv)["seq"] == 2
     assert stack.gateway.counters["post:gone"] == gone_before + 1
@@ -63,7 +46,7 @@ def test_resend_with_same_id_is_acknowledged_again_never_stored_twice(visitor, a
     """A resend is stored once and acknowledged with the same seq. It is delivered again
     (the first delivery may never have happened), as the same message: same seq, same id,
     which every client keeps once."""
-    guest, console, conv = _chat(visitor, agent)
+    guest, console, conv = start_chat(visitor, agent)
     message_id = guest.next_id()
     first = guest.say(conv, "only once please", message_id)
     again = guest.say(conv, "only once please", message_id)
@@ -72,27 +55,27 @@ def test_resend_with_same_id_is_acknowledged_again_never_stored_twice(visitor, a
     assert {(m["seq"], m["id"], m["text"], m["ts"]) for m in copies} == {
         (1, message_id, "only once please", first["ts"])}
     console.quiet("message", wait=0.7)
-    assert _stored(conv) == [(1, "only once please")]
+    assert stored(conv) == [(1, "only once please")]
     assert guest.say(conv, "next one")["seq"] == 2
     stale = guest.say(conv, "old id", message_id)
     assert stale["type"] == "error" and stale["code"] == "stale_message"
-    assert _stored(conv) == [(1, "only once please"), (2, "next one")]
+    assert stored(conv) == [(1, "only once please"), (2, "next one")]
 
 
 def test_same_id_with_other_text_is_refused_not_swallowed(visitor, agent):
     """Two tabs sharing a client id must not lose the second text silently."""
-    guest, _console, conv = _chat(visitor, agent)
+    guest, _console, conv = start_chat(visitor, agent)
     message_id = guest.next_id()
     guest.say(conv, "from tab one", message_id)
     clash = guest.say(conv, "from tab two", message_id)
     assert clash["type"] == "error" and clash["code"] == "conflict"
-    assert _stored(conv) == [(1, "from tab one")]
+    assert stored(conv) == [(1, "from tab one")]
 
 
 def test_resend_after_a_crash_between_the_two_writes_stores_it_once(visitor, agent):
     """The sequence number was taken but the message never written (the Lambda died): the
     client's resend must store and deliver it, with the number it was given."""
-    guest, console, conv = _chat(visitor, agent)
+    guest, console, conv = start_chat(visitor, agent)
     message_id = guest.next_id()
     client, counter = message_id.split(":")
     C = ConversationModel
@@ -101,11 +84,11 @@ def test_resend_after_a_crash_between_the_two_writes_stores_it_once(visitor, age
     ack = guest.say(conv, "lost in the crash", message_id)
     assert ack["type"] == "ack" and ack["seq"] == 1
     assert console.expect("message", conversation=conv)["text"] == "lost in the crash"
-    assert _stored(conv) == [(1, "lost in the crash")]
+    assert stored(conv) == [(1, "lost in the crash")]
 
 
 def test_concurrent_duplicate_sends_store_and_deliver_once(visitor, agent):
-    guest, console, conv = _chat(visitor, agent)
+    guest, console, conv = start_chat(visitor, agent)
     message_id = guest.next_id()
     frame = {"action": "send", "conversation": conv, "id": message_id, "text": "double tap"}
     threads = [threading.Thread(target=guest.send, args=(frame,)) for _ in range(3)]
@@ -118,11 +101,11 @@ def test_concurrent_duplicate_sends_store_and_deliver_once(visitor, agent):
     copies = [console.expect("message", conversation=conv) for _ in range(3)]  # one per attempt
     assert {(m["seq"], m["id"]) for m in copies} == {(1, message_id)}
     console.quiet("message", wait=0.7)
-    assert _stored(conv) == [(1, "double tap")]
+    assert stored(conv) == [(1, "double tap")]
 
 
 def test_reconnect_and_resume_misses_nothing_duplicates_nothing(visitor, agent):
-    guest, console, conv = _chat(visitor, agent)
+    guest, console, conv = start_chat(visitor, agent)
     guest.say(conv, "first")
     console.expect("message", conversation=conv)
     token = guest.welcome["token"]
@@ -145,7 +128,7 @@ def test_reconnect_and_resume_misses_nothing_duplicates_nothing(visitor, agent):
 
 def test_message_path_costs_one_invocation_and_two_dynamodb_requests(visitor, agent, stack,
                                                                       dynamodb_calls):
-    guest, console, conv = _chat(visitor, agent)
+    guest, console, conv = start_chat(visitor, agent)
     second_console = agent(agent_id=console.agent_id)
     guest.say(conv, "warm up")
     console.expect("message")
@@ -163,27 +146,27 @@ def test_message_path_costs_one_invocation_and_two_dynamodb_requests(visitor, ag
 
 
 def test_a_participant_cannot_jam_another_participants_client_id(visitor, agent):
-    guest, console, conv = _chat(visitor, agent)
+    guest, console, conv = start_chat(visitor, agent)
     console.say(conv, "Hello, how can I help?")
     agent_client = console.client_id
     jam = guest.say(conv, "gotcha", f"{agent_client}:999999999999")
     assert jam["type"] == "error" and jam["code"] == "conflict"
     assert console.say(conv, "Still talking")["type"] == "ack"
-    assert _stored(conv) == [(1, "Hello, how can I help?"), (2, "Still talking")]
+    assert stored(conv) == [(1, "Hello, how can I help?"), (2, "Still talking")]
 
 
 def test_a_gone_tab_whose_record_expired_is_cleaned_from_the_conversation(visitor, agent, stack,
                                                                          dynamodb_calls):
     from chalicelib.models import ConnectionModel, connection_key
 
-    guest, console, conv = _chat(visitor, agent)
-    before = set(_conns(conv))
+    guest, console, conv = start_chat(visitor, agent)
+    before = set(connections(conv))
     visitor(token=guest.welcome["token"])
-    (tab,) = set(_conns(conv)) - before
+    (tab,) = set(connections(conv)) - before
     stack.gateway.drop(tab)
     ConnectionModel(connection_key(tab)).delete()  # its record expired (TTL) meanwhile
     console.say(conv, "first after the tab vanished")
-    eventually(lambda: tab not in _conns(conv))
+    eventually(lambda: tab not in connections(conv))
     settle(stack)
     dynamodb_calls.clear()
     console.say(conv, "and the next one is back on budget")
@@ -192,7 +175,7 @@ def test_a_gone_tab_whose_record_expired_is_cleaned_from_the_conversation(visito
 
 
 def test_read_after_close_does_not_reopen_the_conversation(visitor, agent):
-    guest, console, conv = _chat(visitor, agent)
+    guest, console, conv = start_chat(visitor, agent)
     guest.say(conv, "bye")
     guest.request({"action": "close", "conversation": conv}, "closed")
     console.send({"action": "read", "conversation": conv, "seq": 1})

@@ -5,55 +5,30 @@ own zone; and the hot path still two DynamoDB requests."""
 
 from __future__ import annotations
 
-import secrets
-from datetime import UTC, datetime
-from typing import Any
-
 import pytest
 
-from chalicelib import agents, sites, stats
-from chalicelib.models import META, ConversationModel, conversation_key, raw_query
-from tests.client import Client, Clock, eventually, rest, settle
-from tests.conftest import PASSWORD
+from chalicelib import sites, stats
+from tests.support.client import eventually, rest, settle
+from tests.support.flows import close, member_token
+from tests.support.state import ALL_DAY, DAY, T0, ZONE, conv_item, day_item
 
-# 20:00 UTC on 10 March 2026 is 09:00 on 11 March in Auckland (UTC+13): a day item keyed by
-# the UTC date would be wrong, so every test here also checks the site's own calendar.
-T0 = int(datetime(2026, 3, 10, 20, 0, tzinfo=UTC).timestamp() * 1000)
-ZONE = "Pacific/Auckland"
-DAY = "2026-03-11"
-ALL_DAY = {d: [["00:00", "24:00"]] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
+# T0, 20:00 UTC on 10 March 2026, is 09:00 on 11 March (DAY) in Auckland (UTC+13): a day item
+# keyed by the UTC date would be wrong, so every test here also checks the site's own calendar.
 
 
 @pytest.fixture
-def frozen(monkeypatch):
-    return Clock(monkeypatch, T0)
+def frozen_at():
+    return T0
 
 
 @pytest.fixture
 def lead(stack, site):
     """An admin of the site (REST token), the site open around the clock in Auckland."""
-    boss = f"boss{secrets.token_hex(3)}"
-    agents.create(boss, "Boss", PASSWORD, role="admin", site=site)
-    token = Client.login(stack.gateway.http_url, boss, PASSWORD)
+    _, token = member_token(stack, site)
     status, body = rest(stack.gateway.http_url, "PUT", f"/sites/{site}",
                         {"hours": {"timezone": ZONE, "week": ALL_DAY}}, token)
     assert status == 200, body
     return token
-
-
-def conv_item(conv_id: str) -> ConversationModel:
-    return ConversationModel.get(conversation_key(conv_id), META, consistent_read=True)
-
-
-def day_item(site: str, agent: str | None = None, day: str = DAY) -> dict[str, int]:
-    sk = f"D#{day}#*" if agent is None else f"D#{day}#a#{agent}"
-    items = raw_query(KeyConditionExpression="pk = :pk AND sk = :sk",
-                      ExpressionAttributeValues={":pk": {"S": f"STATS#{site}"}, ":sk": {"S": sk}})
-    return {k: int(v["N"]) for item in items for k, v in item.items() if "N" in v}
-
-
-def close(client: Client, conv: str) -> dict[str, Any]:
-    return client.request({"action": "close", "conversation": conv}, "closed", conversation=conv)
 
 
 def test_an_answered_chat_measures_wait_first_response_resolution_and_messages(

@@ -1,7 +1,7 @@
 """Nobody waits for nobody (issue 16): when no agent is left to answer, every waiting visitor
 is told at once and may continue by email; an agent leaving hands chats back to the line.
 
-Real WebSocket clients on the local stand-in; the fake clock (``tests.client.Clock``) and
+Real WebSocket clients on the local stand-in; the fake clock (``tests.support.clock.Clock``) and
 ``run_schedules`` where a timer is involved; mail read back from the SES stand-in.
 """
 
@@ -15,12 +15,9 @@ import pytest
 from chalicelib import config, routing, sites, unattended
 from chalicelib.hours import to_ms
 from chalicelib.models import META, AgentModel, ConversationModel, SiteModel, agent_key, conversation_key
-from tests import test_console
-from tests.browser import screenshot, wait_until
-from tests.client import Clock, eventually
-
-# The console in Chromium: test_console's fixtures (a page per person, an agent signed in).
-open_page, console = test_console.open_page, test_console.console
+from tests.support.browser import screenshot, wait_until
+from tests.support.client import eventually
+from tests.support.clock import Clock
 
 PARIS = ZoneInfo("Europe/Paris")
 WEEKDAYS = {"timezone": "Europe/Paris",

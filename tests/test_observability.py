@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from websockets.exceptions import InvalidStatus
 
-from chalicelib import clock, config, fanout, telemetry
+from chalicelib import config, fanout, telemetry
 from chalicelib.fanout import Outbox
 from chalicelib.hours import to_ms
 from chalicelib.models import META, ConversationModel, conversation_key
@@ -30,8 +30,9 @@ from infra.deploy.names import names as stage_names
 from infra.deploy.policy import policy_path
 from infra.deploy.template import _function_name, load_template
 from infra.local.metrics import readable
-from tests.client import Client, eventually, rest, settle
-from tests.conftest import PASSWORD
+from tests.support.client import Client, eventually, rest, settle
+from tests.support.clock import Clock
+from tests.support.flows import PASSWORD, start_chat
 
 
 class Emitted:
@@ -96,14 +97,6 @@ def logs(stack: Any) -> Iterator[Capture]:
     telemetry.logger.removeHandler(capture)
 
 
-def _chat(visitor: Any, agent: Any) -> tuple[Client, Client, str]:
-    console = agent()
-    guest = visitor()
-    conv = guest.start()
-    console.expect("assigned")
-    return guest, console, conv
-
-
 def _conns(conv: str) -> dict[str, str]:
     return ConversationModel.get(conversation_key(conv), META, consistent_read=True).connections()
 
@@ -117,7 +110,7 @@ def _directive(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_messages_are_counted_once_per_side(visitor, agent, stack, site, emf):
-    guest, console, conv = _chat(visitor, agent)
+    guest, console, conv = start_chat(visitor, agent)
     first = guest.next_id()
     guest.say(conv, "Where is my parcel?", first)
     console.expect("message")
@@ -156,7 +149,7 @@ def test_connects_disconnects_and_refusals_are_counted(visitor, agent, stack, si
 
 
 def test_a_gone_connection_during_fan_out_counts_as_gone(visitor, agent, stack, site, emf):
-    guest, console, conv = _chat(visitor, agent)
+    guest, console, conv = start_chat(visitor, agent)
     before = set(_conns(conv))
     visitor(token=guest.welcome["token"])  # a second tab
     (tab,) = set(_conns(conv)) - before
@@ -188,7 +181,7 @@ def test_a_failing_post_counts_as_an_error_and_spares_the_others(emf):
 def test_mail_sends_and_failures_are_counted(stack, site, emf, monkeypatch):
     # An hour of our own, so the per-address rate limit of earlier tests does not apply.
     now = to_ms(datetime(2031, 1, 1, tzinfo=UTC)) + secrets.randbelow(50_000) * 3_600_000
-    monkeypatch.setattr(clock, "now_ms", lambda: now)
+    Clock(monkeypatch, now)
     stack.poller.drain()  # earlier tests' jobs
     emf.clear()
     stack.ses.stop()

@@ -30,8 +30,8 @@ from schemathesis.checks import (
 
 import app
 from chalicelib import agents, sites
-from tests.client import Client
-from tests.conftest import PASSWORD, kept_address_counters
+from tests.support.client import Client
+from tests.support.flows import PASSWORD, kept_address_counters
 
 OPENAPI = Path(__file__).resolve().parents[1] / "docs" / "openapi.yaml"
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,

@@ -36,8 +36,8 @@ from infra.deploy import DeployError, packaging
 from infra.deploy.packaging import SHIPPED_SERVICES, Package, lambda_runtime, package
 from infra.deploy.stack import Deployer, Options
 from infra.local.sqs import _record as sqs_record
-from tests.client import Client, eventually
-from tests.conftest import PASSWORD
+from tests.support.client import Client, eventually
+from tests.support.flows import PASSWORD
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("stack")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from chalicelib import clock, config
 from chalicelib.models import META, AgentModel, ConversationModel, agent_key, conversation_key
-from tests.client import eventually
+from tests.support.client import eventually
+from tests.support.clock import Clock
 
 
 def _agent(agent_id):
@@ -38,7 +39,7 @@ def test_agent_gone_past_grace_goes_off_shift_and_chats_are_rerouted(visitor, ag
     eventually(lambda: _agent(leaving.agent_id).due_pk == "GRACE")
 
     later = clock.now_ms() + (config.AGENT_GRACE_SECONDS + 1) * 1000
-    monkeypatch.setattr(clock, "now_ms", lambda: later)
+    Clock(monkeypatch, later)
     stack.gateway.run_schedules()
 
     gone = _agent(leaving.agent_id)
@@ -72,6 +73,6 @@ def test_an_off_shift_agent_who_leaves_still_hands_on_their_chats(visitor, agent
     eventually(lambda: _agent(leaving.agent_id).due_pk == "GRACE")
     staying = agent(max_chats=1)
     later = clock.now_ms() + (config.AGENT_GRACE_SECONDS + 1) * 1000
-    monkeypatch.setattr(clock, "now_ms", lambda: later)
+    Clock(monkeypatch, later)
     stack.gateway.run_schedules()
     assert staying.expect("assigned")["conversation"] == conv

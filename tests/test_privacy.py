@@ -31,7 +31,7 @@ from chalicelib.models import (
 )
 from infra import admin
 from infra.local.stack import Stack
-from tests.client import Client, rest
+from tests.support.client import Client, rest
 
 LONG_PASSWORD = "correct horse battery staple"
 

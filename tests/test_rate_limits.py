@@ -11,9 +11,7 @@ import json
 import urllib.error
 import urllib.request
 
-import pytest
-
-from chalicelib import clock, config, limits
+from chalicelib import config, limits
 from chalicelib.models import (
     META,
     ConversationModel,
@@ -23,26 +21,10 @@ from chalicelib.models import (
     visitor_key,
 )
 from chalicelib.protocol import RATE_LIMITED
-from tests.client import eventually
-from tests.test_widget import chat, w
-from tests.test_widget import open_page as open_page  # a fixture, used by name
-
-
-class Frozen:
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.now = clock.now_ms()
-        monkeypatch.setattr(clock, "now_ms", lambda: self.now)
-
-    def advance(self, seconds: float) -> None:
-        self.now += int(seconds * 1000)
-
-
-def _chat(visitor, agent):
-    console = agent()
-    guest = visitor()
-    conv = guest.start()
-    console.expect("assigned")
-    return guest, console, conv
+from tests.support.browser import chat, w
+from tests.support.client import eventually
+from tests.support.clock import Clock
+from tests.support.flows import start_chat
 
 
 def _state(conv):
@@ -61,8 +43,8 @@ def _raw_item(conv):
 def test_a_flood_is_refused_inside_the_message_write_with_a_retry_hint(
         visitor, agent, monkeypatch, dynamodb_calls):
     assert config.MESSAGES_PER_SECOND == 5
-    frozen = Frozen(monkeypatch)
-    guest, console, conv = _chat(visitor, agent)
+    frozen = Clock(monkeypatch)
+    guest, console, conv = start_chat(visitor, agent)
     for n in range(5):
         assert guest.say(conv, f"quick {n}")["seq"] == n + 1  # a burst of 5 within one second
     dynamodb_calls.clear()
@@ -88,7 +70,7 @@ def test_a_flood_is_refused_inside_the_message_write_with_a_retry_hint(
 
 
 def test_flood_slots_leave_with_the_connection(visitor, agent):
-    guest, _console, conv = _chat(visitor, agent)
+    guest, _console, conv = start_chat(visitor, agent)
     guest.say(conv, "hello")
     tabs = [c for c, tag in _raw_item(conv)["conns"]["M"].items() if tag["S"].startswith("v:")]
     assert [n for n in _raw_item(conv) if n.startswith(f"rl#{tabs[0]}#")]
@@ -191,7 +173,7 @@ def test_the_widget_slows_down_gently_and_sends_after_the_hint(stack, agent, ope
                                                                monkeypatch):
     from playwright.sync_api import expect
 
-    frozen = Frozen(monkeypatch)
+    frozen = Clock(monkeypatch)
     console = agent(name="Ada")
     page = open_page()
     conv = chat(page, console, "one")
@@ -236,9 +218,9 @@ def test_a_status_flood_is_refused_and_other_connections_are_not_slowed(
     from chalicelib import limits
     from chalicelib.protocol import BUDGETS
 
-    frozen = Frozen(monkeypatch)
+    frozen = Clock(monkeypatch)
     budget = BUDGETS["query"]
-    guest, console, conv = _chat(visitor, agent)
+    guest, console, conv = start_chat(visitor, agent)
     flooder = visitor(hello=False)
     flood = 300
     dynamodb_calls.clear()
@@ -274,8 +256,8 @@ def test_every_action_has_a_budget_and_its_own_count(visitor, agent, monkeypatch
     from chalicelib.protocol import ACTION_CLASS, BUDGETS, SCHEMAS
 
     assert set(ACTION_CLASS) | {"send"} == set(SCHEMAS)
-    Frozen(monkeypatch)
-    guest, console, conv = _chat(visitor, agent)
+    Clock(monkeypatch)
+    guest, console, conv = start_chat(visitor, agent)
     fresh = visitor(hello=False)
     # (action, fields, class, connection, frames of that class it has sent already)
     for action, extra, cls, who, used in (

@@ -12,47 +12,10 @@ from typing import Any
 
 import pytest
 
-from chalicelib import agents, stats
-from chalicelib.models import transact_write
-from tests.client import Client, rest
-from tests.conftest import PASSWORD
-from tests.test_console import console, open_page  # noqa: F401 (fixtures)
-
-MON, TUE, WED = "2026-03-09", "2026-03-10", "2026-03-11"
-
-
-def chat(agent: str, day: str, hour: int, wait_s: float | None, *, outcome: str = "answered",
-         frt_s: float | None = None, after_hours: bool = False) -> stats.Measures:
-    return stats.Measures(
-        agent=agent, day=day, hour=hour, outcome=outcome,
-        wait_ms=None if wait_s is None else int(wait_s * 1000),
-        first_response_ms=None if frt_s is None else int(frt_s * 1000), resolution_ms=600_000,
-        messages_visitor=3, messages_agent=4, transfers=0, holds=0, after_hours=after_hours,
-        after_hours_answer_ms=7_200_000 if after_hours else None)
-
-
-# Ten waits: 3 8 12 25 40 | 50 70 100 200 400 s. Read from the histogram, the median is the
-# top of the 30-45 s bucket that holds the 5th (45 s, which is also the true median of 40 and
-# 50) and the p90 the top of the 180-240 s bucket that holds the 9th (240 s).
-def seed_chats(alice: str, bob: str) -> list[stats.Measures]:
-    return [
-        chat(alice, MON, 10, 3, frt_s=20), chat(alice, MON, 10, 8, frt_s=20),
-        chat(alice, MON, 10, 12, frt_s=20), chat(alice, MON, 10, None, outcome="missed"),
-        chat(alice, WED, 14, 25, frt_s=20), chat(alice, WED, 14, 40, frt_s=20),
-        chat(alice, WED, 14, 50, frt_s=20),
-        chat(bob, WED, 14, 70, frt_s=20), chat(bob, WED, 14, 100, frt_s=20),
-        chat(bob, WED, 14, 200, outcome="abandoned", frt_s=20), chat(bob, WED, 14, 400, frt_s=20),
-        chat(bob, WED, 14, None, outcome="missed", after_hours=True),
-    ]
-
-
-def seed(site: str, alice: str, bob: str) -> None:
-    for m in seed_chats(alice, bob):
-        transact_write([stats.day_update(site, m.day, None, m.increments()),
-                        stats.day_update(site, m.day, m.agent, m.increments())])
-    for day, who, rating in ((MON, alice, {"up": 3}), (WED, bob, {"down": 1})):
-        transact_write([stats.day_update(site, day, None, rating), stats.day_update(site, day, who, rating)])
-    transact_write([stats.day_update(site, WED, None, {"offline": 2})])
+from chalicelib import agents
+from tests.support.client import Client, rest
+from tests.support.flows import PASSWORD
+from tests.support.state import MON, TUE, WED, seed
 
 
 @pytest.fixture
@@ -133,7 +96,7 @@ def test_csv_export_is_an_attachment_with_the_same_figures(stack, site, seeded):
     assert wed_2pm["chats"] == "8"
 
 
-def test_the_reports_page_shows_the_seeded_figures(stack, site, seeded, console):  # noqa: F811
+def test_the_reports_page_shows_the_seeded_figures(stack, site, seeded, console):
     from playwright.sync_api import expect
 
     page = console("Sue", role="supervisor", shift=False)
@@ -166,7 +129,7 @@ def test_the_reports_page_shows_the_seeded_figures(stack, site, seeded, console)
     assert text.splitlines()[0].startswith("scope,date,agent,chats")
 
 
-def test_plain_agents_get_no_reports_tab(site, console):  # noqa: F811
+def test_plain_agents_get_no_reports_tab(site, console):
     from playwright.sync_api import expect
 
     page = console("Pat", shift=False)
@@ -176,7 +139,7 @@ def test_plain_agents_get_no_reports_tab(site, console):  # noqa: F811
 
 
 def stack_artifact(name: str) -> Any:
-    from tests.browser import ARTIFACTS
+    from tests.support.browser import ARTIFACTS
 
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS / f"{name}.png"

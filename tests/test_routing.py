@@ -14,7 +14,7 @@ from chalicelib.models import (
     conversation_key,
     visitor_key,
 )
-from tests.client import eventually
+from tests.support.client import eventually
 
 
 def _load(agent_id):

@@ -10,7 +10,7 @@ from websockets.exceptions import InvalidStatus
 from chalicelib import auth
 from chalicelib.models import META, ConversationModel, MessageModel, conversation_key
 from chalicelib.protocol import MAX_FRAME_BYTES, MAX_TEXT_CHARS
-from tests.client import Client
+from tests.support.client import Client
 
 
 def _refused(stack, query) -> int:
@@ -89,7 +89,7 @@ def test_agent_acts_only_on_conversations_assigned_to_them(visitor, agent):
 
 def test_agent_cannot_take_another_sites_conversation(stack, visitor, agent, clients, new_site):
     from chalicelib import agents
-    from tests.conftest import PASSWORD
+    from tests.support.flows import PASSWORD
 
     guest = visitor()
     conv = guest.start()  # queued: nobody on this site
@@ -148,7 +148,7 @@ def test_error_echoes_the_ref_of_the_refused_frame(visitor):
 
 
 def test_wrong_password_is_refused_over_rest(stack, agent):
-    from tests.client import http_error
+    from tests.support.client import http_error
 
     console = agent()
     assert http_error(lambda: Client.login(stack.gateway.http_url, console.agent_id, "wrong")) == 401
@@ -169,11 +169,11 @@ def test_a_start_that_died_halfway_does_not_strand_the_visitor(visitor):
 
 
 def test_repeated_wrong_passwords_lock_sign_in_for_a_while(stack, agent):
-    from tests.client import http_error
+    from tests.support.client import http_error
 
     console = agent()
     for _ in range(10):
         assert http_error(lambda: Client.login(stack.gateway.http_url, console.agent_id, "wrong")) == 401
-    from tests.conftest import PASSWORD
+    from tests.support.flows import PASSWORD
 
     assert http_error(lambda: Client.login(stack.gateway.http_url, console.agent_id, PASSWORD)) == 429

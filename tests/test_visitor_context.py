@@ -7,8 +7,8 @@ import secrets
 from chalicelib import agents
 from chalicelib.models import META, VisitorModel, visitor_key
 from chalicelib.visitors import MAX_PAGES
-from tests.client import Client, eventually, rest
-from tests.conftest import PASSWORD
+from tests.support.client import Client, eventually, rest
+from tests.support.flows import PASSWORD
 
 
 def _visitor(client):

@@ -58,7 +58,7 @@ def test_after_a_reload_the_visitor_lists_and_reads_their_own_past_conversations
 
 
 def test_another_visitor_or_an_agent_cannot_read_them(visitor, agent, new_site, stack, clients):
-    from tests.client import Client
+    from tests.support.client import Client
 
     console = agent()
     guest = visitor()

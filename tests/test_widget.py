@@ -8,25 +8,23 @@ tests/artifacts/ (untracked); set UPDATE_SCREENSHOTS=1 to refresh docs/widget-*.
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 import secrets
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import pytest
-
-from tests.browser import COUNT_BEEPS, W, screenshot, wait_until
-from tests.client import Client, rest
-from tests.conftest import PASSWORD
-from tests.xss_corpus import CORPUS, GUARD, assert_inert
+from tests.support.browser import W, chat, log_texts, screenshot, sign_in_console, visitor_id, w, wait_until
+from tests.support.client import Client
+from tests.support.clock import Clock
+from tests.support.flows import PASSWORD, configure_site
+from tests.support.xss_corpus import CORPUS, GUARD, assert_inert
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,85 +34,9 @@ ROOT = Path(__file__).resolve().parents[1]
 # ------------------------------------------------------------------ fixtures and helpers
 
 
-@pytest.fixture
-def open_page(browser: Any, stack: Any, site: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """Open a page in a fresh context (own storage: a different person) whose widget talks
-    to this test's site. ``page.sockets`` lists the WebSockets the page opened."""
-    from chalicelib import config
-
-    monkeypatch.setattr(config, "OFFLINE_PER_IP_PER_HOUR", 1000)  # every test comes from 127.0.0.1
-    contexts: list[Any] = []
-    errors: list[str] = []
-
-    def new_page(path: str | None = "/", *, init: str = "", **options: Any) -> Any:
-        options.setdefault("locale", "en-GB")
-        context = browser.new_context(**options)
-        contexts.append(context)
-        context.add_init_script(init + f"window.ChatWidget = Object.assign(window.ChatWidget || {{}}, "
-                                f"{{site: {json.dumps(site)}}});")
-        context.add_init_script(COUNT_BEEPS)
-        page = context.new_page()
-        page.set_default_timeout(10_000)
-        page.sockets = []
-        page.on("websocket", lambda ws: page.sockets.append(ws))
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        if path is not None:
-            page.goto(stack.gateway.http_url + path)
-            if not path.startswith("/console"):
-                page.locator(f"{W} .launcher").wait_for()
-        return page
-
-    yield new_page
-    for context in contexts:
-        context.close()
-    assert not errors, f"JavaScript errors: {errors}"
-
-
-def w(page: Any, selector: str) -> Any:
-    """A locator inside the widget."""
-    return page.locator(f"{W} {selector}")
-
-
 def shadow_eval(page: Any, body: str) -> Any:
     """Evaluate ``body`` with ``root`` bound to the widget's shadow root."""
     return page.evaluate(f"() => {{ const root = document.querySelector('{W}').shadowRoot; {body} }}")
-
-
-def log_texts(page: Any) -> list[tuple[str | None, str | None]]:
-    """(data-seq, text) of every message in the widget, in order."""
-    return [(li.get_attribute("data-seq"), li.locator(".t").text_content())
-            for li in w(page, ".log > li").all()]
-
-
-def visitor_id(page: Any) -> str:
-    """The visitor behind the widget's stored token (its subject claim)."""
-    token = page.evaluate("localStorage.getItem('ctc.token')")
-    payload = token.split(".")[0]
-    return str(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["s"])
-
-
-def admin(stack: Any, site: str, doc: dict[str, Any]) -> None:
-    """The site's admin changes its settings over REST."""
-    from chalicelib import agents
-
-    admin_id = f"boss{secrets.token_hex(3)}"
-    agents.create(admin_id, "Boss", PASSWORD, role="admin", site=site)
-    token = Client.login(stack.gateway.http_url, admin_id, PASSWORD)
-    status, body = rest(stack.gateway.http_url, "PUT", f"/sites/{site}", doc, token)
-    assert status == 200, body
-
-
-def chat(page: Any, console: Client, text: str) -> str:
-    """Open the widget and start a chat with the (on-shift) console; returns the conversation."""
-    if not w(page, ".panel").is_visible():
-        w(page, ".launcher").click()
-    w(page, ".input").fill(text)
-    w(page, ".input").press("Enter")
-    assigned = console.expect("assigned")
-    # The first line rides in the `start`, stored before the chat is routed: the agent reads
-    # it in the chat's summary (and by sync), not as a live message.
-    assert assigned["summary"]["preview"] == text
-    return str(assigned["conversation"])
 
 
 
@@ -269,12 +191,7 @@ def test_xss_corpus_is_shown_as_text_on_both_ends(stack, site, open_page):
     dialogs: list[str] = []
     console = open_page("/console/", init=GUARD)
     console.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-    console.fill("#login-agent", agent_id)
-    console.fill("#login-password", PASSWORD)
-    console.click("#login-submit")
-    expect(console.locator("#shift-toggle")).to_be_enabled()
-    console.click("#shift-toggle")
-    expect(console.locator("#shift-toggle")).to_have_attribute("aria-pressed", "true")
+    sign_in_console(console, agent_id)
 
     page = open_page(init=GUARD)
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
@@ -341,7 +258,7 @@ def test_proactive_invitation_can_be_dismissed_or_accepted(stack, site, agent, o
 def test_prechat_form_faq_links_and_the_sites_colour(stack, site, agent, open_page):
     from playwright.sync_api import expect
 
-    admin(stack, site, {"name": "Northwind", "widget": {
+    configure_site(stack, site, {"name": "Northwind", "widget": {
         "color": "#ffcc00", "greeting": "Ask us <b>anything</b>", "prechat": True, "faq": [
             {"title": "Returns & <b>refunds</b>", "url": "https://shop.example/returns",
              "keywords": ["refund", "money back"]},
@@ -403,13 +320,12 @@ def test_after_hours_says_when_we_are_back_and_leaves_a_message_by_email(stack, 
                                                                         monkeypatch):
     from playwright.sync_api import expect
 
-    from chalicelib import clock
     from chalicelib.hours import to_ms
 
     saturday_3pm = to_ms(datetime(2026, 11, 28, 15, 0, tzinfo=PARIS))
     team = f"team-{site}@shop.example"
-    admin(stack, site, {"hours": HOURS, "team_email": team, "name": "Northwind"})
-    monkeypatch.setattr(clock, "now_ms", lambda: saturday_3pm)
+    configure_site(stack, site, {"hours": HOURS, "team_email": team, "name": "Northwind"})
+    Clock(monkeypatch, saturday_3pm)
     stack.poller.drain()
     stack.ses.clear()
 

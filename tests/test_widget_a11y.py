@@ -20,8 +20,8 @@ import pytest
 
 from chalicelib import protocol
 from chalicelib.models import META, VisitorModel, visitor_key
-from tests.browser import W, assert_accessible, screenshot
-from tests.test_widget import admin, chat, log_texts, open_page, visitor_id, w  # noqa: F401 (fixture)
+from tests.support.browser import W, assert_accessible, chat, log_texts, screenshot, visitor_id, w
+from tests.support.flows import configure_site
 
 
 def _relay(page: Any, hold: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -61,7 +61,7 @@ def _open_conversation(page: Any) -> str:
     return str(VisitorModel.get(visitor_key(visitor_id(page)), META, consistent_read=True).conv)
 
 
-def test_every_state_from_launcher_to_history_is_accessible(stack, site, agent, open_page):  # noqa: F811
+def test_every_state_from_launcher_to_history_is_accessible(stack, site, agent, open_page):
     from playwright.sync_api import expect
 
     console = agent(name="Ada")
@@ -128,7 +128,7 @@ def test_every_state_from_launcher_to_history_is_accessible(stack, site, agent, 
 
 
 def test_queued_then_nobody_on_shift_offers_email_and_says_where_the_answer_goes(
-        stack, site, agent, visitor, open_page):  # noqa: F811
+        stack, site, agent, visitor, open_page):
     from playwright.sync_api import expect
 
     console = agent(max_chats=1)
@@ -187,10 +187,10 @@ def test_queued_then_nobody_on_shift_offers_email_and_says_where_the_answer_goes
 
 
 def test_prechat_offline_and_mobile_states_are_accessible_and_the_launcher_can_sit_left(
-        stack, site, agent, open_page):  # noqa: F811
+        stack, site, agent, open_page):
     from playwright.sync_api import expect
 
-    admin(stack, site, {"widget": {"prechat": True}})
+    configure_site(stack, site, {"widget": {"prechat": True}})
     agent()
     page = open_page("/", bypass_csp=True)
     w(page, ".launcher").click()
@@ -212,7 +212,7 @@ def test_prechat_offline_and_mobile_states_are_accessible_and_the_launcher_can_s
     assert w(left, ".panel").bounding_box()["x"] < 100
 
 
-def test_offline_form_is_accessible(stack, site, open_page):  # noqa: F811
+def test_offline_form_is_accessible(stack, site, open_page):
     from playwright.sync_api import expect
 
     page = open_page("/", bypass_csp=True)  # no agent on shift: the site is away
@@ -224,7 +224,7 @@ def test_offline_form_is_accessible(stack, site, open_page):  # noqa: F811
 @pytest.mark.skipif("continue_by_email" not in protocol.SCHEMAS,
                     reason="needs the nowait helper's backend (continue_by_email, no_agents): "
                            "runs once that is merged")
-def test_nobody_on_shift_end_to_end(stack, site, agent, visitor, open_page):  # noqa: F811
+def test_nobody_on_shift_end_to_end(stack, site, agent, visitor, open_page):
     """The real story, no injected frames: a visitor waits, the last agent goes off shift, the
     widget offers email at once, the visitor gives an address and is told where the answer goes."""
     from playwright.sync_api import expect

@@ -16,9 +16,10 @@ from typing import Any
 
 from chalicelib import clock
 from chalicelib.models import META, ConversationModel, conversation_key
-from tests.browser import wait_until
-from tests.client import Client, Clock
-from tests.test_widget import admin, log_texts, open_page, visitor_id, w  # noqa: F401 (fixture)
+from tests.support.browser import log_texts, visitor_id, w, wait_until
+from tests.support.client import Client
+from tests.support.clock import Clock
+from tests.support.flows import configure_site
 
 
 def _frames_sent(page: Any) -> list[dict[str, Any]]:
@@ -53,7 +54,7 @@ def _stored(conv: str) -> int:
 
 
 def test_the_first_line_rides_in_start_so_the_waiting_list_shows_the_question(stack, agent, visitor,
-                                                                               open_page):  # noqa: F811
+                                                                               open_page):
     from playwright.sync_api import expect
 
     busy = agent(name="Busy", max_chats=1)
@@ -84,7 +85,7 @@ def test_the_first_line_rides_in_start_so_the_waiting_list_shows_the_question(st
     assert _stored(conv) == 2
 
 
-def test_a_reload_while_the_start_is_unanswered_keeps_the_line_once(stack, agent, open_page):  # noqa: F811
+def test_a_reload_while_the_start_is_unanswered_keeps_the_line_once(stack, agent, open_page):
     """The start went out but its answers (conversation, ack) were lost, and the visitor
     reloads: the first line is in the tab's outbox, the next page resends it under the same id
     (as a send to the chat the welcome names) and shows it once; it is stored once."""
@@ -145,10 +146,11 @@ def test_a_reload_while_the_start_is_unanswered_keeps_the_line_once(stack, agent
 # ------------------------------------------------------------------ the site's settings
 
 
-def test_prechat_fields_the_site_asks_for_shown_and_required_accordingly(stack, site, agent, open_page):  # noqa: F811
+def test_prechat_fields_the_site_asks_for_shown_and_required_accordingly(stack, site, agent, open_page):
     from playwright.sync_api import expect
 
-    admin(stack, site, {"widget": {"prechat": True, "prechat_fields": {"name": "required", "email": "off"}}})
+    configure_site(stack, site,
+                   {"widget": {"prechat": True, "prechat_fields": {"name": "required", "email": "off"}}})
     console = agent(name="Ada")
     page = open_page(None)
     sent = _frames_sent(page)
@@ -171,7 +173,8 @@ def test_prechat_fields_the_site_asks_for_shown_and_required_accordingly(stack, 
     assert "email" not in start
 
     # Another site's choice: no name, an optional email.
-    admin(stack, site, {"widget": {"prechat": True, "prechat_fields": {"name": "off", "email": "optional"}}})
+    configure_site(stack, site,
+                   {"widget": {"prechat": True, "prechat_fields": {"name": "off", "email": "optional"}}})
     other = open_page()
     w(other, ".launcher").click()
     expect(w(other, '.prechat input[name="name"]')).to_be_hidden()
@@ -182,13 +185,14 @@ def test_prechat_fields_the_site_asks_for_shown_and_required_accordingly(stack, 
     assert console.expect("assigned")["summary"].get("email") is None
 
 
-def test_the_sites_offline_message_replaces_the_widgets_away_words(stack, site, open_page):  # noqa: F811
+def test_the_sites_offline_message_replaces_the_widgets_away_words(stack, site, open_page):
     from playwright.sync_api import expect
 
     page = open_page()  # nobody on shift: the away view
     w(page, ".launcher").click()
     expect(w(page, ".away-text")).to_have_text("We'll reply by email as soon as we can")
-    admin(stack, site, {"widget": {"offline_message": "Out riding. Leave a line, we write back today."}})
+    configure_site(stack, site,
+                   {"widget": {"offline_message": "Out riding. Leave a line, we write back today."}})
     page = open_page()
     w(page, ".launcher").click()
     expect(w(page, ".away-text")).to_have_text("Out riding. Leave a line, we write back today.")
@@ -199,10 +203,10 @@ def test_the_sites_offline_message_replaces_the_widgets_away_words(stack, site, 
 
 
 def test_a_time_rule_invitation_arrives_when_rules_due_says_without_the_minute_timer(stack, site, agent,
-                                                                                      open_page, monkeypatch):  # noqa: F811
+                                                                                      open_page, monkeypatch):
     from playwright.sync_api import expect
 
-    admin(stack, site, {"widget": {"presence": True}, "console": {"rules": [
+    configure_site(stack, site, {"widget": {"presence": True}, "console": {"rules": [
         {"id": "stay", "text": "Can I help you decide?", "url_contains": "/", "min_seconds": 30}]}})
     frozen = Clock(monkeypatch, clock.now_ms())  # the server's time
     agent(name="Ada")
@@ -227,7 +231,7 @@ def test_a_time_rule_invitation_arrives_when_rules_due_says_without_the_minute_t
     assert len([f for f in sent if f.get("action") == "rules"]) == 1  # one timer, one ask
 
 
-def test_an_invitation_already_answered_is_not_shown_again(stack, agent, open_page):  # noqa: F811
+def test_an_invitation_already_answered_is_not_shown_again(stack, agent, open_page):
     """A copy of an invitation the visitor dismissed (a page event's resend crossing the
     answer) arrives after it: the card stays closed; a new invitation still shows."""
     from playwright.sync_api import expect

@@ -1,4 +1,4 @@
-"""The XSS corpus (tests/xss_corpus.py) at both ends, in Chromium, everywhere people's text is
+"""The XSS corpus (tests/support/xss_corpus.py) at both ends, in Chromium, everywhere people's text is
 shown: what a visitor sends, in the real agent console (queue, chat list, messages, visitor
 context, notes); what an agent or admin sends, in the real widget (messages, the agent's
 name, snippets, the site's name and greeting). Nothing runs, everything reads as typed.
@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from tests.browser import W
-from tests.client import Client, rest
-from tests.conftest import PASSWORD
-from tests.xss_corpus import CORPUS, GUARD, assert_inert
+from tests.support.browser import W, sign_in_console
+from tests.support.client import Client, rest
+from tests.support.flows import PASSWORD
+from tests.support.xss_corpus import CORPUS, GUARD, assert_inert
 
 NAME = '<img src=x onerror="window.__xss=20">Zoë "Z" O\'Brien'
 # A deliverable address (RFC 5322 dot-atom: validate.email_address refuses "javascript:..." up front now,
@@ -59,16 +59,7 @@ def pages(browser: Any, stack: Any) -> Iterator[tuple[Callable[[str], Any], list
 
 
 def _console(open_page: Callable[[str], Any], agent_id: str) -> Any:
-    from playwright.sync_api import expect
-
-    console = open_page("/console/")
-    console.fill("#login-agent", agent_id)
-    console.fill("#login-password", PASSWORD)
-    console.click("#login-submit")
-    expect(console.locator("#shift-toggle")).to_be_enabled()
-    console.click("#shift-toggle")
-    expect(console.locator("#shift-toggle")).to_have_attribute("aria-pressed", "true")
-    return console
+    return sign_in_console(open_page("/console/"), agent_id)
 
 
 def _texts(page: Any, selector: str) -> list[str]:

@@ -1,16 +1,26 @@
-"""A test client that speaks the chat protocol over a real WebSocket, like a browser would."""
+"""The client that speaks the chat protocol over a real WebSocket, like a browser would.
+
+``Client`` is the synchronous one the tests use (one thread, a handful of connections);
+``AsyncClient`` is the same protocol for the benchmarks' thousand connections on one event
+loop (``bench/load.py``, ``bench/soak.py``).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import re
 import secrets
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as connect_async
 from websockets.sync.client import connect
 
 
@@ -134,6 +144,108 @@ class Client:
             pass
 
 
+@dataclass
+class AsyncClient:
+    """One WebSocket connection on an event loop that files what arrives: chat messages by
+    conversation (with the time each was first received, for latencies), replies to
+    ``request`` by their ``ref``, and every other frame in order of arrival.
+
+    ``expect`` takes the next frame of some types (as a test does), ``wait_for`` looks for
+    one without taking it (an audit replays ``events`` afterwards)."""
+
+    ws: ClientConnection
+    messages: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # conv -> frames
+    arrivals: dict[str, float] = field(default_factory=dict)  # message id -> first receipt
+    replies: dict[str, asyncio.Future[dict[str, Any]]] = field(default_factory=dict)  # ref -> reply
+    events: list[dict[str, Any]] = field(default_factory=list)  # everything else, in order
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)  # kept: the loop holds weak refs
+
+    @classmethod
+    async def open(cls, ws_url: str, query: dict[str, str], *, open_timeout: float = 60,
+                   close_timeout: float = 10, heartbeat: float | None = None) -> AsyncClient:
+        """Connect and start filing. ``heartbeat``: send a ``ping`` frame that often, as the
+        widget and console do (API Gateway, and the stand-in, close a connection idle for
+        10 minutes, and a visitor waiting in line sends nothing of its own)."""
+        ws = await connect_async(f"{ws_url}?{urlencode(query)}", open_timeout=open_timeout,
+                                 close_timeout=close_timeout, max_size=2**20, ping_interval=None)
+        client = cls(ws)
+        loop = asyncio.get_running_loop()
+        client.tasks.append(loop.create_task(client._pump()))
+        if heartbeat:
+            client.tasks.append(loop.create_task(client._heartbeat(heartbeat)))
+        return client
+
+    async def _pump(self) -> None:
+        with contextlib.suppress(Exception):  # closed: whoever waits times out and says so
+            async for raw in self.ws:
+                frame = json.loads(raw)
+                kind = frame.get("type")
+                if kind == "message":
+                    self.messages.setdefault(str(frame.get("conversation")), []).append(frame)
+                    self.arrivals.setdefault(str(frame.get("id")), time.perf_counter())
+                elif kind in ("ack", "error") and str(frame.get("ref")) in self.replies:
+                    future = self.replies.pop(str(frame.get("ref")))
+                    if not future.done():
+                        future.set_result(frame)
+                else:
+                    self.events.append(frame)
+                self.changed.set()
+
+    async def _heartbeat(self, every: float) -> None:
+        with contextlib.suppress(Exception):  # the socket closed; the run's audit reports what that cost
+            while True:
+                await asyncio.sleep(every)
+                await self.send({"action": "ping"})
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        await self.ws.send(json.dumps(frame))
+
+    async def _wait(self, pick: Any, timeout: float, what: str) -> dict[str, Any]:
+        deadline = time.perf_counter() + timeout
+        while True:
+            found = pick()
+            if found is not None:
+                return found
+            left = deadline - time.perf_counter()
+            if left <= 0:
+                raise TimeoutError(f"no {what} within {timeout}s")
+            self.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.changed.wait(), left)
+
+    async def expect(self, *kinds: str, timeout: float = 60) -> dict[str, Any]:
+        """Take the first frame of any of ``kinds`` (already received, or the next to arrive).
+        A frame without a type is of kind ``"None"`` (the echo floor's)."""
+        def take() -> dict[str, Any] | None:
+            for i, frame in enumerate(self.events):
+                if str(frame.get("type")) in kinds:
+                    return self.events.pop(i)
+            return None
+
+        return await self._wait(take, timeout, f"{kinds}")
+
+    async def wait_for(self, kind: str, timeout: float, **match: Any) -> dict[str, Any]:
+        """The first frame of ``kind`` whose fields equal ``match``, left in ``events``."""
+        def look() -> dict[str, Any] | None:
+            return next((f for f in self.events
+                         if f.get("type") == kind and all(f.get(k) == v for k, v in match.items())), None)
+
+        return await self._wait(look, timeout, f"{kind} {match}")
+
+    async def request(self, frame: dict[str, Any], timeout: float = 120) -> dict[str, Any]:
+        """Send a frame that is answered with an ack or error carrying its ``id`` (or ``ref``)."""
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self.replies[str(frame.get("id") or frame.get("ref"))] = future
+        await self.send(frame)
+        return await asyncio.wait_for(future, timeout)
+
+    async def ask(self, frame: dict[str, Any], reply: str, timeout: float = 300) -> dict[str, Any]:
+        """Send ``frame`` and take the next ``reply`` frame (``shift``, ``conversation``...)."""
+        await self.send(frame)
+        return await self.expect(reply, timeout=timeout)
+
+
 def http_error(fn: Any) -> int:
     """The HTTP status an urllib call fails with (0 if it did not fail)."""
     try:
@@ -183,19 +295,6 @@ def rest(http_url: str, method: str, path: str, body: Any = None,
             return response.status, json.loads(response.read() or b"null")
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read() or b"null")
-
-
-class Clock:
-    """The app's clock (chalicelib.clock), frozen at ``start`` and moved by the test."""
-
-    def __init__(self, monkeypatch: Any, start: int) -> None:
-        from chalicelib import clock
-
-        self.now = start
-        monkeypatch.setattr(clock, "now_ms", lambda: self.now)
-
-    def advance(self, seconds: float) -> None:
-        self.now += int(seconds * 1000)
 
 
 def confirmation_link(email: dict[str, Any]) -> str:
