@@ -95,9 +95,10 @@ def spend(site: str, mails: int, network: str | None = None) -> None:
     one for all sites. A limit of 0 turns that budget off (the local stand-in turns off the
     per-network one: every local client is 127.0.0.1).
     """
-    scopes = [("network", network_budget_key(network) if network else None, config.MAIL_PER_NETWORK_PER_HOUR),
-              ("site", f"mail-site#{site}", config.MAIL_PER_SITE_PER_HOUR),
-              ("deployment", "mail-all", config.MAIL_PER_DEPLOYMENT_PER_HOUR)]
+    per = config.settings()
+    scopes = [("network", network_budget_key(network) if network else None, per.mail_per_network_per_hour),
+              ("site", f"mail-site#{site}", per.mail_per_site_per_hour),
+              ("deployment", "mail-all", per.mail_per_deployment_per_hour)]
     for scope, key, limit in scopes:
         if key and limit > 0 and not limits.allow(key, limit, BUDGET_WINDOW, cost=mails):
             raise OverBudget(scope, limits.retry_after(BUDGET_WINDOW))
@@ -123,7 +124,7 @@ def _client() -> Any:
 def send(email: Email) -> str:
     """Send one plain-text email; returns SES's message id."""
     kwargs: dict[str, Any] = {
-        "FromEmailAddress": config.MAIL_FROM,
+        "FromEmailAddress": config.settings().mail_from,
         "Destination": {"ToAddresses": [email.to]},
         "Content": {"Simple": {"Subject": {"Data": email.subject, "Charset": "UTF-8"},
                                "Body": {"Text": {"Data": email.text, "Charset": "UTF-8"}}}},

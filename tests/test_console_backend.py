@@ -221,7 +221,7 @@ def test_transcript_is_emailed_when_the_chat_closes(visitor, agent, stack):
     stack.poller.drain()
     (_, mail) = [e for e in stack.ses.emails() if "tina@example.org" in e["destination"]["to"]]
     assert "Thanks for the help" in mail["body"]["text"] and "You're welcome!" in mail["body"]["text"]
-    assert config.MAIL_FROM in mail["from"]
+    assert config.settings().mail_from in mail["from"]
 
 
 def test_visitor_context_for_the_agent(visitor, agent):

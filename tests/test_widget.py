@@ -37,12 +37,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
-def open_page(browser: Any, stack: Any, site: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+def open_page(browser: Any, stack: Any, site: str, app_settings: Callable[..., Any]) -> Iterator[Any]:
     """Open a page in a fresh context (own storage: a different person) whose widget talks
     to this test's site. ``page.sockets`` lists the WebSockets the page opened."""
-    from chalicelib import config
-
-    monkeypatch.setattr(config, "OFFLINE_PER_IP_PER_HOUR", 1000)  # every test comes from 127.0.0.1
+    app_settings(offline_per_ip_per_hour=1000)  # every test comes from 127.0.0.1
     contexts: list[Any] = []
     errors: list[str] = []
 
