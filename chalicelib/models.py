@@ -71,7 +71,7 @@ offline message     text 16,000 B + name, email, page                           
 
 Open tabs are capped (``Settings.visitor_tabs``, 10, a ``size(conns)`` check in the write that
 attaches one; at the cap the newest tab evicts the oldest, see chalicelib.presence), and a
-visitor's tab joins a conversation only while it holds fewer than ``CONVERSATION_CONNS`` (40)
+visitor's tab joins a conversation only while it holds fewer than ``Settings.conversation_conns`` (40)
 connections of anyone, a backstop that alone keeps the conversation under 64 KB.
 
 Every later write of a conversation (assign, transfer, close, figures, erasure) adds at most

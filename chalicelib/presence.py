@@ -210,7 +210,7 @@ def _evict_oldest(visitor: VisitorModel, outbox: Outbox | None = None) -> str | 
 
 def _join(conv_id: str, caller: Caller, outbox: Outbox | None = None) -> None:
     """Add a connection to an open conversation it belongs to (no-op otherwise). A visitor's
-    tab is not added to a conversation that already holds ``CONVERSATION_CONNS`` connections
+    tab is not added to a conversation that already holds ``Settings.conversation_conns`` connections
     (a backstop: the visitor's own cap keeps their side far below it).
 
     A visitor coming back to a chat they had left (every tab closed) is online again: their
