@@ -194,8 +194,8 @@ def housekeeping(event: Any) -> None:
              "abandoned": lambda: abandonment.sweep(site, outbox)}, site=site.id)
 
     # Sites in turn, under a time budget, from where the last run stopped (sites.walk).
-    served = sites.walk(serve, _time_left(event, config.HOUSEKEEPING_SITE_SECONDS,
-                                          config.HOUSEKEEPING_RESERVE_SECONDS))
+    served = sites.walk(serve, _time_left(event, config.settings().housekeeping_site_seconds,
+                                          config.settings().housekeeping_reserve_seconds))
     done["sites"] = len(served)
     logger.info("housekeeping", extra=done)
     _deliver(outbox, fanout.endpoint())
@@ -214,7 +214,9 @@ def _mail_record(record: Any) -> None:
     offline.process(record.body)
 
 
-@app.on_sqs_message(queue=config.MAIL_QUEUE_NAME, batch_size=10)
+# Chalice takes the queue name at import (it is the event source `chalice package` wires up, with
+# the stage's environment set): the one setting read at import, by the framework's design.
+@app.on_sqs_message(queue=config.settings().mail_queue_name, batch_size=10)
 def send_mail(event: SQSEvent) -> dict[str, Any]:
     """Mail jobs. Only failed records are reported back (partial batch response), so one bad
     record does not resend the others; each email is sent at most once anyway."""

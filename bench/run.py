@@ -31,12 +31,12 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 
 # One secret and table name for this process and every stack it starts (each stack has its
-# own DynamoDB Local), set before anything imports chalicelib.
+# own DynamoDB Local).
 os.environ.setdefault("TOKEN_SECRET", secrets.token_urlsafe(48))
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
 os.environ["AWS_DEFAULT_REGION"] = os.environ["AWS_REGION"] = "us-east-1"
-os.environ["TABLE_NAME"] = "bench"
+TABLE = "bench"
 
 # Budgets (DEVELOPERS.md, issue 7).
 BUDGET = {"dynamodb_requests_per_message": 2, "lambda_invocations_per_message": 1,
@@ -75,7 +75,7 @@ def work_counts() -> dict[str, Any]:
     from infra.local.stack import Stack
     from tests.support.client import Client, settle
 
-    stack = Stack(table=os.environ["TABLE_NAME"], schedule_interval=None, poll_queues=False).start()
+    stack = Stack(table=TABLE, schedule_interval=None, poll_queues=False).start()
     assert stack.gateway is not None
     from chalicelib import agents, sites
     from chalicelib.models import ALL_MODELS

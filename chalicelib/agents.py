@@ -23,10 +23,9 @@ MIN_PASSWORD = 10
 # address; per address, whatever the accounts (an office shares one); and a much larger
 # ceiling per account from every address together, which addresses the account signed in
 # from before are exempt from, so strangers cannot lock an agent out of their usual place.
-# The per-address budget comes from LOGIN_FAILURES_PER_ADDRESS (0: off; the local stand-in
+# The per-address budget is the setting login_failures_per_address (0: off; the local stand-in
 # turns it off, every local client being 127.0.0.1).
 LOGIN_FAILURES = 10  # per window of limits.LOGIN_FAILURES_PER_ACCOUNT_AND_SOURCE
-LOGIN_FAILURES_PER_ADDRESS = config.LOGIN_FAILURES_PER_ADDRESS
 LOGIN_FAILURES_PER_ACCOUNT = 500
 KNOWN_SOURCE_DAYS = 30  # an address an account signed in from is "usual" this long
 LOCK_EVENTS_KEPT_DAYS, LOCK_EVENTS_LISTED = 30, 50
@@ -42,7 +41,7 @@ def create(agent_id: str, name: str, password: str, *, role: str = "agent",
         raise Refusal(BAD_REQUEST, f"Role must be one of {', '.join(ROLES)}.")
     if len(password) < MIN_PASSWORD:
         raise Refusal(BAD_REQUEST, f"Password must be at least {MIN_PASSWORD} characters.")
-    chats = config.DEFAULT_MAX_CHATS if max_chats is None else max_chats
+    chats = config.settings().default_max_chats if max_chats is None else max_chats
     if not isinstance(chats, int) or isinstance(chats, bool) or not 1 <= chats <= 50:
         raise Refusal(BAD_REQUEST, "Maximum concurrent chats must be between 1 and 50.")
     if email is not None:
@@ -51,7 +50,7 @@ def create(agent_id: str, name: str, password: str, *, role: str = "agent",
             raise Refusal(BAD_REQUEST, "Email: a valid address, or leave it out.")
     if len(name) > 100:
         raise Refusal(BAD_REQUEST, "Name: at most 100 characters.")
-    site = site or config.DEFAULT_SITE
+    site = site or config.settings().default_site
     if sites.find(site) is None:  # agents join sites an admin created (sites.create)
         raise Refusal(BAD_REQUEST, f"No site {site!r}: create it first (python -m infra.admin create-site).")
     agent = AgentModel(agent_key(agent_id), name=name.strip() or agent_id, email=email,
@@ -86,9 +85,10 @@ def sign_in(agent_id: str, password: str, source: str | None = None) -> str | No
     lock out the stranger, not the agent. A limit that fills up is recorded for the admins
     (``lock_events``)."""
     account, source = agent_id.strip().lower(), source or "unknown"
+    per_source = config.settings().login_failures_per_address
     budgets = [("account+source", limits.LOGIN_FAILURES_PER_ACCOUNT_AND_SOURCE, f"{account}#{source}",
                 LOGIN_FAILURES),
-               ("source", limits.LOGIN_FAILURES_PER_SOURCE, source, LOGIN_FAILURES_PER_ADDRESS),
+               ("source", limits.LOGIN_FAILURES_PER_SOURCE, source, per_source),
                ("account", limits.LOGIN_FAILURES_PER_ACCOUNT, account, LOGIN_FAILURES_PER_ACCOUNT)]
     budgets = [b for b in budgets if b[3]]  # a budget of 0 is off
     taken: list[tuple[limits.Limit, str]] = []

@@ -71,7 +71,7 @@ def _mac(payload: str) -> str:
 def issue(role: str, subject: str, site: str, ttl: int | None = None, now: float | None = None) -> str:
     """Sign a token for ``subject`` acting as ``role`` on ``site``."""
     lifetime = ttl if ttl is not None else (
-        config.AGENT_TOKEN_TTL if role == AGENT else config.VISITOR_TOKEN_TTL)
+        config.settings().agent_token_ttl if role == AGENT else config.settings().visitor_token_ttl)
     issued = int(now if now is not None else time.time())
     claims = {"r": role, "s": subject, "w": site, "e": issued + lifetime}
     payload = _b64(json.dumps(claims, separators=(",", ":")).encode("utf-8"))

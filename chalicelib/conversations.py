@@ -159,8 +159,9 @@ def start(who: Caller, outbox: Outbox, *, name: str | None = None, email: str | 
             _send_first(who, existing.id, first, outbox)
         return existing
     assert visitor is not None
-    per_network = config.CONVERSATIONS_PER_IP_PER_HOUR
-    if not limits.STARTS_PER_VISITOR.allow(who.subject, config.CONVERSATIONS_PER_VISITOR_PER_HOUR) or (
+    per_visitor = config.settings().conversations_per_visitor_per_hour
+    per_network = config.settings().conversations_per_ip_per_hour
+    if not limits.STARTS_PER_VISITOR.allow(who.subject, per_visitor) or (
             per_network and who.ip_hash
             and not limits.STARTS_PER_NETWORK.allow(who.ip_hash, per_network)):
         # Give the claim back: a refused start leaves the visitor as it found them.
@@ -247,7 +248,7 @@ def _sender(conv: ConversationModel, connection_id: str) -> tuple[str, str, str 
 
 def rate_slots(connection_id: str) -> list[Path]:
     """The flood-control slots of one connection (removed when it leaves a conversation)."""
-    return [Path([f"rl#{connection_id}#{n}"]) for n in range(max(config.MESSAGES_PER_SECOND, 0))]
+    return [Path([f"rl#{connection_id}#{n}"]) for n in range(max(config.settings().messages_per_second, 0))]
 
 
 def _flood_control(connection_id: str, counter: int, now: int) -> tuple[list[Action], Condition | None]:

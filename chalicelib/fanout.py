@@ -26,7 +26,7 @@ from chalicelib.protocol import FRAME_BUDGET, encode, shrink
 log = logging.getLogger(__name__)
 _clients: dict[str, Any] = {}
 _lock = threading.Lock()
-_pool = ThreadPoolExecutor(max_workers=config.FANOUT_WORKERS, thread_name_prefix="fanout")
+_pool: ThreadPoolExecutor | None = None  # made at first use, sized by the settings (once per cold start)
 GONE, ERROR, POSTED = "gone", "error", "posted"  # outcomes of posting to one connection
 #: Called with every frame an ``Outbox`` is given, before it is encoded. None in production (no
 #: cost per frame); the test suite installs ``frames.problems``-based checking (tests/frames_check.py)
@@ -87,8 +87,10 @@ def endpoint(api_id: str | None = None, stage: str | None = None) -> str:
     override = os.environ.get("AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI")
     if override:
         return override
-    api_id = api_id or os.environ["WEBSOCKET_API_ID"]
-    stage = stage or os.environ.get("WEBSOCKET_STAGE", "api")
+    api_id = api_id or config.settings().websocket_api_id
+    if not api_id:
+        raise RuntimeError("Set WEBSOCKET_API_ID so handlers without a WebSocket event can post.")
+    stage = stage or config.settings().websocket_stage
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
     return f"https://{api_id}.execute-api.{region}.amazonaws.com/{stage}"
 
@@ -100,9 +102,20 @@ def _client(url: str) -> Any:
             # Timeouts and retries: aws.POLICIES (a 5xx or throttled post is retried while
             # the invocation has time; a duplicate post is harmless, clients keep one per seq).
             client = aws.client("apigatewaymanagementapi", endpoint_url=url,
-                                config=Config(max_pool_connections=config.FANOUT_WORKERS))
+                                config=Config(max_pool_connections=config.settings().fanout_workers))
             _clients[url] = client
         return client
+
+
+def _workers() -> ThreadPoolExecutor:
+    """The posting threads, made at first use so their number is the settings' of this cold
+    start, not whatever the environment held when the module was imported."""
+    global _pool
+    with _lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=config.settings().fanout_workers,
+                                       thread_name_prefix="fanout")
+        return _pool
 
 
 def _post_all(client: Any, connection_id: str, frames: list[bytes]) -> bool:
@@ -142,7 +155,8 @@ def deliver(outbox: Outbox, url: str) -> list[str]:
         outcomes = {items[0][0]: _post_safely(client, *items[0])}
     else:
         # Each post runs in a copy of this context: it carries the invocation's deadline (aws.py).
-        futures = {cid: _pool.submit(contextvars.copy_context().run, _post_safely, client, cid, frames)
+        pool = _workers()
+        futures = {cid: pool.submit(contextvars.copy_context().run, _post_safely, client, cid, frames)
                    for cid, frames in items}
         outcomes = {cid: future.result() for cid, future in futures.items()}
     gone = [cid for cid, outcome in outcomes.items() if outcome == GONE]

@@ -158,10 +158,10 @@ def spend_mail(site: str, mails: int, network: str | None = None) -> None:
     one for all sites. A limit of 0 turns that budget off (the local stand-in turns off the
     per-network one: every local client is 127.0.0.1).
     """
-    per_network = config.MAIL_PER_NETWORK_PER_HOUR
+    per_network = config.settings().mail_per_network_per_hour
     scopes = [*([("network", MAILS_PER_NETWORK, network, per_network)] if network else []),
-              ("site", MAILS_PER_SITE, site, config.MAIL_PER_SITE_PER_HOUR),
-              ("deployment", MAILS_PER_DEPLOYMENT, None, config.MAIL_PER_DEPLOYMENT_PER_HOUR)]
+              ("site", MAILS_PER_SITE, site, config.settings().mail_per_site_per_hour),
+              ("deployment", MAILS_PER_DEPLOYMENT, None, config.settings().mail_per_deployment_per_hour)]
     for scope, budget, subject, limit in scopes:
         if limit > 0 and not budget.allow(subject, limit, cost=mails):
             raise OverBudget(scope, budget.retry_after())

@@ -152,7 +152,7 @@ def _client() -> Any:
 def send(email: Email) -> str:
     """Send one plain-text email; returns SES's message id."""
     kwargs: dict[str, Any] = {
-        "FromEmailAddress": config.MAIL_FROM,
+        "FromEmailAddress": config.settings().mail_from,
         "Destination": {"ToAddresses": [email.to]},
         "Content": {"Simple": {"Subject": {"Data": email.subject, "Charset": "UTF-8"},
                                "Body": {"Text": {"Data": email.text, "Charset": "UTF-8"}}}},

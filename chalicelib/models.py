@@ -46,7 +46,7 @@ conditional write that adds a conversation, so two routers can never overfill an
 there is no counter to drift.
 
 Retention: every item holding visitor data (conversation, message, note, visitor, offline
-message) carries ``ttl``, the table's one TTL attribute, set to ``config.RETENTION_DAYS``
+message) carries ``ttl``, the table's one TTL attribute, set to ``Settings.retention_days``
 after its last write by the write itself (no extra request). DynamoDB deletes expired items
 lazily, so reads that serve them skip any ``expired`` item. Export and erasure
 (``chalicelib.privacy``) find a visitor's items through ``by_visitor`` and ``by_email``:
@@ -69,9 +69,9 @@ message             text 16,000 B + keys and scalars                            
 offline message     text 16,000 B + name, email, page                                20 KB
 ==================  ===============================================================  ========
 
-Open tabs are capped (``config.VISITOR_TABS``, 10, a ``size(conns)`` check in the write that
+Open tabs are capped (``Settings.visitor_tabs``, 10, a ``size(conns)`` check in the write that
 attaches one; at the cap the newest tab evicts the oldest, see chalicelib.presence), and a
-visitor's tab joins a conversation only while it holds fewer than ``CONVERSATION_CONNS`` (40)
+visitor's tab joins a conversation only while it holds fewer than ``Settings.conversation_conns`` (40)
 connections of anyone, a backstop that alone keeps the conversation under 64 KB.
 
 Every later write of a conversation (assign, transfer, close, figures, erasure) adds at most
@@ -121,8 +121,16 @@ META = "META"
 _RETRIES = aws.policy_for("dynamodb")
 
 
+class _TableName:
+    """``Meta.table_name``, read from the settings each time PynamoDB asks (it compares it with
+    its cached connection's on every request), not frozen into the class at import."""
+
+    def __get__(self, instance: object, owner: type | None = None) -> str:
+        return config.settings().table_name
+
+
 class _Meta:
-    table_name = config.TABLE_NAME
+    table_name = _TableName()
     region = _REGION
     # Lambda's own time is short: bounded retries (chalicelib.aws), then the client resends
     # (every write is idempotent).
@@ -223,7 +231,7 @@ def email_actions(site: str, email: str, *, unless_set: bool = False) -> list[Ac
 
 def keep_until(now_ms: int) -> datetime:
     """When an item written at ``now_ms`` expires (``ttl``): the retention period later."""
-    return datetime.fromtimestamp(now_ms / 1000, tz=UTC) + timedelta(days=config.RETENTION_DAYS)
+    return datetime.fromtimestamp(now_ms / 1000, tz=UTC) + timedelta(days=config.settings().retention_days)
 
 
 def expired(item: Model, now_ms: int) -> bool:
@@ -489,11 +497,11 @@ class AgentModel(TableModel):
     pk = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True, default=META)
     name = UnicodeAttribute()
-    site = UnicodeAttribute(default=config.DEFAULT_SITE)
+    site = UnicodeAttribute(default=lambda: config.settings().default_site)
     email = UnicodeAttribute(null=True)
     pw_hash = UnicodeAttribute(null=True)
     role = UnicodeAttribute(default="agent")
-    max_chats = NumberAttribute(default=config.DEFAULT_MAX_CHATS)
+    max_chats = NumberAttribute(default=lambda: config.settings().default_max_chats)
     convs = UnicodeSetAttribute(null=True)
     conns = UnicodeSetAttribute(null=True)
     on_shift = BooleanAttribute(default=False)
@@ -744,7 +752,7 @@ def transact_write(items: list[dict[str, Any]]) -> bool:
     client = ConversationModel._get_connection().connection.client
     for item in items:
         for value in item.values():
-            value["TableName"] = config.TABLE_NAME
+            value["TableName"] = config.settings().table_name
     try:
         client._make_api_call("TransactWriteItems", {"TransactItems": items})
     except ClientError as exc:
@@ -761,7 +769,7 @@ def raw_query(**kwargs: Any) -> list[dict[str, Any]]:
     (the daily figures' histogram buckets), which PynamoDB models cannot describe."""
     client = ConversationModel._get_connection().connection.client
     items: list[dict[str, Any]] = []
-    kwargs = {"TableName": config.TABLE_NAME, **kwargs}
+    kwargs = {"TableName": config.settings().table_name, **kwargs}
     while True:
         page = client._make_api_call("Query", kwargs)
         items += page.get("Items", [])
@@ -802,7 +810,7 @@ def table_definition() -> dict[str, Any]:
         indexes.append({"IndexName": schema["index_name"], "KeySchema": keys,
                         "Projection": schema["projection"]})
     return {
-        "TableName": config.TABLE_NAME,
+        "TableName": config.settings().table_name,
         "BillingMode": "PAY_PER_REQUEST",
         "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"},
                       {"AttributeName": "sk", "KeyType": "RANGE"}],
@@ -821,14 +829,14 @@ def create_table() -> None:
     except ClientError as exc:
         if exc.response["Error"]["Code"] != "ResourceInUseException":
             raise
-        described = client.describe_table(TableName=config.TABLE_NAME)["Table"]
+        described = client.describe_table(TableName=config.settings().table_name)["Table"]
         have = {i["IndexName"] for i in described.get("GlobalSecondaryIndexes", [])}
         for index in wanted["GlobalSecondaryIndexes"]:
             if index["IndexName"] not in have:
-                client.update_table(TableName=config.TABLE_NAME,
+                client.update_table(TableName=config.settings().table_name,
                                     AttributeDefinitions=wanted["AttributeDefinitions"],
                                     GlobalSecondaryIndexUpdates=[{"Create": index}])
         return
-    client.get_waiter("table_exists").wait(TableName=config.TABLE_NAME)
-    client.update_time_to_live(TableName=config.TABLE_NAME,
+    client.get_waiter("table_exists").wait(TableName=config.settings().table_name)
+    client.update_time_to_live(TableName=config.settings().table_name,
                                TimeToLiveSpecification={"Enabled": True, "AttributeName": "ttl"})

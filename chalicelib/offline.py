@@ -98,10 +98,10 @@ def leave(site_id: str, doc: Any, *, visitor_id: str | None = None,
     """
     fields = validate(doc)
     per_visitor, per_network = limits.OFFLINE_PER_VISITOR, limits.OFFLINE_PER_NETWORK
-    if visitor_id and not per_visitor.allow(visitor_id, config.OFFLINE_PER_VISITOR_PER_HOUR):
+    if visitor_id and not per_visitor.allow(visitor_id, config.settings().offline_per_visitor_per_hour):
         raise Refusal(RATE_LIMITED, "You have sent several messages already; we will answer "
                       "them soon.", retry_after=per_visitor.retry_after())
-    if ip_hash and not per_network.allow(ip_hash, config.OFFLINE_PER_IP_PER_HOUR):
+    if ip_hash and not per_network.allow(ip_hash, config.settings().offline_per_ip_per_hour):
         raise Refusal(RATE_LIMITED, "Too many messages from your network; try again later.",
                       retry_after=per_network.retry_after())
     try:  # two mails: the team's and the visitor's receipt
@@ -152,7 +152,7 @@ def dispatch(message_id: str) -> None:
 def sweep_unqueued(now_ms: int | None = None) -> list[str]:
     """Queue messages that were stored but never queued (a crash between the two steps)."""
     now = clock.now_ms() if now_ms is None else now_ms
-    cutoff = due_sk(now - config.UNQUEUED_AFTER_SECONDS * 1000)
+    cutoff = due_sk(now - config.settings().unqueued_after_seconds * 1000)
     stranded = [m.id for m in OfflineMessageModel.due_index.query(
         UNQUEUED, OfflineMessageModel.due_sk < cutoff)]
     for message_id in stranded:
@@ -165,7 +165,7 @@ def sweep_digests(site: SiteModel, now_ms: int | None = None) -> list[str]:
     once each chat has been quiet for a while: one email per burst, not per line. One site's
     turn of the minute timer (``sites.walk``)."""
     now = clock.now_ms() if now_ms is None else now_ms
-    quiet_since = now - config.DIGEST_QUIET_SECONDS * 1000
+    quiet_since = now - config.settings().digest_quiet_seconds * 1000
     queued: list[str] = []
     if status(site, now).online:
         return []

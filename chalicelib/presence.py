@@ -5,7 +5,7 @@ A connection is registered in three places, each serving one access pattern: its
 set (to attach new conversations to every open tab), and the ``conns`` map of each open
 conversation (fan-out and authorization on the hot path).
 
-Tabs are capped: a visitor holds at most ``config.VISITOR_TABS`` connections, checked with
+Tabs are capped: a visitor holds at most ``Settings.visitor_tabs`` connections, checked with
 ``size(conns)`` in the very write that adds one. At the cap the newest tab evicts the oldest
 (by its connection item's ``connected_at``; entries whose item is missing, a tab still
 connecting or one long expired, go last): it is taken off the visitor and their open
@@ -15,7 +15,7 @@ is fine). So stale entries (a ``$disconnect`` that never arrived) can never lock
 out, and a script opening thousands of sockets with one token keeps only the newest ten.
 The conversation's side is bounded by the same rule (a visitor's tabs there are a subset of
 the visitor's), with a backstop in the join itself: a visitor's tab is not added to a
-conversation already holding ``config.CONVERSATION_CONNS`` connections of anyone.
+conversation already holding ``Settings.conversation_conns`` connections of anyone.
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def connect(connection_id: str, query: dict[str, str], source_ip: str | None = N
     elif query.get("role") == auth.AGENT:
         raise Refusal(FORBIDDEN, "agent connections need a token")
     else:
-        site = query.get("site") or config.DEFAULT_SITE
+        site = query.get("site") or config.settings().default_site
         if not validate.SITE_ID.match(site):
             raise Refusal(BAD_REQUEST, "bad site")
         caller = Caller(connection_id, auth.VISITOR, auth.new_id(), site)
@@ -160,7 +160,7 @@ def _attach_visitor(caller: Caller, now: int, user_agent: str | None = None,
                              V.created_at.set(V.created_at | now), V.ttl.set(keep_until(now))]
     if user_agent:
         actions.append(V.user_agent.set(user_agent[:300]))
-    room = V.conns.does_not_exist() | (size(V.conns) < config.VISITOR_TABS)
+    room = V.conns.does_not_exist() | (size(V.conns) < config.settings().visitor_tabs)
     for _ in range(ATTACH_ATTEMPTS):
         ok, visitor = update_or_old(V, visitor_key(caller.subject), actions,
                                     (V.pk.exists() & room) if resuming else room)
@@ -210,7 +210,7 @@ def _evict_oldest(visitor: VisitorModel, outbox: Outbox | None = None) -> str | 
 
 def _join(conv_id: str, caller: Caller, outbox: Outbox | None = None) -> None:
     """Add a connection to an open conversation it belongs to (no-op otherwise). A visitor's
-    tab is not added to a conversation that already holds ``CONVERSATION_CONNS`` connections
+    tab is not added to a conversation that already holds ``Settings.conversation_conns`` connections
     (a backstop: the visitor's own cap keeps their side far below it).
 
     A visitor coming back to a chat they had left (every tab closed) is online again: their
@@ -222,7 +222,7 @@ def _join(conv_id: str, caller: Caller, outbox: Outbox | None = None) -> None:
     if caller.role == auth.AGENT:
         condition &= C.agent_id == caller.subject
     else:
-        condition &= (C.visitor_id == caller.subject) & (size(C.conns) < config.CONVERSATION_CONNS)
+        condition &= (C.visitor_id == caller.subject) & (size(C.conns) < config.settings().conversation_conns)
         actions += lifecycle.back_actions(clock.now_ms())  # back: they did not leave after all
     ok, old = update_or_old(C, conversation_key(conv_id), actions, condition, returning="ALL_OLD")
     if not ok or old is None or caller.role == auth.AGENT or old.v_left_at is None or outbox is None:
@@ -365,7 +365,7 @@ def disconnect(connection_id: str, outbox: Outbox) -> ConnectionModel | None:
             _leave(conv_id, connection_id, outbox)
         if not agent.conns and (agent.on_shift or agent.convs):
             # Also off shift with chats still open (finishing up): they must not wait for ever.
-            deadline = clock.now_ms() + config.AGENT_GRACE_SECONDS * 1000
+            deadline = clock.now_ms() + config.settings().agent_grace_seconds * 1000
             update_or_old(A, agent_key(item.subject),
                           [A.due_pk.set("GRACE"), A.due_sk.set(f"{deadline:015d}")],
                           A.conns.does_not_exist() & ((A.on_shift == True) | A.convs.exists()))  # noqa: E712

@@ -136,7 +136,8 @@ def export(found: Holdings) -> dict[str, Any]:
                 continue
         visitors.append({"id": visitor_id, "record": plain(visitor) if visitor else None,
                          "connections": connections})
-    return {"site": found.site, "exported_at": clock.now_ms(), "retention_days": config.RETENTION_DAYS,
+    retention_days = config.settings().retention_days
+    return {"site": found.site, "exported_at": clock.now_ms(), "retention_days": retention_days,
             "visitors": visitors, "conversations": conversations,
             "offline_messages": [plain(m) for _, m in sorted(found.offline.items())]}
 

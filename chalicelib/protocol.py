@@ -252,7 +252,7 @@ class Budget:
 #: same for people). Windows of ten seconds let a console open (hello, queue, overview,
 #: visitors, then sync/notes/context per chat) in one burst, while a flood is cut within
 #: the first fraction of a second. ``send`` is not here: it has its own, finer limit
-#: (``config.MESSAGES_PER_SECOND``) checked inside the message write, so the message path
+#: (``Settings.messages_per_second``) checked inside the message write, so the message path
 #: stays at two DynamoDB requests.
 BUDGETS: dict[str, Budget] = {
     "ping": Budget(20, 10, durable=False),

@@ -16,7 +16,7 @@ def _client() -> Any:
 @functools.cache
 def _url() -> str:
     """Resolved once per cold start (the queue's name is configuration, its URL is not)."""
-    return str(_client().get_queue_url(QueueName=config.MAIL_QUEUE_NAME)["QueueUrl"])
+    return str(_client().get_queue_url(QueueName=config.settings().mail_queue_name)["QueueUrl"])
 
 
 def enqueue(job: mail.Job) -> None:

@@ -76,7 +76,7 @@ def schedule(site: SiteModel) -> Schedule:
 
 
 def team_email(site: SiteModel) -> str:
-    return site.team_email or config.TEAM_EMAIL
+    return site.team_email or config.settings().team_email
 
 
 # What visitors and customers read where the company's name goes ("Your chat with ...",

@@ -10,7 +10,7 @@ leads to its trace.
 
 **Metrics.** Embedded Metric Format: each invocation ends with one JSON line per dimension
 set on stdout, and CloudWatch Logs turns them into metrics in the namespace
-``config.METRICS_NAMESPACE``. No PutMetricData, so no AWS request is added to any path.
+``Settings.metrics_namespace``. No PutMetricData, so no AWS request is added to any path.
 
 Why not Powertools' ``Metrics`` with its ``log_metrics`` decorator: ``Metrics`` instances
 share one class-level metric set, and ``log_metrics`` flushes whatever is in it at the end of
@@ -120,7 +120,7 @@ class Recorder:
             groups.setdefault(dims, []).extend((name, v) for v in samples)
         out = []
         for dims, values in groups.items():
-            metrics = EphemeralMetrics(namespace=config.METRICS_NAMESPACE, service=config.SERVICE)
+            metrics = EphemeralMetrics(namespace=config.settings().metrics_namespace, service=config.SERVICE)
             for key, label in dims:
                 metrics.add_dimension(key, label)
             for name, value in values:
@@ -220,7 +220,7 @@ def invocation(function_name: str, request_id: str | None = None,
         _current.reset(token)
         lines = recorder.lines()
         if cold:
-            metrics = EphemeralMetrics(namespace=config.METRICS_NAMESPACE, service=config.SERVICE)
+            metrics = EphemeralMetrics(namespace=config.settings().metrics_namespace, service=config.SERVICE)
             metrics.add_dimension("function_name", function_name)
             metrics.add_metric(name="ColdStart", unit=MetricUnit.Count, value=1)
             lines.append(json.dumps(metrics.serialize_metric_set(), separators=(",", ":")))

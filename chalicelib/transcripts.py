@@ -16,7 +16,7 @@ Through the same mail queue as after-hours mail (``offline.process`` sends them)
 once per request: each request carries a client-chosen id, recorded on the conversation
 (``tx``: id -> address) before it is queued; a resend finds its id and is queued again, and
 the email's key is the request, so SQS redelivery, a resend or a second click never mails
-twice. Limited to ``MAX_PER_CONVERSATION`` requests per chat, ``config.TRANSCRIPTS_PER_HOUR``
+twice. Limited to ``MAX_PER_CONVERSATION`` requests per chat, ``Settings.transcripts_per_hour``
 per person and the mail budgets (``limits.spend_mail``). (Closing with ``transcript: true`` asks for
 one to the pre-chat address, key ``transcript:<conversation>``, flagged by ``tx_close``.)
 """
@@ -100,7 +100,7 @@ def request(who: Caller, frame: Frame, outbox: Outbox) -> None:
     if to is None:
         raise ProtocolError(BAD_FRAME, "Give an email address to send the transcript to.", frame.ref)
     if address(conv, rid) is None:
-        if not limits.TRANSCRIPTS_PER_PERSON.allow(who.tag, config.TRANSCRIPTS_PER_HOUR):
+        if not limits.TRANSCRIPTS_PER_PERSON.allow(who.tag, config.settings().transcripts_per_hour):
             raise ProtocolError(RATE_LIMITED, "Too many transcripts asked for; try again later.", frame.ref,
                                 retry_after=limits.TRANSCRIPTS_PER_PERSON.retry_after())
         _spend(conv, to, who.ip_hash, ref=frame.ref, agent=who.role == auth.AGENT)
@@ -165,7 +165,8 @@ def at_close(conv: ConversationModel, role: str, network: str | None, ref: str |
 def link(conv_id: str, to: str) -> str:
     """The confirmation URL for ``to`` on this chat. The token names the chat and a keyed hash
     of the address (never the address: URLs end up in access logs)."""
-    token = auth.sign(CONFIRM, {"c": conv_id, "h": auth.fingerprint(to)}, config.MAIL_CONFIRM_TTL_SECONDS)
+    token = auth.sign(CONFIRM, {"c": conv_id, "h": auth.fingerprint(to)},
+                      config.settings().mail_confirm_ttl_seconds)
     return f"{config.public_api_url()}/transcripts/confirm/{token}"
 
 
@@ -180,7 +181,7 @@ def send_confirmation(conv: ConversationModel, request_id: str | None) -> None:
         return
     site = sites.get(conv.site)
     name = sites.display_name(site)
-    hours = config.MAIL_CONFIRM_TTL_SECONDS // 3600
+    hours = config.settings().mail_confirm_ttl_seconds // 3600
     mail.send_once(f"confirm:{conv.id}:{auth.fingerprint(to)}", mail.Email(
         to=to, reply_to=sites.team_email(site), subject=f"Confirm your email address - {name}",
         text="\n".join([

@@ -39,7 +39,7 @@ def dead_letters(limit: int = 100) -> list[dict[str, Any]]:
     from chalicelib import config  # after --local has set the environment
 
     sqs = boto3.session.Session().client("sqs")
-    url = sqs.get_queue_url(QueueName=config.MAIL_DLQ_NAME)["QueueUrl"]
+    url = sqs.get_queue_url(QueueName=config.settings().mail_dlq_name)["QueueUrl"]
     seen: dict[str, dict[str, Any]] = {}
     while len(seen) < limit:
         batch = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0,
@@ -60,8 +60,8 @@ def redrive(ids: list[str] | None = None) -> list[str]:
     from chalicelib import config
 
     sqs = boto3.session.Session().client("sqs")
-    dlq = sqs.get_queue_url(QueueName=config.MAIL_DLQ_NAME)["QueueUrl"]
-    main_queue = sqs.get_queue_url(QueueName=config.MAIL_QUEUE_NAME)["QueueUrl"]
+    dlq = sqs.get_queue_url(QueueName=config.settings().mail_dlq_name)["QueueUrl"]
+    main_queue = sqs.get_queue_url(QueueName=config.settings().mail_queue_name)["QueueUrl"]
     moved: list[str] = []
     while True:
         batch = sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10, VisibilityTimeout=30,

@@ -116,8 +116,8 @@ def _logical(kind: str, name: str, roles: Mapping[str, str]) -> tuple[str, str]:
 def _local_roles() -> dict[str, str]:
     from chalicelib import config
 
-    return {"TABLE_NAME": config.TABLE_NAME, "MAIL_QUEUE_NAME": config.MAIL_QUEUE_NAME,
-            "MAIL_DLQ_NAME": config.MAIL_DLQ_NAME, "MAIL_FROM": config.MAIL_FROM,
+    return {"TABLE_NAME": config.settings().table_name, "MAIL_QUEUE_NAME": config.settings().mail_queue_name,
+            "MAIL_DLQ_NAME": config.settings().mail_dlq_name, "MAIL_FROM": config.settings().mail_from,
             "TOKEN_SECRET_PARAM": os.environ.get("TOKEN_SECRET_PARAM", "")}
 
 

@@ -22,10 +22,8 @@ os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.setdefault("AWS_REGION", "us-east-1")
-os.environ.setdefault("TABLE_NAME", f"test-{secrets.token_hex(4)}")
 
-# At import, not in the fixture: importing it sets the stand-in's limits in the environment
-# before any test module reads chalicelib.config (the unit layer pays about a second for it).
+from chalicelib import config
 from infra.local.stack import Stack
 from tests.support.client import Client
 from tests.support.clock import Clock
@@ -38,10 +36,19 @@ pytest_plugins = ["tests.aws_recorder", "tests.support.browser", "tests.frames_c
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Stack]:
-    running = Stack(table=os.environ["TABLE_NAME"], schedule_interval=None, poll_queues=False,
+    running = Stack(table=f"test-{secrets.token_hex(4)}", schedule_interval=None, poll_queues=False,
                     retry_delay=0, token_secret=os.environ["TOKEN_SECRET"]).start()
     yield running
     running.stop()
+
+
+@pytest.fixture
+def app_settings() -> Iterator[Callable[..., config.Settings]]:
+    """Change the app's settings for this test, as another deployment would set them:
+    ``app_settings(retention_days=7)``. Seen at once by the handlers (they run in the stand-in's
+    threads, in this process); put back after the test. Call it again to change more."""
+    with contextlib.ExitStack() as changes:
+        yield lambda **fields: changes.enter_context(config.override(**fields))
 
 
 @contextlib.contextmanager

@@ -129,7 +129,7 @@ def test_bad_offline_messages_are_refused_clearly_and_nothing_is_stored(stack, s
 
 
 def test_offline_messages_are_rate_limited_per_address_and_per_visitor(stack, site, visitor,
-                                                                      monkeypatch):
+                                                                      app_settings):
     from chalicelib import auth, limits
 
     # Earlier tests in the run may have left messages from this address in this window.
@@ -138,13 +138,13 @@ def test_offline_messages_are_rate_limited_per_address_and_per_visitor(stack, si
         earlier = int(limits.CounterModel.get(key, "META", consistent_read=True).n)
     except limits.CounterModel.DoesNotExist:
         earlier = 0
-    monkeypatch.setattr(config, "OFFLINE_PER_IP_PER_HOUR", earlier + 3)
+    app_settings(offline_per_ip_per_hour=earlier + 3)
     doc = {"site": site, "email": "c@example.org", "text": "hello"}
     answers = [rest(stack.gateway.http_url, "POST", "/offline", doc)[0] for _ in range(4)]
     assert answers == [202, 202, 202, 429]
-    monkeypatch.setattr(config, "OFFLINE_PER_IP_PER_HOUR", 100)
+    app_settings(offline_per_ip_per_hour=100)
     guest = visitor()
-    for n in range(config.OFFLINE_PER_VISITOR_PER_HOUR):
+    for n in range(config.settings().offline_per_visitor_per_hour):
         guest.send({"action": "leave_message", "email": "c@example.org", "text": f"again {n}"})
         guest.expect("message_left")
     guest.send({"action": "leave_message", "email": "c@example.org", "text": "one more"})
@@ -158,9 +158,9 @@ def test_ses_down_delays_the_mail_then_delivers_it_exactly_once(stack, site, tea
         status, _ = rest(stack.gateway.http_url, "POST", "/offline",
                          {"site": site, "email": "dee@example.org", "text": "Are you there?"})
         assert status == 202
-        failed = stack.poller.counters[f"failed:{config.MAIL_QUEUE_NAME}"]
+        failed = stack.poller.counters[f"failed:{config.settings().mail_queue_name}"]
         assert stack.poller.poll_once() == 1  # attempted, failed, left on the queue for retry
-        assert stack.poller.counters[f"failed:{config.MAIL_QUEUE_NAME}"] == failed + 1
+        assert stack.poller.counters[f"failed:{config.settings().mail_queue_name}"] == failed + 1
     finally:
         stack.ses.start()
     assert len(mailbox(team)) == 1
@@ -189,7 +189,7 @@ def test_a_poisoned_job_lands_in_the_dlq_and_can_be_redriven(stack, site, team, 
     queue.enqueue(mail.OfflineJob(stored))
     assert mailbox(team) == []
     parked = [d for d in admin.dead_letters() if json.loads(d["body"]).get("id") == stored]
-    assert len(parked) == 1 and parked[0]["receives"] >= config.MAIL_MAX_RECEIVES
+    assert len(parked) == 1 and parked[0]["receives"] >= config.settings().mail_max_receives
     S("SITE", site).update(actions=[S.hours.set(good_hours)])
     assert parked[0]["id"] in admin.redrive([parked[0]["id"]])
     (to_team,) = mailbox(team)
@@ -210,7 +210,7 @@ def test_a_crash_between_store_and_queue_is_healed_by_the_sweep(stack, site, tea
     assert mailbox(team) == []
     stack.gateway.run_schedules()  # too soon: it may still be on its way
     assert mailbox(team) == []
-    frozen.now += (config.UNQUEUED_AFTER_SECONDS + 1) * 1000
+    frozen.now += (config.settings().unqueued_after_seconds + 1) * 1000
     Clock(monkeypatch, frozen.now)
     stack.gateway.run_schedules()
     (to_team,) = mailbox(team)
@@ -223,10 +223,10 @@ def test_unanswered_lines_in_a_waiting_chat_are_mailed_as_one_digest(stack, site
     conv = guest.start()  # nobody on shift: the chat waits
     for line in ("Hello?", "I need help with a transfer", "It is urgent"):
         guest.say(conv, line)
-    frozen.advance(config.DIGEST_QUIET_SECONDS / 2)
+    frozen.advance(config.settings().digest_quiet_seconds / 2)
     stack.gateway.run_schedules()
     assert mailbox(team) == []  # still typing, maybe
-    frozen.advance(config.DIGEST_QUIET_SECONDS)
+    frozen.advance(config.settings().digest_quiet_seconds)
     stack.gateway.run_schedules()
     (digest,) = mailbox(team)
     assert digest["subject"] == "[Bank of Tests] Unanswered chat (3 messages)"
@@ -235,7 +235,7 @@ def test_unanswered_lines_in_a_waiting_chat_are_mailed_as_one_digest(stack, site
     stack.gateway.run_schedules()
     assert len(mailbox(team)) == 1  # not again
     guest.say(conv, "Anyone?")
-    frozen.advance(config.DIGEST_QUIET_SECONDS + 1)
+    frozen.advance(config.settings().digest_quiet_seconds + 1)
     stack.gateway.run_schedules()
     later = mailbox(team)
     assert len(later) == 2 and "Anyone?" in later[1]["body"]["text"]
@@ -265,9 +265,9 @@ def test_a_site_nobody_configured_still_gets_its_digest_at_the_default_address(s
     guest = visitor()
     conv = guest.start()
     guest.say(conv, "Is anybody there?")
-    frozen.advance(config.DIGEST_QUIET_SECONDS + 1)
+    frozen.advance(config.settings().digest_quiet_seconds + 1)
     stack.gateway.run_schedules()
-    digests = [e for e in mailbox(config.TEAM_EMAIL) if "Is anybody there?" in e["body"]["text"]]
+    digests = [e for e in mailbox(config.settings().team_email) if "Is anybody there?" in e["body"]["text"]]
     # Not the site id, even to the team: their reply by email keeps the subject ("Re: [...]").
     assert len(digests) == 1
     assert digests[0]["subject"] == f"[{sites.NEUTRAL_NAME}] Unanswered chat (1 message)"

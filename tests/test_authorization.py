@@ -33,7 +33,7 @@ from tests.support.flows import PASSWORD
 def _partition(conv: str) -> str:
     """Every item under the conversation's key (state, messages, notes), as one string."""
     client = ConversationModel._get_connection().connection.client
-    items = client.query(TableName=config.TABLE_NAME, ConsistentRead=True,
+    items = client.query(TableName=config.settings().table_name, ConsistentRead=True,
                          KeyConditionExpression="pk = :pk",
                          ExpressionAttributeValues={":pk": {"S": conversation_key(conv)}})["Items"]
     return json.dumps(items, sort_keys=True)

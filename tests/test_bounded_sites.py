@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib import agents, auth, config, sites
+from chalicelib import agents, auth, sites
 from chalicelib.errors import Refusal
 from chalicelib.models import SiteModel
 from tests.support.client import Client, rest
@@ -161,12 +161,12 @@ def test_concurrent_wrong_guesses_beyond_the_limit_never_reach_the_password_chec
     assert sum(isinstance(o, agents.TooManyAttempts) for o in outcomes) == guesses - agents.LOGIN_FAILURES
 
 
-def test_the_minute_timer_serves_many_sites_in_turn_within_its_budget(stack, new_site, monkeypatch):
+def test_the_minute_timer_serves_many_sites_in_turn_within_its_budget(stack, new_site, app_settings):
     """More sites than one run can serve: each run stops on time and the next goes on where it
     stopped (served sites get their status recorded, so progress shows in the table)."""
     many = [new_site("many") for _ in range(80)]
     budget = 0.25
-    monkeypatch.setattr(config, "HOUSEKEEPING_SITE_SECONDS", budget)
+    app_settings(housekeeping_site_seconds=budget)
 
     def served() -> set[str]:
         return {s for s in many if SiteModel.get("SITE", s, consistent_read=True).online is not None}

@@ -183,7 +183,7 @@ def test_transcript_is_emailed_when_the_chat_closes(visitor, agent, stack, mailb
         assert page.status == 200
     (_, mail) = mailbox("tina@example.org")
     assert "Thanks for the help" in mail["body"]["text"] and "You're welcome!" in mail["body"]["text"]
-    assert config.MAIL_FROM in mail["from"]
+    assert config.settings().mail_from in mail["from"]
 
 
 def test_visitor_context_for_the_agent(visitor, agent):

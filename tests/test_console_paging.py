@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -19,9 +20,9 @@ from tests.support.flows import PASSWORD, queued_hostile_visitors
 
 
 @pytest.fixture(autouse=True)
-def many_chats_from_one_address(monkeypatch: pytest.MonkeyPatch) -> None:
+def many_chats_from_one_address(app_settings: Callable[..., config.Settings]) -> None:
     """Every test client is 127.0.0.1: the per-address limit on new chats is not tested here."""
-    monkeypatch.setattr(config, "CONVERSATIONS_PER_IP_PER_HOUR", 0)
+    app_settings(conversations_per_ip_per_hour=0)
 
 
 # The console also polls the whole queue while off shift (every 10 s, on focus): with those

@@ -98,8 +98,9 @@ def test_mail_queue_redrive_and_visibility(template: dict[str, Any], chalice_con
 
     queue = template["Resources"]["MailQueue"]["Properties"]
     dlq = template["Resources"]["MailDeadLetterQueue"]["Properties"]
-    receives = int(stage_env(chalice_config, stage).get("MAIL_MAX_RECEIVES", config.MAIL_MAX_RECEIVES))
-    assert queue["RedrivePolicy"]["maxReceiveCount"] == receives == config.MAIL_MAX_RECEIVES
+    default = config.settings().mail_max_receives
+    receives = int(stage_env(chalice_config, stage).get("MAIL_MAX_RECEIVES", default))
+    assert queue["RedrivePolicy"]["maxReceiveCount"] == receives == default
     assert template["Outputs"]["MailMaxReceives"]["Value"] == str(receives)
     assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["MailDeadLetterQueue", "Arn"]}
     sender_timeout = function_setting(chalice_config, stage, "send_mail", "lambda_timeout")

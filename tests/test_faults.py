@@ -261,12 +261,12 @@ def test_ses_failing_for_a_while_delays_the_mail_then_sends_it_once(stack, site,
     _left(site, "ida@example.org", "Anyone there?")
     attempts = aws.POLICIES["sesv2"].attempts
     outage = ses.inject(SES_SEND, rest_error(503, "ServiceUnavailable"), times=2 * attempts)
-    failed = stack.poller.counters[f"failed:{config.MAIL_QUEUE_NAME}"]
+    failed = stack.poller.counters[f"failed:{config.settings().mail_queue_name}"]
     assert stack.poller.poll_once() == 1 and stack.poller.poll_once() == 1  # two deliveries
-    assert stack.poller.counters[f"failed:{config.MAIL_QUEUE_NAME}"] == failed + 2
+    assert stack.poller.counters[f"failed:{config.settings().mail_queue_name}"] == failed + 2
     assert outage.used == 2 * attempts and stack.ses.emails() == []  # each retried in-call too
     stack.poller.drain()  # SES is back
-    assert len(emails_to(stack, config.TEAM_EMAIL)) == 1
+    assert len(emails_to(stack, config.settings().team_email)) == 1
     assert len(emails_to(stack, "ida@example.org")) == 1
 
 
@@ -279,7 +279,7 @@ def test_ses_down_past_the_redrive_limit_parks_the_job_and_a_redrive_sends_it_on
     ses.clear()
     assert admin.redrive([parked[0]["id"]]) == [parked[0]["id"]]
     stack.poller.drain()
-    (to_team,) = emails_to(stack, config.TEAM_EMAIL)
+    (to_team,) = emails_to(stack, config.settings().team_email)
     assert "Still there?" in to_team["body"]["text"]
     assert len(emails_to(stack, "jan@example.org")) == 1
 
@@ -308,7 +308,7 @@ def test_an_email_whose_answer_is_lost_is_not_sent_again(stack, ses):
 def test_the_same_job_delivered_twice_at_once_sends_one_email(stack, site, ses):
     _left(site, "lou@example.org", "Twice at once?")
     sqs = stack.sqs.client()
-    url = sqs.get_queue_url(QueueName=config.MAIL_QUEUE_NAME)["QueueUrl"]
+    url = sqs.get_queue_url(QueueName=config.settings().mail_queue_name)["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     (message,) = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1, VisibilityTimeout=60,
                                      MessageSystemAttributeNames=["All"])["Messages"]
@@ -331,7 +331,7 @@ def test_the_same_job_delivered_twice_at_once_sends_one_email(stack, site, ses):
         first.join(30)
     assert results["first"] == {"batchItemFailures": []}
     assert consume() == {"batchItemFailures": []}  # its retry finds both emails sent
-    assert len(emails_to(stack, config.TEAM_EMAIL)) == 1
+    assert len(emails_to(stack, config.settings().team_email)) == 1
     assert len(emails_to(stack, "lou@example.org")) == 1
     sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
 
@@ -454,7 +454,7 @@ def test_token_expiry_is_judged_by_the_server_clock(stack, site):
     """Tokens carry the server's expiry and are checked against the server's clock; the
     client never states a time, so a skewed client clock cannot stretch or cut them."""
     now = time.time()
-    ttl = config.VISITOR_TOKEN_TTL
+    ttl = config.settings().visitor_token_ttl
     still_valid = auth.issue(auth.VISITOR, f"v{os.urandom(4).hex()}", site, ttl=ttl, now=now - ttl + 600)
     expired = auth.issue(auth.VISITOR, f"v{os.urandom(4).hex()}", site, ttl=ttl, now=now - ttl - 600)
     assert Client(stack.gateway.ws_url, {"token": still_valid}).request({"action": "ping"}, "pong")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -24,9 +25,9 @@ from tests.support.flows import EMOJI, PASSWORD, hostile_page, queued_hostile_vi
 
 
 @pytest.fixture(autouse=True)
-def many_chats_from_one_address(monkeypatch: pytest.MonkeyPatch) -> None:
+def many_chats_from_one_address(app_settings: Callable[..., config.Settings]) -> None:
     """Every test client is 127.0.0.1: the per-address limit on new chats is not tested here."""
-    monkeypatch.setattr(config, "CONVERSATIONS_PER_IP_PER_HOUR", 0)
+    app_settings(conversations_per_ip_per_hour=0)
 
 
 def _size(frame: dict[str, Any]) -> int:

@@ -230,7 +230,7 @@ class World:
 
 def _snapshot(conv_id: str) -> tuple[Any, ...]:
     client = ConversationModel._get_connection().connection.client
-    item = client.get_item(TableName=config.TABLE_NAME, ConsistentRead=True,
+    item = client.get_item(TableName=config.settings().table_name, ConsistentRead=True,
                            Key={"pk": {"S": conversation_key(conv_id)}, "sk": {"S": META}}).get("Item")
     messages = [(m.seq, m.text, m.cmid) for m in MessageModel.query(
         conversation_key(conv_id), MessageModel.sk.startswith("MSG#"), consistent_read=True)]
@@ -245,10 +245,9 @@ def _connect(site: str, query: dict[str, str]) -> str:
 
 @pytest.fixture(scope="module")
 def world(stack) -> Iterator[World]:
-    with pytest.MonkeyPatch.context() as patch:
-        # The fuzzers open and close many conversations on purpose; their flood limits are
-        # tested in test_rate_limits.py, not here.
-        patch.setattr(config, "CONVERSATIONS_PER_VISITOR_PER_HOUR", 10**6)
+    # The fuzzers open and close many conversations on purpose; their flood limits are
+    # tested in test_rate_limits.py, not here.
+    with config.override(conversations_per_visitor_per_hour=10**6):
         site = f"fz{secrets.token_hex(5)}"
         sites.create(site)
         w = World(site)

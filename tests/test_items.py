@@ -35,8 +35,8 @@ def _client() -> Any:
 
 def raw_item(pk: str) -> dict[str, Any]:
     """An item as DynamoDB stores it (wire form), to measure it."""
-    return dict(_client().get_item(TableName=config.TABLE_NAME, Key={"pk": {"S": pk}, "sk": {"S": META}},
-                                   ConsistentRead=True)["Item"])
+    return dict(_client().get_item(TableName=config.settings().table_name,
+                                   Key={"pk": {"S": pk}, "sk": {"S": META}}, ConsistentRead=True)["Item"])
 
 
 def fill_to_the_limit(pk: str, room: int) -> None:
@@ -45,7 +45,7 @@ def fill_to_the_limit(pk: str, room: int) -> None:
     size = item_bytes(raw_item(pk))
     name = "zz"
     filler = "x" * (ITEM_LIMIT - size - len(name) - room)
-    _client().update_item(TableName=config.TABLE_NAME, Key={"pk": {"S": pk}, "sk": {"S": META}},
+    _client().update_item(TableName=config.settings().table_name, Key={"pk": {"S": pk}, "sk": {"S": META}},
                           UpdateExpression="SET #z = :z", ExpressionAttributeNames={"#z": name},
                           ExpressionAttributeValues={":z": {"S": filler}})
 
@@ -71,10 +71,10 @@ def test_a_chat_that_cannot_be_written_does_not_stop_the_line(visitor, agent):
     assert ConversationModel.get(conversation_key(convs[0]), META, consistent_read=True).status == "queued"
 
 
-def test_a_visitor_inventing_client_ids_cannot_grow_the_conversation(visitor, agent, monkeypatch):
+def test_a_visitor_inventing_client_ids_cannot_grow_the_conversation(visitor, agent, app_settings):
     """Thousands of invented client ids (the longest allowed, the largest counters): only the
     visitor's share is kept, resends still dedupe, and the agent can still write."""
-    monkeypatch.setattr(config, "MESSAGES_PER_SECOND", 0)  # the flood limit is not what bounds this
+    app_settings(messages_per_second=0)  # the flood limit is not what bounds this
     guest = visitor()
     conv = guest.start()
     ids = [f"{secrets.token_urlsafe(30)}:999999999999" for _ in range(1000)]
@@ -149,12 +149,12 @@ def test_one_visitor_opening_fifty_tabs_keeps_the_newest_ten(visitor, agent):
         tab.client_id, tab.counter = guest.client_id, n + 1  # one client id: not what is bounded here
         assert tab.say(conv, f"tab {n}")["type"] == "ack"
         tabs.append(tab)
-    limit = config.VISITOR_TABS
+    limit = config.settings().visitor_tabs
     assert len(_tabs_of(who)) == limit
     item = ConversationModel.get(conversation_key(conv), META, consistent_read=True)
     assert len(item.connections_of("v:")) == limit
     raw = raw_item(conversation_key(conv))
-    assert len([a for a in raw if a.startswith("rl#")]) <= (limit + 1) * config.MESSAGES_PER_SECOND
+    assert len([a for a in raw if a.startswith("rl#")]) <= (limit + 1) * config.settings().messages_per_second
     assert item_bytes(raw) <= CONVERSATION_MAX_BYTES
     assert item_bytes(raw_item(visitor_key(who))) <= VISITOR_MAX_BYTES
     newest, evicted = tabs[-limit:], tabs[:-limit]
@@ -173,7 +173,7 @@ def test_an_evicted_tab_is_told_before_it_is_hung_up(visitor):
     instead of reconnecting and evicting the next oldest)."""
     oldest = visitor()
     token = oldest.welcome["token"]
-    others = [visitor(token=token) for _ in range(config.VISITOR_TABS - 1)]
+    others = [visitor(token=token) for _ in range(config.settings().visitor_tabs - 1)]
     newest = visitor(token=token)  # one too many: the oldest goes
     assert oldest.expect("evicted") == frames.evicted() == {"type": "evicted"}
     assert _hung_up(oldest)
@@ -190,10 +190,10 @@ def test_tabs_whose_disconnect_never_came_do_not_lock_the_visitor_out(stack, vis
     console = agent()
     console.expect("assigned", conversation=conv)
     token, who = guest.welcome["token"], guest.welcome["visitor"]
-    for _ in range(config.VISITOR_TABS - 1):
+    for _ in range(config.settings().visitor_tabs - 1):
         visitor(token=token)
     stale = _tabs_of(who)
-    assert len(stale) == config.VISITOR_TABS
+    assert len(stale) == config.settings().visitor_tabs
     for connection_id in sorted(stale):
         stack.gateway.drop(connection_id)
     fresh = visitor(token=token)  # hello and welcome
@@ -258,7 +258,7 @@ def test_a_conversation_driven_to_its_worst_case_lives_its_whole_life_in_budget(
     first = agent(max_chats=2)
     first.expect("assigned", conversation=conv)
     measure("assigned")
-    tabs = [visitor(token=guest.welcome["token"]) for _ in range(config.VISITOR_TABS - 1)]
+    tabs = [visitor(token=guest.welcome["token"]) for _ in range(config.settings().visitor_tabs - 1)]
     def longest_id() -> str:
         return f"{secrets.token_urlsafe(30)}:{10**12 - 1}"
 

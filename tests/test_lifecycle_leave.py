@@ -200,9 +200,9 @@ def test_ghosts_get_no_holding_message_and_no_unanswered_digest(stack, frozen, a
     lonely = waiting.start()
     waiting.say(lonely, "Is anyone there? (digest test)")
     gone(waiting, lonely)
-    frozen.advance(config.DIGEST_QUIET_SECONDS + 1)
+    frozen.advance(config.settings().digest_quiet_seconds + 1)
     stack.gateway.run_schedules()
-    assert not [e for e in mailbox(config.TEAM_EMAIL) if "(digest test)" in e["body"]["text"]]
+    assert not [e for e in mailbox(config.settings().team_email) if "(digest test)" in e["body"]["text"]]
     assert conv_item(lonely).digested_seq is None
 
     console = agent()
@@ -233,18 +233,18 @@ def test_a_chat_answered_earlier_is_not_mailed_as_unanswered(stack, frozen, agen
     console.close()
     eventually(lambda: AgentModel.get(agent_key(console.agent_id), META,
                                       consistent_read=True).due_pk == "GRACE")
-    frozen.advance(config.AGENT_GRACE_SECONDS + 1)
+    frozen.advance(config.settings().agent_grace_seconds + 1)
     stack.gateway.run_schedules()  # back in line, nobody on shift
     assert conv_item(conv).status == "queued"
-    frozen.advance(config.DIGEST_QUIET_SECONDS + 1)
+    frozen.advance(config.settings().digest_quiet_seconds + 1)
     stack.gateway.run_schedules()
-    assert not [e for e in mailbox(config.TEAM_EMAIL) if "(answered)" in e["body"]["text"]]
+    assert not [e for e in mailbox(config.settings().team_email) if "(answered)" in e["body"]["text"]]
 
     again = visitor(token=guest.welcome["token"])
     again.say(conv, "One more thing (new)")
-    frozen.advance(config.DIGEST_QUIET_SECONDS + 1)
+    frozen.advance(config.settings().digest_quiet_seconds + 1)
     stack.gateway.run_schedules()
-    (digest,) = [e for e in mailbox(config.TEAM_EMAIL) if "(new)" in e["body"]["text"]]
+    (digest,) = [e for e in mailbox(config.settings().team_email) if "(new)" in e["body"]["text"]]
     assert "(answered)" not in digest["body"]["text"] and "(1 message)" in digest["subject"]
 
 
@@ -360,7 +360,7 @@ def test_the_waiting_list_equals_the_table_after_accepts_transfers_requeues_and_
     other.close()  # requeue: the agent is gone past the grace period
     eventually(lambda: AgentModel.get(agent_key(other.agent_id), META,
                                       consistent_read=True).due_pk == "GRACE")
-    frozen.advance(config.AGENT_GRACE_SECONDS + 1)
+    frozen.advance(config.settings().agent_grace_seconds + 1)
     stack.gateway.run_schedules()
     holder.expect("assigned", conversation=c1)  # back in line, then straight to the free agent
     assert lists.check(site) == [c6]

@@ -143,9 +143,9 @@ def test_the_management_api_is_not_on_the_public_port(stack, visitor):
 def test_failed_sign_ins_from_one_local_address_lock_nobody_else_out(stack, agent, address_counters):
     """Every local client is 127.0.0.1: the per-address limit (50 failures) used to lock every
     console out after one developer's typos. Off locally, like the per-address start limit."""
-    from chalicelib import agents
+    from chalicelib import config
 
-    assert agents.LOGIN_FAILURES_PER_ADDRESS == 0
+    assert config.settings().login_failures_per_address == 0
     console = agent(shift=False)
     for n in range(55):  # many accounts, one address
         request = urllib.request.Request(

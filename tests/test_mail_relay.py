@@ -113,9 +113,9 @@ def _network_key() -> str:
     return limits.MAILS_PER_NETWORK.counter_key(auth.fingerprint("127.0.0.1"))
 
 
-def test_the_network_budget_refuses_with_retry_after(stack, visitor, agent, monkeypatch, mailbox):
+def test_the_network_budget_refuses_with_retry_after(stack, visitor, agent, app_settings, mailbox):
     CounterModel(_network_key()).delete()
-    monkeypatch.setattr(config, "MAIL_PER_NETWORK_PER_HOUR", 3)
+    app_settings(mail_per_network_per_hour=3)
     try:
         guest, conv = _chat(visitor, agent, "net@example.org")
         guest.request({"action": "transcript", "conversation": conv, "id": "net-one"}, "transcript_queued")
@@ -128,8 +128,8 @@ def test_the_network_budget_refuses_with_retry_after(stack, visitor, agent, monk
         CounterModel(_network_key()).delete()
 
 
-def test_the_site_budget_refuses_over_rest_with_retry_after(stack, site, monkeypatch, address_counters):
-    monkeypatch.setattr(config, "MAIL_PER_SITE_PER_HOUR", 3)  # one offline message is two mails
+def test_the_site_budget_refuses_over_rest_with_retry_after(stack, site, app_settings, address_counters):
+    app_settings(mail_per_site_per_hour=3)  # one offline message is two mails
     doc = {"site": site, "email": "s@example.org", "text": "hello"}
     assert rest(stack.gateway.http_url, "POST", "/offline", doc)[0] == 202
     request = urllib.request.Request(f"{stack.gateway.http_url}/api/offline", method="POST",
@@ -146,13 +146,13 @@ def test_the_site_budget_refuses_over_rest_with_retry_after(stack, site, monkeyp
     assert body["code"] == "rate_limited" and body["retry_after"] == retry and 0 < retry <= 3600
 
 
-def test_the_deployment_budget_covers_every_site(stack, visitor, monkeypatch, mailbox):
+def test_the_deployment_budget_covers_every_site(stack, visitor, app_settings, mailbox):
     key = limits.MAILS_PER_DEPLOYMENT.counter_key()
     try:
         spent = int(CounterModel.get(key, META, consistent_read=True).n)
     except CounterModel.DoesNotExist:
         spent = 0
-    monkeypatch.setattr(config, "MAIL_PER_DEPLOYMENT_PER_HOUR", spent + 1)
+    app_settings(mail_per_deployment_per_hour=spent + 1)
     guest = visitor()
     guest.send({"action": "leave_message", "email": "d@example.org", "text": "hi", "ref": "d1"})
     refused = guest.expect("error")
@@ -212,9 +212,9 @@ def test_a_cut_transcript_and_digest_say_so(stack, site, visitor, agent, monkeyp
     conv2 = waiting.start()
     for n in range(5):
         waiting.say(conv2, f"waiting {n}")
-    clock.advance(config.DIGEST_QUIET_SECONDS + 1)
+    clock.advance(config.settings().digest_quiet_seconds + 1)
     offline.sweep_digests(sites.get(site))
-    digests = [e for e in mailbox(config.TEAM_EMAIL) if "waiting 0" in e["body"]["text"]]
+    digests = [e for e in mailbox(config.settings().team_email) if "waiting 0" in e["body"]["text"]]
     assert len(digests) == 1 and "waiting 3" not in digests[0]["body"]["text"]
     said = "more messages not included here; see the conversation in the console"
     assert said in digests[0]["body"]["text"]

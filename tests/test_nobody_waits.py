@@ -84,7 +84,7 @@ def test_grace_end_requeues_honestly_and_offers_email(visitor, agent, stack, mon
     desk.expect("assigned", conversation=conv)
     desk.close()
     eventually(lambda: _conv(conv).connections_of("a:") == [])
-    clock.advance(config.AGENT_GRACE_SECONDS + 1)
+    clock.advance(config.settings().agent_grace_seconds + 1)
     stack.gateway.run_schedules()
     requeued = guest.expect("requeued", conversation=conv)
     assert requeued["message"] == "Your agent had to leave."  # no "next one" who is not there
@@ -160,7 +160,7 @@ def test_continue_by_email_with_a_bad_address_is_refused_and_changes_nothing(vis
     stored = _conv(conv)
     assert stored.email is None and stored.by_email is None and stored.email_key is None
     guest.quiet("by_email")
-    assert not [e for e in mailbox(config.TEAM_EMAIL) if "by email" in e["subject"]]
+    assert not [e for e in mailbox(config.settings().team_email) if "by email" in e["subject"]]
 
 
 def test_another_visitor_cannot_move_a_chat_to_email(visitor, site):

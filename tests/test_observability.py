@@ -122,7 +122,7 @@ def test_messages_are_counted_once_per_side(visitor, agent, stack, site, emf):
     assert emf.values("MessagesSent", site=site, side="agent") == [1]
     (doc,) = emf.docs("MessagesSent", site=site, side="visitor")
     directive = _directive(doc)
-    assert directive["Namespace"] == config.METRICS_NAMESPACE
+    assert directive["Namespace"] == config.settings().metrics_namespace
     assert [sorted(d) for d in directive["Dimensions"]] == [["service", "side"]]
     assert {"Name": "MessagesSent", "Unit": "Count"} in directive["Metrics"]
     assert doc["service"] == config.SERVICE

@@ -73,8 +73,10 @@ def functions(shipped: Package) -> dict[str, tuple[str, int]]:
 def _app_env() -> dict[str, str]:
     """The settings the app reads (every name chalicelib and app.py look up), taken from the
     local stack's environment, plus credentials: what the stage's Lambda environment holds."""
+    from chalicelib import config
+
     source = "\n".join(p.read_text() for p in [ROOT / "app.py", *(ROOT / "chalicelib").glob("*.py")])
-    names = set(re.findall(r"os\.environ(?:\.get)?[(\[]\"([A-Z0-9_]+)\"", source))
+    names = set(re.findall(r"os\.environ(?:\.get)?[(\[]\"([A-Z0-9_]+)\"", source)) | set(config.variables())
     names |= {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
     return {k: v for k, v in os.environ.items()
             if k in names or k.startswith("AWS_ENDPOINT_URL_")}
@@ -233,7 +235,7 @@ def test_rest_and_mail_functions_run_from_the_zip(stack: Any, site: str, venv: P
     # The job the packaged REST function queued, delivered by SQS to the packaged mail function.
     message_id = json.loads(offline["body"])["id"]
     sqs = stack.sqs.client()
-    url = sqs.get_queue_url(QueueName=config.MAIL_QUEUE_NAME)["QueueUrl"]
+    url = sqs.get_queue_url(QueueName=config.settings().mail_queue_name)["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     mine: list[dict[str, Any]] = []
 

@@ -38,7 +38,7 @@ def test_agent_gone_past_grace_goes_off_shift_and_chats_are_rerouted(visitor, ag
     leaving.close()
     eventually(lambda: _agent(leaving.agent_id).due_pk == "GRACE")
 
-    later = clock.now_ms() + (config.AGENT_GRACE_SECONDS + 1) * 1000
+    later = clock.now_ms() + (config.settings().agent_grace_seconds + 1) * 1000
     Clock(monkeypatch, later)
     stack.gateway.run_schedules()
 
@@ -72,7 +72,7 @@ def test_an_off_shift_agent_who_leaves_still_hands_on_their_chats(visitor, agent
     leaving.close()
     eventually(lambda: _agent(leaving.agent_id).due_pk == "GRACE")
     staying = agent(max_chats=1)
-    later = clock.now_ms() + (config.AGENT_GRACE_SECONDS + 1) * 1000
+    later = clock.now_ms() + (config.settings().agent_grace_seconds + 1) * 1000
     Clock(monkeypatch, later)
     stack.gateway.run_schedules()
     assert staying.expect("assigned")["conversation"] == conv

@@ -207,10 +207,10 @@ def test_no_message_text_email_password_or_token_in_the_logs(stack, site, client
 
 
 def test_visitor_data_carries_its_expiry_set_by_retention_days(stack, site, visitor, agent,
-                                                               monkeypatch):
+                                                               app_settings):
     """Every item holding visitor data gets ``ttl`` = its write + RETENTION_DAYS (here set to
     7 to show the setting is read), in the write that creates or updates it."""
-    monkeypatch.setattr(config, "RETENTION_DAYS", 7)
+    app_settings(retention_days=7)
     console = agent()
     guest = visitor()
     before = time.time()
@@ -242,7 +242,7 @@ def test_the_table_expires_items_by_that_attribute(stack):
     spec = load_template()["Resources"]["Table"]["Properties"]["TimeToLiveSpecification"]
     assert spec == {"AttributeName": attribute, "Enabled": True}
     client = ConversationModel._get_connection().connection.client
-    described = client.describe_time_to_live(TableName=config.TABLE_NAME)["TimeToLiveDescription"]
+    described = client.describe_time_to_live(TableName=config.settings().table_name)["TimeToLiveDescription"]
     assert described["TimeToLiveStatus"] == "ENABLED" and described["AttributeName"] == attribute
 
 
@@ -309,7 +309,7 @@ def _table_mentions(*needles: str) -> list[dict[str, Any]]:
     """A scan of the whole table (test only) for any item mentioning one of ``needles``."""
     client = ConversationModel._get_connection().connection.client
     hits = []
-    for page in client.get_paginator("scan").paginate(TableName=config.TABLE_NAME):
+    for page in client.get_paginator("scan").paginate(TableName=config.settings().table_name):
         hits += [item for item in page["Items"] if any(n in json.dumps(item) for n in needles)]
     return hits
 

@@ -36,13 +36,13 @@ def _state(conv):
 
 def _raw_item(conv):
     client = ConversationModel._get_connection().connection.client
-    return client.get_item(TableName=config.TABLE_NAME, ConsistentRead=True,
+    return client.get_item(TableName=config.settings().table_name, ConsistentRead=True,
                            Key={"pk": {"S": conversation_key(conv)}, "sk": {"S": META}})["Item"]
 
 
 def test_a_flood_is_refused_inside_the_message_write_with_a_retry_hint(
         visitor, agent, monkeypatch, dynamodb_calls):
-    assert config.MESSAGES_PER_SECOND == 5
+    assert config.settings().messages_per_second == 5
     frozen = Clock(monkeypatch)
     guest, console, conv = start_chat(visitor, agent)
     for n in range(5):
@@ -78,8 +78,8 @@ def test_flood_slots_leave_with_the_connection(visitor, agent):
     eventually(lambda: not [n for n in _raw_item(conv) if n.startswith(f"rl#{tabs[0]}#")])
 
 
-def test_new_conversations_per_visitor_per_hour(visitor, agent, monkeypatch):
-    monkeypatch.setattr(config, "CONVERSATIONS_PER_VISITOR_PER_HOUR", 2)
+def test_new_conversations_per_visitor_per_hour(visitor, agent, app_settings):
+    app_settings(conversations_per_visitor_per_hour=2)
     agent(max_chats=10)
     guest = visitor()
     first = guest.start()
@@ -99,18 +99,18 @@ def test_new_conversations_per_visitor_per_hour(visitor, agent, monkeypatch):
     assert other.start()
 
 
-def test_new_conversations_per_network_whatever_the_visitor_identity(visitor, agent, monkeypatch):
+def test_new_conversations_per_network_whatever_the_visitor_identity(visitor, agent, app_settings):
     """Fresh identities (tokenless connects) do not get round the limit: it also counts per
     source address."""
     agent(max_chats=10)
-    monkeypatch.setattr(config, "CONVERSATIONS_PER_IP_PER_HOUR", 1_000_000)
+    app_settings(conversations_per_ip_per_hour=1_000_000)
     assert visitor().start()  # counted from here on; its count tells us where we stand
     from chalicelib import auth, limits
     from chalicelib.models import CounterModel
 
     key = limits.counter_key(f"start-ip#{auth.fingerprint('127.0.0.1')}", 3600)
     used = int(CounterModel.get(key, META, consistent_read=True).n)
-    monkeypatch.setattr(config, "CONVERSATIONS_PER_IP_PER_HOUR", used + 1)
+    app_settings(conversations_per_ip_per_hour=used + 1)
     assert visitor().start()  # the last one this address may open this hour
     newcomer = visitor()  # a brand-new identity, same network
     newcomer.send({"action": "start", "ref": "again"})
@@ -118,7 +118,7 @@ def test_new_conversations_per_network_whatever_the_visitor_identity(visitor, ag
     assert refusal["code"] == RATE_LIMITED and refusal["ref"] == "again" and refusal["retry_after"] >= 1
     stored = VisitorModel.get(visitor_key(newcomer.welcome["visitor"]), META, consistent_read=True)
     assert stored.conv is None
-    monkeypatch.setattr(config, "CONVERSATIONS_PER_IP_PER_HOUR", 0)  # off: allowed again
+    app_settings(conversations_per_ip_per_hour=0)  # off: allowed again
     assert newcomer.start()
 
 
@@ -132,7 +132,7 @@ def _post(url: str, body: dict) -> tuple[int, dict, dict]:
         return exc.code, dict(exc.headers), json.loads(exc.read())
 
 
-def test_offline_messages_per_address_answer_429_with_retry_after(stack, site, visitor, monkeypatch,
+def test_offline_messages_per_address_answer_429_with_retry_after(stack, site, visitor, app_settings,
                                                                    address_counters):
     url = f"{stack.gateway.http_url}/api/offline"
     doc = {"site": site, "email": "flood@example.org", "text": "hello"}
@@ -143,7 +143,7 @@ def test_offline_messages_per_address_answer_429_with_retry_after(stack, site, v
 
     key = limits.counter_key(f"offline-ip#{auth.fingerprint('127.0.0.1')}", 3600)
     used = int(CounterModel.get(key, META, consistent_read=True).n)
-    monkeypatch.setattr(config, "OFFLINE_PER_IP_PER_HOUR", used)  # the address is now at its limit
+    app_settings(offline_per_ip_per_hour=used)  # the address is now at its limit
     status, headers, body = _post(url, {**doc, "text": "one more"})
     assert status == 429 and body["code"] == RATE_LIMITED and body["message"]
     assert 1 <= int(headers["Retry-After"]) <= 3600 and body["retry_after"] == int(headers["Retry-After"])

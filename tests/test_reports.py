@@ -152,7 +152,8 @@ def test_the_figures_transaction_is_authorized_as_updates_of_the_table():
     from tests import aws_recorder
 
     call = aws_recorder.describe("dynamodb", "TransactWriteItems", {"TransactItems": [
-        {"Update": {"TableName": config.TABLE_NAME}}, {"Update": {"TableName": config.TABLE_NAME}}]}, "")
+        {"Update": {"TableName": config.settings().table_name}},
+        {"Update": {"TableName": config.settings().table_name}}]}, "")
     requirements = aws_recorder.requirements_for(call, aws_recorder.prod_settings())
     assert [r.action for r in requirements] == ["dynamodb:UpdateItem"]
     assert requirements[0].resources[0].endswith(":table/clicktochat-prod")

@@ -66,7 +66,7 @@ def main() -> int:
     # The demo website's site, kept from earlier runs; named by --company, or asked for in a
     # terminal (Enter keeps the name it has); a run nobody watches never waits on a prompt.
     try:
-        company.apply(config.DEFAULT_SITE, args.company)
+        company.apply(config.settings().default_site, args.company)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         stack.stop()

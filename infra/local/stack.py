@@ -22,11 +22,10 @@ from infra.local.sqs import SqsLocal, SqsPoller
 LOCAL_DIR = ROOT / ".local"
 
 # Every local client is 127.0.0.1: a per-network limit would count them all as one (and one
-# developer's typos would lock every local console out of signing in). Set at import, before
-# anything reads chalicelib.config (its settings are read once, at import).
-os.environ.setdefault("CONVERSATIONS_PER_IP_PER_HOUR", "0")
-os.environ.setdefault("LOGIN_FAILURES_PER_ADDRESS", "0")
-os.environ.setdefault("MAIL_PER_NETWORK_PER_HOUR", "0")
+# developer's typos would lock every local console out of signing in). Off unless the
+# environment says otherwise.
+PER_NETWORK_LIMITS = ("CONVERSATIONS_PER_IP_PER_HOUR", "LOGIN_FAILURES_PER_ADDRESS",
+                      "MAIL_PER_NETWORK_PER_HOUR")
 
 
 def write_private(path: Path, text: str) -> None:
@@ -100,12 +99,17 @@ class Stack:
             "TABLE_NAME": self.table,
             "TOKEN_SECRET": self.token_secret or local_secret(),
         })
+        for name in PER_NETWORK_LIMITS:
+            os.environ.setdefault(name, "0")
+        from chalicelib import config
+
+        config.reload()  # the environment the app runs in from here on, as at a cold start
         self.app_module = importlib.import_module("app")
-        from chalicelib import config, models
+        from chalicelib import models
 
         models.create_table()
-        self.sqs.create_queue(config.MAIL_QUEUE_NAME, dlq_name=config.MAIL_DLQ_NAME,
-                              max_receive_count=config.MAIL_MAX_RECEIVES)
+        self.sqs.create_queue(config.settings().mail_queue_name, dlq_name=config.settings().mail_dlq_name,
+                              max_receive_count=config.settings().mail_max_receives)
         self.gateway = GatewayServer(
             self.app_module.app, port=self.port, schedule_interval=self.schedule_interval,
             idle_timeout=self.idle_timeout, max_connection_duration=self.max_connection_duration,
@@ -114,6 +118,7 @@ class Stack:
         self.gateway.start()
         os.environ["AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI"] = self.gateway.management_endpoint
         os.environ["PUBLIC_API_URL"] = f"{self.gateway.http_url}/api"  # links in emails (confirmation)
+        config.reload()  # now with the gateway's address
         self.poller = SqsPoller(self.app_module.app, self.sqs, retry_delay=self.retry_delay)
         if self.poll_queues:
             self.poller.start()

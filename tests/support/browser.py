@@ -56,15 +56,13 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture
-def open_page(browser: Any, stack: Any, site: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+def open_page(browser: Any, stack: Any, site: str, app_settings: Callable[..., Any]) -> Iterator[Any]:
     """``open_page(path, init=..., **context_options)``: a page in a fresh browser context (its
     own storage: another person) whose widget talks to this test's site. ``path=None`` opens
     nothing yet; a shop page waits for the widget's launcher; the console gets a desktop-sized
     window. ``page.sockets`` lists the WebSockets the page opened. No JavaScript error may
     happen on any of them."""
-    from chalicelib import config
-
-    monkeypatch.setattr(config, "OFFLINE_PER_IP_PER_HOUR", 1000)  # every test comes from 127.0.0.1
+    app_settings(offline_per_ip_per_hour=1000)  # every test comes from 127.0.0.1
     contexts: list[Any] = []
     errors: list[str] = []
 
