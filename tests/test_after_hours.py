@@ -137,7 +137,7 @@ def test_offline_messages_are_rate_limited_per_address_and_per_visitor(stack, si
     # Earlier tests in the run may have left messages from this address in this window.
     key = limits.counter_key(f"offline-ip#{auth.fingerprint('127.0.0.1')}", LIMIT_WINDOW)
     try:
-        earlier = int(limits.CounterModel.get(key, "META", consistent_read=True).n)
+        earlier = int(limits.CounterModel.get(key, "META", consistent_read=True).hits)
     except limits.CounterModel.DoesNotExist:
         earlier = 0
     monkeypatch.setattr(config, "OFFLINE_PER_IP_PER_HOUR", earlier + 3)

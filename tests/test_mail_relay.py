@@ -147,7 +147,7 @@ def test_the_site_budget_refuses_over_rest_with_retry_after(stack, site, monkeyp
 def test_the_deployment_budget_covers_every_site(stack, visitor, monkeypatch, mailbox):
     key = limits.counter_key("mail-all", mail.BUDGET_WINDOW)
     try:
-        spent = int(CounterModel.get(key, META, consistent_read=True).n)
+        spent = int(CounterModel.get(key, META, consistent_read=True).hits)
     except CounterModel.DoesNotExist:
         spent = 0
     monkeypatch.setattr(config, "MAIL_PER_DEPLOYMENT_PER_HOUR", spent + 1)
