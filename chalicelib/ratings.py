@@ -9,7 +9,7 @@ has to be taken back.
 
 from __future__ import annotations
 
-from chalicelib import clock, frames, stats
+from chalicelib import clock, frames, lifecycle, stats
 from chalicelib.fanout import Outbox
 from chalicelib.protocol import CONFLICT, FORBIDDEN, Frame, ProtocolError
 from chalicelib.store import (
@@ -36,7 +36,7 @@ def rate(connection_id: str, frame: Frame, outbox: Outbox) -> None:
     conv = _load(frame["conversation"])
     if not conv.connections().get(connection_id, "").startswith("v:"):
         raise ProtocolError(FORBIDDEN, "Only the visitor of this chat can rate it.", frame.ref)
-    if conv.status != "closed":
+    if conv.status != lifecycle.CLOSED:
         raise ProtocolError(CONFLICT, "A chat is rated once it has ended.", frame.ref)
     comment = (frame.get("comment") or "").strip() or None
     rating = {"score": frame["score"], "comment": comment, "ts": clock.now_ms()}
