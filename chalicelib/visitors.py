@@ -72,8 +72,8 @@ def record_page(who: Caller, frame: Frame, outbox: Outbox) -> None:
             apply_rules(who.site, visitor, outbox, tab=who.connection_id)
         return
     conv = get_or_none(ConversationModel, conversation_key(visitor.conv))
-    if conv is None:  # its start is writing it right now (page and start
-        return                              # arrive together on a page load); nobody to tell yet
+    if conv is None:  # its start is writing it right now (page and start arrive together on a
+        return        # page load); nobody to tell yet
     outbox.to(conv.connections_of("a:"), frames.page(conv.id, who.subject, page_view(page)))
 
 
