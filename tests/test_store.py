@@ -147,7 +147,7 @@ _LEAKS = {
 
 
 def _sources_outside_the_store() -> list[Path]:
-    files = [ROOT / "app.py", *sorted((ROOT / "chalicelib").glob("*.py"))]
+    files = [ROOT / "app.py", *sorted((ROOT / "chalicelib").rglob("*.py"))]
     return [f for f in files if STORE not in f.parents]
 
 
