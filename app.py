@@ -49,7 +49,7 @@ from chalicelib.errors import (
     Refusal,
 )
 from chalicelib.fanout import Outbox
-from chalicelib.models import SiteModel
+from chalicelib.store import SiteModel
 from chalicelib.telemetry import logger
 
 

@@ -21,11 +21,12 @@ from __future__ import annotations
 
 from chalicelib import clock, conversations, frames, lifecycle, routing, sites, stats, telemetry
 from chalicelib.fanout import Outbox
-from chalicelib.models import (
-    META,
+from chalicelib.store import (
     ConversationModel,
     MessageModel,
+    get_or_none,
     keep_until,
+    keys,
     message_sk,
     update_or_old,
 )
@@ -40,13 +41,12 @@ def sweep(site: sites.SiteModel, outbox: Outbox, now_ms: int | None = None) -> l
     shortest = min(lifecycle.abandon_after(timers, s) for s in (lifecycle.QUEUED, lifecycle.ASSIGNED))
     C = ConversationModel
     due_pk, _ = lifecycle.gone_keys(site.id, 0, "")
-    gone = C.due_index.query(due_pk, C.due_sk < f"{now - shortest * 1000 + 1:015d}", limit=SWEEP_LIMIT)
+    gone = C.due_index.query(due_pk, C.due_sk < keys.due_sk(now - shortest * 1000 + 1), limit=SWEEP_LIMIT)
     closed: list[str] = []
     line_changed = False
     for entry in gone:
-        try:
-            conv = C.get(entry.pk, META, consistent_read=True)
-        except C.DoesNotExist:
+        conv = get_or_none(C, entry.pk, consistent_read=True)
+        if conv is None:
             continue
         after = lifecycle.abandon_after(timers, conv.status)
         if conv.status in lifecycle.OPEN_STATES and lifecycle.away(conv) and not lifecycle.ghost(conv):

@@ -6,12 +6,21 @@ import re
 from datetime import timedelta
 from typing import Any
 
-from pynamodb.exceptions import DoesNotExist, PutError
+from pynamodb.exceptions import PutError
 from pynamodb.expressions.update import Action
 
 from chalicelib import auth, clock, config, limits, sites, validate
 from chalicelib.errors import BAD_REQUEST, FORBIDDEN, NOT_FOUND, RATE_LIMITED, Refusal
-from chalicelib.models import META, AgentModel, CounterModel, LockEventModel, agent_key, update_or_old
+from chalicelib.store import (
+    META,
+    AgentModel,
+    CounterModel,
+    LockEventModel,
+    agent_key,
+    get_or_none,
+    keys,
+    update_or_old,
+)
 
 AGENT_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{1,39}$")
 # agent: chats. supervisor: chats, and sees the team (overview, history, reports).
@@ -55,7 +64,7 @@ def create(agent_id: str, name: str, password: str, *, role: str = "agent",
         raise Refusal(BAD_REQUEST, f"No site {site!r}: create it first (python -m infra.admin create-site).")
     agent = AgentModel(agent_key(agent_id), name=name.strip() or agent_id, email=email,
                        pw_hash=auth.hash_password(password), role=role, max_chats=chats,
-                       site=site, team_pk=f"TEAM#{site}", team_sk=agent_id)
+                       site=site, team_pk=keys.team_key(site), team_sk=agent_id)
     try:
         agent.save(condition=AgentModel.pk.does_not_exist())
     except PutError as exc:
@@ -116,16 +125,12 @@ def sign_in(agent_id: str, password: str, source: str | None = None) -> str | No
 
 
 def _known_source(account: str, source: str) -> bool:
-    try:
-        CounterModel.get(f"LOGIN-FROM#{account}#{source}", META, consistent_read=True)
-    except CounterModel.DoesNotExist:
-        return False
-    return True
+    return get_or_none(CounterModel, keys.known_source_key(account, source), consistent_read=True) is not None
 
 
 def _remember_source(account: str, source: str) -> None:
     """The account signed in from here: exempt from its account-wide ceiling for a while."""
-    CounterModel(f"LOGIN-FROM#{account}#{source}", META, n=1,
+    CounterModel(keys.known_source_key(account, source), META, hits=1,
                  ttl=timedelta(days=KNOWN_SOURCE_DAYS)).save()
 
 
@@ -133,12 +138,11 @@ def _record_lock(account: str, scope: str, source: str) -> None:
     """Tell the account's site admins a sign-in limit filled up (at most one event per limit
     and window, so a flood of guesses writes no more). Ids that are no account have no site
     and leave no event."""
-    try:
-        agent = AgentModel.get(agent_key(account), META)
-    except DoesNotExist:
+    agent = get_or_none(AgentModel, agent_key(account))
+    if agent is None:
         return
     now = clock.now_ms()
-    LockEventModel(f"LOCKS#{agent.site}", f"{now:015d}#{scope}#{account}", at=now, agent=account,
+    LockEventModel(keys.locks_key(agent.site), keys.lock_sk(now, scope, account), at=now, agent=account,
                    scope=scope, source=None if scope == "account" else source,
                    ttl=timedelta(days=LOCK_EVENTS_KEPT_DAYS)).save()
 
@@ -147,14 +151,13 @@ def lock_events(site: str) -> list[dict[str, Any]]:
     """The site's most recent sign-in lock events, newest first (admins: who was locked out,
     when, and a hash of the address the guesses came from)."""
     return [{"at": int(e.at), "agent": e.agent, "scope": e.scope, "source": e.source}
-            for e in LockEventModel.query(f"LOCKS#{site}", scan_index_forward=False,
+            for e in LockEventModel.query(keys.locks_key(site), scan_index_forward=False,
                                           limit=LOCK_EVENTS_LISTED)]
 
 
 def _check(agent_id: str, password: str) -> str | None:
-    try:
-        agent = AgentModel.get(agent_key(agent_id.strip().lower()), META)
-    except DoesNotExist:
+    agent = get_or_none(AgentModel, agent_key(agent_id.strip().lower()))
+    if agent is None:
         auth.hash_password(password)  # spend the same time so ids cannot be probed by timing
         return None
     if not agent.pw_hash or not auth.check_password(password, agent.pw_hash) or agent.disabled:
@@ -170,11 +173,8 @@ def require_member(token: str, site: str) -> AgentModel:
         raise Refusal(FORBIDDEN, "Your sign-in has expired or is not valid.") from None
     if claims.role != auth.AGENT or claims.site != site:
         raise Refusal(FORBIDDEN, "Only agents of this site can do that.")
-    try:
-        agent = AgentModel.get(agent_key(claims.subject), META, consistent_read=True)
-    except DoesNotExist:
-        raise Refusal(FORBIDDEN, "Only agents of this site can do that.") from None
-    if agent.site != site or agent.disabled:
+    agent = get_or_none(AgentModel, agent_key(claims.subject), consistent_read=True)
+    if agent is None or agent.site != site or agent.disabled:
         raise Refusal(FORBIDDEN, "Only agents of this site can do that.")
     return agent
 
@@ -200,7 +200,7 @@ def team(site: str) -> list[dict[str, Any]]:
     return [{"id": a.id, "name": a.name, "role": a.role, "email": a.email, "max_chats": a.max_chats,
              "load": a.load, "on_shift": bool(a.on_shift), "away": bool(a.away),
              "online": bool(a.conns), "disabled": bool(a.disabled)}
-            for a in AgentModel.team_index.query(f"TEAM#{site}")]
+            for a in AgentModel.team_index.query(keys.team_key(site))]
 
 
 def change(site: str, agent_id: str, doc: Any) -> AgentModel:

@@ -9,7 +9,7 @@ from typing import Any
 from chalicelib import clock, frames, routing, sites, unattended
 from chalicelib.fanout import Outbox
 from chalicelib.hours import from_ms, to_ms
-from chalicelib.models import ConnectionModel, SiteModel, update_or_old
+from chalicelib.store import ConnectionModel, SiteModel, keys, update_or_old
 
 
 @dataclass(frozen=True)
@@ -56,11 +56,12 @@ def refresh(site_id: str, outbox: Outbox) -> Status:
     current = status(site)
     S = SiteModel
     # S.sk.exists(): an UpdateItem would otherwise create the item of a site nobody created
-    changed, _ = update_or_old(S, "SITE", [S.online.set(current.online)],
+    changed, _ = update_or_old(S, keys.SITES, [S.online.set(current.online)],
                                S.sk.exists() & (S.online.does_not_exist() | (S.online != current.online)),
                                range_key=site_id)
     if changed:
-        conns = [c.pk.split("#", 1)[1] for c in ConnectionModel.site_index.query(f"VCONN#{site_id}")]
+        visitors = ConnectionModel.site_index.query(keys.site_visitors_key(site_id))
+        conns = [keys.item_id(c.pk) for c in visitors]
         conns += [conn for agent in routing.on_shift(site_id) for conn in sorted(agent.conns or ())]
         outbox.to(conns, current.frame())
         if not current.online:

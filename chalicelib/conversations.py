@@ -64,22 +64,6 @@ from chalicelib import (
 )
 from chalicelib.auth import Caller
 from chalicelib.fanout import Outbox
-from chalicelib.models import (
-    META,
-    ConversationModel,
-    MessageModel,
-    VisitorModel,
-    conversation_key,
-    email_key,
-    expired,
-    keep_until,
-    message_sk,
-    plain_map,
-    put_or_old,
-    update_into_maps,
-    update_or_old,
-    visitor_key,
-)
 from chalicelib.protocol import (
     BAD_FRAME,
     CLOSED,
@@ -91,6 +75,24 @@ from chalicelib.protocol import (
     STALE,
     Frame,
     ProtocolError,
+)
+from chalicelib.store import (
+    META,
+    ConversationModel,
+    MessageModel,
+    VisitorModel,
+    conversation_key,
+    email_key,
+    expired,
+    get_or_none,
+    keep_until,
+    keys,
+    message_sk,
+    plain_map,
+    put_or_old,
+    update_into_maps,
+    update_or_old,
+    visitor_key,
 )
 
 PREVIEW_CHARS = 140
@@ -224,10 +226,7 @@ def open_conversation(visitor: VisitorModel) -> ConversationModel | None:
     is one past its retention that DynamoDB has not deleted yet."""
     if not visitor.conv:
         return None
-    try:
-        conv = ConversationModel.get(conversation_key(visitor.conv), META, consistent_read=True)
-    except ConversationModel.DoesNotExist:
-        conv = None
+    conv = get_or_none(ConversationModel, conversation_key(visitor.conv), consistent_read=True)
     if conv is None or expired(conv, clock.now_ms()):
         V = VisitorModel
         update_or_old(V, visitor.pk, [V.conv.remove()], V.conv == visitor.conv)
@@ -270,27 +269,29 @@ def send(connection_id: str, frame: Frame, outbox: Outbox) -> int:
     key = conversation_key(conv_id)
     now = clock.now_ms()
     flood_actions, flood_check = _flood_control(connection_id, counter, now)
-    # A client id belongs to the participant who first used it (``co`` records their tag,
-    # copied from the conns map inside the write), so nobody can jam another's counter.
+    # A client id belongs to the participant who first used it (``client_owners`` records
+    # their tag, copied from the conns map inside the write), so nobody can jam another's counter.
     # The same write counts the message and keeps its client's first-message time (figures:
     # messages per side, first response), and checks the sender's flood-control slot, so
     # none of them costs a request of its own.
-    actions = [C.seq.set(C.seq + 1), C.cm[client].set(counter), C.cs[client].set(C.seq + 1),
-               C.co[client].set(C.conns[connection_id]),
+    counters, owners = C.client_counters, C.client_owners
+    counts, firsts = C.message_counts, C.first_message_at
+    actions = [C.seq.set(C.seq + 1), counters[client].set(counter), C.client_seqs[client].set(C.seq + 1),
+               owners[client].set(C.conns[connection_id]),
                C.preview.set(C.preview | text[:PREVIEW_CHARS]), C.last_at.set(now),
                C.last_by.set(C.conns[connection_id]), C.ttl.set(keep_until(now)),
-               C.mn[client].set((C.mn[client] | 0) + 1), C.mf[client].set(C.mf[client] | now),
+               counts[client].set((counts[client] | 0) + 1), firsts[client].set(firsts[client] | now),
                *flood_actions]
     condition = (C.conns[connection_id].exists() & C.status.is_in(*routing.OPEN_STATES)
-                 & (C.co[client].does_not_exist() | (C.co[client] == C.conns[connection_id]))
-                 & (C.cm[client].does_not_exist() | (C.cm[client] < counter))
-                 & (C.cm[client].exists() | (size(C.cm) < MAX_CLIENTS)
+                 & (owners[client].does_not_exist() | (owners[client] == C.conns[connection_id]))
+                 & (counters[client].does_not_exist() | (counters[client] < counter))
+                 & (counters[client].exists() | (size(counters) < MAX_CLIENTS)
                     | (C.conns[connection_id].startswith("a:")
-                       & (size(C.cm) < MAX_CLIENTS + AGENT_CLIENTS))))
+                       & (size(counters) < MAX_CLIENTS + AGENT_CLIENTS))))
     if flood_check is not None:
         condition = condition & flood_check
     # A conversation begun before the figures existed has no ``mn``/``mf`` maps to write into.
-    ok, conv = update_into_maps(C, key, actions, condition, [C.mn, C.mf])
+    ok, conv = update_into_maps(C, key, actions, condition, [counts, firsts])
     if conv is None or connection_id not in conv.connections():
         raise ProtocolError(FORBIDDEN, NOT_PARTICIPANT, message_id)
     if ok:
@@ -353,7 +354,7 @@ def send(connection_id: str, frame: Frame, outbox: Outbox) -> int:
 
 def _clients_full(conv: ConversationModel, connection_id: str) -> bool:
     """Whether a new client id would exceed the sender's share (see the module docstring)."""
-    used = len(plain_map(conv.cm))
+    used = len(plain_map(conv.client_counters))
     agent = conv.connections()[connection_id].startswith("a:")
     return used >= MAX_CLIENTS + (AGENT_CLIENTS if agent else 0)
 
@@ -406,10 +407,9 @@ def message_frame(conv_id: str, message: MessageModel) -> dict[str, Any]:
 def _participant(conv_id: str, connection_id: str) -> ConversationModel:
     """The conversation, if this connection takes part in it; otherwise a refusal that does
     not reveal whether the conversation exists."""
-    try:
-        conv = ConversationModel.get(conversation_key(conv_id), META, consistent_read=True)
-    except ConversationModel.DoesNotExist:
-        raise ProtocolError(FORBIDDEN, NOT_PARTICIPANT) from None
+    conv = get_or_none(ConversationModel, conversation_key(conv_id), consistent_read=True)
+    if conv is None:
+        raise ProtocolError(FORBIDDEN, NOT_PARTICIPANT)
     if connection_id not in conv.connections():
         raise ProtocolError(FORBIDDEN, NOT_PARTICIPANT)
     return conv
@@ -478,9 +478,8 @@ def past(who: Caller, cursor: str | None = None) -> dict[str, Any]:
     belongs to them (site and visitor checked on each), never anything past retention.
     ``cursor`` is the id of the last conversation of the page before; ``next`` the one to
     ask from, null at the end."""
-    try:
-        visitor = VisitorModel.get(visitor_key(who.subject), META, consistent_read=True)
-    except VisitorModel.DoesNotExist:
+    visitor = get_or_none(VisitorModel, visitor_key(who.subject), consistent_read=True)
+    if visitor is None:
         visitor = VisitorModel(visitor_key(who.subject))
     ids = [str(p) for p in visitor.past or []][::-1]
     start = ids.index(cursor) + 1 if cursor in ids else (len(ids) if cursor else 0)
@@ -502,10 +501,9 @@ def past_messages(who: Caller, frame: Frame) -> dict[str, Any]:
     """One of the visitor's own conversations, read only (after a reload, from the list of
     earlier ones): a ``messages`` page as ``sync`` gives, authorized by the visitor id of the
     caller's token, not by knowing the id (a refusal does not say whether it exists)."""
-    try:
-        conv = ConversationModel.get(conversation_key(frame["conversation"]), META, consistent_read=True)
-    except ConversationModel.DoesNotExist:
-        raise ProtocolError(FORBIDDEN, NOT_YOURS, frame.ref) from None
+    conv = get_or_none(ConversationModel, conversation_key(frame["conversation"]), consistent_read=True)
+    if conv is None:
+        raise ProtocolError(FORBIDDEN, NOT_YOURS, frame.ref)
     if not _owned(who, conv) or expired(conv, clock.now_ms()):
         raise ProtocolError(FORBIDDEN, NOT_YOURS, frame.ref)
     return _messages_page(conv, int(frame.get("after") or 0), MAX_SYNC_PAGE)
@@ -529,8 +527,8 @@ def close(connection_id: str, frame: Frame, outbox: Outbox, network: str | None 
     # The same write says why it closed (the closer's side, known from the first write's
     # answer): an agent resolved it (or closed what went on by email), the visitor ended it.
     conv.reason = lifecycle.close_reason(role, bool(conv.by_email))
-    C(conv.pk).update(actions=[C.q_pk.set(f"HIST#{conv.site}"), C.q_sk.set(f"{now:015d}#{conv_id}"),
-                               C.reason.set(conv.reason)])
+    C(conv.pk).update(actions=[C.q_pk.set(keys.history_key(conv.site)),
+                               C.q_sk.set(keys.timed_sk(now, conv_id)), C.reason.set(conv.reason)])
     try:
         stats.settle(conv, role)  # into the day's figures, exactly once
     except Exception:  # the chat is closed either way; a lost figure must not look like a failure

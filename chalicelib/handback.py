@@ -15,8 +15,8 @@ from __future__ import annotations
 from chalicelib import availability, frames, routing, sites, telemetry, unattended
 from chalicelib.auth import Caller
 from chalicelib.fanout import Outbox
-from chalicelib.models import ConversationModel, SiteModel
 from chalicelib.protocol import FORBIDDEN, ProtocolError
+from chalicelib.store import ConversationModel, SiteModel
 
 HAD_TO_LEAVE = "Your agent had to leave."
 NEXT_ONE = " You are first in line for the next one."

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from chalicelib import clock, conversations, routing, sites
 from chalicelib.fanout import Outbox
-from chalicelib.models import AgentModel, ConversationModel, SiteModel
+from chalicelib.store import AgentModel, ConversationModel, SiteModel, keys
 
 
 def silent_since(conv: ConversationModel) -> int | None:
@@ -36,7 +36,7 @@ def sweep(site: SiteModel, outbox: Outbox, now_ms: int | None = None) -> list[st
         return []
     cutoff = now - int(settings.get("after_seconds", 90)) * 1000
     # everyone holding chats: on shift, away, or off shift finishing up
-    for agent in AgentModel.team_index.query(f"TEAM#{site.id}",
+    for agent in AgentModel.team_index.query(keys.team_key(site.id),
                                               filter_condition=AgentModel.convs.exists()):
         for conv in routing.held(agent):
             since = silent_since(conv)

@@ -46,7 +46,7 @@ from pynamodb.expressions.operand import Path
 from pynamodb.expressions.update import Action
 
 from chalicelib import frames
-from chalicelib.models import ConversationModel, keep_until, update_or_old
+from chalicelib.store import ConversationModel, keep_until, keys, update_or_old
 
 QUEUED, ASSIGNED, ACTIVE, CLOSED = "queued", "assigned", "active", "closed"
 OPEN_STATES = (QUEUED, ASSIGNED, ACTIVE)
@@ -76,10 +76,6 @@ ONLINE, AWAY = "online", "away"
 # Abandonment timers: the site's ``console.abandon`` settings (chalicelib.sites), in seconds.
 ABANDON_DEFAULTS = {"queued_after_seconds": 180, "assigned_after_seconds": 900}
 ABANDON_BOUNDS = (60, 86400)
-# The ``due`` index partition of a site's conversations whose visitor is away, keyed by when
-# they left: how the minute timer finds what to abandon with one Query per site, no Scan.
-GONE_PREFIX = "GONE#"
-
 # The visitor chose to continue by email (set by the nowait helper's ``continue_by_email``);
 # read as a raw path so this module does not depend on that attribute's declaration.
 BY_EMAIL = Path(["by_email"])
@@ -98,8 +94,10 @@ def close_reason(closed_by: str, by_email: bool = False) -> str:
 
 
 def gone_keys(site: str, left_at: int, conv_id: str) -> tuple[str, str]:
-    """``due`` index keys of a conversation whose visitor left at ``left_at``."""
-    return f"{GONE_PREFIX}{site}", f"{left_at:015d}#{conv_id}"
+    """``due`` index keys of a conversation whose visitor left at ``left_at``: the site's
+    partition of chats whose visitor is away, keyed by when they left, so the minute timer
+    finds what to abandon with one Query per site, no Scan."""
+    return keys.gone_key(site), keys.timed_sk(left_at, conv_id)
 
 
 def by_email(conv: Any) -> bool:
@@ -170,7 +168,7 @@ def closing(now: int, reason: str | None = None, site: str | None = None,
     if site is None:
         actions += [C.q_pk.remove(), C.q_sk.remove()]
     else:
-        actions += [C.q_pk.set(f"HIST#{site}"), C.q_sk.set(f"{now:015d}#{conv_id}")]
+        actions += [C.q_pk.set(keys.history_key(site)), C.q_sk.set(keys.timed_sk(now, conv_id))]
     return actions + ([C.reason.set(reason)] if reason else [])
 
 

@@ -16,14 +16,6 @@ from pynamodb.expressions.update import Action
 
 from chalicelib import clock, config
 from chalicelib.hours import from_ms
-from chalicelib.models import (
-    META,
-    ConnectionModel,
-    CounterModel,
-    connection_key,
-    update_into_maps,
-    update_or_old,
-)
 from chalicelib.protocol import (
     ACTION_CLASS,
     BUDGETS,
@@ -33,11 +25,20 @@ from chalicelib.protocol import (
     Frame,
     ProtocolError,
 )
+from chalicelib.store import (
+    META,
+    ConnectionModel,
+    CounterModel,
+    connection_key,
+    keys,
+    update_into_maps,
+    update_or_old,
+)
 
 
 def counter_key(key: str, window_seconds: int) -> str:
     """The counter item of ``key`` in the current window (windows are fixed, aligned to the epoch)."""
-    return f"RATE#{key}#{clock.now_ms() // (window_seconds * 1000)}"
+    return keys.rate_key(key, clock.now_ms() // (window_seconds * 1000))
 
 
 def retry_after(window_seconds: int) -> int:
@@ -55,8 +56,8 @@ def allow(key: str, limit: int, window_seconds: int, cost: int = 1) -> bool:
     C = CounterModel
     ok, _ = update_or_old(
         C, counter_key(key, window_seconds),
-        [C.n.add(cost), C.ttl.set(from_ms(clock.now_ms()) + timedelta(seconds=2 * window_seconds))],
-        C.n.does_not_exist() | (C.n <= limit - cost))
+        [C.hits.add(cost), C.ttl.set(from_ms(clock.now_ms()) + timedelta(seconds=2 * window_seconds))],
+        C.hits.does_not_exist() | (C.hits <= limit - cost))
     return ok
 
 
@@ -65,7 +66,7 @@ def forget(key: str, window_seconds: int) -> None:
     live): for erasing a visitor, whose id is part of their keys."""
     window = clock.now_ms() // (window_seconds * 1000)
     for n in (window, window - 1):
-        CounterModel(f"RATE#{key}#{n}", META).delete()
+        CounterModel(keys.rate_key(key, n), META).delete()
 
 
 # ---------------------------------------------------------------- named limits (one table)
@@ -252,19 +253,21 @@ def _count_on_connection(connection_id: str, cls: str, window: int, limit: int,
     """Count one frame in ``window`` on the connection item: (allowed, the item)."""
     C = ConnectionModel
     key = connection_key(connection_id)
+    windows, counts = C.budget_windows, C.budget_counts
     same: tuple[list[Action], Condition] = (
-        [C.rn[cls].set(C.rn[cls] + 1)], (C.rw[cls] == window) & (C.rn[cls] < limit))
+        [counts[cls].set(counts[cls] + 1)], (windows[cls] == window) & (counts[cls] < limit))
     fresh: tuple[list[Action], Condition] = (
-        [C.rw[cls].set(window), C.rn[cls].set(1)],
-        C.pk.exists() & (C.rw[cls].does_not_exist() | (C.rw[cls] != window)))
+        [windows[cls].set(window), counts[cls].set(1)],
+        C.pk.exists() & (windows[cls].does_not_exist() | (windows[cls] != window)))
     item: ConnectionModel | None = None
     # Three tries at most: a concurrent invocation may open the window between the first two.
     for actions, condition in ([same, fresh, same] if known else [fresh, same, fresh]):
         # A connection written before budgets existed has no maps to count in.
-        ok, item = update_into_maps(C, key, actions, condition, [C.rw, C.rn])
+        ok, item = update_into_maps(C, key, actions, condition, [windows, counts])
         if ok or item is None:
             return ok, item
-        if item.rw.as_dict().get(cls) == window and int(item.rn.as_dict().get(cls, 0)) >= limit:
+        if (item.budget_windows.as_dict().get(cls) == window
+                and int(item.budget_counts.as_dict().get(cls, 0)) >= limit):
             return False, item
     return False, item
 
@@ -275,13 +278,13 @@ def take(key: str, limit: int, window_seconds: int) -> int | None:
     C = CounterModel
     ok, item = update_or_old(
         C, counter_key(key, window_seconds),
-        [C.n.add(1), C.ttl.set(from_ms(clock.now_ms()) + timedelta(seconds=2 * window_seconds))],
-        C.n.does_not_exist() | (C.n < limit))
-    return int(item.n) if ok and item is not None else None
+        [C.hits.add(1), C.ttl.set(from_ms(clock.now_ms()) + timedelta(seconds=2 * window_seconds))],
+        C.hits.does_not_exist() | (C.hits < limit))
+    return int(item.hits) if ok and item is not None else None
 
 
 def give_back(key: str, window_seconds: int) -> None:
     """Undo one ``take`` of this window (an attempt that turned out not to count, such as a
     correct password)."""
     C = CounterModel
-    update_or_old(C, counter_key(key, window_seconds), [C.n.add(-1)], C.n > 0)
+    update_or_old(C, counter_key(key, window_seconds), [C.hits.add(-1)], C.hits > 0)

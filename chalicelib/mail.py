@@ -20,7 +20,7 @@ from botocore.exceptions import ClientError, ConnectTimeoutError, EndpointConnec
 
 from chalicelib import aws, clock, config, telemetry
 from chalicelib.hours import from_ms
-from chalicelib.models import MailModel, update_or_old
+from chalicelib.store import MailModel, keys, update_or_old
 
 # Longer than the sender's Lambda timeout, so a worker killed mid-send is not overtaken.
 LEASE_SECONDS = 300
@@ -167,7 +167,7 @@ def send_once(key: str, email: Email) -> bool:
     M = MailModel
     now = clock.now_ms()
     ok, old = update_or_old(
-        M, f"MAIL#{key}", [M.lease_until.set(now + LEASE_SECONDS * 1000), M.attempts.add(1)],
+        M, keys.mail_key(key), [M.lease_until.set(now + LEASE_SECONDS * 1000), M.attempts.add(1)],
         M.sent_at.does_not_exist() & (M.lease_until.does_not_exist() | (M.lease_until < now)))
     if not ok:
         if old is not None and old.sent_at is not None:
@@ -178,7 +178,7 @@ def send_once(key: str, email: Email) -> bool:
     except (ClientError, EndpointConnectionError, ConnectTimeoutError):
         # SES refused it or was unreachable: certainly not sent, so retry at once.
         telemetry.count("MailFailures")
-        MailModel(f"MAIL#{key}").update(actions=[M.lease_until.remove()])
+        MailModel(keys.mail_key(key)).update(actions=[M.lease_until.remove()])
         raise
     except Exception:
         telemetry.count("MailFailures")
@@ -186,7 +186,7 @@ def send_once(key: str, email: Email) -> bool:
     telemetry.count("MailSent")
     # Any other failure (a read timeout: SES may have sent it) keeps the lease, so a retry
     # waits for it to expire; that rare unknown outcome is the only way to a second email.
-    MailModel(f"MAIL#{key}").update(actions=[
+    MailModel(keys.mail_key(key)).update(actions=[
         M.sent_at.set(clock.now_ms()), M.provider_id.set(provider_id), M.lease_until.remove(),
         M.ttl.set(from_ms(clock.now_ms()) + timedelta(days=KEEP_DAYS))])
     return True

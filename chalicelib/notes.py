@@ -8,7 +8,7 @@ from typing import Any
 from chalicelib import auth, clock, frames, routing
 from chalicelib.auth import Caller
 from chalicelib.fanout import Outbox
-from chalicelib.models import META, AgentModel, ConversationModel, MessageModel, agent_key, keep_until
+from chalicelib.store import META, AgentModel, ConversationModel, NoteModel, agent_key, keep_until, keys
 
 NOTE = "note"
 
@@ -18,9 +18,9 @@ def add(who: Caller, conv_id: str, text: str, outbox: Outbox | None = None,
     conv = conv or routing.held_by(who, conv_id)
     name = AgentModel.get(agent_key(who.subject), META).name
     now = clock.now_ms()
-    note = MessageModel(conv.pk, f"NOTE#{now:015d}#{auth.new_id(4)}", seq=0, role=NOTE,
-                        author=who.subject, name=name, text=text, cmid="", ts=now,
-                        ttl=keep_until(now))
+    note = NoteModel(conv.pk, keys.note_sk(now, auth.new_id(4)), seq=0, role=NOTE,
+                     author=who.subject, name=name, text=text, cmid="", ts=now,
+                     ttl=keep_until(now))
     note.save()
     frame = note_frame(conv.id, note)
     if outbox is not None:
@@ -28,7 +28,7 @@ def add(who: Caller, conv_id: str, text: str, outbox: Outbox | None = None,
     return frame
 
 
-def note_frame(conv_id: str, note: MessageModel) -> dict[str, Any]:
+def note_frame(conv_id: str, note: NoteModel) -> dict[str, Any]:
     return frames.note(conv_id, note.text, {"id": note.author, "name": note.name}, int(note.ts))
 
 
@@ -36,5 +36,5 @@ def history(who: Caller, conv_id: str, cursor: str | None = None) -> dict[str, A
     """The chat's notes, oldest first, one page (``more``, ``cursor``: how many were sent);
     ``after`` echoes the cursor asked from, so the console appends rather than replaces."""
     conv = routing.held_by(who, conv_id)
-    items = MessageModel.query(conv.pk, MessageModel.sk.startswith("NOTE#"), consistent_read=True)
+    items = NoteModel.query(conv.pk, NoteModel.sk.startswith(keys.NOTE), consistent_read=True)
     return frames.notes(conv.id, [note_frame(conv.id, n) for n in items], cursor)

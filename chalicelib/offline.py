@@ -21,22 +21,6 @@ from typing import Any
 from chalicelib import auth, clock, config, lifecycle, limits, mail, queue, routing, sites, stats, transcripts
 from chalicelib.availability import status
 from chalicelib.hours import from_ms
-from chalicelib.models import (
-    META,
-    ConversationModel,
-    MessageModel,
-    OfflineMessageModel,
-    SiteModel,
-    VisitorModel,
-    conversation_key,
-    due_sk,
-    email_key,
-    expired,
-    keep_until,
-    message_sk,
-    update_or_old,
-    visitor_key,
-)
 from chalicelib.protocol import (
     BAD_EMAIL,
     BAD_NAME,
@@ -48,6 +32,23 @@ from chalicelib.protocol import (
     SPAM,
     Refusal,
 )
+from chalicelib.store import (
+    ConversationModel,
+    MessageModel,
+    OfflineMessageModel,
+    SiteModel,
+    VisitorModel,
+    conversation_key,
+    due_sk,
+    email_key,
+    expired,
+    get_or_none,
+    keep_until,
+    keys,
+    message_sk,
+    update_or_old,
+    visitor_key,
+)
 from chalicelib.validate import email_address, is_web_url
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ MAX_NAME = 100
 MAX_PAGE = 2048
 TRANSCRIPT_LIMIT = 200
 HONEYPOT = "website"  # a field people never see and bots fill in
-UNQUEUED = "UNQUEUED"
+UNQUEUED = keys.UNQUEUED
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,7 @@ def leave(site_id: str, doc: Any, *, visitor_id: str | None = None,
     conv_id = _attach(visitor_id, fields.email) if visitor_id else None
     now = clock.now_ms()
     message_id = auth.new_id()
-    OfflineMessageModel(f"OFFLINE#{message_id}", site=site_id, visitor_id=visitor_id, conv_id=conv_id,
+    OfflineMessageModel(keys.offline_key(message_id), site=site_id, visitor_id=visitor_id, conv_id=conv_id,
                         name=fields.name, email=fields.email, text=fields.text, page=fields.page,
                         created_at=now, due_pk=UNQUEUED, due_sk=due_sk(now, f"#{message_id}"),
                         email_key=email_key(site_id, fields.email), ttl=keep_until(now)).save()
@@ -125,9 +126,8 @@ def leave(site_id: str, doc: Any, *, visitor_id: str | None = None,
 def _attach(visitor_id: str, email: str) -> str | None:
     """Remember the email on the visitor's open conversation, so an agent's later reply there
     reaches them by email."""
-    try:
-        visitor = VisitorModel.get(visitor_key(visitor_id), META, consistent_read=True)
-    except VisitorModel.DoesNotExist:
+    visitor = get_or_none(VisitorModel, visitor_key(visitor_id), consistent_read=True)
+    if visitor is None:
         return None
     if not visitor.conv:
         return None
@@ -146,7 +146,7 @@ def dispatch(message_id: str) -> None:
         log.exception("offline message stored but not queued; the sweep will retry")
         return
     M = OfflineMessageModel
-    update_or_old(M, f"OFFLINE#{message_id}", [M.due_pk.remove(), M.due_sk.remove()], M.due_pk.exists())
+    update_or_old(M, keys.offline_key(message_id), [M.due_pk.remove(), M.due_sk.remove()], M.due_pk.exists())
 
 
 def sweep_unqueued(now_ms: int | None = None) -> list[str]:
@@ -195,10 +195,7 @@ def sweep_digests(site: SiteModel, now_ms: int | None = None) -> list[str]:
 def _current[R: (OfflineMessageModel, ConversationModel)](model: type[R], pk: str, kind: str) -> R | None:
     """The record a job is about, or None (the job is dropped) when it was erased or is past
     its retention. Logged by kind only: the record's content never goes to the logs."""
-    try:
-        item = model.get(pk, META, consistent_read=True)
-    except model.DoesNotExist:
-        item = None
+    item = get_or_none(model, pk, consistent_read=True)
     if item is None or expired(item, clock.now_ms()):
         log.info("mail job dropped: its record is gone", extra={"job": kind})
         return None
@@ -213,7 +210,7 @@ def process(body: str) -> None:
 
 
 def _offline(message_id: str) -> None:
-    msg = _current(OfflineMessageModel, f"OFFLINE#{message_id}", "offline")
+    msg = _current(OfflineMessageModel, keys.offline_key(message_id), "offline")
     if msg is None:
         return
     site = sites.get(msg.site)
@@ -269,9 +266,8 @@ def _reply(conv_id: str, seq: int) -> None:
     if conv is None or not conv.email:
         return
     site = sites.get(conv.site)
-    try:
-        message = MessageModel.get(conv.pk, message_sk(seq), consistent_read=True)
-    except MessageModel.DoesNotExist:
+    message = get_or_none(MessageModel, conv.pk, message_sk(seq), consistent_read=True)
+    if message is None:
         return
     company = sites.display_name(site)
     mail.send_once(f"reply:{conv_id}:{seq}", mail.Email(
@@ -345,10 +341,8 @@ def _messages(conv_id: str, after: int, upto: int) -> tuple[list[MessageModel], 
         return items, 0
     last = int(items[-1].seq)
     if upto >= 10**12 - 1:  # "everything": the conversation's own count says how far it goes
-        try:
-            upto = int(ConversationModel.get(conversation_key(conv_id), META).seq or last)
-        except ConversationModel.DoesNotExist:
-            upto = last
+        conv = get_or_none(ConversationModel, conversation_key(conv_id))
+        upto = last if conv is None else int(conv.seq or last)
     return items, max(0, upto - last)
 
 

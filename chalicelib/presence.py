@@ -26,7 +26,6 @@ from contextvars import ContextVar
 from datetime import timedelta
 from typing import Any
 
-from pynamodb.constants import ALL_OLD
 from pynamodb.expressions.condition import size
 from pynamodb.expressions.update import Action
 
@@ -49,19 +48,6 @@ from chalicelib import (
 )
 from chalicelib.auth import Caller
 from chalicelib.fanout import Outbox
-from chalicelib.models import (
-    META,
-    AgentModel,
-    ConnectionModel,
-    ConversationModel,
-    VisitorModel,
-    agent_key,
-    connection_key,
-    conversation_key,
-    keep_until,
-    update_or_old,
-    visitor_key,
-)
 from chalicelib.protocol import (
     BAD_REQUEST,
     FORBIDDEN,
@@ -70,6 +56,22 @@ from chalicelib.protocol import (
     ProtocolError,
     Refusal,
     fit,
+)
+from chalicelib.store import (
+    META,
+    AgentModel,
+    ConnectionModel,
+    ConversationModel,
+    VisitorModel,
+    agent_key,
+    connection_key,
+    conversation_key,
+    delete_returning_old,
+    get_or_none,
+    keep_until,
+    keys,
+    update_or_old,
+    visitor_key,
 )
 
 VISIT_GAP_MS = 30 * 60 * 1000  # a visitor gone this long starts a new visit when they return
@@ -122,7 +124,7 @@ def connect(connection_id: str, query: dict[str, str], source_ip: str | None = N
                            site=caller.site, connected_at=now,
                            ttl=timedelta(seconds=config.CONNECTION_TTL_SECONDS))
     if caller.role == auth.VISITOR:
-        item.site_pk, item.site_sk = f"VCONN#{caller.site}", connection_id
+        item.site_pk, item.site_sk = keys.site_visitors_key(caller.site), connection_id
         item.ip_hash = auth.fingerprint(source_ip) if source_ip else None
     item.save()
     identify(caller)
@@ -140,7 +142,7 @@ def _attach_agent(caller: Caller) -> None:
     ok, agent = update_or_old(A, agent_key(caller.subject),
                               [A.conns.add({caller.connection_id}), A.due_pk.remove(), A.due_sk.remove(),
                                # agents created before the team index get into it here
-                               A.team_pk.set(A.team_pk | f"TEAM#{caller.site}"),
+                               A.team_pk.set(A.team_pk | keys.team_key(caller.site)),
                                A.team_sk.set(A.team_sk | caller.subject)],
                               A.pk.exists() & (A.disabled.does_not_exist() | (A.disabled == False)))  # noqa: E712
     if not ok or agent is None:
@@ -193,7 +195,7 @@ def _evict_oldest(visitor: VisitorModel, outbox: Outbox | None = None) -> str | 
     tabs = sorted(visitor.conns or ())
     if not tabs:
         return None
-    seen = {item.pk.split("#", 1)[1]: int(item.connected_at or 0)
+    seen = {keys.item_id(item.pk): int(item.connected_at or 0)
             for item in ConnectionModel.batch_get([(connection_key(c), META) for c in tabs])}
     # The oldest first; a tab without its item (still connecting, or expired long ago) last.
     victim = min(tabs, key=lambda c: (c not in seen, seen.get(c, 0), c))
@@ -272,10 +274,10 @@ def connection(connection_id: str) -> ConnectionModel:
     held = _known.get()
     if held is not None and held.pk == connection_key(connection_id):
         return held
-    try:
-        return ConnectionModel.get(connection_key(connection_id), META, consistent_read=True)
-    except ConnectionModel.DoesNotExist:
-        raise ProtocolError(FORBIDDEN, "This connection is not registered; reconnect.") from None
+    item = get_or_none(ConnectionModel, connection_key(connection_id), consistent_read=True)
+    if item is None:
+        raise ProtocolError(FORBIDDEN, "This connection is not registered; reconnect.")
+    return item
 
 
 def _identity(item: ConnectionModel) -> tuple[str, str, str]:
@@ -349,12 +351,9 @@ def snippets(who: Caller, cursor: str | None = None) -> dict[str, Any]:
 def disconnect(connection_id: str, outbox: Outbox) -> ConnectionModel | None:
     """Forget a connection: on $disconnect, or when a post found it gone (410). Returns what
     the connection was, or None when it was already forgotten."""
-    conn = ConnectionModel._get_connection()
-    old = conn.delete_item(connection_key(connection_id), META, return_values=ALL_OLD)
-    attrs = old.get("Attributes")
-    if not attrs:
+    item = delete_returning_old(ConnectionModel, connection_key(connection_id))
+    if item is None:
         return None
-    item = ConnectionModel.from_raw_data(attrs)
     if item.role == auth.AGENT:
         A = AgentModel
         ok, agent = update_or_old(A, agent_key(item.subject), [A.conns.delete({connection_id})],
@@ -367,7 +366,7 @@ def disconnect(connection_id: str, outbox: Outbox) -> ConnectionModel | None:
             # Also off shift with chats still open (finishing up): they must not wait for ever.
             deadline = clock.now_ms() + config.settings().agent_grace_seconds * 1000
             update_or_old(A, agent_key(item.subject),
-                          [A.due_pk.set("GRACE"), A.due_sk.set(f"{deadline:015d}")],
+                          [A.due_pk.set(keys.GRACE), A.due_sk.set(keys.due_sk(deadline))],
                           A.conns.does_not_exist() & ((A.on_shift == True) | A.convs.exists()))  # noqa: E712
     else:
         V = VisitorModel
@@ -418,7 +417,7 @@ def set_shift(who: Caller, on: bool | None, outbox: Outbox, away: bool | None = 
     is_away = bool(current.away) if away is None else away
     actions: list[Action] = [A.on_shift.set(on_shift), A.away.set(is_away)]
     if on_shift and not is_away:
-        actions += [A.s_pk.set(f"SHIFT#{who.site}"), A.s_sk.set(who.subject)]
+        actions += [A.s_pk.set(keys.shift_key(who.site)), A.s_sk.set(who.subject)]
     else:
         actions += [A.s_pk.remove(), A.s_sk.remove()]
     agent = A(agent_key(who.subject))
@@ -440,7 +439,7 @@ def sweep(outbox: Outbox, now: int | None = None) -> list[str]:
     who does not exist."""
     A = AgentModel
     now = clock.now_ms() if now is None else now
-    expired = list(A.due_index.query("GRACE", A.due_sk <= f"{now:015d}"))
+    expired = list(A.due_index.query(keys.GRACE, A.due_sk <= keys.due_sk(now)))
     gone: list[str] = []
     held: dict[str, list[tuple[str, str]]] = {}  # site -> (agent, conversation)
     for entry in expired:

@@ -23,7 +23,7 @@ from typing import Any
 
 from chalicelib import clock, config, frames, limits, routing
 from chalicelib.fanout import Outbox
-from chalicelib.models import (
+from chalicelib.store import (
     META,
     AgentModel,
     ConnectionModel,
@@ -34,9 +34,11 @@ from chalicelib.models import (
     agent_key,
     connection_key,
     email_key,
+    get_or_none,
     update_or_old,
     visitor_key,
 )
+from chalicelib.store.keys import MESSAGE, NOTE, is_conversation_key, item_id, offline_key
 
 ERASED = frames.ERASED  # the ``by`` of the ``closed`` frame agents get for an erased conversation
 
@@ -81,11 +83,7 @@ def _index_keys(index: Any, key: str) -> list[str]:
 
 
 def _add_visitor(found: Holdings, visitor_id: str) -> None:
-    try:
-        visitor: VisitorModel | None = VisitorModel.get(visitor_key(visitor_id), META,
-                                                        consistent_read=True)
-    except VisitorModel.DoesNotExist:
-        visitor = None
+    visitor: VisitorModel | None = get_or_none(VisitorModel, visitor_key(visitor_id), consistent_read=True)
     if visitor is not None and visitor.site not in (None, found.site):
         found.visitors.pop(visitor_id, None)  # another site's visitor (tokens are per site)
         return
@@ -96,21 +94,19 @@ def _add_visitor(found: Holdings, visitor_id: str) -> None:
 
 def _add(found: Holdings, pk: str) -> str | None:
     """Add a conversation or offline message of this site by key; returns its visitor id."""
-    kind, item_id = pk.split("#", 1)
-    item: ConversationModel | OfflineMessageModel
-    try:
-        if kind == "CONV":
-            item = ConversationModel.get(pk, META, consistent_read=True)
-        else:
-            item = OfflineMessageModel.get(pk, META, consistent_read=True)
-    except (ConversationModel.DoesNotExist, OfflineMessageModel.DoesNotExist):
+    item: ConversationModel | OfflineMessageModel | None
+    if is_conversation_key(pk):
+        item = get_or_none(ConversationModel, pk, consistent_read=True)
+    else:
+        item = get_or_none(OfflineMessageModel, pk, consistent_read=True)
+    if item is None:
         return None  # deleted since the index was written
     if item.site != found.site:
         return None
     if isinstance(item, ConversationModel):
-        found.conversations[item_id] = item
+        found.conversations[item_id(pk)] = item
     else:
-        found.offline[item_id] = item
+        found.offline[item_id(pk)] = item
     return item.visitor_id
 
 
@@ -124,16 +120,15 @@ def export(found: Holdings) -> dict[str, Any]:
     for conv_id, conv in sorted(found.conversations.items()):
         items = [plain(m) for m in MessageModel.query(conv.pk, consistent_read=True) if m.sk != META]
         conversations.append({"id": conv_id, "record": plain(conv),
-                              "messages": [m for m in items if m["sk"].startswith("MSG#")],
-                              "notes": [m for m in items if m["sk"].startswith("NOTE#")]})
+                              "messages": [m for m in items if m["sk"].startswith(MESSAGE)],
+                              "notes": [m for m in items if m["sk"].startswith(NOTE)]})
     visitors = []
     for visitor_id, visitor in sorted(found.visitors.items()):
         connections = []
         for conn_id in sorted(visitor.conns or ()) if visitor else ():
-            try:
-                connections.append(plain(ConnectionModel.get(connection_key(conn_id), META)))
-            except ConnectionModel.DoesNotExist:
-                continue
+            conn = get_or_none(ConnectionModel, connection_key(conn_id))
+            if conn is not None:
+                connections.append(plain(conn))
         visitors.append({"id": visitor_id, "record": plain(visitor) if visitor else None,
                          "connections": connections})
     retention_days = config.settings().retention_days
@@ -197,7 +192,7 @@ def erase(found: Holdings, outbox: Outbox) -> Erased:
             _delete(partition)
         counts["conversations"] += 1
     for message_id in found.offline:
-        keys.append((f"OFFLINE#{message_id}", META))
+        keys.append((offline_key(message_id), META))
         counts["offline_messages"] += 1
     for visitor_id in found.visitors:
         keys += _partition(visitor_key(visitor_id))

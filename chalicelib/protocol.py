@@ -78,7 +78,7 @@ CONVERSATION_ID = re.compile(r"^[A-Za-z0-9_-]{8,40}$")
 REQUEST_ID = re.compile(r"^[A-Za-z0-9_-]{6,40}$")
 MAX_COMMENT_CHARS = 500
 # Every text a visitor can have stored is limited in UTF-8 bytes too (DynamoDB counts bytes;
-# one character may be four): these figures are what the item budgets in models.py add up.
+# one character may be four): these figures are what the item budgets in chalicelib/store add up.
 MAX_TEXT_BYTES = 16_000
 MAX_NAME_BYTES = 400
 MAX_EMAIL_BYTES = 254

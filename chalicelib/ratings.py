@@ -9,27 +9,34 @@ has to be taken back.
 
 from __future__ import annotations
 
-from chalicelib import clock, frames, stats
+from chalicelib import clock, frames, lifecycle, stats
 from chalicelib.fanout import Outbox
-from chalicelib.models import META, AgentModel, ConversationModel, agent_key, conversation_key, transact_write
 from chalicelib.protocol import CONFLICT, FORBIDDEN, Frame, ProtocolError
+from chalicelib.store import (
+    AgentModel,
+    ConversationModel,
+    agent_key,
+    conversation_key,
+    get_or_none,
+    transact_write,
+)
 
 SCORES = ("up", "down")
 MAX_COMMENT = 500
 
 
 def _load(conv_id: str) -> ConversationModel:
-    try:
-        return ConversationModel.get(conversation_key(conv_id), META, consistent_read=True)
-    except ConversationModel.DoesNotExist:
-        raise ProtocolError(FORBIDDEN, "You are not a participant in that conversation.") from None
+    conv = get_or_none(ConversationModel, conversation_key(conv_id), consistent_read=True)
+    if conv is None:
+        raise ProtocolError(FORBIDDEN, "You are not a participant in that conversation.")
+    return conv
 
 
 def rate(connection_id: str, frame: Frame, outbox: Outbox) -> None:
     conv = _load(frame["conversation"])
     if not conv.connections().get(connection_id, "").startswith("v:"):
         raise ProtocolError(FORBIDDEN, "Only the visitor of this chat can rate it.", frame.ref)
-    if conv.status != "closed":
+    if conv.status != lifecycle.CLOSED:
         raise ProtocolError(CONFLICT, "A chat is rated once it has ended.", frame.ref)
     comment = (frame.get("comment") or "").strip() or None
     rating = {"score": frame["score"], "comment": comment, "ts": clock.now_ms()}
@@ -42,8 +49,7 @@ def rate(connection_id: str, frame: Frame, outbox: Outbox) -> None:
     frame_out = frames.rated(conv.id, rating)
     outbox.to([connection_id], {**frame_out, "ref": frame.ref})
     if fresh and conv.agent_id:
-        try:
-            agent = AgentModel.get(agent_key(conv.agent_id), META, consistent_read=True)
-        except AgentModel.DoesNotExist:
+        agent = get_or_none(AgentModel, agent_key(conv.agent_id), consistent_read=True)
+        if agent is None:
             return
         outbox.to(sorted(agent.conns or ()), frame_out)

@@ -18,7 +18,7 @@ from typing import Any
 from chalicelib import agents, clock, sites, stats
 from chalicelib.errors import BAD_REQUEST, Refusal
 from chalicelib.hours import from_ms
-from chalicelib.models import raw_query
+from chalicelib.store import keys, raw_query
 
 MAX_DAYS = 366
 DEFAULT_DAYS = 7
@@ -86,10 +86,11 @@ def figures(c: Counter[str]) -> dict[str, Any]:
 
 def report(site_id: str, first: date, last: date, agent: str | None = None) -> dict[str, Any]:
     """The figures of ``site_id`` from ``first`` to ``last``, for everyone or one agent."""
+    low, high = keys.day_range(first.isoformat(), last.isoformat())
     items = raw_query(
         KeyConditionExpression="pk = :pk AND sk BETWEEN :a AND :b",
-        ExpressionAttributeValues={":pk": {"S": f"STATS#{site_id}"}, ":a": {"S": f"D#{first.isoformat()}"},
-                                   ":b": {"S": f"D#{last.isoformat()}#~"}})
+        ExpressionAttributeValues={":pk": {"S": keys.stats_key(site_id)}, ":a": {"S": low},
+                                   ":b": {"S": high}})
     site_days: dict[str, Counter[str]] = {}
     agent_days: dict[str, dict[str, Counter[str]]] = {}
     for item in items:

@@ -38,17 +38,18 @@ from chalicelib.lifecycle import ASSIGNED as ASSIGNED
 from chalicelib.lifecycle import CLOSED as CLOSED
 from chalicelib.lifecycle import OPEN_STATES as OPEN_STATES
 from chalicelib.lifecycle import QUEUED as QUEUED
-from chalicelib.models import (
-    META,
+from chalicelib.protocol import AT_CAPACITY, CONFLICT, FORBIDDEN, ProtocolError, page_view
+from chalicelib.store import (
     AgentModel,
     ConversationModel,
     agent_key,
     conversation_key,
     expired,
+    get_or_none,
+    keys,
     plain_map,
     update_or_old,
 )
-from chalicelib.protocol import AT_CAPACITY, CONFLICT, FORBIDDEN, ProtocolError, page_view
 
 QUEUE_PAGE = 100
 IN_FLIGHT_MS = 5_000  # a conversation this new is still being routed by its own start
@@ -56,7 +57,7 @@ IN_FLIGHT_MS = 5_000  # a conversation this new is still being routed by its own
 
 def queue_keys(site: str, queued_at: int, conv_id: str) -> tuple[str, str]:
     """Sparse index keys: sorting by the zero-padded time gives oldest first."""
-    return f"QUEUE#{site}", f"{queued_at:015d}#{conv_id}"
+    return keys.queue_key(site), keys.timed_sk(queued_at, conv_id)
 
 
 def waiting(site: str, limit: int = QUEUE_PAGE, after: str | None = None) -> list[ConversationModel]:
@@ -67,7 +68,7 @@ def waiting(site: str, limit: int = QUEUE_PAGE, after: str | None = None) -> lis
     now = clock.now_ms()
     C = ConversationModel
     behind = C.q_sk > after if after else None
-    return [c for c in C.queue_index.query(f"QUEUE#{site}", behind, limit=limit)
+    return [c for c in C.queue_index.query(keys.queue_key(site), behind, limit=limit)
             if not expired(c, now)]
 
 
@@ -77,13 +78,13 @@ def on_shift(site: str, with_room: bool = False) -> list[AgentModel]:
     DynamoDB, so a busy 500-agent team does not send 500 items to every start)."""
     A = AgentModel
     room = (A.convs.does_not_exist() | (size(A.convs) < A.max_chats)) if with_room else None
-    return list(A.shift_index.query(f"SHIFT#{site}", filter_condition=room))
+    return list(A.shift_index.query(keys.shift_key(site), filter_condition=room))
 
 
 def anyone_on_shift(site: str) -> bool:
     """Whether the site has an agent on shift: one item read, however large the team (it
     is asked on every visitor hello and start)."""
-    return next(iter(AgentModel.shift_index.query(f"SHIFT#{site}", limit=1)), None) is not None
+    return next(iter(AgentModel.shift_index.query(keys.shift_key(site), limit=1)), None) is not None
 
 
 @dataclass
@@ -132,10 +133,9 @@ def assign(conv_id: str, agent_id: str, require_shift: bool = True) -> Assignmen
 def held_by(who: Caller, conv_id: str) -> ConversationModel:
     """The conversation, if ``who`` is the agent holding it (for what only that agent may
     see or do: notes, visitor context); a refusal that does not reveal whether it exists."""
-    try:
-        conv = ConversationModel.get(conversation_key(conv_id), META, consistent_read=True)
-    except ConversationModel.DoesNotExist:
-        raise ProtocolError(FORBIDDEN, "That is not one of your conversations.") from None
+    conv = get_or_none(ConversationModel, conversation_key(conv_id), consistent_read=True)
+    if conv is None:
+        raise ProtocolError(FORBIDDEN, "That is not one of your conversations.")
     if conv.agent_id != who.subject or conv.site != who.site:
         raise ProtocolError(FORBIDDEN, "That is not one of your conversations.")
     return conv
@@ -147,10 +147,11 @@ def held(agent: AgentModel) -> list[ConversationModel]:
     keeps taking a place in the agent's capacity."""
     convs = []
     for conv_id in sorted(agent.convs or ()):
-        try:
-            convs.append(ConversationModel.get(conversation_key(conv_id), META, consistent_read=True))
-        except ConversationModel.DoesNotExist:
+        conv = get_or_none(ConversationModel, conversation_key(conv_id), consistent_read=True)
+        if conv is None:
             release(agent.id, conv_id)
+        else:
+            convs.append(conv)
     return convs
 
 
@@ -293,7 +294,7 @@ def queue_items(queue: list[ConversationModel], after: str | None = None) -> lis
 def queue_cursor(item: dict[str, Any]) -> str:
     """Where a page of the line ends: its last chat's place in line (wait start, then id), so
     the next page starts right behind it even if chats ahead left meanwhile."""
-    return f"{int(item['queued_at'] or 0):015d}#{item['conversation']}"
+    return keys.timed_sk(int(item['queued_at'] or 0), item['conversation'])
 
 
 def queue_listing(queue: list[ConversationModel], after: str | None = None) -> dict[str, Any]:
@@ -321,9 +322,8 @@ def accept(agent_id: str, conv_id: str, outbox: Outbox) -> Assignment:
 def requeue(conv_id: str, agent_id: str) -> ConversationModel | None:
     """Put an agent's conversation back in line at its original place (agent vanished)."""
     C = ConversationModel
-    try:
-        conv = C.get(conversation_key(conv_id), META, consistent_read=True)
-    except C.DoesNotExist:
+    conv = get_or_none(C, conversation_key(conv_id), consistent_read=True)
+    if conv is None:
         return None
     queued_at = int(conv.queued_at or conv.created_at)
     q_pk, q_sk = queue_keys(conv.site, queued_at, conv_id)

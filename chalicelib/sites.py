@@ -21,7 +21,7 @@ from pynamodb.expressions.update import Action
 
 from chalicelib import config, lifecycle, validate
 from chalicelib.hours import Schedule, ScheduleError
-from chalicelib.models import META, CursorModel, SiteModel, update_or_old
+from chalicelib.store import META, CursorModel, SiteModel, get_or_none, keys, update_or_old
 from chalicelib.validate import SITE_ID, is_web_url
 
 
@@ -33,16 +33,13 @@ def find(site: str) -> SiteModel | None:
     """The site, or None when no admin created it (or the id is not a site id at all)."""
     if not isinstance(site, str) or not SITE_ID.match(site):
         return None
-    try:
-        return SiteModel.get("SITE", site, consistent_read=True)
-    except SiteModel.DoesNotExist:
-        return None
+    return get_or_none(SiteModel, keys.SITES, site, consistent_read=True)
 
 
 def get(site: str) -> SiteModel:
     """The site's settings, for a site known to exist (a signed-in agent's, a registered
     connection's). An id nobody created gets defaults, but nothing is written for it."""
-    return find(site) or SiteModel("SITE", site)
+    return find(site) or SiteModel(keys.SITES, site)
 
 
 def create(site_id: str, name: str | None = None) -> SiteModel:
@@ -50,7 +47,7 @@ def create(site_id: str, name: str | None = None) -> SiteModel:
     sibling ValueError when the id is malformed or taken."""
     if not isinstance(site_id, str) or not SITE_ID.match(site_id):
         raise ValueError("Site id: 1-40 characters, letters, digits, - or _.")
-    item = SiteModel("SITE", site_id, name=valid_name(name))
+    item = SiteModel(keys.SITES, site_id, name=valid_name(name))
     try:
         item.save(condition=SiteModel.sk.does_not_exist())
     except PutError as exc:
@@ -93,10 +90,10 @@ def display_name(site: SiteModel) -> str:
 
 def all_sites() -> list[SiteModel]:
     """Every site. Not for the minute timer (see ``walk``): for admin tools and tests."""
-    return list(SiteModel.query("SITE"))
+    return list(SiteModel.query(keys.SITES))
 
 
-WALK_CURSOR = "CURSOR#housekeeping"  # the last site the minute timer served
+WALK_CURSOR = keys.cursor_key(keys.HOUSEKEEPING)  # the last site the minute timer served
 WALK_PAGE = 25
 
 
@@ -133,7 +130,7 @@ def _lap(start: str) -> Iterator[SiteModel]:
 def _pages(after: str, stop: str | None) -> Iterator[SiteModel]:
     S = SiteModel
     while True:
-        page = list(S.query("SITE", (S.sk > after) if after else None, consistent_read=True,
+        page = list(S.query(keys.SITES, (S.sk > after) if after else None, consistent_read=True,
                             limit=WALK_PAGE))
         for site in page:
             if stop is not None and site.id > stop:
@@ -145,10 +142,8 @@ def _pages(after: str, stop: str | None) -> Iterator[SiteModel]:
 
 
 def _cursor() -> str:
-    try:
-        return CursorModel.get(WALK_CURSOR, META, consistent_read=True).after or ""
-    except CursorModel.DoesNotExist:
-        return ""
+    cursor = get_or_none(CursorModel, WALK_CURSOR, consistent_read=True)
+    return "" if cursor is None else cursor.after or ""
 
 
 def _save_cursor(after: str) -> None:
@@ -311,9 +306,9 @@ def valid_name(value: Any) -> str | None:
 def update(site_id: str, doc: Any) -> SiteModel:
     """Apply a settings document (any of hours, team_email, name, widget, console); raises
     ValueError naming the field. ``name`` or ``team_email`` null or empty unsets it."""
-    keys = {"hours", "team_email", "name", "widget", "console"}
-    if not isinstance(doc, dict) or not set(doc) <= keys or not doc:
-        raise ValueError(f"Send an object with any of: {', '.join(sorted(keys))}.")
+    fields = {"hours", "team_email", "name", "widget", "console"}
+    if not isinstance(doc, dict) or not set(doc) <= fields or not doc:
+        raise ValueError(f"Send an object with any of: {', '.join(sorted(fields))}.")
     S = SiteModel
     actions: list[Action] = []
     if "hours" in doc:
@@ -337,7 +332,7 @@ def update(site_id: str, doc: Any) -> SiteModel:
     if "name" in doc:
         name = valid_name(doc["name"])
         actions.append(S.name.set(name) if name else S.name.remove())
-    ok, item = update_or_old(S, "SITE", actions, S.sk.exists(), range_key=site_id)
+    ok, item = update_or_old(S, keys.SITES, actions, S.sk.exists(), range_key=site_id)
     if not ok or item is None:
         raise UnknownSite(f"No site {site_id!r}: an admin creates it first (python -m infra.admin "
                           f"create-site).")

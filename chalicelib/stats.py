@@ -36,9 +36,9 @@ from dataclasses import dataclass
 from datetime import tzinfo
 from typing import Any
 
-from chalicelib import clock, sites
+from chalicelib import clock, lifecycle, sites
 from chalicelib.hours import from_ms
-from chalicelib.models import ConversationModel, SiteModel, plain_map, transact_write
+from chalicelib.store import ConversationModel, SiteModel, keys, plain_map, raw_update, transact_write
 
 ANSWERED, MISSED, ABANDONED = "answered", "missed", "abandoned"
 
@@ -91,8 +91,7 @@ def local_day(ms: int, tz: tzinfo) -> tuple[str, int]:
 
 
 def day_key(site: str, day: str, agent: str | None = None) -> dict[str, Any]:
-    return {"pk": {"S": f"STATS#{site}"},
-            "sk": {"S": f"D#{day}#*" if agent is None else f"D#{day}#a#{agent}"}}
+    return {"pk": {"S": keys.stats_key(site)}, "sk": {"S": keys.day_sk(day, agent)}}
 
 
 @dataclass(frozen=True)
@@ -132,13 +131,13 @@ class Measures:
 
 def first_agent_message(conv: ConversationModel) -> int | None:
     """When an agent first wrote: the earliest first-message time of the agents' clients."""
-    owners, firsts = plain_map(conv.co), plain_map(conv.mf)
+    owners, firsts = plain_map(conv.client_owners), plain_map(conv.first_message_at)
     times = [int(firsts[c]) for c, tag in owners.items() if str(tag).startswith("a:") and c in firsts]
     return min(times) if times else None
 
 
 def messages_by_side(conv: ConversationModel) -> tuple[int, int]:
-    owners, counts = plain_map(conv.co), plain_map(conv.mn)
+    owners, counts = plain_map(conv.client_owners), plain_map(conv.message_counts)
     visitor = sum(int(n) for c, n in counts.items() if str(owners.get(c, "")).startswith("v:"))
     agent = sum(int(n) for c, n in counts.items() if str(owners.get(c, "")).startswith("a:"))
     return visitor, agent
@@ -206,7 +205,7 @@ def settle(conv: ConversationModel, closed_by: str | None) -> Measures | None:
         "ConditionExpression": "attribute_not_exists(#counted) AND #status = :closed",
         "ExpressionAttributeNames": {"#counted": "counted", "#outcome": "outcome", "#status": "status"},
         "ExpressionAttributeValues": {":yes": {"BOOL": True}, ":outcome": {"S": m.outcome},
-                                      ":closed": {"S": "closed"}}}}
+                                      ":closed": {"S": lifecycle.CLOSED}}}}
     items = [mark, day_update(conv.site, m.day, None, m.increments())]
     if m.agent:
         items.append(day_update(conv.site, m.day, m.agent, m.increments()))
@@ -228,7 +227,7 @@ def rating_items(conv: ConversationModel, connection_id: str, rating: dict[str, 
                                 "AND attribute_exists(#conns.#conn)"),
         "ExpressionAttributeNames": {"#rating": "rating", "#status": "status", "#conns": "conns",
                                      "#conn": connection_id},
-        "ExpressionAttributeValues": {":rating": {"M": stored}, ":closed": {"S": "closed"}}}}
+        "ExpressionAttributeValues": {":rating": {"M": stored}, ":closed": {"S": lifecycle.CLOSED}}}}
     score = {rating["score"]: 1}
     items = [mark, day_update(conv.site, day, None, score)]
     if conv.agent_id:
@@ -239,7 +238,4 @@ def rating_items(conv: ConversationModel, connection_id: str, rating: dict[str, 
 def count_offline(site_id: str, at_ms: int) -> None:
     """An after-hours message left with the form: counted on the site's day when it is left."""
     day, _ = local_day(at_ms, zone(sites.get(site_id)))
-    item = day_update(site_id, day, None, {"offline": 1})["Update"]
-    C = ConversationModel
-    C._get_connection().connection.client._make_api_call("UpdateItem", {
-        "TableName": C.Meta.table_name, **item})
+    raw_update(day_update(site_id, day, None, {"offline": 1})["Update"])

@@ -7,8 +7,8 @@ from typing import Any
 
 from chalicelib import agents, clock, frames, routing
 from chalicelib.auth import Caller
-from chalicelib.models import META, AgentModel, ConversationModel, agent_key, expired
 from chalicelib.protocol import FORBIDDEN, ProtocolError, fit, offset
+from chalicelib.store import META, AgentModel, ConversationModel, agent_key, expired, keys
 
 HISTORY_PAGE = 50
 
@@ -33,7 +33,7 @@ def overview(who: Caller, cursor: str | None = None) -> dict[str, Any]:
     ``"<list>:<position>"``. ``overview`` with that cursor answers with that list from there
     (and ``after`` = the cursor, so the console appends) and its own ``next``."""
     require_lead(who)
-    team = [a for a in AgentModel.team_index.query(f"TEAM#{who.site}") if a.on_shift or a.convs]
+    team = [a for a in AgentModel.team_index.query(keys.team_key(who.site)) if a.on_shift or a.convs]
     queue = routing.waiting(who.site)
     wanted, _, at = (cursor or "").partition(":")
     lists = OVERVIEW_LISTS if cursor is None else tuple(k for k in OVERVIEW_LISTS if k == wanted)
@@ -63,7 +63,7 @@ def history(who: Caller, text: str) -> dict[str, Any]:
     needle = text.strip().lower()
     found = []
     now = clock.now_ms()
-    for conv in ConversationModel.queue_index.query(f"HIST#{who.site}", scan_index_forward=False,
+    for conv in ConversationModel.queue_index.query(keys.history_key(who.site), scan_index_forward=False,
                                                     limit=1000):
         if expired(conv, now):
             continue

@@ -30,15 +30,15 @@ from pynamodb.expressions.condition import size
 from chalicelib import auth, config, frames, limits, mail, queue, sites, validate
 from chalicelib.auth import Caller
 from chalicelib.fanout import Outbox
-from chalicelib.models import (
-    META,
+from chalicelib.protocol import BAD_FRAME, CONFLICT, FORBIDDEN, RATE_LIMITED, RETRY, Frame, ProtocolError
+from chalicelib.store import (
     ConversationModel,
     conversation_key,
     email_actions,
+    get_or_none,
     plain_map,
     update_or_old,
 )
-from chalicelib.protocol import BAD_FRAME, CONFLICT, FORBIDDEN, RATE_LIMITED, RETRY, Frame, ProtocolError
 
 MAX_PER_CONVERSATION = 3
 CONFIRM = "confirm"  # the purpose signed into confirmation links
@@ -53,13 +53,13 @@ def address(conv: ConversationModel, request_id: str | None) -> str | None:
     """Where one request's transcript goes (the pre-chat address for the close-time one)."""
     if request_id is None:
         return conv.email
-    value = plain_map(conv.tx).get(request_id)
+    value = plain_map(conv.transcript_requests).get(request_id)
     return None if value is None else str(value)
 
 
 def trusted(conv: ConversationModel, to: str | None) -> bool:
     """Whether this chat may mail its transcript (visitor text) to ``to``."""
-    return bool(to) and to in plain_map(conv.ok)
+    return bool(to) and to in plain_map(conv.trusted_addresses)
 
 
 def _allowed(who: Caller, conv: ConversationModel) -> bool:
@@ -70,11 +70,12 @@ def _allowed(who: Caller, conv: ConversationModel) -> bool:
 
 def _trust(conv: ConversationModel, to: str, how: str) -> None:
     C = ConversationModel
-    if conv.ok is None:
-        ok, _ = update_or_old(C, conv.pk, [C.ok.set({to: how})], C.ok.does_not_exist())
+    trusted = C.trusted_addresses
+    if conv.trusted_addresses is None:
+        ok, _ = update_or_old(C, conv.pk, [trusted.set({to: how})], trusted.does_not_exist())
         if ok:
             return
-    update_or_old(C, conv.pk, [C.ok[to].set(how)], C.ok[to].does_not_exist())
+    update_or_old(C, conv.pk, [trusted[to].set(how)], trusted[to].does_not_exist())
 
 
 def _queue(conv: ConversationModel, rid: str | None, to: str) -> bool:
@@ -89,10 +90,7 @@ def _queue(conv: ConversationModel, rid: str | None, to: str) -> bool:
 
 def request(who: Caller, frame: Frame, outbox: Outbox) -> None:
     C = ConversationModel
-    try:
-        conv = C.get(conversation_key(frame["conversation"]), META, consistent_read=True)
-    except C.DoesNotExist:
-        conv = None
+    conv = get_or_none(C, conversation_key(frame["conversation"]), consistent_read=True)
     if conv is None or not _allowed(who, conv):
         raise ProtocolError(FORBIDDEN, "That is not one of your conversations.", frame.ref)
     rid = frame["id"]
@@ -108,16 +106,17 @@ def request(who: Caller, frame: Frame, outbox: Outbox) -> None:
         # so the team can follow up and find the chat by it (``by_email``). One address: the
         # pre-chat one, or the first given here, never replaced by a later request.
         keep = email_actions(conv.site, to, unless_set=True) if who.role == auth.VISITOR else []
-        if conv.tx is None:
-            ok, old = update_or_old(C, conv.pk, [C.tx.set({rid: to}), *keep], C.tx.does_not_exist())
+        requests = C.transcript_requests
+        if conv.transcript_requests is None:
+            ok, old = update_or_old(C, conv.pk, [requests.set({rid: to}), *keep], requests.does_not_exist())
         else:
-            ok, old = update_or_old(C, conv.pk, [C.tx[rid].set(to), *keep],
-                                    (size(C.tx) < MAX_PER_CONVERSATION) & C.tx[rid].does_not_exist())
+            ok, old = update_or_old(C, conv.pk, [requests[rid].set(to), *keep],
+                                    (size(requests) < MAX_PER_CONVERSATION) & requests[rid].does_not_exist())
         if not ok:
             if old is None:
                 raise ProtocolError(RETRY, "Temporary problem; please resend.", frame.ref)
             if address(old, rid) is None:
-                if len(plain_map(old.tx)) >= MAX_PER_CONVERSATION:
+                if len(plain_map(old.transcript_requests)) >= MAX_PER_CONVERSATION:
                     raise ProtocolError(CONFLICT, f"At most {MAX_PER_CONVERSATION} transcripts per chat.",
                                         frame.ref)
                 raise ProtocolError(RETRY, "Temporary problem; please resend.", frame.ref)
@@ -125,7 +124,7 @@ def request(who: Caller, frame: Frame, outbox: Outbox) -> None:
     to = address(conv, rid) or to
     if who.role == auth.AGENT and not trusted(conv, to):  # the team's explicit action
         _trust(conv, to, BY_AGENT)
-        conv.ok = {**plain_map(conv.ok), to: BY_AGENT}
+        conv.trusted_addresses = {**plain_map(conv.trusted_addresses), to: BY_AGENT}
     sent = _queue(conv, rid, to)  # again on a resend: the email itself goes out once
     outbox.to([who.connection_id], frames.transcript_queued(conv.id, rid, to, not sent, frame.ref))
 
@@ -156,7 +155,7 @@ def at_close(conv: ConversationModel, role: str, network: str | None, ref: str |
     C(conv.pk).update(actions=[C.tx_close.set(True)])
     if role == auth.AGENT and not trusted(conv, to):
         _trust(conv, to, BY_AGENT)
-        conv.ok = {**plain_map(conv.ok), to: BY_AGENT}
+        conv.trusted_addresses = {**plain_map(conv.trusted_addresses), to: BY_AGENT}
     _queue(conv, None, to)
 
 
@@ -209,11 +208,10 @@ def confirm(token: str) -> Confirmed:
             return Confirmed(410, "This link has expired. Ask for the transcript again from the chat.")
         return Confirmed(404, "This link is not valid.")
     C = ConversationModel
-    try:
-        conv = C.get(conversation_key(doc.get("c", "")), META, consistent_read=True)
-    except C.DoesNotExist:
+    conv = get_or_none(C, conversation_key(doc.get("c", "")), consistent_read=True)
+    if conv is None:
         return Confirmed(404, "This conversation is no longer kept.")
-    waiting = {rid: str(to) for rid, to in plain_map(conv.tx).items()}
+    waiting = {rid: str(to) for rid, to in plain_map(conv.transcript_requests).items()}
     if conv.tx_close and conv.email:
         waiting[""] = conv.email
     matching = {rid: to for rid, to in waiting.items() if auth.fingerprint(to) == doc.get("h")}

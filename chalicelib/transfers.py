@@ -17,24 +17,22 @@ from pynamodb.expressions.update import Action
 from chalicelib import clock, conversations, frames, notes, routing
 from chalicelib.auth import Caller
 from chalicelib.fanout import Outbox
-from chalicelib.models import (
+from chalicelib.protocol import AT_CAPACITY, CONFLICT, FORBIDDEN, NOT_FOUND, ProtocolError
+from chalicelib.store import (
     META,
     AgentModel,
     ConversationModel,
     agent_key,
     conversation_key,
+    get_or_none,
     update_or_old,
 )
-from chalicelib.protocol import AT_CAPACITY, CONFLICT, FORBIDDEN, NOT_FOUND, ProtocolError
 
 
 def offer(who: Caller, conv_id: str, to_agent: str, note: str | None, outbox: Outbox) -> None:
     if to_agent == who.subject:
         raise ProtocolError(CONFLICT, "That conversation is already yours.")
-    try:
-        target = AgentModel.get(agent_key(to_agent), META, consistent_read=True)
-    except AgentModel.DoesNotExist:
-        target = None
+    target = get_or_none(AgentModel, agent_key(to_agent), consistent_read=True)
     if target is None or target.site != who.site:  # another site's agent ids are not revealed
         raise ProtocolError(NOT_FOUND, "No such agent.")
     if not target.on_shift or target.away or not target.conns:
@@ -77,9 +75,8 @@ def pending_offers(agent: AgentModel) -> list[dict[str, Any]]:
     offers = []
     stale = clock.now_ms() - OFFER_SECONDS * 1000
     for conv_id in sorted(agent.offers or ()):
-        try:
-            conv = ConversationModel.get(conversation_key(conv_id), META, consistent_read=True)
-        except ConversationModel.DoesNotExist:
+        conv = get_or_none(ConversationModel, conversation_key(conv_id), consistent_read=True)
+        if conv is None:
             continue
         pending = dict(conv.transfer.as_dict()) if conv.transfer else {}
         if pending.get("to") == agent.id and int(pending.get("ts", 0)) >= stale:
@@ -91,10 +88,9 @@ def pending_offers(agent: AgentModel) -> list[dict[str, Any]]:
 
 def answer(who: Caller, conv_id: str, accept: bool, outbox: Outbox) -> None:
     C, A = ConversationModel, AgentModel
-    try:
-        conv = C.get(conversation_key(conv_id), META, consistent_read=True)
-    except C.DoesNotExist:
-        raise ProtocolError(NOT_FOUND, "That transfer is no longer open.") from None
+    conv = get_or_none(C, conversation_key(conv_id), consistent_read=True)
+    if conv is None:
+        raise ProtocolError(NOT_FOUND, "That transfer is no longer open.")
     pending: dict[str, Any] = dict(conv.transfer.as_dict()) if conv.transfer else {}
     AgentModel(agent_key(who.subject)).update(actions=[AgentModel.offers.delete({conv_id})])
     if pending.get("to") != who.subject:

@@ -34,14 +34,6 @@ from typing import Any
 from chalicelib import frames, limits, mail, queue, routing, sites, telemetry, validate
 from chalicelib.auth import Caller
 from chalicelib.fanout import Outbox
-from chalicelib.models import (
-    META,
-    ConversationModel,
-    SiteModel,
-    conversation_key,
-    email_key,
-    update_or_old,
-)
 from chalicelib.protocol import (
     BAD_EMAIL,
     CLOSED,
@@ -50,6 +42,15 @@ from chalicelib.protocol import (
     Frame,
     ProtocolError,
     clip,
+)
+from chalicelib.store import (
+    ConversationModel,
+    SiteModel,
+    conversation_key,
+    email_key,
+    get_or_none,
+    keys,
+    update_or_old,
 )
 
 TELL_PAGES = 5  # pages of the line told in the invocation that saw nobody left (500 chats)
@@ -100,8 +101,8 @@ def tell_waiting(site_id: str, outbox: Outbox, after: str | None = None,
         after = str(page[-1].q_sk)
     telemetry.count("NoAgentsTold", told)
     S = SiteModel
-    if after is not None or site.na_after:
-        update_or_old(S, "SITE", [S.na_after.set(after) if after else S.na_after.remove()],
+    if after is not None or site.no_agents_after:
+        update_or_old(S, keys.SITES, [S.no_agents_after.set(after) if after else S.no_agents_after.remove()],
                       S.sk.exists(), range_key=site_id)
     return after
 
@@ -110,13 +111,13 @@ def continue_telling(site: SiteModel, online: Callable[[], bool], outbox: Outbox
     """The minute timer's step: go on telling a long line where the flip's invocation
     stopped, while nobody is there (forgotten once someone is). ``online`` is asked only
     when there is something to go on with. Returns the site's id when it told anyone."""
-    if not site.na_after:
+    if not site.no_agents_after:
         return []
     if online():
         S = SiteModel
-        update_or_old(S, "SITE", [S.na_after.remove()], S.sk.exists(), range_key=site.id)
+        update_or_old(S, keys.SITES, [S.no_agents_after.remove()], S.sk.exists(), range_key=site.id)
         return []
-    tell_waiting(site.id, outbox, after=site.na_after)
+    tell_waiting(site.id, outbox, after=site.no_agents_after)
     return [site.id]
 
 
@@ -128,10 +129,9 @@ def continue_by_email(who: Caller, request: Frame, outbox: Outbox, network: str 
         raise ProtocolError(BAD_EMAIL, "Please give a valid email address so we can answer you there.",
                             request.ref)
     C = ConversationModel
-    try:
-        conv = C.get(conversation_key(request["conversation"]), META, consistent_read=True)
-    except C.DoesNotExist:
-        raise ProtocolError(FORBIDDEN, NOT_YOURS, request.ref) from None
+    conv = get_or_none(C, conversation_key(request["conversation"]), consistent_read=True)
+    if conv is None:
+        raise ProtocolError(FORBIDDEN, NOT_YOURS, request.ref)
     if conv.visitor_id != who.subject or who.connection_id not in conv.connections():
         raise ProtocolError(FORBIDDEN, NOT_YOURS, request.ref)
     if conv.status not in routing.OPEN_STATES:

@@ -12,21 +12,6 @@ from pynamodb.expressions.update import Action
 from chalicelib import auth, availability, clock, conversations, frames, routing, sites
 from chalicelib.auth import Caller
 from chalicelib.fanout import Outbox
-from chalicelib.models import (
-    META,
-    AgentModel,
-    ConnectionModel,
-    ConversationModel,
-    SiteModel,
-    VisitorModel,
-    agent_key,
-    conversation_key,
-    expired,
-    keep_until,
-    plain_map,
-    update_or_old,
-    visitor_key,
-)
 from chalicelib.protocol import (
     CONFLICT,
     NOT_FOUND,
@@ -36,6 +21,23 @@ from chalicelib.protocol import (
     ProtocolError,
     clip,
     page_view,
+)
+from chalicelib.store import (
+    META,
+    AgentModel,
+    ConnectionModel,
+    ConversationModel,
+    SiteModel,
+    VisitorModel,
+    agent_key,
+    conversation_key,
+    expired,
+    get_or_none,
+    keep_until,
+    keys,
+    plain_map,
+    update_or_old,
+    visitor_key,
 )
 
 # The visit's pages are history: kept in brief and few, so the visitor item (rewritten on
@@ -69,10 +71,9 @@ def record_page(who: Caller, frame: Frame, outbox: Outbox) -> None:
         else:
             apply_rules(who.site, visitor, outbox, tab=who.connection_id)
         return
-    try:
-        conv = ConversationModel.get(conversation_key(visitor.conv), META)
-    except ConversationModel.DoesNotExist:  # its start is writing it right now (page and start
-        return                              # arrive together on a page load); nobody to tell yet
+    conv = get_or_none(ConversationModel, conversation_key(visitor.conv))
+    if conv is None:  # its start is writing it right now (page and start arrive together on a
+        return        # page load); nobody to tell yet
     outbox.to(conv.connections_of("a:"), frames.page(conv.id, who.subject, page_view(page)))
 
 
@@ -87,9 +88,8 @@ def context(who: Caller, conv_id: str, cursor: str | None = None) -> dict[str, A
     visit's pages (up to 50, clipped) paged by position: with ``cursor``, only more ``pages``
     (``after`` = the cursor) for the console to append."""
     conv = routing.held_by(who, conv_id)
-    try:
-        visitor = VisitorModel.get(visitor_key(conv.visitor_id), META, consistent_read=True)
-    except VisitorModel.DoesNotExist:
+    visitor = get_or_none(VisitorModel, visitor_key(conv.visitor_id), consistent_read=True)
+    if visitor is None:
         visitor = VisitorModel(visitor_key(conv.visitor_id))
     pages = [page_view(p) for p in visitor.visit_pages()]
     if cursor is not None:
@@ -98,9 +98,8 @@ def context(who: Caller, conv_id: str, cursor: str | None = None) -> dict[str, A
     past = []
     now = clock.now_ms()
     for past_id in past_ids:
-        try:
-            earlier = ConversationModel.get(conversation_key(past_id), META)
-        except ConversationModel.DoesNotExist:
+        earlier = get_or_none(ConversationModel, conversation_key(past_id))
+        if earlier is None:
             continue  # erased, or deleted by retention
         if not expired(earlier, now):
             past.append(earlier.summary())
@@ -131,15 +130,14 @@ def live(who: Caller, cursor: str | None = None) -> dict[str, Any]:
     (the newest ``VISITOR_PAGES_SHOWN`` pages, clipped, and ``page_count``). Paged by visitor
     id: ``cursor`` is the last id sent, ``after`` echoes it (the console appends)."""
     seen: dict[str, int] = {}
-    for conn in ConnectionModel.site_index.query(f"VCONN#{who.site}"):
+    for conn in ConnectionModel.site_index.query(keys.site_visitors_key(who.site)):
         seen[conn.subject] = int(min(seen.get(conn.subject, conn.connected_at), conn.connected_at))
     now = clock.now_ms()
     items = []
     ids = sorted(v for v in seen if cursor is None or v > cursor)
     for visitor_id in ids[:LIVE_READS]:
-        try:
-            visitor = VisitorModel.get(visitor_key(visitor_id), META)
-        except VisitorModel.DoesNotExist:
+        visitor = get_or_none(VisitorModel, visitor_key(visitor_id))
+        if visitor is None:
             continue
         page = visitor.current_page()
         pages = visitor.visit_pages()
@@ -165,10 +163,9 @@ def _invite(site: str, visitor_id: str, text: str, outbox: Outbox, *, agent: str
     """Open an invitation on the visitor's record (a rule's: only if that rule has not fired
     this visit and none is open, in the same conditional write) and show it on their tabs;
     ``tab``: the connection whose page event asked, shown it whatever the race."""
-    try:
-        visitor = VisitorModel.get(visitor_key(visitor_id), META, consistent_read=True)
-    except VisitorModel.DoesNotExist:
-        raise ProtocolError(NOT_FOUND, "That visitor is not on the site.") from None
+    visitor = get_or_none(VisitorModel, visitor_key(visitor_id), consistent_read=True)
+    if visitor is None:
+        raise ProtocolError(NOT_FOUND, "That visitor is not on the site.")
     if visitor.site != site or not visitor.conns:
         raise ProtocolError(NOT_FOUND, "That visitor is not on the site.")
     if visitor.conv:
@@ -265,7 +262,7 @@ def apply_rules(site_id: str, visitor: VisitorModel, outbox: Outbox, now_ms: int
                 due.append(left)
         if met:
             try:
-                _invite(site_id, visitor.pk.split("#", 1)[1], rule["text"], outbox, agent=None,
+                _invite(site_id, keys.item_id(visitor.pk), rule["text"], outbox, agent=None,
                         name=sites.display_name(site), rule=rule["id"], tab=tab)
             except ProtocolError:
                 return []
@@ -279,9 +276,8 @@ def recheck(who: Caller, outbox: Outbox) -> None:
     """The ``rules`` action: a tab asks again when a ``rules_due`` said a time rule would be
     met (one read of the visitor's own record; rules are the site's, nothing the visitor
     sends is used). A pending invitation is shown again instead."""
-    try:
-        visitor = VisitorModel.get(visitor_key(who.subject), META, consistent_read=True)
-    except VisitorModel.DoesNotExist:
+    visitor = get_or_none(VisitorModel, visitor_key(who.subject), consistent_read=True)
+    if visitor is None:
         return
     if visitor.conv or visitor.site != who.site:
         return
@@ -297,11 +293,10 @@ def sweep_rules(site: SiteModel, outbox: Outbox, now_ms: int | None = None) -> l
     fired: list[str] = []
     if not sites.console(site)["rules"]:
         return []
-    subjects = {c.subject for c in ConnectionModel.site_index.query(f"VCONN#{site.id}")}
+    subjects = {c.subject for c in ConnectionModel.site_index.query(keys.site_visitors_key(site.id))}
     for visitor_id in sorted(subjects):
-        try:
-            visitor = VisitorModel.get(visitor_key(visitor_id), META, consistent_read=True)
-        except VisitorModel.DoesNotExist:
+        visitor = get_or_none(VisitorModel, visitor_key(visitor_id), consistent_read=True)
+        if visitor is None:
             continue
         fired += apply_rules(site.id, visitor, outbox, now_ms)
     return fired

@@ -2,7 +2,7 @@
 policy the app is deployed with (``.chalice/policy-prod.json``).
 
 Recording: ``botocore.client.BaseClient._make_api_call`` is wrapped for the whole session, so
-every client sees it, whenever it was created (PynamoDB's, and ``models._call_or_old`` which
+every client sees it, whenever it was created (PynamoDB's, and ``store.base._call_or_old`` which
 calls ``_make_api_call`` itself, included). A call counts as the app's when its stack holds
 
 * a frame of ``app.py``: a Lambda handler is running, whoever invoked it (the local gateway

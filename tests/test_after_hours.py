@@ -135,7 +135,7 @@ def test_offline_messages_are_rate_limited_per_address_and_per_visitor(stack, si
     # Earlier tests in the run may have left messages from this address in this window.
     key = limits.OFFLINE_PER_NETWORK.counter_key(auth.fingerprint('127.0.0.1'))
     try:
-        earlier = int(limits.CounterModel.get(key, "META", consistent_read=True).n)
+        earlier = int(limits.CounterModel.get(key, "META", consistent_read=True).hits)
     except limits.CounterModel.DoesNotExist:
         earlier = 0
     app_settings(offline_per_ip_per_hour=earlier + 3)

@@ -53,7 +53,7 @@ def test_offline_messages_only_from_the_sites_allowed_origins(stack, site, admin
     def stored() -> int:  # offline messages counted for this address this hour
         key = limits.counter_key(f"offline-ip#{auth.fingerprint('127.0.0.1')}", 3600)
         try:
-            return int(CounterModel.get(key, META, consistent_read=True).n)
+            return int(CounterModel.get(key, META, consistent_read=True).hits)
         except CounterModel.DoesNotExist:
             return 0
 

@@ -52,7 +52,7 @@ def test_an_accepted_invitation_opens_the_chat_with_its_text_from_the_inviting_a
     assert again.welcome["conversation"]["seq"] == 2
     resumed = again.request({"action": "sync", "conversation": conv, "after": 0}, "messages")
     assert [m["text"] for m in resumed["items"]] == ["Can I help you choose a size?", "A 38 please"]
-    owners = plain_map(_conv(conv).co)
+    owners = plain_map(_conv(conv).client_owners)
     assert owners and all(tag.startswith("v:") for tag in owners.values())  # no agent response yet
 
 

@@ -42,7 +42,8 @@ LAYERS: dict[str, int] = {
 #: gone, so the list only shrinks.
 KNOWN_UPWARD: dict[tuple[str, str], str] = {
     ("chalicelib.config", "chalicelib.aws"): "the SSM read of the token secret (settings work)",
-    ("chalicelib.models", "chalicelib.lifecycle"): "ConversationModel.lifecycle_view (store layer work)",
+    ("chalicelib.store.conversations", "chalicelib.lifecycle"):
+        "ConversationModel.lifecycle_view: summaries carry the lifecycle view (states live in lifecycle)",
 }
 
 
@@ -100,4 +101,5 @@ def test_imports_inside_functions_are_dependencies_too():
     """The late imports the chain measure leaves out are still seen by the layer check."""
     late = shape.graph(module_level_only=False)
     top = shape.graph(module_level_only=True)
-    assert "chalicelib.lifecycle" in late["chalicelib.models"] - top["chalicelib.models"]
+    conv = "chalicelib.store.conversations"
+    assert "chalicelib.lifecycle" in late[conv] - top[conv]

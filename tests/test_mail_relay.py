@@ -149,7 +149,7 @@ def test_the_site_budget_refuses_over_rest_with_retry_after(stack, site, app_set
 def test_the_deployment_budget_covers_every_site(stack, visitor, app_settings, mailbox):
     key = limits.MAILS_PER_DEPLOYMENT.counter_key()
     try:
-        spent = int(CounterModel.get(key, META, consistent_read=True).n)
+        spent = int(CounterModel.get(key, META, consistent_read=True).hits)
     except CounterModel.DoesNotExist:
         spent = 0
     app_settings(mail_per_deployment_per_hour=spent + 1)

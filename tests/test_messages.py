@@ -80,7 +80,8 @@ def test_resend_after_a_crash_between_the_two_writes_stores_it_once(visitor, age
     client, counter = message_id.split(":")
     C = ConversationModel
     C(conversation_key(conv)).update(actions=[
-        C.seq.set(C.seq + 1), C.cm[client].set(int(counter)), C.cs[client].set(C.seq + 1)])
+        C.seq.set(C.seq + 1), C.client_counters[client].set(int(counter)),
+        C.client_seqs[client].set(C.seq + 1)])
     ack = guest.say(conv, "lost in the crash", message_id)
     assert ack["type"] == "ack" and ack["seq"] == 1
     assert console.expect("message", conversation=conv)["text"] == "lost in the crash"

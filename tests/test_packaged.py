@@ -75,7 +75,7 @@ def _app_env() -> dict[str, str]:
     local stack's environment, plus credentials: what the stage's Lambda environment holds."""
     from chalicelib import config
 
-    source = "\n".join(p.read_text() for p in [ROOT / "app.py", *(ROOT / "chalicelib").glob("*.py")])
+    source = "\n".join(p.read_text() for p in [ROOT / "app.py", *(ROOT / "chalicelib").rglob("*.py")])
     names = set(re.findall(r"os\.environ(?:\.get)?[(\[]\"([A-Z0-9_]+)\"", source)) | set(config.variables())
     names |= {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
     return {k: v for k, v in os.environ.items()
@@ -154,7 +154,7 @@ def test_a_cold_start_compiles_nothing_but_the_handler_module(venv: Path, task_r
 def test_shipped_services_are_exactly_the_ones_the_code_calls() -> None:
     """Trimming botocore is only safe while this list and the code agree: every service the
     app makes a client for (``aws.client("...")``, and PynamoDB's ``dynamodb``) is shipped."""
-    source = "\n".join(p.read_text() for p in (ROOT / "chalicelib").glob("*.py"))
+    source = "\n".join(p.read_text() for p in (ROOT / "chalicelib").rglob("*.py"))
     called = set(re.findall(r"\bclient\(\s*\"([a-z0-9-]+)\"", source)) | {"dynamodb"}
     assert called == SHIPPED_SERVICES
 

@@ -109,7 +109,7 @@ def test_new_conversations_per_network_whatever_the_visitor_identity(visitor, ag
     from chalicelib.models import CounterModel
 
     key = limits.counter_key(f"start-ip#{auth.fingerprint('127.0.0.1')}", 3600)
-    used = int(CounterModel.get(key, META, consistent_read=True).n)
+    used = int(CounterModel.get(key, META, consistent_read=True).hits)
     app_settings(conversations_per_ip_per_hour=used + 1)
     assert visitor().start()  # the last one this address may open this hour
     newcomer = visitor()  # a brand-new identity, same network
@@ -142,12 +142,12 @@ def test_offline_messages_per_address_answer_429_with_retry_after(stack, site, v
     from chalicelib.models import CounterModel
 
     key = limits.counter_key(f"offline-ip#{auth.fingerprint('127.0.0.1')}", 3600)
-    used = int(CounterModel.get(key, META, consistent_read=True).n)
+    used = int(CounterModel.get(key, META, consistent_read=True).hits)
     app_settings(offline_per_ip_per_hour=used)  # the address is now at its limit
     status, headers, body = _post(url, {**doc, "text": "one more"})
     assert status == 429 and body["code"] == RATE_LIMITED and body["message"]
     assert 1 <= int(headers["Retry-After"]) <= 3600 and body["retry_after"] == int(headers["Retry-After"])
-    assert int(CounterModel.get(key, META, consistent_read=True).n) == used  # refusals are not counted
+    assert int(CounterModel.get(key, META, consistent_read=True).hits) == used  # refusals are not counted
     guest = visitor()  # the widget's form over the socket: same address, same limit
     guest.send({"action": "leave_message", "email": "flood@example.org", "text": "and again",
                 "ref": "lm"})

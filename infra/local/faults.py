@@ -222,13 +222,11 @@ class _ProxyHandler(BaseHTTPRequestHandler):
 def route_app_through(dynamodb: str | None = None, ses: str | None = None) -> None:
     """Point the app's DynamoDB and/or SES clients at ``dynamodb`` / ``ses`` (a proxy's
     endpoint, or the real local service to undo it). The clients are rebuilt on next use."""
-    from chalicelib import mail, models
+    from chalicelib import mail, store
 
     if dynamodb is not None:
         os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = dynamodb
-        models._shared_client = None  # the models' one client (models.TableModel)
-        for model in models.ALL_MODELS:
-            model._connection = None  # and PynamoDB's connection per model class
+        store.reset_connections()  # the one client, and PynamoDB's connection per model class
     if ses is not None:
         os.environ["AWS_ENDPOINT_URL_SESV2"] = ses
         mail._client.cache_clear()

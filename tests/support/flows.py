@@ -93,7 +93,7 @@ def kept_address_counters() -> Iterator[None]:
 
     def count(key: str) -> int | None:
         try:
-            return int(CounterModel.get(key, META, consistent_read=True).n)
+            return int(CounterModel.get(key, META, consistent_read=True).hits)
         except CounterModel.DoesNotExist:
             return None
 
@@ -107,7 +107,7 @@ def kept_address_counters() -> Iterator[None]:
             if n is None:
                 CounterModel(key).delete()
             else:
-                CounterModel(key).update(actions=[CounterModel.n.set(n)])
+                CounterModel(key).update(actions=[CounterModel.hits.set(n)])
 
 
 def configure_site(stack: Any, site: str, doc: dict[str, Any]) -> dict[str, Any]:
