@@ -63,19 +63,9 @@ from chalicelib import (
     validate,
 )
 from chalicelib.auth import Caller
+from chalicelib.errors import BAD_FRAME, CLOSED, CONFLICT, FORBIDDEN, RATE_LIMITED, RETRY, STALE, Refusal
 from chalicelib.fanout import Outbox
-from chalicelib.protocol import (
-    BAD_FRAME,
-    CLOSED,
-    CONFLICT,
-    FORBIDDEN,
-    MAX_SYNC_PAGE,
-    RATE_LIMITED,
-    RETRY,
-    STALE,
-    Frame,
-    ProtocolError,
-)
+from chalicelib.protocol import MAX_SYNC_PAGE, Frame
 from chalicelib.store import (
     META,
     ConversationModel,
@@ -124,7 +114,7 @@ def first_line(frame: Frame) -> Frame | None:
     if text is None and message_id is None:
         return None
     if text is None or message_id is None:
-        raise ProtocolError(BAD_FRAME, '"text" and "id" go together: the first message and its id.',
+        raise Refusal(BAD_FRAME, '"text" and "id" go together: the first message and its id.',
                             frame.ref)
     return Frame("send", {"conversation": "", "text": text, "id": message_id}, message_id)
 
@@ -143,7 +133,7 @@ def start(who: Caller, outbox: Outbox, *, name: str | None = None, email: str | 
     if email is not None:
         email = validate.email_address(email)
         if email is None:
-            raise ProtocolError(BAD_FRAME, '"email" must be a valid email address.')
+            raise Refusal(BAD_FRAME, '"email" must be a valid email address.')
     V, C = VisitorModel, ConversationModel
     conv_id = auth.new_id()
     now = clock.now_ms()
@@ -152,7 +142,7 @@ def start(who: Caller, outbox: Outbox, *, name: str | None = None, email: str | 
                                      V.conv.does_not_exist())
     if not claimed:
         if visitor is None or not visitor.conv:
-            raise ProtocolError(FORBIDDEN, "This connection is not registered; reconnect.")
+            raise Refusal(FORBIDDEN, "This connection is not registered; reconnect.")
         existing = open_conversation(visitor)
         if existing is None:  # an earlier start died between its two writes; try again
             return start(who, outbox, name=name, email=email, route=route)
@@ -168,7 +158,7 @@ def start(who: Caller, outbox: Outbox, *, name: str | None = None, email: str | 
             and not limits.STARTS_PER_NETWORK.allow(who.ip_hash, per_network)):
         # Give the claim back: a refused start leaves the visitor as it found them.
         update_or_old(V, visitor_key(who.subject), [V.conv.remove()], V.conv == conv_id)
-        raise ProtocolError(RATE_LIMITED, "You have started several chats in a short time; "
+        raise Refusal(RATE_LIMITED, "You have started several chats in a short time; "
                                           "please try again later.",
                             retry_after=limits.STARTS_PER_VISITOR.retry_after())
     q_pk, q_sk = routing.queue_keys(who.site, now, conv_id)
@@ -215,7 +205,7 @@ def _send_first(who: Caller, conv_id: str, first: Frame, outbox: Outbox) -> None
     goes to the visitor as that send's error; the chat is open either way."""
     try:
         send(who.connection_id, Frame("send", {**first.body, "conversation": conv_id}, first.ref), outbox)
-    except ProtocolError as refused:
+    except Refusal as refused:
         outbox.to([who.connection_id],
                   frames.error(refused.code, refused.message, first.ref, refused.retry_after))
 
@@ -293,31 +283,31 @@ def send(connection_id: str, frame: Frame, outbox: Outbox) -> int:
     # A conversation begun before the figures existed has no ``mn``/``mf`` maps to write into.
     ok, conv = update_into_maps(C, key, actions, condition, [counts, firsts])
     if conv is None or connection_id not in conv.connections():
-        raise ProtocolError(FORBIDDEN, NOT_PARTICIPANT, message_id)
+        raise Refusal(FORBIDDEN, NOT_PARTICIPANT, message_id)
     if ok:
         seq = int(conv.seq)
     else:
         sent = conv.client_state(client)
         owner = conv.client_owner(client)
         if owner is not None and owner != conv.connections()[connection_id]:
-            raise ProtocolError(CONFLICT, "That client id belongs to another participant; pick a "
+            raise Refusal(CONFLICT, "That client id belongs to another participant; pick a "
                                           "new random one.", message_id)
         if sent is not None and sent[0] == counter:
             seq = sent[1]  # a resend: same message, same seq
         elif conv.status not in routing.OPEN_STATES:
-            raise ProtocolError(CLOSED, "This conversation is closed.", message_id)
+            raise Refusal(CLOSED, "This conversation is closed.", message_id)
         elif sent is not None and counter < sent[0]:
-            raise ProtocolError(STALE, "An older message id than one already sent; use a new id.",
+            raise Refusal(STALE, "An older message id than one already sent; use a new id.",
                                 message_id)
         elif sent is None and _clients_full(conv, connection_id):
-            raise ProtocolError(CONFLICT, "Too many client ids in this conversation; keep using "
+            raise Refusal(CONFLICT, "Too many client ids in this conversation; keep using "
                                           "the one you have.", message_id)
         elif flood_check is not None:  # every other condition held: it was the time slot
-            raise ProtocolError(RATE_LIMITED, "You are sending messages too fast; this one was not "
+            raise Refusal(RATE_LIMITED, "You are sending messages too fast; this one was not "
                                 "sent. Send it again in a moment.", message_id,
                                 retry_after=RATE_WINDOW_MS // 1000)
         else:  # cannot happen: the old item satisfies the condition
-            raise ProtocolError(RETRY, "Temporary problem; please resend.", message_id)
+            raise Refusal(RETRY, "Temporary problem; please resend.", message_id)
     role, author, name = _sender(conv, connection_id)
     telemetry.tag(site=conv.site, agent=author if role == auth.AGENT else None)
     attempt = auth.new_id(6)
@@ -329,7 +319,7 @@ def send(connection_id: str, frame: Frame, outbox: Outbox) -> int:
         # PutItem but its answer was lost and botocore retried it). Stored once, acknowledged
         # again. The same id with other text is not a resend but a client bug (a duplicated tab).
         if stored.text != text:
-            raise ProtocolError(CONFLICT, "This message id was already used for another message.",
+            raise Refusal(CONFLICT, "This message id was already used for another message.",
                                 message_id)
         now = int(stored.ts)
         fresh = stored.attempt == attempt
@@ -409,9 +399,9 @@ def _participant(conv_id: str, connection_id: str) -> ConversationModel:
     not reveal whether the conversation exists."""
     conv = get_or_none(ConversationModel, conversation_key(conv_id), consistent_read=True)
     if conv is None:
-        raise ProtocolError(FORBIDDEN, NOT_PARTICIPANT)
+        raise Refusal(FORBIDDEN, NOT_PARTICIPANT)
     if connection_id not in conv.connections():
-        raise ProtocolError(FORBIDDEN, NOT_PARTICIPANT)
+        raise Refusal(FORBIDDEN, NOT_PARTICIPANT)
     return conv
 
 
@@ -503,9 +493,9 @@ def past_messages(who: Caller, frame: Frame) -> dict[str, Any]:
     caller's token, not by knowing the id (a refusal does not say whether it exists)."""
     conv = get_or_none(ConversationModel, conversation_key(frame["conversation"]), consistent_read=True)
     if conv is None:
-        raise ProtocolError(FORBIDDEN, NOT_YOURS, frame.ref)
+        raise Refusal(FORBIDDEN, NOT_YOURS, frame.ref)
     if not _owned(who, conv) or expired(conv, clock.now_ms()):
-        raise ProtocolError(FORBIDDEN, NOT_YOURS, frame.ref)
+        raise Refusal(FORBIDDEN, NOT_YOURS, frame.ref)
     return _messages_page(conv, int(frame.get("after") or 0), MAX_SYNC_PAGE)
 
 
@@ -519,9 +509,9 @@ def close(connection_id: str, frame: Frame, outbox: Outbox, network: str | None 
         C, conversation_key(conv_id), lifecycle.closing(now),
         C.conns[connection_id].exists() & C.status.is_in(*routing.OPEN_STATES))
     if conv is None or connection_id not in conv.connections():
-        raise ProtocolError(FORBIDDEN, NOT_PARTICIPANT, frame.ref)
+        raise Refusal(FORBIDDEN, NOT_PARTICIPANT, frame.ref)
     if not ok:
-        raise ProtocolError(CONFLICT, "This conversation is already closed.", frame.ref)
+        raise Refusal(CONFLICT, "This conversation is already closed.", frame.ref)
     role, _, _ = _sender(conv, connection_id)
     # Closed chats move to the site's history: the other partition of the same sparse index.
     # The same write says why it closed (the closer's side, known from the first write's

@@ -44,8 +44,9 @@ from chalicelib import (
     unattended,
     visitors,
 )
+from chalicelib.errors import BAD_FRAME, FORBIDDEN, RETRY, Refusal
 from chalicelib.fanout import Outbox
-from chalicelib.protocol import BAD_FRAME, FORBIDDEN, RETRY, Frame, ProtocolError, parse
+from chalicelib.protocol import Frame, parse
 
 logger = Logger(service=config.SERVICE, child=True)
 
@@ -90,7 +91,7 @@ class Action:
         """Refuse a caller whose role may not send this action (before anything is read or
         written for it; actions open to every role look nobody up)."""
         if self.roles != ANYONE and call.who.role not in self.roles:
-            raise ProtocolError(FORBIDDEN, WRONG_ROLE[self.roles], call.frame.ref)
+            raise Refusal(FORBIDDEN, WRONG_ROLE[self.roles], call.frame.ref)
 
 
 #: action name -> its roles and handler: the one place that decides who may send what.
@@ -303,7 +304,7 @@ def handle(connection_id: str, body: str | None, outbox: Outbox, binary: bool = 
     ref = None
     try:
         if binary:
-            raise ProtocolError(BAD_FRAME, "Frames must be JSON text, not binary.")
+            raise Refusal(BAD_FRAME, "Frames must be JSON text, not binary.")
         frame = parse(body)
         ref = frame.ref
         telemetry.tag(action=frame.action, conversation=frame.get("conversation"))
@@ -312,7 +313,7 @@ def handle(connection_id: str, body: str | None, outbox: Outbox, binary: bool = 
             call = Call(connection_id, frame, outbox)
             registered.authorize(call)
             registered.handler(call)
-    except ProtocolError as exc:
+    except Refusal as exc:
         echoed = ref if exc.ref is None else exc.ref  # an empty ref is still the client's ref
         outbox.to([connection_id], frames.error(exc.code, exc.message, echoed, exc.retry_after))
     except Exception:

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from chalicelib import availability, frames, routing, sites, telemetry, unattended
 from chalicelib.auth import Caller
+from chalicelib.errors import FORBIDDEN, Refusal
 from chalicelib.fanout import Outbox
-from chalicelib.protocol import FORBIDDEN, ProtocolError
 from chalicelib.store import ConversationModel, SiteModel
 
 HAD_TO_LEAVE = "Your agent had to leave."
@@ -41,7 +41,7 @@ def handback(who: Caller, conv_id: str, outbox: Outbox) -> ConversationModel:
     """The holding agent puts a chat back at the front of the line (``handback``)."""
     conv = routing.requeue(conv_id, who.subject)
     if conv is None or conv.site != who.site:
-        raise ProtocolError(FORBIDDEN, NOT_HELD)
+        raise Refusal(FORBIDDEN, NOT_HELD)
     telemetry.count("HandedBack")
     telemetry.logger.info("conversation handed back", extra={"conversation": conv.id})
     settings = sites.get(conv.site)

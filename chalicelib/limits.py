@@ -15,16 +15,9 @@ from pynamodb.expressions.condition import Condition
 from pynamodb.expressions.update import Action
 
 from chalicelib import clock, config
+from chalicelib.errors import FORBIDDEN, RATE_LIMITED, Refusal
 from chalicelib.hours import from_ms
-from chalicelib.protocol import (
-    ACTION_CLASS,
-    BUDGETS,
-    FORBIDDEN,
-    RATE_LIMITED,
-    Budget,
-    Frame,
-    ProtocolError,
-)
+from chalicelib.protocol import ACTION_CLASS, BUDGETS, Budget, Frame
 from chalicelib.store import (
     META,
     ConnectionModel,
@@ -220,8 +213,8 @@ class LocalWindows:
 LOCAL = LocalWindows()
 
 
-def _refused(budget: Budget, ref: str | None) -> ProtocolError:
-    return ProtocolError(RATE_LIMITED, f"Too many requests: at most {budget.limit} of these every "
+def _refused(budget: Budget, ref: str | None) -> Refusal:
+    return Refusal(RATE_LIMITED, f"Too many requests: at most {budget.limit} of these every "
                          f"{budget.window_seconds} seconds. Send it again in a moment.", ref,
                          retry_after=retry_after(budget.window_seconds))
 
@@ -242,7 +235,7 @@ def admit(connection_id: str, frame: Frame) -> ConnectionModel | None:
         return None
     allowed, item = _count_on_connection(connection_id, cls, window, budget.limit, known)
     if item is None:
-        raise ProtocolError(FORBIDDEN, "This connection is not registered; reconnect.", frame.ref)
+        raise Refusal(FORBIDDEN, "This connection is not registered; reconnect.", frame.ref)
     if not allowed:
         raise _refused(budget, frame.ref)
     return item

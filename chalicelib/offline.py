@@ -20,18 +20,18 @@ from typing import Any
 
 from chalicelib import auth, clock, config, lifecycle, limits, mail, queue, routing, sites, stats, transcripts
 from chalicelib.availability import status
-from chalicelib.hours import from_ms
-from chalicelib.protocol import (
+from chalicelib.errors import (
     BAD_EMAIL,
     BAD_NAME,
     BAD_PAGE,
     BAD_REQUEST,
     BAD_TEXT,
-    MAX_TEXT_CHARS,
     RATE_LIMITED,
     SPAM,
     Refusal,
 )
+from chalicelib.hours import from_ms
+from chalicelib.protocol import MAX_TEXT_CHARS
 from chalicelib.store import (
     ConversationModel,
     MessageModel,

@@ -47,16 +47,9 @@ from chalicelib import (
     validate,
 )
 from chalicelib.auth import Caller
+from chalicelib.errors import BAD_REQUEST, FORBIDDEN, NOT_FOUND, RATE_LIMITED, Refusal
 from chalicelib.fanout import Outbox
-from chalicelib.protocol import (
-    BAD_REQUEST,
-    FORBIDDEN,
-    NOT_FOUND,
-    RATE_LIMITED,
-    ProtocolError,
-    Refusal,
-    fit,
-)
+from chalicelib.protocol import fit
 from chalicelib.store import (
     META,
     AgentModel,
@@ -276,7 +269,7 @@ def connection(connection_id: str) -> ConnectionModel:
         return held
     item = get_or_none(ConnectionModel, connection_key(connection_id), consistent_read=True)
     if item is None:
-        raise ProtocolError(FORBIDDEN, "This connection is not registered; reconnect.")
+        raise Refusal(FORBIDDEN, "This connection is not registered; reconnect.")
     return item
 
 

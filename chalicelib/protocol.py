@@ -90,7 +90,6 @@ MAX_COMMENT_BYTES = 2000
 
 # The error model lives in chalicelib/errors.py; these names stay importable from here, where
 # the frame schemas that raise them are.
-ProtocolError = Refusal  # the one refusal type, under the name the WebSocket modules know
 ERROR_CODES = FRAME_CODES  # every code an ``error`` frame may carry
 
 
@@ -307,38 +306,38 @@ def _unicode(value: Any) -> bool:
 
 
 def parse(raw: str | bytes | None) -> Frame:
-    """Parse and validate one client frame, or raise ProtocolError saying what is wrong."""
+    """Parse and validate one client frame, or raise Refusal saying what is wrong."""
     if raw is None:
-        raise ProtocolError(BAD_FRAME, "Empty frame.")
+        raise Refusal(BAD_FRAME, "Empty frame.")
     size = len(raw.encode("utf-8")) if isinstance(raw, str) else len(raw)
     if size > MAX_FRAME_BYTES:
-        raise ProtocolError(TOO_LARGE, f"Frame is {size} bytes; the limit is {MAX_FRAME_BYTES}.")
+        raise Refusal(TOO_LARGE, f"Frame is {size} bytes; the limit is {MAX_FRAME_BYTES}.")
     try:
         doc = json.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: [[[[...]]]]
-        raise ProtocolError(BAD_JSON, "Frame is not valid JSON.") from None
+        raise Refusal(BAD_JSON, "Frame is not valid JSON.") from None
     if not isinstance(doc, dict):
-        raise ProtocolError(BAD_FRAME, "Frame must be a JSON object.")
+        raise Refusal(BAD_FRAME, "Frame must be a JSON object.")
     ref = doc.get(REF) if _unicode(doc.get(REF)) and len(doc[REF]) <= 64 else None
     action = doc.get("action")
     if not isinstance(action, str):
-        raise ProtocolError(BAD_FRAME, 'Frame needs an "action" string.', ref)
+        raise Refusal(BAD_FRAME, 'Frame needs an "action" string.', ref)
     schema = SCHEMAS.get(action)
     if schema is None:
-        raise ProtocolError(UNKNOWN_ACTION, f"Unknown action {action[:40]!r}.", ref)
+        raise Refusal(UNKNOWN_ACTION, f"Unknown action {action[:40]!r}.", ref)
     body: dict[str, Any] = {}
     for name, field in schema.items():
         if name not in doc:
             if field.required:
-                raise ProtocolError(BAD_FRAME, f'"{action}" needs "{name}".', ref)
+                raise Refusal(BAD_FRAME, f'"{action}" needs "{name}".', ref)
             continue
         value = doc[name]
         if isinstance(value, str) and not _unicode(value):
-            raise ProtocolError(BAD_FRAME, f'"{name}" must be Unicode text (it has a lone surrogate).', ref)
+            raise Refusal(BAD_FRAME, f'"{name}" must be Unicode text (it has a lone surrogate).', ref)
         ok = isinstance(value, field.kind) and not (field.kind is int and isinstance(value, bool))
         if not ok or (field.check is not None and not field.check(value)):
             expected = field.rule or getattr(field.kind, "__name__", "a valid value")
-            raise ProtocolError(BAD_FRAME, f'"{name}" must be {expected}.', ref)
+            raise Refusal(BAD_FRAME, f'"{name}" must be {expected}.', ref)
         body[name] = value
     if action == "send":
         ref = body["id"]

@@ -10,8 +10,9 @@ has to be taken back.
 from __future__ import annotations
 
 from chalicelib import clock, frames, lifecycle, stats
+from chalicelib.errors import CONFLICT, FORBIDDEN, Refusal
 from chalicelib.fanout import Outbox
-from chalicelib.protocol import CONFLICT, FORBIDDEN, Frame, ProtocolError
+from chalicelib.protocol import Frame
 from chalicelib.store import (
     AgentModel,
     ConversationModel,
@@ -28,23 +29,23 @@ MAX_COMMENT = 500
 def _load(conv_id: str) -> ConversationModel:
     conv = get_or_none(ConversationModel, conversation_key(conv_id), consistent_read=True)
     if conv is None:
-        raise ProtocolError(FORBIDDEN, "You are not a participant in that conversation.")
+        raise Refusal(FORBIDDEN, "You are not a participant in that conversation.")
     return conv
 
 
 def rate(connection_id: str, frame: Frame, outbox: Outbox) -> None:
     conv = _load(frame["conversation"])
     if not conv.connections().get(connection_id, "").startswith("v:"):
-        raise ProtocolError(FORBIDDEN, "Only the visitor of this chat can rate it.", frame.ref)
+        raise Refusal(FORBIDDEN, "Only the visitor of this chat can rate it.", frame.ref)
     if conv.status != lifecycle.CLOSED:
-        raise ProtocolError(CONFLICT, "A chat is rated once it has ended.", frame.ref)
+        raise Refusal(CONFLICT, "A chat is rated once it has ended.", frame.ref)
     comment = (frame.get("comment") or "").strip() or None
     rating = {"score": frame["score"], "comment": comment, "ts": clock.now_ms()}
     fresh = conv.rating is None and transact_write(stats.rating_items(conv, connection_id, rating))
     if not fresh:
         stored = _load(conv.id).rating_view() or {}
         if (stored.get("score"), stored.get("comment")) != (rating["score"], comment):
-            raise ProtocolError(CONFLICT, "This chat was rated already.", frame.ref)
+            raise Refusal(CONFLICT, "This chat was rated already.", frame.ref)
         rating = stored
     frame_out = frames.rated(conv.id, rating)
     outbox.to([connection_id], {**frame_out, "ref": frame.ref})

@@ -30,6 +30,7 @@ from pynamodb.expressions.update import Action
 
 from chalicelib import clock, frames, lifecycle, telemetry
 from chalicelib.auth import Caller
+from chalicelib.errors import AT_CAPACITY, CONFLICT, FORBIDDEN, Refusal
 from chalicelib.fanout import Outbox
 
 # The states' one home is chalicelib.lifecycle; named here too, for routing's many readers.
@@ -38,7 +39,7 @@ from chalicelib.lifecycle import ASSIGNED as ASSIGNED
 from chalicelib.lifecycle import CLOSED as CLOSED
 from chalicelib.lifecycle import OPEN_STATES as OPEN_STATES
 from chalicelib.lifecycle import QUEUED as QUEUED
-from chalicelib.protocol import AT_CAPACITY, CONFLICT, FORBIDDEN, ProtocolError, page_view
+from chalicelib.protocol import page_view
 from chalicelib.store import (
     AgentModel,
     ConversationModel,
@@ -135,9 +136,9 @@ def held_by(who: Caller, conv_id: str) -> ConversationModel:
     see or do: notes, visitor context); a refusal that does not reveal whether it exists."""
     conv = get_or_none(ConversationModel, conversation_key(conv_id), consistent_read=True)
     if conv is None:
-        raise ProtocolError(FORBIDDEN, "That is not one of your conversations.")
+        raise Refusal(FORBIDDEN, "That is not one of your conversations.")
     if conv.agent_id != who.subject or conv.site != who.site:
-        raise ProtocolError(FORBIDDEN, "That is not one of your conversations.")
+        raise Refusal(FORBIDDEN, "That is not one of your conversations.")
     return conv
 
 
@@ -307,11 +308,11 @@ def accept(agent_id: str, conv_id: str, outbox: Outbox) -> Assignment:
     """An agent picks a conversation from the queue by hand."""
     result = assign(conv_id, agent_id, require_shift=False)
     if result == "full":
-        raise ProtocolError(AT_CAPACITY, "You already have your maximum number of chats.")
+        raise Refusal(AT_CAPACITY, "You already have your maximum number of chats.")
     if result == "taken":
-        raise ProtocolError(CONFLICT, "That conversation is no longer waiting.")
+        raise Refusal(CONFLICT, "That conversation is no longer waiting.")
     if result == "gone":
-        raise ProtocolError(CONFLICT, "The visitor has left; the chat closes by itself unless they "
+        raise Refusal(CONFLICT, "The visitor has left; the chat closes by itself unless they "
                                       "come back.")
     assert isinstance(result, Assignment)
     announce(result, outbox)

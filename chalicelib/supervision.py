@@ -7,7 +7,8 @@ from typing import Any
 
 from chalicelib import agents, clock, frames, routing
 from chalicelib.auth import Caller
-from chalicelib.protocol import FORBIDDEN, ProtocolError, fit, offset
+from chalicelib.errors import FORBIDDEN, Refusal
+from chalicelib.protocol import fit, offset
 from chalicelib.store import META, AgentModel, ConversationModel, agent_key, expired, keys
 
 HISTORY_PAGE = 50
@@ -16,7 +17,7 @@ HISTORY_PAGE = 50
 def require_lead(who: Caller) -> AgentModel:
     agent = AgentModel.get(agent_key(who.subject), META, consistent_read=True)
     if agent.role not in agents.LEADS or agent.site != who.site:
-        raise ProtocolError(FORBIDDEN, "Only admins and supervisors can see the whole team.")
+        raise Refusal(FORBIDDEN, "Only admins and supervisors can see the whole team.")
     return agent
 
 

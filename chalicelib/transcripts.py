@@ -29,8 +29,9 @@ from pynamodb.expressions.condition import size
 
 from chalicelib import auth, config, frames, limits, mail, queue, sites, validate
 from chalicelib.auth import Caller
+from chalicelib.errors import BAD_FRAME, CONFLICT, FORBIDDEN, RATE_LIMITED, RETRY, Refusal
 from chalicelib.fanout import Outbox
-from chalicelib.protocol import BAD_FRAME, CONFLICT, FORBIDDEN, RATE_LIMITED, RETRY, Frame, ProtocolError
+from chalicelib.protocol import Frame
 from chalicelib.store import (
     ConversationModel,
     conversation_key,
@@ -92,14 +93,14 @@ def request(who: Caller, frame: Frame, outbox: Outbox) -> None:
     C = ConversationModel
     conv = get_or_none(C, conversation_key(frame["conversation"]), consistent_read=True)
     if conv is None or not _allowed(who, conv):
-        raise ProtocolError(FORBIDDEN, "That is not one of your conversations.", frame.ref)
+        raise Refusal(FORBIDDEN, "That is not one of your conversations.", frame.ref)
     rid = frame["id"]
     to = validate.email_address(frame.get("email") or conv.email)
     if to is None:
-        raise ProtocolError(BAD_FRAME, "Give an email address to send the transcript to.", frame.ref)
+        raise Refusal(BAD_FRAME, "Give an email address to send the transcript to.", frame.ref)
     if address(conv, rid) is None:
         if not limits.TRANSCRIPTS_PER_PERSON.allow(who.tag, config.settings().transcripts_per_hour):
-            raise ProtocolError(RATE_LIMITED, "Too many transcripts asked for; try again later.", frame.ref,
+            raise Refusal(RATE_LIMITED, "Too many transcripts asked for; try again later.", frame.ref,
                                 retry_after=limits.TRANSCRIPTS_PER_PERSON.retry_after())
         _spend(conv, to, who.ip_hash, ref=frame.ref, agent=who.role == auth.AGENT)
         # The address a visitor gives is kept on the chat (when it had none), in the same write,
@@ -114,12 +115,12 @@ def request(who: Caller, frame: Frame, outbox: Outbox) -> None:
                                     (size(requests) < MAX_PER_CONVERSATION) & requests[rid].does_not_exist())
         if not ok:
             if old is None:
-                raise ProtocolError(RETRY, "Temporary problem; please resend.", frame.ref)
+                raise Refusal(RETRY, "Temporary problem; please resend.", frame.ref)
             if address(old, rid) is None:
                 if len(plain_map(old.transcript_requests)) >= MAX_PER_CONVERSATION:
-                    raise ProtocolError(CONFLICT, f"At most {MAX_PER_CONVERSATION} transcripts per chat.",
+                    raise Refusal(CONFLICT, f"At most {MAX_PER_CONVERSATION} transcripts per chat.",
                                         frame.ref)
-                raise ProtocolError(RETRY, "Temporary problem; please resend.", frame.ref)
+                raise Refusal(RETRY, "Temporary problem; please resend.", frame.ref)
             conv = old
     to = address(conv, rid) or to
     if who.role == auth.AGENT and not trusted(conv, to):  # the team's explicit action
@@ -135,7 +136,7 @@ def _spend(conv: ConversationModel, to: str, network: str | None, *, ref: str | 
     try:
         limits.spend_mail(conv.site, 1 if trusted(conv, to) or agent else 2, None if agent else network)
     except limits.OverBudget as over:
-        raise ProtocolError(RATE_LIMITED, over.message, ref, retry_after=over.retry_after) from None
+        raise Refusal(RATE_LIMITED, over.message, ref, retry_after=over.retry_after) from None
 
 
 def at_close(conv: ConversationModel, role: str, network: str | None, ref: str | None, outbox: Outbox,
@@ -148,7 +149,7 @@ def at_close(conv: ConversationModel, role: str, network: str | None, ref: str |
         return
     try:
         _spend(conv, to, network, ref=ref, agent=role == auth.AGENT)
-    except ProtocolError as refused:
+    except Refusal as refused:
         outbox.to([connection_id], frames.error(refused.code, refused.message, ref, refused.retry_after))
         return
     C = ConversationModel

@@ -16,8 +16,8 @@ from pynamodb.expressions.update import Action
 
 from chalicelib import clock, conversations, frames, notes, routing
 from chalicelib.auth import Caller
+from chalicelib.errors import AT_CAPACITY, CONFLICT, FORBIDDEN, NOT_FOUND, Refusal
 from chalicelib.fanout import Outbox
-from chalicelib.protocol import AT_CAPACITY, CONFLICT, FORBIDDEN, NOT_FOUND, ProtocolError
 from chalicelib.store import (
     META,
     AgentModel,
@@ -31,14 +31,14 @@ from chalicelib.store import (
 
 def offer(who: Caller, conv_id: str, to_agent: str, note: str | None, outbox: Outbox) -> None:
     if to_agent == who.subject:
-        raise ProtocolError(CONFLICT, "That conversation is already yours.")
+        raise Refusal(CONFLICT, "That conversation is already yours.")
     target = get_or_none(AgentModel, agent_key(to_agent), consistent_read=True)
     if target is None or target.site != who.site:  # another site's agent ids are not revealed
-        raise ProtocolError(NOT_FOUND, "No such agent.")
+        raise Refusal(NOT_FOUND, "No such agent.")
     if not target.on_shift or target.away or not target.conns:
-        raise ProtocolError(NOT_FOUND, "That agent is not available (off shift, away or offline).")
+        raise Refusal(NOT_FOUND, "That agent is not available (off shift, away or offline).")
     if target.load >= target.max_chats:
-        raise ProtocolError(AT_CAPACITY, f"{target.name} has no room for another chat.")
+        raise Refusal(AT_CAPACITY, f"{target.name} has no room for another chat.")
     C = ConversationModel
     giver = AgentModel.get(agent_key(who.subject), META).name
     pending = {"to": to_agent, "from": who.subject, "from_name": giver, "ts": clock.now_ms()}
@@ -49,9 +49,9 @@ def offer(who: Caller, conv_id: str, to_agent: str, note: str | None, outbox: Ou
                              (C.agent_id == who.subject) & C.status.is_in(routing.ASSIGNED, routing.ACTIVE)
                              & (C.transfer.does_not_exist() | (C.transfer["ts"] < stale)))
     if conv is None or conv.agent_id != who.subject:
-        raise ProtocolError(FORBIDDEN, "That is not one of your conversations.")
+        raise Refusal(FORBIDDEN, "That is not one of your conversations.")
     if not ok:
-        raise ProtocolError(CONFLICT, "That conversation is closed or already being transferred.")
+        raise Refusal(CONFLICT, "That conversation is closed or already being transferred.")
     note_frame = notes.add(who, conv_id, note, conv=conv) if note else None
     A = AgentModel
     A(agent_key(to_agent)).update(actions=[A.offers.add({conv.id})])
@@ -90,11 +90,11 @@ def answer(who: Caller, conv_id: str, accept: bool, outbox: Outbox) -> None:
     C, A = ConversationModel, AgentModel
     conv = get_or_none(C, conversation_key(conv_id), consistent_read=True)
     if conv is None:
-        raise ProtocolError(NOT_FOUND, "That transfer is no longer open.")
+        raise Refusal(NOT_FOUND, "That transfer is no longer open.")
     pending: dict[str, Any] = dict(conv.transfer.as_dict()) if conv.transfer else {}
     AgentModel(agent_key(who.subject)).update(actions=[AgentModel.offers.delete({conv_id})])
     if pending.get("to") != who.subject:
-        raise ProtocolError(NOT_FOUND, "That transfer is no longer open.")
+        raise Refusal(NOT_FOUND, "That transfer is no longer open.")
     giver = str(pending["from"])
     giver_agent = A.get(agent_key(giver), META)
     if not accept:
@@ -105,7 +105,7 @@ def answer(who: Caller, conv_id: str, accept: bool, outbox: Outbox) -> None:
         A, agent_key(who.subject), [A.convs.add({conv.id})],
         (A.convs.does_not_exist() | (size(A.convs) < A.max_chats)) & ~A.convs.contains(conv.id))
     if not reserved or receiver is None:
-        raise ProtocolError(AT_CAPACITY, "You already have your maximum number of chats.")
+        raise Refusal(AT_CAPACITY, "You already have your maximum number of chats.")
     actions: list[Action] = [C.agent_id.set(who.subject), C.agent_name.set(receiver.name),
                              C.assigned_at.set(clock.now_ms()), C.transfer.remove(),
                              C.transfers.add(1)]  # counted in the figures when it closes
@@ -116,7 +116,7 @@ def answer(who: Caller, conv_id: str, accept: bool, outbox: Outbox) -> None:
                                  & C.status.is_in(routing.ASSIGNED, routing.ACTIVE))
     if not moved or fresh is None:
         routing.release(who.subject, conv.id)
-        raise ProtocolError(CONFLICT, "That transfer is no longer open.")
+        raise Refusal(CONFLICT, "That transfer is no longer open.")
     routing.release(giver, conv.id)
     outbox.to(sorted(giver_agent.conns or ()),
               frames.transferred(conv.id, {"id": who.subject, "name": receiver.name}))

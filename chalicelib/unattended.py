@@ -33,16 +33,9 @@ from typing import Any
 
 from chalicelib import frames, limits, mail, queue, routing, sites, telemetry, validate
 from chalicelib.auth import Caller
+from chalicelib.errors import BAD_EMAIL, CLOSED, FORBIDDEN, RATE_LIMITED, Refusal
 from chalicelib.fanout import Outbox
-from chalicelib.protocol import (
-    BAD_EMAIL,
-    CLOSED,
-    FORBIDDEN,
-    RATE_LIMITED,
-    Frame,
-    ProtocolError,
-    clip,
-)
+from chalicelib.protocol import Frame, clip
 from chalicelib.store import (
     ConversationModel,
     SiteModel,
@@ -126,28 +119,28 @@ def continue_by_email(who: Caller, request: Frame, outbox: Outbox, network: str 
     ``by_email`` to all their tabs and updates the agents' view of the chat."""
     address = validate.email_address(request["email"])
     if address is None:
-        raise ProtocolError(BAD_EMAIL, "Please give a valid email address so we can answer you there.",
+        raise Refusal(BAD_EMAIL, "Please give a valid email address so we can answer you there.",
                             request.ref)
     C = ConversationModel
     conv = get_or_none(C, conversation_key(request["conversation"]), consistent_read=True)
     if conv is None:
-        raise ProtocolError(FORBIDDEN, NOT_YOURS, request.ref)
+        raise Refusal(FORBIDDEN, NOT_YOURS, request.ref)
     if conv.visitor_id != who.subject or who.connection_id not in conv.connections():
-        raise ProtocolError(FORBIDDEN, NOT_YOURS, request.ref)
+        raise Refusal(FORBIDDEN, NOT_YOURS, request.ref)
     if conv.status not in routing.OPEN_STATES:
-        raise ProtocolError(CLOSED, "This conversation is closed.", request.ref)
+        raise Refusal(CLOSED, "This conversation is closed.", request.ref)
     if not (conv.by_email and conv.email == address):
         if not conv.by_email:  # the team's one mail about it: counted the first time only
             try:
                 limits.spend_mail(conv.site, 1, network)
             except limits.OverBudget as over:
-                raise ProtocolError(RATE_LIMITED, over.message, request.ref, over.retry_after) from None
+                raise Refusal(RATE_LIMITED, over.message, request.ref, over.retry_after) from None
         ok, fresh = update_or_old(
             C, conv.pk, [C.email.set(address), C.email_key.set(email_key(conv.site, address)),
                          C.by_email.set(True)],
             C.conns[who.connection_id].exists() & C.status.is_in(*routing.OPEN_STATES))
         if not ok or fresh is None:
-            raise ProtocolError(CLOSED, "This conversation is closed.", request.ref)
+            raise Refusal(CLOSED, "This conversation is closed.", request.ref)
         conv = fresh
         telemetry.count("ContinuedByEmail")
     # Queued on every call, resends included, so a failed enqueue is retried with the frame;

@@ -11,17 +11,9 @@ from pynamodb.expressions.update import Action
 
 from chalicelib import auth, availability, clock, conversations, frames, routing, sites
 from chalicelib.auth import Caller
+from chalicelib.errors import CONFLICT, NOT_FOUND, Refusal
 from chalicelib.fanout import Outbox
-from chalicelib.protocol import (
-    CONFLICT,
-    NOT_FOUND,
-    PAGE_FIELD_BYTES,
-    VISITOR_PAGES_SHOWN,
-    Frame,
-    ProtocolError,
-    clip,
-    page_view,
-)
+from chalicelib.protocol import PAGE_FIELD_BYTES, VISITOR_PAGES_SHOWN, Frame, clip, page_view
 from chalicelib.store import (
     META,
     AgentModel,
@@ -165,11 +157,11 @@ def _invite(site: str, visitor_id: str, text: str, outbox: Outbox, *, agent: str
     ``tab``: the connection whose page event asked, shown it whatever the race."""
     visitor = get_or_none(VisitorModel, visitor_key(visitor_id), consistent_read=True)
     if visitor is None:
-        raise ProtocolError(NOT_FOUND, "That visitor is not on the site.")
+        raise Refusal(NOT_FOUND, "That visitor is not on the site.")
     if visitor.site != site or not visitor.conns:
-        raise ProtocolError(NOT_FOUND, "That visitor is not on the site.")
+        raise Refusal(NOT_FOUND, "That visitor is not on the site.")
     if visitor.conv:
-        raise ProtocolError(CONFLICT, "That visitor is already chatting.")
+        raise Refusal(CONFLICT, "That visitor is already chatting.")
     invitation = {"id": auth.new_id(6), "agent": agent, "name": name, "text": text,
                   "ts": clock.now_ms()}
     V = VisitorModel
@@ -184,7 +176,7 @@ def _invite(site: str, visitor_id: str, text: str, outbox: Outbox, *, agent: str
             # Another evaluation (the minute timer, another tab's page) won the race: its
             # invitation may have gone to tabs that were closing; this one shows it too.
             outbox.to([tab], invitation_frame(plain_map(fresh.invite)))
-        raise ProtocolError(CONFLICT, "That visitor has an invitation already.")
+        raise Refusal(CONFLICT, "That visitor has an invitation already.")
     # To the tabs open at the write, not at the read before it: a page load replaces a tab,
     # and one sent only to the closing tab was never seen (the rule had fired: never again).
     tabs = set((fresh.conns if fresh is not None else None) or visitor.conns or ())
@@ -205,7 +197,7 @@ def answer(who: Caller, frame: Frame, outbox: Outbox) -> None:
     ok, visitor = update_or_old(V, visitor_key(who.subject), [V.invite.remove()],
                                 V.invite["id"] == frame["id"], returning="ALL_OLD")
     if not ok or visitor is None or visitor.invite is None:
-        raise ProtocolError(NOT_FOUND, "That invitation is no longer open.", frame.ref)
+        raise Refusal(NOT_FOUND, "That invitation is no longer open.", frame.ref)
     invitation: dict[str, Any] = dict(visitor.invite.as_dict())
     # every tab showed the card: take it down everywhere
     outbox.to(sorted(visitor.conns or ()), frames.invitation_closed(frame["id"], frame["accept"]))
@@ -264,7 +256,7 @@ def apply_rules(site_id: str, visitor: VisitorModel, outbox: Outbox, now_ms: int
             try:
                 _invite(site_id, keys.item_id(visitor.pk), rule["text"], outbox, agent=None,
                         name=sites.display_name(site), rule=rule["id"], tab=tab)
-            except ProtocolError:
+            except Refusal:
                 return []
             return [rule["id"]]  # one invitation at a time
     if due and tab is not None:

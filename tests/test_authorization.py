@@ -24,8 +24,8 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from chalicelib import agents, auth, config, dispatch, protocol
+from chalicelib.errors import CONFLICT, FORBIDDEN, NOT_FOUND
 from chalicelib.models import ConversationModel, conversation_key
-from chalicelib.protocol import CONFLICT, FORBIDDEN, NOT_FOUND
 from tests.support.client import Client, rest
 from tests.support.flows import PASSWORD
 

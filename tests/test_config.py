@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from chalicelib import config
-from chalicelib.protocol import RATE_LIMITED
+from chalicelib.errors import RATE_LIMITED
 
 ROOT = Path(__file__).resolve().parents[1]
 # Read by Powertools itself (service name, log level), not by the app: no field of ours.

@@ -21,11 +21,11 @@ from tests.support.client import rest
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = [ROOT / "app.py", *sorted((ROOT / "chalicelib").glob("*.py"))]
-REFUSALS = {"Refusal", "ProtocolError"}
+REFUSALS = {"Refusal"}
 
 
 def _codes_raised() -> set[str]:
-    """The first argument of every ``Refusal(...)``/``ProtocolError(...)`` in app.py and
+    """The first argument of every ``Refusal(...)``/``Refusal(...)`` in app.py and
     chalicelib, resolved through errors' constants (a string literal counts as itself)."""
     constants = {name: value for name, value in vars(errors).items()
                  if name.isupper() and isinstance(value, str)}
@@ -62,7 +62,7 @@ def test_every_code_raised_and_every_frame_code_has_one_status():
 def test_one_refusal_type_everywhere():
     from chalicelib import agents, offline, presence, reports
 
-    assert protocol.ProtocolError is errors.Refusal
+    assert protocol.Refusal is errors.Refusal
     assert issubclass(agents.TooManyAttempts, errors.Refusal)
     assert agents.TooManyAttempts("wait", 60).code == errors.RATE_LIMITED
     for module in (agents, offline, presence, reports):  # the old types are gone

@@ -31,6 +31,7 @@ from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed
 
 from chalicelib import agents, auth, config, conversations, dispatch, presence, routing, sites
+from chalicelib.errors import BAD_FRAME, BAD_JSON, RETRY, TOO_LARGE, UNKNOWN_ACTION, Refusal
 from chalicelib.fanout import Outbox
 from chalicelib.models import (
     META,
@@ -39,8 +40,6 @@ from chalicelib.models import (
     conversation_key,
 )
 from chalicelib.protocol import (
-    BAD_FRAME,
-    BAD_JSON,
     CLIENT_MESSAGE_ID,
     CONVERSATION_ID,
     ERROR_CODES,
@@ -52,12 +51,8 @@ from chalicelib.protocol import (
     MAX_TEXT_CHARS,
     MAX_TITLE_BYTES,
     MAX_URL_BYTES,
-    RETRY,
     SCHEMAS,
-    TOO_LARGE,
-    UNKNOWN_ACTION,
     Frame,
-    ProtocolError,
     encode,
     parse,
 )
@@ -173,7 +168,7 @@ PARSE_CODES = {BAD_JSON, BAD_FRAME, UNKNOWN_ACTION, TOO_LARGE}
 def _check_parse(raw: str | bytes) -> None:
     try:
         frame = parse(raw)
-    except ProtocolError as refused:
+    except Refusal as refused:
         assert refused.code in PARSE_CODES and refused.message
         return
     assert isinstance(frame, Frame) and frame.action in SCHEMAS
@@ -191,7 +186,7 @@ def test_parse_only_ever_returns_a_valid_frame_or_a_protocol_error(raw):
 
 def test_parse_refuses_text_that_is_not_unicode():
     for text in ("\ud800", "a\udc80b"):
-        with pytest.raises(ProtocolError) as refused:
+        with pytest.raises(Refusal) as refused:
             parse(json.dumps({"action": "send", "conversation": "abcdefgh12", "id": "client1:1",
                               "text": text}))
         assert refused.value.code == BAD_FRAME
@@ -360,7 +355,7 @@ def _wire_frames() -> st.SearchStrategy[tuple[str, Any]]:
             return False  # the gateway would close the connection (see the test below)
         try:
             parse(raw)
-        except ProtocolError:
+        except Refusal:
             return True
         return False
 
@@ -475,7 +470,7 @@ def test_frames_api_gateway_refuses_close_the_connection(stack, visitor, kind, p
     def forgotten() -> bool:  # $disconnect ran: the app no longer knows the connection
         try:
             presence.connection(connection_id)
-        except ProtocolError:
+        except Refusal:
             return True
         return False
 

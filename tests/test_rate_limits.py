@@ -12,6 +12,7 @@ import urllib.error
 import urllib.request
 
 from chalicelib import config, limits
+from chalicelib.errors import RATE_LIMITED
 from chalicelib.models import (
     META,
     ConversationModel,
@@ -20,7 +21,6 @@ from chalicelib.models import (
     conversation_key,
     visitor_key,
 )
-from chalicelib.protocol import RATE_LIMITED
 from tests.support.browser import chat, w
 from tests.support.client import eventually
 from tests.support.clock import Clock

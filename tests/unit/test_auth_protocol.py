@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from chalicelib import auth
-from chalicelib.protocol import MAX_TEXT_CHARS, SCHEMAS, ProtocolError, parse
+from chalicelib.errors import Refusal
+from chalicelib.protocol import MAX_TEXT_CHARS, SCHEMAS, parse
 
 
 def test_token_round_trip_and_every_kind_of_tampering():
@@ -53,7 +54,7 @@ def test_parse_accepts_every_schema_with_its_required_fields():
     ('{"action": "typing", "conversation": "short", "on": true}', "bad_frame"),
 ])
 def test_parse_refuses_with_a_code(raw, code):
-    with pytest.raises(ProtocolError) as refused:
+    with pytest.raises(Refusal) as refused:
         parse(raw)
     assert refused.value.code == code
 

@@ -127,6 +127,6 @@ def test_every_action_but_send_has_a_budget_class():
 
 
 def test_a_schema_field_refuses_what_its_rule_refuses():
-    with pytest.raises(protocol.ProtocolError) as refused:
+    with pytest.raises(protocol.Refusal) as refused:
         protocol.parse('{"action": "sync", "conversation": "abcdefgh12", "after": -1}')
     assert refused.value.code == "bad_frame" and "after" in str(refused.value)
