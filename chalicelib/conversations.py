@@ -70,6 +70,7 @@ from chalicelib.store import (
     META,
     ConversationModel,
     MessageModel,
+    SiteModel,
     VisitorModel,
     conversation_key,
     email_key,
@@ -115,7 +116,7 @@ def first_line(frame: Frame) -> Frame | None:
         return None
     if text is None or message_id is None:
         raise Refusal(BAD_FRAME, '"text" and "id" go together: the first message and its id.',
-                            frame.ref)
+                      frame.ref)
     return Frame("send", {"conversation": "", "text": text, "id": message_id}, message_id)
 
 
@@ -145,22 +146,14 @@ def start(who: Caller, outbox: Outbox, *, name: str | None = None, email: str | 
             raise Refusal(FORBIDDEN, "This connection is not registered; reconnect.")
         existing = open_conversation(visitor)
         if existing is None:  # an earlier start died between its two writes; try again
-            return start(who, outbox, name=name, email=email, route=route)
+            return start(who, outbox, name=name, email=email, route=route, opening=opening,
+                         first=first)
         outbox.to([who.connection_id], frames.conversation(existing.id, existing.summary()))
         if first is not None:  # a resent start (lost answer): its line is acked, stored once
             _send_first(who, existing.id, first, outbox)
         return existing
     assert visitor is not None
-    per_visitor = config.settings().conversations_per_visitor_per_hour
-    per_network = config.settings().conversations_per_ip_per_hour
-    if not limits.STARTS_PER_VISITOR.allow(who.subject, per_visitor) or (
-            per_network and who.ip_hash
-            and not limits.STARTS_PER_NETWORK.allow(who.ip_hash, per_network)):
-        # Give the claim back: a refused start leaves the visitor as it found them.
-        update_or_old(V, visitor_key(who.subject), [V.conv.remove()], V.conv == conv_id)
-        raise Refusal(RATE_LIMITED, "You have started several chats in a short time; "
-                                          "please try again later.",
-                            retry_after=limits.STARTS_PER_VISITOR.retry_after())
+    _count_start(who, conv_id)
     q_pk, q_sk = routing.queue_keys(who.site, now, conv_id)
     tabs = sorted(visitor.conns or ()) or [who.connection_id]
     # Started while nobody could answer (outside hours, or nobody on shift): an after-hours
@@ -172,15 +165,7 @@ def start(who: Caller, outbox: Outbox, *, name: str | None = None, email: str | 
              queued_at=now, q_pk=q_pk, q_sk=q_sk, visitor_name=(name or "").strip() or None,
              email=email, email_key=email_key(who.site, email) if email else None,
              page=visitor.current_page(), ttl=keep_until(now), after_hours=after_hours or None)
-    opened = None
-    if opening is not None:
-        # Not counted in the figures (mn/mf): an invitation is not a response to anything.
-        opened = MessageModel(conv.pk, message_sk(1), seq=1, role=auth.AGENT, author=opening.author,
-                             name=opening.name, text=opening.text, cmid=f"invite:{opening.ref}",
-                             ts=now, ttl=keep_until(now))
-        opened.save()  # before the conversation: a crash between leaves no gap at seq 1
-        conv.seq, conv.preview, conv.last_at = 1, opening.text[:PREVIEW_CHARS], now
-        conv.last_by = f"a:{opening.author}"
+    opened = _open_with(conv, opening, now) if opening is not None else None
     conv.save()
     telemetry.tag(conversation=conv.id)
     telemetry.logger.info("conversation started")
@@ -189,15 +174,51 @@ def start(who: Caller, outbox: Outbox, *, name: str | None = None, email: str | 
         outbox.to(tabs, message_frame(conv.id, opened))
     if first is not None:
         _send_first(who, conv.id, first, outbox)
-    if route and not routing.drain(who.site, outbox, joined=conv.id):
-        # Waiting: make sure the site is known to the minute timer, which mails digests of
-        # chats nobody can answer (a site nobody configured has no settings item yet).
-        availability.refresh(who.site, outbox)
-        if after_hours and settings.online is False:
-            # Nobody to answer: say so now, with the offer to go on by email. (Had the stored
-            # status still said online, the refresh just flipped it and told the whole line.)
-            unattended.tell(conv, settings, outbox)
+    if route:
+        _route_new(conv, settings, after_hours, outbox)
     return conv
+
+
+def _route_new(conv: ConversationModel, settings: SiteModel, after_hours: bool, outbox: Outbox) -> None:
+    """Hand a new conversation to an agent, or tell its visitor why they wait."""
+    if routing.drain(conv.site, outbox, joined=conv.id):
+        return
+    # Waiting: make sure the site is known to the minute timer, which mails digests of
+    # chats nobody can answer (a site nobody configured has no settings item yet).
+    availability.refresh(conv.site, outbox)
+    if after_hours and settings.online is False:
+        # Nobody to answer: say so now, with the offer to go on by email. (Had the stored
+        # status still said online, the refresh just flipped it and told the whole line.)
+        unattended.tell(conv, settings, outbox)
+
+
+def _count_start(who: Caller, conv_id: str) -> None:
+    """Count a new conversation against the visitor's and the network's hourly starts; over
+    either, give the visitor's claim on ``conv_id`` back and refuse (a refused start leaves the
+    visitor as it found them)."""
+    per_visitor = config.settings().conversations_per_visitor_per_hour
+    per_network = config.settings().conversations_per_ip_per_hour
+    if not limits.STARTS_PER_VISITOR.allow(who.subject, per_visitor) or (
+            per_network and who.ip_hash
+            and not limits.STARTS_PER_NETWORK.allow(who.ip_hash, per_network)):
+        V = VisitorModel
+        update_or_old(V, visitor_key(who.subject), [V.conv.remove()], V.conv == conv_id)
+        raise Refusal(RATE_LIMITED, "You have started several chats in a short time; "
+                                    "please try again later.",
+                      retry_after=limits.STARTS_PER_VISITOR.retry_after())
+
+
+def _open_with(conv: ConversationModel, opening: Opening, now: int) -> MessageModel:
+    """Store the agent's invitation as seq 1 of ``conv`` (not saved yet), before the
+    conversation: a crash between the two writes leaves no gap at seq 1. Not counted in the
+    figures (``message_counts``): an invitation is not a response to anything."""
+    opened = MessageModel(conv.pk, message_sk(1), seq=1, role=auth.AGENT, author=opening.author,
+                          name=opening.name, text=opening.text, cmid=f"invite:{opening.ref}",
+                          ts=now, ttl=keep_until(now))
+    opened.save()
+    conv.seq, conv.preview, conv.last_at = 1, opening.text[:PREVIEW_CHARS], now
+    conv.last_by = f"a:{opening.author}"
+    return opened
 
 
 def _send_first(who: Caller, conv_id: str, first: Frame, outbox: Outbox) -> None:
@@ -253,61 +274,22 @@ def _flood_control(connection_id: str, counter: int, now: int) -> tuple[list[Act
 
 def send(connection_id: str, frame: Frame, outbox: Outbox) -> int:
     """Store a message and deliver it; returns its seq. Two DynamoDB requests."""
-    C = ConversationModel
     conv_id, text, message_id = frame["conversation"], frame["text"], frame["id"]
     client, counter = _client_counter(message_id)
     key = conversation_key(conv_id)
     now = clock.now_ms()
     flood_actions, flood_check = _flood_control(connection_id, counter, now)
-    # A client id belongs to the participant who first used it (``client_owners`` records
-    # their tag, copied from the conns map inside the write), so nobody can jam another's counter.
-    # The same write counts the message and keeps its client's first-message time (figures:
-    # messages per side, first response), and checks the sender's flood-control slot, so
-    # none of them costs a request of its own.
-    counters, owners = C.client_counters, C.client_owners
-    counts, firsts = C.message_counts, C.first_message_at
-    actions = [C.seq.set(C.seq + 1), counters[client].set(counter), C.client_seqs[client].set(C.seq + 1),
-               owners[client].set(C.conns[connection_id]),
-               C.preview.set(C.preview | text[:PREVIEW_CHARS]), C.last_at.set(now),
-               C.last_by.set(C.conns[connection_id]), C.ttl.set(keep_until(now)),
-               counts[client].set((counts[client] | 0) + 1), firsts[client].set(firsts[client] | now),
-               *flood_actions]
-    condition = (C.conns[connection_id].exists() & C.status.is_in(*routing.OPEN_STATES)
-                 & (owners[client].does_not_exist() | (owners[client] == C.conns[connection_id]))
-                 & (counters[client].does_not_exist() | (counters[client] < counter))
-                 & (counters[client].exists() | (size(counters) < MAX_CLIENTS)
-                    | (C.conns[connection_id].startswith("a:")
-                       & (size(counters) < MAX_CLIENTS + AGENT_CLIENTS))))
+    actions, condition = _count_message(connection_id, client, counter, text, now)
     if flood_check is not None:
         condition = condition & flood_check
     # A conversation begun before the figures existed has no ``mn``/``mf`` maps to write into.
-    ok, conv = update_into_maps(C, key, actions, condition, [counts, firsts])
+    C = ConversationModel
+    ok, conv = update_into_maps(C, key, [*actions, *flood_actions], condition,
+                                [C.message_counts, C.first_message_at])
     if conv is None or connection_id not in conv.connections():
         raise Refusal(FORBIDDEN, NOT_PARTICIPANT, message_id)
-    if ok:
-        seq = int(conv.seq)
-    else:
-        sent = conv.client_state(client)
-        owner = conv.client_owner(client)
-        if owner is not None and owner != conv.connections()[connection_id]:
-            raise Refusal(CONFLICT, "That client id belongs to another participant; pick a "
-                                          "new random one.", message_id)
-        if sent is not None and sent[0] == counter:
-            seq = sent[1]  # a resend: same message, same seq
-        elif conv.status not in routing.OPEN_STATES:
-            raise Refusal(CLOSED, "This conversation is closed.", message_id)
-        elif sent is not None and counter < sent[0]:
-            raise Refusal(STALE, "An older message id than one already sent; use a new id.",
-                                message_id)
-        elif sent is None and _clients_full(conv, connection_id):
-            raise Refusal(CONFLICT, "Too many client ids in this conversation; keep using "
-                                          "the one you have.", message_id)
-        elif flood_check is not None:  # every other condition held: it was the time slot
-            raise Refusal(RATE_LIMITED, "You are sending messages too fast; this one was not "
-                                "sent. Send it again in a moment.", message_id,
-                                retry_after=RATE_WINDOW_MS // 1000)
-        else:  # cannot happen: the old item satisfies the condition
-            raise Refusal(RETRY, "Temporary problem; please resend.", message_id)
+    seq = int(conv.seq) if ok else _resent_seq(conv, connection_id, client, counter, message_id,
+                                               flooded=flood_check is not None)
     role, author, name = _sender(conv, connection_id)
     telemetry.tag(site=conv.site, agent=author if role == auth.AGENT else None)
     attempt = auth.new_id(6)
@@ -320,7 +302,7 @@ def send(connection_id: str, frame: Frame, outbox: Outbox) -> int:
         # again. The same id with other text is not a resend but a client bug (a duplicated tab).
         if stored.text != text:
             raise Refusal(CONFLICT, "This message id was already used for another message.",
-                                message_id)
+                          message_id)
         now = int(stored.ts)
         fresh = stored.attempt == attempt
         message = stored
@@ -340,6 +322,58 @@ def send(connection_id: str, frame: Frame, outbox: Outbox) -> int:
     others = [c for c in conv.connections() if c != connection_id]
     outbox.to(others, message_frame(conv_id, message))
     return seq
+
+
+def _count_message(connection_id: str, client: str, counter: int, text: str,
+                   now: int) -> tuple[list[Action], Condition]:
+    """The conversation's half of a message: its update and the condition it is made under.
+
+    A client id belongs to the participant who first used it (``client_owners`` records
+    their tag, copied from the conns map inside the write), so nobody can jam another's
+    counter. The same write counts the message and keeps its client's first-message time
+    (figures: messages per side, first response), so none of them costs a request of its own.
+    """
+    C = ConversationModel
+    counters, owners = C.client_counters, C.client_owners
+    counts, firsts = C.message_counts, C.first_message_at
+    actions = [C.seq.set(C.seq + 1), counters[client].set(counter), C.client_seqs[client].set(C.seq + 1),
+               owners[client].set(C.conns[connection_id]),
+               C.preview.set(C.preview | text[:PREVIEW_CHARS]), C.last_at.set(now),
+               C.last_by.set(C.conns[connection_id]), C.ttl.set(keep_until(now)),
+               counts[client].set((counts[client] | 0) + 1), firsts[client].set(firsts[client] | now)]
+    condition = (C.conns[connection_id].exists() & C.status.is_in(*routing.OPEN_STATES)
+                 & (owners[client].does_not_exist() | (owners[client] == C.conns[connection_id]))
+                 & (counters[client].does_not_exist() | (counters[client] < counter))
+                 & (counters[client].exists() | (size(counters) < MAX_CLIENTS)
+                    | (C.conns[connection_id].startswith("a:")
+                       & (size(counters) < MAX_CLIENTS + AGENT_CLIENTS))))
+    return actions, condition
+
+
+def _resent_seq(conv: ConversationModel, connection_id: str, client: str, counter: int,
+                message_id: str, *, flooded: bool) -> int:
+    """Why the conversation's write failed, read from the item it returned: a resend gets its
+    message's seq back; anything else is refused with the reason (no extra request)."""
+    sent = conv.client_state(client)
+    owner = conv.client_owner(client)
+    if owner is not None and owner != conv.connections()[connection_id]:
+        raise Refusal(CONFLICT, "That client id belongs to another participant; pick a "
+                                "new random one.", message_id)
+    if sent is not None and sent[0] == counter:
+        return sent[1]  # a resend: same message, same seq
+    if conv.status not in routing.OPEN_STATES:
+        raise Refusal(CLOSED, "This conversation is closed.", message_id)
+    if sent is not None and counter < sent[0]:
+        raise Refusal(STALE, "An older message id than one already sent; use a new id.",
+                      message_id)
+    if sent is None and _clients_full(conv, connection_id):
+        raise Refusal(CONFLICT, "Too many client ids in this conversation; keep using "
+                                "the one you have.", message_id)
+    if flooded:  # every other condition held: it was the time slot
+        raise Refusal(RATE_LIMITED, "You are sending messages too fast; this one was not "
+                      "sent. Send it again in a moment.", message_id,
+                      retry_after=RATE_WINDOW_MS // 1000)
+    raise Refusal(RETRY, "Temporary problem; please resend.", message_id)  # cannot happen
 
 
 def _clients_full(conv: ConversationModel, connection_id: str) -> bool:

@@ -215,8 +215,8 @@ LOCAL = LocalWindows()
 
 def _refused(budget: Budget, ref: str | None) -> Refusal:
     return Refusal(RATE_LIMITED, f"Too many requests: at most {budget.limit} of these every "
-                         f"{budget.window_seconds} seconds. Send it again in a moment.", ref,
-                         retry_after=retry_after(budget.window_seconds))
+                   f"{budget.window_seconds} seconds. Send it again in a moment.", ref,
+                   retry_after=retry_after(budget.window_seconds))
 
 
 def admit(connection_id: str, frame: Frame) -> ConnectionModel | None:

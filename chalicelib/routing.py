@@ -223,20 +223,27 @@ def drain(site: str, outbox: Outbox, *, joined: str | None = None, quiet: bool =
             if result == "gone":
                 break
             load[agent.id] = int(agent.max_chats)  # the index was stale: full or off shift now
+    _tell_line(site, outbox, queue, taken, joined=joined, quiet=quiet, newcomer=newcomer)
+    return len(taken)
+
+
+def _tell_line(site: str, outbox: Outbox, queue: list[ConversationModel], taken: list[str], *,
+               joined: str | None, quiet: bool, newcomer: Sequence[str]) -> None:
+    """After ``drain``'s assignments, tell only those whose view of the line changed (the
+    cases are drain's docstring)."""
     if joined is not None and taken == [joined]:
-        return 1
+        return
     if joined is not None and not taken:
         for position, conv in enumerate(queue, start=1):
             if conv.id == joined:
                 outbox.to(conv.connections_of("v:"), frames.queued(conv.id, position))
         _tell_agents(site, outbox, queue, on_shift(site))
-        return 0
+        return
     if quiet and not taken:
         if newcomer:
             outbox.to(list(newcomer), queue_listing(queue))
-        return 0
+        return
     broadcast_queue(site, outbox, queue)
-    return len(taken)
 
 
 def _to_route(queue: list[ConversationModel], joined: str | None) -> list[ConversationModel]:
@@ -313,7 +320,7 @@ def accept(agent_id: str, conv_id: str, outbox: Outbox) -> Assignment:
         raise Refusal(CONFLICT, "That conversation is no longer waiting.")
     if result == "gone":
         raise Refusal(CONFLICT, "The visitor has left; the chat closes by itself unless they "
-                                      "come back.")
+                                "come back.")
     assert isinstance(result, Assignment)
     announce(result, outbox)
     broadcast_queue(result.conversation.site, outbox)

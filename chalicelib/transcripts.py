@@ -101,7 +101,7 @@ def request(who: Caller, frame: Frame, outbox: Outbox) -> None:
     if address(conv, rid) is None:
         if not limits.TRANSCRIPTS_PER_PERSON.allow(who.tag, config.settings().transcripts_per_hour):
             raise Refusal(RATE_LIMITED, "Too many transcripts asked for; try again later.", frame.ref,
-                                retry_after=limits.TRANSCRIPTS_PER_PERSON.retry_after())
+                          retry_after=limits.TRANSCRIPTS_PER_PERSON.retry_after())
         _spend(conv, to, who.ip_hash, ref=frame.ref, agent=who.role == auth.AGENT)
         # The address a visitor gives is kept on the chat (when it had none), in the same write,
         # so the team can follow up and find the chat by it (``by_email``). One address: the
@@ -119,7 +119,7 @@ def request(who: Caller, frame: Frame, outbox: Outbox) -> None:
             if address(old, rid) is None:
                 if len(plain_map(old.transcript_requests)) >= MAX_PER_CONVERSATION:
                     raise Refusal(CONFLICT, f"At most {MAX_PER_CONVERSATION} transcripts per chat.",
-                                        frame.ref)
+                                  frame.ref)
                 raise Refusal(RETRY, "Temporary problem; please resend.", frame.ref)
             conv = old
     to = address(conv, rid) or to

@@ -120,7 +120,7 @@ def continue_by_email(who: Caller, request: Frame, outbox: Outbox, network: str 
     address = validate.email_address(request["email"])
     if address is None:
         raise Refusal(BAD_EMAIL, "Please give a valid email address so we can answer you there.",
-                            request.ref)
+                      request.ref)
     C = ConversationModel
     conv = get_or_none(C, conversation_key(request["conversation"]), consistent_read=True)
     if conv is None:
