@@ -93,6 +93,22 @@ def deepest_chain(edges: dict[str, set[str]], start: str = PACKAGE) -> list[str]
     return list(max((longest(name) for name in sorted(edges) if name.startswith(start)), key=len))
 
 
+def packages_as_one(edges: dict[str, set[str]]) -> dict[str, set[str]]:
+    """The graph with each subpackage of chalicelib (the store) folded into one node: the chain
+    between layers, without a package's own files importing each other."""
+
+    def node(name: str) -> str:
+        parts = name.split(".")
+        return ".".join(parts[:2]) if len(parts) > 2 and parts[0] == PACKAGE else name
+
+    folded: dict[str, set[str]] = {}
+    for name, targets in edges.items():
+        folded.setdefault(node(name), set()).update(node(t) for t in targets)
+    for name, targets in folded.items():
+        targets.discard(name)
+    return folded
+
+
 def long_functions(limit: int = LONG_FUNCTION, root: Path = ROOT) -> list[tuple[str, str, int]]:
     """(module, qualified function name, lines) for every function longer than ``limit``."""
     found = []
@@ -126,6 +142,9 @@ def main() -> int:
     chain = deepest_chain(graph())
     print(f"deepest import chain in chalicelib ({len(chain)} modules): "
           + " -> ".join(name.removeprefix(f"{PACKAGE}.") for name in chain))
+    folded = deepest_chain(packages_as_one(graph()))
+    print(f"  the same with chalicelib.store as one module ({len(folded)}): "
+          + " -> ".join(name.removeprefix(f"{PACKAGE}.") for name in folded))
     long = long_functions()
     print(f"functions over {LONG_FUNCTION} lines: {len(long)}")
     for module, function, lines in long:
