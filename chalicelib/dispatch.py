@@ -30,6 +30,7 @@ from chalicelib import (
     conversations,
     frames,
     handback,
+    inbox,
     limits,
     notes,
     offline,
@@ -238,6 +239,16 @@ def _accept(call: Call) -> None:
 @action("queue", roles=AGENTS)
 def _queue(call: Call) -> None:
     call.answer(routing.queue_listing(routing.waiting(call.who.site), call.frame.get("cursor")))
+
+
+@action("inbox", roles=AGENTS)
+def _inbox(call: Call) -> None:
+    call.answer(inbox.listing(call.who.site, call.frame.get("cursor")))
+
+
+@action("take", roles=AGENTS)
+def _take(call: Call) -> None:
+    inbox.take(call.who, call.frame["conversation"], call.outbox)
 
 
 @action("handback", roles=AGENTS)

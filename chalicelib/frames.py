@@ -58,6 +58,7 @@ SERVER_FRAMES: dict[str, Shape] = {
     "closed": _shape("conversation summary by"),
     "presence": _shape("conversation state since"),
     "queue": _shape(_PAGE),
+    "inbox": _shape(_PAGE),
     "shift": _shape("on away agent"),
     "error": _shape("code message", "ref retry_after"),
     "pong": _shape("ref"),
@@ -182,6 +183,16 @@ def presence(conv_id: str, view: dict[str, Any]) -> Frame:
 
 def queue(after: str | None, items: list[dict[str, Any]], cursor: Callable[[Any], str | int]) -> Frame:
     return page_of({"type": "queue", "after": after}, "items", items, cursor)
+
+
+def inbox(after: str | None, items: list[dict[str, Any]], cursor: Callable[[Any], str | int],
+          more: bool) -> Frame:
+    """A page of the "Messages" inbox (chalicelib.inbox), newest first; ``more`` also when the
+    Query itself stopped at its page size."""
+    frame = page_of({"type": "inbox", "after": after}, "items", items, cursor)
+    if more and not frame["more"] and items:
+        frame["more"], frame["cursor"] = True, cursor(items[-1])
+    return frame
 
 
 def shift(on: bool, away: bool, agent: dict[str, Any]) -> Frame:

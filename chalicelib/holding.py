@@ -5,8 +5,9 @@ Found without scanning: the site's team (one Query per site) lists the chats eac
 needs one when its last writer is the visitor and the agent has been silent for the site's
 setting since the later of that line and the moment the chat became theirs (``silent_since``):
 a chat that waited in line is not "held" the minute it is assigned, before its agent has even
-looked. A chat whose visitor has gone (every tab closed, ``v_left_at``) gets none: nobody
-would read it. The holding message itself becomes the last writer, so it is sent once per
+looked. A chat whose visitor has gone (every tab closed, ``v_left_at``) gets none, nor does a
+message left with the form (``channel`` "email", chalicelib.inbox): nobody would read it.
+The holding message itself becomes the last writer, so it is sent once per
 wait, and the write that adds it is conditional on nothing having changed, so two timers
 never send two. It never becomes the chat's preview (``conversations.post_system``).
 """
@@ -40,7 +41,8 @@ def sweep(site: SiteModel, outbox: Outbox, now_ms: int | None = None) -> list[st
                                               filter_condition=AgentModel.convs.exists()):
         for conv in routing.held(agent):
             since = silent_since(conv)
-            if since is None or since > cutoff or conv.v_left_at is not None:
+            # nobody reads it: the visitor left, or wrote from the form and waits for an email
+            if since is None or since > cutoff or conv.v_left_at is not None or conv.channel:
                 continue
             C = ConversationModel
             seq = conversations.post_system(

@@ -18,7 +18,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib import auth, clock, config, lifecycle, limits, mail, queue, routing, sites, stats, transcripts
+from chalicelib import (
+    auth,
+    clock,
+    config,
+    inbox,
+    lifecycle,
+    limits,
+    mail,
+    queue,
+    routing,
+    sites,
+    stats,
+    transcripts,
+)
 from chalicelib.availability import status
 from chalicelib.errors import (
     BAD_EMAIL,
@@ -111,6 +124,9 @@ def leave(site_id: str, doc: Any, *, visitor_id: str | None = None,
         raise Refusal(RATE_LIMITED, over.message, retry_after=over.retry_after) from None
     conv_id = _attach(visitor_id, fields.email) if visitor_id else None
     now = clock.now_ms()
+    # The work happens in the console: the message is a conversation in the site's inbox.
+    inbox.open_message(site_id, visitor_id=visitor_id, email=fields.email, name=fields.name,
+                       page=fields.page, text=fields.text, now=now)
     message_id = auth.new_id()
     OfflineMessageModel(keys.offline_key(message_id), site=site_id, visitor_id=visitor_id, conv_id=conv_id,
                         name=fields.name, email=fields.email, text=fields.text, page=fields.page,
@@ -221,11 +237,12 @@ def _offline(message_id: str) -> None:
         lines += [f"Page: {msg.page}", ""]
     if msg.conv_id:
         lines += _transcript(site, msg.conv_id)
-    lines += [f"Reply to this email to answer {msg.name or msg.email}."]
-    mail.send_once(f"offline:{message_id}:team", mail.Email(
-        to=sites.team_email(site), reply_to=msg.email,
-        subject=f"[{sites.display_name(site)}] Message from {msg.name or msg.email}",
-        text="\n".join(lines)))
+    lines += [f"Answer {msg.name or msg.email} from the console's Messages, or reply to this email."]
+    if sites.console(site)["notify_team"]:  # the site's choice; the message is in the inbox anyway
+        mail.send_once(f"offline:{message_id}:team", mail.Email(
+            to=sites.team_email(site), reply_to=msg.email,
+            subject=f"[{sites.display_name(site)}] Message from {msg.name or msg.email}",
+            text="\n".join(lines)))
     back = status(site).next_open
     when = (f"We are back {_local(site, back)}." if back else "We will answer as soon as we can.")
     mail.send_once(f"offline:{message_id}:confirm", mail.Email(

@@ -179,6 +179,8 @@ SCHEMAS: dict[str, dict[str, Field]] = {
     "shift": {"on": Field(bool)},
     "accept": {"conversation": CONVERSATION},
     "queue": {"cursor": CURSOR},
+    "inbox": {"cursor": CURSOR},
+    "take": {"conversation": CONVERSATION},
     "leave_message": {
         "email": Field(str),
         "text": Field(str),
@@ -266,11 +268,11 @@ ACTION_CLASS: dict[str, str] = {
     "typing": "signal", "read": "signal", "page": "signal", "rules": "signal",
     "hello": "query", "status": "query", "sync": "query", "queue": "query", "notes": "query",
     "overview": "query", "history": "query", "visitors": "query", "context": "query",
-    "snippets": "query", "past": "query", "past_messages": "query",
+    "snippets": "query", "past": "query", "past_messages": "query", "inbox": "query",
     "start": "change", "close": "change", "shift": "change", "away": "change",
     "accept": "change", "transfer": "change", "transfer_answer": "change", "note": "change",
     "invite": "change", "invitation": "change", "rate": "change", "leave_message": "change",
-    "transcript": "change", "continue_by_email": "change", "handback": "change",
+    "transcript": "change", "continue_by_email": "change", "handback": "change", "take": "change",
 }
 
 # The optional correlation field every frame may carry; echoed as ``ref`` in replies.

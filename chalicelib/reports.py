@@ -62,7 +62,8 @@ FIGURES = ("chats", "answered", "missed", "abandoned", "missed_share", "abandone
            "wait_median_s", "wait_p90_s", "first_response_median_s", "first_response_p90_s",
            "resolution_avg_s", "messages_visitor", "messages_agent", "transfers", "holding_messages",
            "rated_up", "rated_down", "satisfaction", "after_hours_chats", "after_hours_messages",
-           "offline_messages", "after_hours_answer_avg_s")
+           "offline_messages", "after_hours_answer_avg_s", "chat_conversations", "email_conversations",
+           "email_answer_avg_s")
 
 
 def figures(c: Counter[str]) -> dict[str, Any]:
@@ -81,6 +82,9 @@ def figures(c: Counter[str]) -> dict[str, Any]:
         "after_hours_chats": c["ah_chats"], "after_hours_messages": c["ah_msgs"] + c["offline"],
         "offline_messages": c["offline"],
         "after_hours_answer_avg_s": _seconds(c["ah_ans_ms"], c["ah_ans_n"]),
+        # the split by channel (chalicelib.inbox): every conversation is one or the other
+        "chat_conversations": c["chats"] - c["em_chats"], "email_conversations": c["em_chats"],
+        "email_answer_avg_s": _seconds(c["em_ans_ms"], c["em_ans_n"]),
     }
 
 

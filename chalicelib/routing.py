@@ -41,6 +41,7 @@ from chalicelib.lifecycle import OPEN_STATES as OPEN_STATES
 from chalicelib.lifecycle import QUEUED as QUEUED
 from chalicelib.protocol import page_view
 from chalicelib.store import (
+    EMAIL_CHANNEL,
     AgentModel,
     ConversationModel,
     agent_key,
@@ -335,6 +336,8 @@ def requeue(conv_id: str, agent_id: str) -> ConversationModel | None:
         return None
     queued_at = int(conv.queued_at or conv.created_at)
     q_pk, q_sk = queue_keys(conv.site, queued_at, conv_id)
+    if conv.channel == EMAIL_CHANNEL and not conv.connections_of("v:"):  # back to the inbox it came from
+        q_pk = keys.inbox_key(conv.site)
     actions: list[Action] = [C.status.set(QUEUED), C.q_pk.set(q_pk), C.q_sk.set(q_sk), C.agent_id.remove(),
                C.agent_name.remove(), C.assigned_at.remove()]
     actions += [C.conns[c].remove() for c in conv.connections_of("a:")]

@@ -226,6 +226,9 @@ CONSOLE_DEFAULTS: dict[str, Any] = {
     # How long a visitor may be gone (every tab closed) before their chat closes as abandoned:
     # while it waits, and once an agent has it (chalicelib.lifecycle, chalicelib.abandonment).
     "abandon": dict(lifecycle.ABANDON_DEFAULTS),
+    # Mail the team address each offline message (chalicelib.offline); the message waits in
+    # the console's inbox either way (chalicelib.inbox), so a team working there turns it off.
+    "notify_team": True,
 }
 _SHORTCUT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,29}$")
 _RULE_ID = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
@@ -289,6 +292,8 @@ def validate_console(doc: Any) -> dict[str, Any]:
         raise ValueError("console.origins: a list of origins like https://shop.example.com.")
     if "abandon" in doc:
         lifecycle.validate_abandon(doc["abandon"])
+    if not isinstance(doc.get("notify_team", True), bool):
+        raise ValueError("console.notify_team: true or false.")
     return doc
 
 

@@ -38,7 +38,15 @@ from typing import Any
 
 from chalicelib import clock, lifecycle, sites
 from chalicelib.hours import from_ms
-from chalicelib.store import ConversationModel, SiteModel, keys, plain_map, raw_update, transact_write
+from chalicelib.store import (
+    EMAIL_CHANNEL,
+    ConversationModel,
+    SiteModel,
+    keys,
+    plain_map,
+    raw_update,
+    transact_write,
+)
 
 ANSWERED, MISSED, ABANDONED = "answered", "missed", "abandoned"
 
@@ -111,6 +119,11 @@ class Measures:
     holds: int
     after_hours: bool
     after_hours_answer_ms: int | None
+    # An email-channel conversation (an offline message, chalicelib.inbox): counted in every
+    # figure above like a chat (an agent's reply by email is its first response), and split
+    # out here, with the time from the message left to the first reply, as its writer waits.
+    email: bool = False
+    email_answer_ms: int | None = None
 
     def increments(self) -> dict[str, int]:
         """What this conversation adds to a day item."""
@@ -126,6 +139,10 @@ class Measures:
             out["ah_chats"], out["ah_msgs"] = 1, self.messages_visitor
             if self.after_hours_answer_ms is not None:
                 out["ah_ans_n"], out["ah_ans_ms"] = 1, self.after_hours_answer_ms
+        if self.email:
+            out["em_chats"] = 1
+            if self.email_answer_ms is not None:
+                out["em_ans_n"], out["em_ans_ms"] = 1, self.email_answer_ms
         return out
 
 
@@ -160,6 +177,7 @@ def measure(conv: ConversationModel, tz: tzinfo, closed_by: str | None) -> Measu
     live = outcome != MISSED and accepted is not None
     visitor_msgs, agent_msgs = messages_by_side(conv)
     day, hour = local_day(created, tz)
+    email = conv.channel == EMAIL_CHANNEL
     return Measures(
         agent=conv.agent_id, day=day, hour=hour, outcome=outcome,
         wait_ms=max(0, accepted - queued) if live and accepted is not None else None,
@@ -168,7 +186,8 @@ def measure(conv: ConversationModel, tz: tzinfo, closed_by: str | None) -> Measu
         resolution_ms=max(0, closed - created), messages_visitor=visitor_msgs,
         messages_agent=agent_msgs, transfers=int(conv.transfers or 0), holds=int(conv.holds or 0),
         after_hours=bool(conv.after_hours),
-        after_hours_answer_ms=max(0, first - created) if conv.after_hours and first is not None else None)
+        after_hours_answer_ms=max(0, first - created) if conv.after_hours and first is not None else None,
+        email=email, email_answer_ms=max(0, first - created) if email and first is not None else None)
 
 
 def day_update(site: str, day: str, agent: str | None, increments: dict[str, int]) -> dict[str, Any]:

@@ -249,6 +249,7 @@
             action: "snippets",
             cursor: next.snippets
         });
+        refreshInbox();
         link.send({
             action: "status"
         });
@@ -483,6 +484,7 @@
         link.start();
         timers.push(setInterval(tick, 1e3));
         timers.push(setInterval(refreshQueue, 1e4));
+        timers.push(setInterval(refreshInbox, 3e4));
         showView(viewFromHash() || "chats");
     }
     function signOut(message) {
@@ -504,6 +506,7 @@
         welcomed = false;
         showView("chats");
         queueList.replaceChildren();
+        inboxList.replaceChildren();
         convList.replaceChildren();
         offersBox.replaceChildren();
         messages.replaceChildren();
@@ -796,6 +799,101 @@
         renderQueue();
         return false;
     });
+    const inboxList = $("inbox");
+    const inboxCount = $("inbox-count");
+    let inboxItems = [];
+    let inboxCursor = null;
+    let takeWanted = null;
+    function byMail(c) {
+        return c.summary.channel === "email";
+    }
+    function renderInbox() {
+        const items = inboxItems.filter(item => item && typeof item.conversation === "string");
+        inboxCount.textContent = items.length ? String(items.length) + (inboxCursor ? "+" : "") : "";
+        inboxList.replaceChildren();
+        if (!items.length) {
+            inboxList.append(el("li", {
+                class: "empty"
+            }, "No messages."));
+            return;
+        }
+        const now = Date.now();
+        for (const item of items) {
+            const row = el("li", {
+                class: "queue-item",
+                "data-conversation": item.conversation,
+                "data-testid": "inbox-item"
+            });
+            const what = el("span", {
+                class: "what"
+            });
+            const at = Number(item.at) || now;
+            what.append(el("span", {
+                class: "who"
+            }, String(item.name || item.email || "Visitor") + " \xb7 "), el("span", {
+                class: "wait",
+                "data-since": at
+            }, duration(now - at)), el("span", {}, " ago"), el("span", {
+                class: "preview"
+            }, String(item.preview || "")));
+            const take = el("button", {
+                type: "button",
+                "data-testid": "take",
+                "data-conversation": item.conversation
+            }, "Take");
+            take.disabled = takeWanted === item.conversation;
+            take.addEventListener("click", () => takeMessage(item.conversation));
+            row.append(what, take);
+            inboxList.append(row);
+        }
+        if (inboxCursor) {
+            const older = el("button", {
+                type: "button",
+                class: "link",
+                "data-testid": "inbox-more"
+            }, "Older messages");
+            older.addEventListener("click", () => send({
+                action: "inbox",
+                cursor: inboxCursor
+            }));
+            inboxList.append(el("li", {}, older));
+        }
+    }
+    function refreshInbox() {
+        if (link && document.visibilityState === "visible") link.send({
+            action: "inbox"
+        });
+    }
+    function takeMessage(id) {
+        if (!link || !link.send({
+            action: "take",
+            conversation: id,
+            ref: "take:" + id
+        })) {
+            say(OFFLINE);
+            return;
+        }
+        takeWanted = id;
+        renderInbox();
+    }
+    on("inbox", frame => {
+        const items = Array.isArray(frame.items) ? frame.items : [];
+        if (frame.after === null || frame.after === undefined) {
+            inboxItems = items;
+        } else {
+            const seen = new Set(inboxItems.map(i => i.conversation));
+            inboxItems = inboxItems.concat(items.filter(i => !seen.has(i.conversation)));
+        }
+        inboxCursor = frame.more && typeof frame.cursor === "string" ? frame.cursor : null;
+        if (takeWanted && !inboxItems.some(i => i.conversation === takeWanted)) takeWanted = null;
+        renderInbox();
+    });
+    onRefusal("take", () => {
+        takeWanted = null;
+        refreshInbox();
+        return false;
+    });
+    window.addEventListener("focus", refreshInbox);
     function renderOffers() {
         offersBox.replaceChildren();
         for (const offer of offers.values()) {
@@ -1001,7 +1099,7 @@
             }, label(c)), el("span", {
                 class: "state"
             }, " \xb7 " + statusText(c)));
-            if (isOpen(c) && c.summary.presence) what.append(presenceNode(c.summary.presence));
+            if (isOpen(c) && c.summary.presence && !byMail(c)) what.append(presenceNode(c.summary.presence));
             what.append(el("span", {
                 class: "preview"
             }, c.last || c.summary.preview || "No message yet"));
@@ -1245,7 +1343,13 @@
         }
         if (messages.firstElementChild !== c.transcript.list) messages.replaceChildren(c.transcript.list);
         convTitle.textContent = label(c) + " \xb7 " + statusText(c);
-        if (isOpen(c) && c.summary.presence) convTitle.append(presenceNode(c.summary.presence));
+        if (isOpen(c) && c.summary.presence && !byMail(c)) convTitle.append(presenceNode(c.summary.presence));
+        if (byMail(c)) {
+            convTitle.append(el("span", {
+                class: "badge",
+                "data-testid": "by-email"
+            }, " \xb7 by email"));
+        }
         convClose.hidden = false;
         convClose.textContent = isOpen(c) ? "End chat" : "Remove from list";
         transferOpen.hidden = !isOpen(c) || c.summary.status === "queued";
@@ -2141,6 +2245,7 @@
             f.name.value = siteDoc.name || "";
             f.name.placeholder = siteDoc.display_name || "Support";
             f.team_email.value = siteDoc.team_email || "";
+            f.notify_team.checked = !siteDoc.console || siteDoc.console.notify_team !== false;
             f.greeting.value = widget.greeting || "";
             f.color.value = /^#[0-9a-fA-F]{6}$/.test(widget.color || "") ? widget.color : "#1f6f5c";
             for (const radio of siteForm.querySelectorAll('input[name="position"]')) {
@@ -2182,14 +2287,16 @@
                 team_email: f.team_email.value.trim(),
                 widget
             };
+            const part = {
+                notify_team: f.notify_team.checked
+            };
             if (siteDoc.console && siteDoc.console.abandon) {
-                doc.console = consoleWith({
-                    abandon: Object.assign({}, siteDoc.console.abandon, {
-                        queued_after_seconds: Number(f.queued_after_seconds.value),
-                        assigned_after_seconds: Number(f.assigned_after_seconds.value)
-                    })
+                part.abandon = Object.assign({}, siteDoc.console.abandon, {
+                    queued_after_seconds: Number(f.queued_after_seconds.value),
+                    assigned_after_seconds: Number(f.assigned_after_seconds.value)
                 });
             }
+            doc.console = consoleWith(part);
             setStatus("site", "Saving\u2026");
             const answer = await api("PUT", sitePath(), doc);
             if (!answer.ok) {
@@ -2676,7 +2783,7 @@
             const t = doc.totals;
             $("rep-zone").textContent = "\xb7 days in " + (doc.timezone || "UTC");
             state.textContent = t.chats ? doc.from + " to " + doc.to + (doc.agent ? " \xb7 " + doc.agent : "") : "No chats from " + doc.from + " to " + doc.to + ".";
-            const tiles = [ [ "chats", "chats", String(t.chats) ], [ "wait_median_s", "median wait", secs(t.wait_median_s) ], [ "wait_p90_s", "p90 wait", secs(t.wait_p90_s) ], [ "first_response_median_s", "median first response", secs(t.first_response_median_s) ], [ "first_response_p90_s", "p90 first response", secs(t.first_response_p90_s) ], [ "missed_share", "missed (" + t.missed + ")", pct(t.missed_share) ], [ "abandoned_share", "abandoned (" + t.abandoned + ")", pct(t.abandoned_share) ], [ "satisfaction", "satisfied (" + t.rated_up + " up, " + t.rated_down + " down)", pct(t.satisfaction) ], [ "after_hours", "after hours (" + t.offline_messages + " left a message)", String(t.after_hours_chats + t.offline_messages) ] ];
+            const tiles = [ [ "chats", "chats", String(t.chats) ], [ "wait_median_s", "median wait", secs(t.wait_median_s) ], [ "wait_p90_s", "p90 wait", secs(t.wait_p90_s) ], [ "first_response_median_s", "median first response", secs(t.first_response_median_s) ], [ "first_response_p90_s", "p90 first response", secs(t.first_response_p90_s) ], [ "missed_share", "missed (" + t.missed + ")", pct(t.missed_share) ], [ "abandoned_share", "abandoned (" + t.abandoned + ")", pct(t.abandoned_share) ], [ "satisfaction", "satisfied (" + t.rated_up + " up, " + t.rated_down + " down)", pct(t.satisfaction) ], [ "after_hours", "after hours (" + t.offline_messages + " left a message)", String(t.after_hours_chats + t.offline_messages) ], [ "email_conversations", "by email (" + t.chat_conversations + " chats; first reply in " + secs(t.email_answer_avg_s) + " on average)", String(t.email_conversations) ] ];
             $("rep-totals").replaceChildren(...tiles.map(([key, label, value]) => {
                 const tile = el("div", {
                     class: "stat",

@@ -39,9 +39,9 @@ _FORMAT = "ascii_only=true,comments=false"  # ASCII: it reads the same whatever 
 
 # The console's sources, in closure order: a file may use at load time only what the files
 # before it declared (functions are hoisted; `const` and `let` are not).
-CONSOLE_SOURCES = ("state", "common", "link", "alerts", "views", "session", "shift", "queue", "transfer",
-                   "chats", "conversation", "composer", "visitor", "notes", "visitors", "admin", "banner",
-                   "team", "history", "settings", "reports", "main")
+CONSOLE_SOURCES = ("state", "common", "link", "alerts", "views", "session", "shift", "queue", "inbox",
+                   "transfer", "chats", "conversation", "composer", "visitor", "notes", "visitors", "admin",
+                   "banner", "team", "history", "settings", "reports", "main")
 
 
 @dataclass(frozen=True)

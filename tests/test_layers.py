@@ -27,7 +27,7 @@ LAYERS: dict[str, int] = {
     "chalicelib.dispatch": HANDLERS,
     **{f"chalicelib.{name}": DOMAIN for name in (
         "abandonment", "agents", "auth", "availability", "conversations", "handback", "holding",
-        "lifecycle", "limits", "notes", "offline", "presence", "privacy", "ratings", "reports",
+        "inbox", "lifecycle", "limits", "notes", "offline", "presence", "privacy", "ratings", "reports",
         "routing", "sites", "stats", "supervision", "transcripts", "transfers", "unattended",
         "visitors")},
     **{f"chalicelib.{name}": ADAPTERS for name in (

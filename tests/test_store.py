@@ -20,7 +20,7 @@ STORE = ROOT / "chalicelib" / "store"
 STORED_NAMES = {
     "ConversationModel": {
         "accepted_at", "after_hours", "agent_id", "agent_name", "assigned_at", "by_email", "closed_at",
-        "cm", "co", "conns", "counted", "created_at", "cs", "digested_seq", "due_pk", "due_sk", "email",
+        "ch", "cm", "co", "conns", "counted", "created_at", "cs", "digested_seq", "due_pk", "due_sk", "email",
         "email_key", "holds", "last_at", "last_by", "mf", "mn", "ok", "outcome", "page", "pk", "preview",
         "q_pk", "q_sk", "queued_at", "rating", "reads", "reason", "seq", "site", "sk", "status", "transfer",
         "transfers", "ttl", "tx", "tx_close", "v_left_at", "v_on_at", "visitor_id", "visitor_name"},
@@ -105,6 +105,7 @@ def test_key_formats_are_the_stored_ones():
             keys.gone_key("s"), keys.site_visitors_key("s")) == (
         "TEAM#s", "SHIFT#s", "QUEUE#s", "HIST#s", "GONE#s", "VCONN#s")
     assert (keys.GRACE, keys.UNQUEUED, keys.SITES, keys.META) == ("GRACE", "UNQUEUED", "SITE", "META")
+    assert keys.inbox_key("s") == "INBOX#s"
     assert keys.timed_sk(5, "c1") == "000000000000005#c1"
     assert keys.email_key("s1", " A@B.co ") == "s1#a@b.co"
     assert keys.item_id("CONV#c1#x") == "c1#x"

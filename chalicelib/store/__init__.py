@@ -86,6 +86,7 @@ from chalicelib.store.base import (
     update_or_old,
 )
 from chalicelib.store.conversations import (
+    EMAIL_CHANNEL,
     ConversationDueIndex,
     ConversationModel,
     EmailItemsIndex,
@@ -122,6 +123,7 @@ __all__ = [
     "ACCESS_PATTERNS",
     "ALL_MODELS",
     "CONVERSATION_MAX_BYTES",
+    "EMAIL_CHANNEL",
     "ITEM_LIMIT",
     "META",
     "VISITOR_MAX_BYTES",

@@ -17,10 +17,16 @@ from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjec
 from chalicelib.store.base import TableModel, plain_map
 from chalicelib.store.keys import META, email_key, item_id
 
+#: ``ConversationModel.channel`` of a conversation that began as an offline message or went on
+#: by email (stored "email"; no attribute means "chat", so older items need no migration).
+EMAIL_CHANNEL = "email"
+
 
 class QueueIndex(GlobalSecondaryIndex["ConversationModel"]):
     """Waiting conversations per site, oldest first (``QUEUE#<site>``, present only while
-    queued); closed ones per site by close time (``HIST#<site>``, the supervisor's history)."""
+    queued); closed ones per site by close time (``HIST#<site>``, the supervisor's history);
+    offline messages waiting for an agent (``INBOX#<site>``, the console's "Messages" inbox:
+    kept out of the live line so that nobody routes or abandons them like a chat)."""
 
     class Meta:
         index_name = "queue"
@@ -137,7 +143,9 @@ class ConversationModel(TableModel):
     tx_close = BooleanAttribute(null=True)  # closed with "transcript": one to the pre-chat address
     # addresses trusted with its transcript: address -> link|agent
     trusted_addresses = MapAttribute[str, Any](null=True, attr_name="ok")
-    q_pk = UnicodeAttribute(null=True)  # QUEUE#<site> while waiting, HIST#<site> once closed
+    # "email" when it began as an offline message or went on by email; absent = "chat"
+    channel = UnicodeAttribute(null=True, attr_name="ch")
+    q_pk = UnicodeAttribute(null=True)  # QUEUE#/INBOX#<site> while waiting, HIST#<site> once closed
     q_sk = UnicodeAttribute(null=True)
     email_key = UnicodeAttribute(null=True)  # see EmailItemsIndex
     ttl = TTLAttribute(null=True)  # retention, see keep_until
@@ -179,7 +187,8 @@ class ConversationModel(TableModel):
                 "visitor_name": self.visitor_name, "email": self.email,
                 "reads": {k: int(v) for k, v in plain_map(self.reads).items()},
                 "rating": self.rating_view(), **self.lifecycle_view(),
-                **({"by_email": True} if self.by_email else {})}
+                **({"by_email": True} if self.by_email else {}),
+                **({"channel": self.channel} if self.channel else {})}
 
     def lifecycle_view(self) -> dict[str, Any]:
         """``reason`` once closed; the visitor's ``presence`` while open (chalicelib.lifecycle)."""

@@ -37,6 +37,7 @@ TEAM = "TEAM#"  # team: every agent of a site
 SHIFT = "SHIFT#"  # shift: agents on shift
 QUEUE = "QUEUE#"  # queue: waiting conversations, oldest first
 HISTORY = "HIST#"  # queue index, second use: a site's closed conversations by close time
+INBOX = "INBOX#"  # queue index, third use: a site's offline messages waiting for an agent
 GONE = "GONE#"  # due: open chats whose visitor is away
 SITE_VISITORS = "VCONN#"  # site_visitors: visitor connections of a site
 GRACE = "GRACE"  # due: agents whose grace period (no console open) ends
@@ -136,6 +137,10 @@ def queue_key(site: str) -> str:
 
 def history_key(site: str) -> str:
     return f"{HISTORY}{site}"
+
+
+def inbox_key(site: str) -> str:
+    return f"{INBOX}{site}"
 
 
 def gone_key(site: str) -> str:

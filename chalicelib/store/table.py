@@ -73,6 +73,8 @@ ACCESS_PATTERNS: tuple[AccessPattern, ...] = (
                   keys.QUEUE, "<queued ms>#<conv>", "Query (sparse)"),
     AccessPattern("a site's closed conversations, newest first (supervisor)", "queue", keys.history_key,
                   ("s1",), keys.HISTORY, "<closed ms>#<conv>", "Query desc"),
+    AccessPattern("a site's offline messages waiting for an agent, newest first (inbox)", "queue",
+                  keys.inbox_key, ("s1",), keys.INBOX, "<left ms>#<conv>", "Query desc (sparse)"),
     AccessPattern("agents whose grace period ends before T", "due", _constant(keys.GRACE), (),
                   keys.GRACE, "<due ms>", "Query (sparse)"),
     AccessPattern("offline messages stored but not yet queued", "due", _constant(keys.UNQUEUED), (),

@@ -36,7 +36,7 @@ function renderConversations() {
                                   title: index < 9 ? 'Alt+' + (index + 1) : null });
     const what = el('span', { class: 'what' });
     what.append(el('span', { class: 'who' }, label(c)), el('span', { class: 'state' }, ' · ' + statusText(c)));
-    if (isOpen(c) && c.summary.presence) what.append(presenceNode(c.summary.presence));
+    if (isOpen(c) && c.summary.presence && !byMail(c)) what.append(presenceNode(c.summary.presence));
     what.append(el('span', { class: 'preview' }, c.last || c.summary.preview || 'No message yet'));
     const badge = el('span', { class: 'unread', 'data-testid': 'unread', 'data-count': count,
                                'aria-label': count + ' unread' }, String(count));

@@ -32,7 +32,10 @@ function renderSelected() {
   }
   if (messages.firstElementChild !== c.transcript.list) messages.replaceChildren(c.transcript.list);
   convTitle.textContent = label(c) + ' · ' + statusText(c);
-  if (isOpen(c) && c.summary.presence) convTitle.append(presenceNode(c.summary.presence));
+  if (isOpen(c) && c.summary.presence && !byMail(c)) convTitle.append(presenceNode(c.summary.presence));
+  if (byMail(c)) {
+    convTitle.append(el('span', { class: 'badge', 'data-testid': 'by-email' }, ' · by email'));
+  }
   convClose.hidden = false;
   convClose.textContent = isOpen(c) ? 'End chat' : 'Remove from list';
   transferOpen.hidden = !isOpen(c) || c.summary.status === 'queued';

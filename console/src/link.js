@@ -88,6 +88,7 @@ function onWelcome(welcome) {
   const next = welcome.next || {};
   if (typeof next.queue === 'string') link.send({ action: 'queue', cursor: next.queue });
   if (typeof next.snippets === 'string') link.send({ action: 'snippets', cursor: next.snippets });
+  refreshInbox(); // the "Messages" inbox (inbox.js)
   link.send({ action: 'status' }); // what visitors see now (admin.js: the "We're away" banner)
   renderHeader();
   renderQueue();

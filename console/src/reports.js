@@ -118,6 +118,8 @@
       ['satisfaction', 'satisfied (' + t.rated_up + ' up, ' + t.rated_down + ' down)', pct(t.satisfaction)],
       ['after_hours', 'after hours (' + t.offline_messages + ' left a message)',
         String(t.after_hours_chats + t.offline_messages)],
+      ['email_conversations', 'by email (' + t.chat_conversations + ' chats; first reply in '
+        + secs(t.email_answer_avg_s) + ' on average)', String(t.email_conversations)],
     ];
     $('rep-totals').replaceChildren(...tiles.map(([key, label, value]) => {
       const tile = el('div', { class: 'stat', 'data-figure': key });

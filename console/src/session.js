@@ -62,6 +62,7 @@ function startConsole() {
   timers.push(setInterval(tick, 1000));
   // Off shift the server pushes no queue updates: ask now and then, and on coming back.
   timers.push(setInterval(refreshQueue, 10000));
+  timers.push(setInterval(refreshInbox, 30000)); // nobody pushes new messages: ask now and then
   showView(viewFromHash() || 'chats');
 }
 
@@ -84,6 +85,7 @@ function signOut(message) {
   welcomed = false;
   showView('chats');
   queueList.replaceChildren();
+  inboxList.replaceChildren(); // the next agent to sign in here must not see this one's list
   convList.replaceChildren();
   offersBox.replaceChildren();
   messages.replaceChildren();

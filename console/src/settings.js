@@ -139,6 +139,7 @@
     f.name.value = siteDoc.name || '';
     f.name.placeholder = siteDoc.display_name || 'Support';
     f.team_email.value = siteDoc.team_email || '';
+    f.notify_team.checked = !siteDoc.console || siteDoc.console.notify_team !== false;
     f.greeting.value = widget.greeting || '';
     f.color.value = /^#[0-9a-fA-F]{6}$/.test(widget.color || '') ? widget.color : '#1f6f5c';
     for (const radio of siteForm.querySelectorAll('input[name="position"]')) {
@@ -171,11 +172,13 @@
     });
     if ('prechat_fields' in siteDoc.widget || prechat) widget.prechat_fields = asked;
     const doc = { name: f.name.value.trim(), team_email: f.team_email.value.trim(), widget };
+    const part = { notify_team: f.notify_team.checked };
     if (siteDoc.console && siteDoc.console.abandon) {
-      doc.console = consoleWith({ abandon: Object.assign({}, siteDoc.console.abandon, {
+      part.abandon = Object.assign({}, siteDoc.console.abandon, {
         queued_after_seconds: Number(f.queued_after_seconds.value),
-        assigned_after_seconds: Number(f.assigned_after_seconds.value) }) });
+        assigned_after_seconds: Number(f.assigned_after_seconds.value) });
     }
+    doc.console = consoleWith(part);
     setStatus('site', 'Saving…');
     const answer = await api('PUT', sitePath(), doc);
     if (!answer.ok) {

@@ -33,6 +33,8 @@ SAMPLES: dict[str, list[dict[str, Any]]] = {
     "closed": [frames.closed("c1", SUMMARY, "agent"), frames.closed("c1", SUMMARY, frames.ERASED)],
     "presence": [frames.presence("c1", {"state": "away", "since": 5})],
     "queue": [frames.queue(None, [{"conversation": "c1"}], lambda i: i["conversation"])],
+    "inbox": [frames.inbox(None, [{"conversation": "c1"}], lambda i: i["conversation"], False),
+              frames.inbox("x", [{"conversation": "c1"}], lambda i: i["conversation"], True)],
     "shift": [frames.shift(True, False, {"id": "a1", "name": "A"})],
     "error": [frames.error("forbidden", "No."), frames.error("rate_limited", "Slow.", "r1", 3)],
     "pong": [frames.pong(None), frames.pong("r1")],

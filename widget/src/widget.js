@@ -610,8 +610,8 @@ function loadPast() {
 
 function pastItem(summary) {
   const ts = Number(summary.created_at);
-  const button = h('button.pv', {}, (ts > 0 ? new Date(ts).toLocaleDateString(LOCALE) + ': ' : '')
-    + String(summary.preview || T.ended));
+  const button = h('button.pv', {}, (summary.channel ? '\u2709 ' : '') // by email (chalicelib/inbox.py)
+    + (ts > 0 ? new Date(ts).toLocaleDateString(LOCALE) + ': ' : '') + String(summary.preview || T.ended));
   button.addEventListener('click', () => {
     showPast(summary.id);
     focusStart();
