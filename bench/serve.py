@@ -26,6 +26,10 @@ os.environ.setdefault("FANOUT_WORKERS", "16")
 # (5 a second per connection) would refuse most of them. It rides on the message's own
 # UpdateItem, so turning it off does not change the work per message.
 os.environ.setdefault("MESSAGES_PER_SECOND", "0")
+# The fan-out step posts one message to up to 20 tabs of one visitor (bench/load.fanout): it
+# measures concurrent delivery, not the per-visitor tab cap (10 by default, Settings.visitor_tabs),
+# which would evict tabs under it and refuse racing connects (broken since the cap came in).
+os.environ.setdefault("VISITOR_TABS", "25")
 
 
 def main() -> int:
