@@ -112,7 +112,7 @@ def receive(raw_mime: bytes, recipients: list[str], outbox: Outbox | None = None
         message = BytesParser(policy=policy.default).parsebytes(raw_mime)
         if not _bounded(message):
             return "malformed"
-        return _receive(message, raw_mime, recipients, outbox or Outbox())
+        return _receive(message, raw_mime, recipients, Outbox() if outbox is None else outbox)
     except (ValueError, TypeError, LookupError, IndexError, AttributeError, RecursionError):
         # The stdlib parser is lenient, but a header class can still choke on a stranger's
         # bytes; nothing was written before these checks.
