@@ -231,6 +231,7 @@ def send_mail(event: SQSEvent) -> dict[str, Any]:
     return dict(response)
 
 
+@app.lambda_function(name="receive_email")
 def receive_email(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     """SES receiving: the receipt rule stored the raw email in S3 and invokes this with the
     SES event (one record per email; the S3 key is the prefix and ``mail.messageId``). The

@@ -424,7 +424,7 @@ def post_system(conv: ConversationModel, text: str, outbox: Outbox,
 
 EMAIL_CLIENT = "email"  # the client instance every emailed visitor line counts under (figures)
 EMAIL_TAG = "v:email"  # its owner tag: a visitor's line (stats.messages_by_side), no connection
-MAX_EMAIL_LINES = 500  # email replies one conversation takes (the ``em`` map's bound)
+MAX_EMAIL_LINES = 200  # email replies one conversation takes (the ``em`` map's bound: ~5 KB)
 
 
 def receive(conv_id: str, text: str, *, message_id: str, channel: str, original: str | None,

@@ -75,7 +75,10 @@ def smtp_send(stack: Any, message: EmailMessage | bytes, to: str, sender: str = 
     return str(stack.smtp.outcomes[before])
 
 
-def answer(to: str, text: str = "Thanks, got it!\n\nBest,\nDana\n\nOn Mon, Team wrote:\n> Your parcel left today.\n",
+REPLY = "Thanks, got it!\n\nBest,\nDana\n\nOn Mon, Team wrote:\n> Your parcel left today.\n"
+
+
+def answer(to: str, text: str = REPLY,
            sender: str = VISITOR, message_id: str = "<a1@mail.example.org>", **headers: str) -> EmailMessage:
     message = EmailMessage()
     message["From"], message["To"], message["Subject"] = sender, to, "Re: replied"
@@ -101,7 +104,8 @@ def test_a_reply_by_email_lands_in_the_conversation_live_and_in_the_figures(stac
     (line,) = email_lines(conv)
     assert "Your parcel left today." in line.original and line.text == "Thanks, got it!"
     item = conv_item(conv)
-    assert plain_map(item.message_counts)["email"] == 1 and plain_map(item.client_owners)["email"] == "v:email"
+    assert plain_map(item.message_counts)["email"] == 1
+    assert plain_map(item.client_owners)["email"] == "v:email"  # a visitor's line in the figures
     page = console.request({"action": "sync", "conversation": conv, "after": 0}, "messages")
     assert page["items"][-1]["channel"] == "email"
 
@@ -123,7 +127,7 @@ def test_the_emailed_reply_carries_reply_to_and_threading_headers(stack, visitor
 
 
 def test_redelivery_of_the_same_message_id_stores_once(stack, emailed):
-    console, conv, address = emailed
+    _, conv, address = emailed
     assert smtp_send(stack, answer(address), address) == "stored"
     seq = int(conv_item(conv).seq)
     assert smtp_send(stack, answer(address), address) == "duplicate"
@@ -155,7 +159,7 @@ def test_a_reply_that_must_not_count_changes_nothing(stack, emailed, case):
 
 
 def test_bad_mime_changes_nothing(stack, emailed):
-    console, conv, address = emailed
+    _, conv, address = emailed
     before = int(conv_item(conv).seq)
     garbage = b"\x00\xff\xfe not a header\r\n\r\n\xff\xff"
     assert smtp_send(stack, garbage, address) == "malformed"
@@ -190,7 +194,8 @@ def test_a_latin_1_reply_is_decoded(stack, emailed):
     console, conv, address = emailed
     raw = (f"From: {VISITOR}\r\nTo: {address}\r\nSubject: Re\r\nMessage-ID: <latin@x.org>\r\n"
            "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=iso-8859-1\r\n"
-           "Content-Transfer-Encoding: 8bit\r\n\r\n").encode("ascii") + "Très bien, merci à vous".encode("latin-1")
+           "Content-Transfer-Encoding: 8bit\r\n\r\n").encode("ascii")
+    raw += "Très bien, merci à vous".encode("latin-1")
     assert smtp_send(stack, raw, address) == "stored"
     assert console.expect("message", conversation=conv, channel="email")["text"] == "Très bien, merci à vous"
 

@@ -88,7 +88,9 @@ click-to-chat is running locally (Ctrl-C to stop)
   emails sent (SES)        {stack.ses.endpoint}/        (aws-ses-v2-local: every email, nothing leaves)
   mail queue (SQS, moto)   {stack.sqs.endpoint}
   reply by email: {stack.smtp.url}   (plays SES receiving for {config.settings().reply_domain})
-    python -c "import smtplib; smtplib.SMTP('127.0.0.1', {stack.smtp.port}).sendmail('<visitor address>', ['<Reply-To of the emailed reply>'], 'From: <visitor address>\\nSubject: Re\\n\\nThanks!')"
+    python -c "import smtplib; smtplib.SMTP('127.0.0.1', {stack.smtp.port}).sendmail('{{FROM}}', \
+['{{REPLY_TO}}'], 'From: {{FROM}}\\nSubject: Re\\n\\nThanks!')"
+    ({{FROM}}: the visitor's address; {{REPLY_TO}}: the Reply-To of the agent's emailed reply)
 
   more agents:  make agent ID=alice NAME="Alice"
   metrics:      JSON logs and EMF lines on stdout; each metric also as "metric Name=value ..."

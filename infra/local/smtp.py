@@ -21,6 +21,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from email.parser import BytesHeaderParser
 from email.policy import default
+from email.utils import format_datetime
 from typing import Any
 
 from aiosmtpd.controller import Controller
@@ -46,6 +47,7 @@ def ses_event(raw: bytes, message_id: str, sender: str, recipients: list[str]) -
                  "headers": [{"name": k, "value": str(v)} for k, v in list(headers.items())[:100]],
                  "commonHeaders": {"returnPath": sender, "from": [str(headers.get("From", ""))],
                                    "to": recipients, "messageId": str(headers.get("Message-ID", "")),
+                                   "date": str(headers.get("Date", "") or format_datetime(datetime.now(UTC))),
                                    "subject": str(headers.get("Subject", ""))}},
         "receipt": {"timestamp": now, "processingTimeMillis": 1, "recipients": recipients,
                     "spamVerdict": verdict, "virusVerdict": verdict, "spfVerdict": verdict,
