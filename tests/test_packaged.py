@@ -125,7 +125,7 @@ def test_every_function_is_on_the_runtime_we_state(shipped: Package,
                 if r["Type"] == "AWS::Serverless::Function"}
     assert runtimes == {runtime.RUNTIME}
     assert set(functions) == {"WebsocketConnect", "WebsocketMessage", "WebsocketDisconnect",
-                              "APIHandler", "SendMail", "Housekeeping"}
+                              "APIHandler", "SendMail", "Housekeeping", "ReceiveEmail"}
 
 
 def test_the_package_carries_its_sdk_trimmed_and_the_zone_database(task_root: Path) -> None:
@@ -273,7 +273,7 @@ def test_receive_email_runs_from_the_zip(stack: Any, site: str, venv: Path, task
     function reads the raw email from S3 (moto), parses it (stdlib email, mail-parser-reply
     from the zip) and stores the visitor's line."""
     from chalicelib import clock, config, email_channel
-    from chalicelib.store import ConversationModel, conversation_key
+    from chalicelib.store import META, ConversationModel, conversation_key
 
     conv = ConversationModel(conversation_key(f"pkg-{site}"), site=site, visitor_id="pkgvisitor",
                              status="active", seq=0, created_at=clock.now_ms(), email="pkg@example.org")
@@ -290,7 +290,7 @@ def test_receive_email_runs_from_the_zip(stack: Any, site: str, venv: Path, task
     report = _invoke(venv, task_root, functions, "ReceiveEmail",
                      [ses_event(raw, "pkg1", "pkg@example.org", [to])])
     assert report["results"][0]["result"] == {"outcomes": ["stored"]}
-    stored = ConversationModel.get(conversation_key(f"pkg-{site}"), consistent_read=True)
+    stored = ConversationModel.get(conversation_key(f"pkg-{site}"), META, consistent_read=True)
     assert int(stored.seq) == 1 and stored.preview == "Answered from the zip"
 
 

@@ -28,6 +28,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from infra.local.dynamodb import free_port
+from infra.local.gateway import LocalLambdaContext
 
 log = logging.getLogger(__name__)
 #: Bigger than the app's own cap (email_channel.MAX_RAW_BYTES), as SES's 40 MB is: the app,
@@ -72,12 +73,13 @@ class _Handler:
 class SmtpLocal:
     """An SMTP server on 127.0.0.1 that hands each message to ``store`` then ``handler``."""
 
-    def __init__(self, store: Callable[[str, bytes], None], handler: Callable[[dict[str, Any]], Any],
-                 port: int | None = None) -> None:
+    def __init__(self, store: Callable[[str, bytes], None], handler: Callable[[dict[str, Any], Any], Any],
+                 port: int | None = None, timeout_s: float = 30) -> None:
         self.port = port or free_port()
         self.store = store
         self.handler = handler
         self.outcomes: list[str] = []
+        self.timeout_s = timeout_s  # the function's timeout (.chalice/config.json: 30 s)
         self._controller: Controller | None = None
 
     @property
@@ -99,7 +101,8 @@ class SmtpLocal:
         message_id = secrets.token_hex(16)  # SES's ids are opaque too
         self.store(message_id, raw)
         try:
-            answer = self.handler(ses_event(raw, message_id, sender, recipients))
+            context = LocalLambdaContext("clicktochat-local-receive_email", timeout_s=self.timeout_s)
+            answer = self.handler(ses_event(raw, message_id, sender, recipients), context)
         except Exception:  # as an asynchronous Lambda invocation: logged, the sender got 250
             log.exception("receive_email failed")
             self.outcomes.append("error")
