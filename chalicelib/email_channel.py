@@ -89,7 +89,8 @@ def conversation_of(recipients: list[str], now_ms: int | None = None) -> str | N
 def thread_headers(conv: ConversationModel, seq: int) -> dict[str, str]:
     """Stable threading headers for the mail carrying line ``seq``: every mail of a
     conversation answers its root id ``<conv-<id>@domain>``, so mail clients keep one thread
-    without the sender reading what was mailed before (no extra request)."""
+    without the sender reading what was mailed before (no extra request). SES may replace the
+    Message-ID with its own; the thread then rests on In-Reply-To/References, which it keeps."""
     domain = config.settings().reply_domain or _domain_of(config.settings().mail_from)
     root = f"<conv-{conv.id}@{domain}>"
     return {"Message-ID": f"<conv-{conv.id}-{seq}@{domain}>", "In-Reply-To": root, "References": root}
