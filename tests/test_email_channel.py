@@ -135,6 +135,26 @@ def test_redelivery_of_the_same_message_id_stores_once(stack, emailed):
     assert plain_map(conv_item(conv).message_counts)["email"] == 1
 
 
+def test_an_emailed_line_costs_two_requests_and_survives_a_crash_between_them(stack, emailed,
+                                                                             dynamodb_calls):
+    """Like a chat line: one conditional UpdateItem, one conditional PutItem, no read. A
+    redelivery after a crash between the two (simulated: the message item removed) stores
+    the line at the seq it was given, once."""
+    console, conv, address = emailed
+    dynamodb_calls.clear()
+    assert smtp_send(stack, answer(address), address) == "stored"
+    assert dynamodb_calls == ["UpdateItem", "PutItem"]
+    (line,) = email_lines(conv)
+    seq = int(line.seq)
+    console.expect("message", conversation=conv, channel="email", seq=seq)
+    line.delete()
+    assert smtp_send(stack, answer(address), address) == "duplicate"
+    (again,) = email_lines(conv)
+    assert int(again.seq) == seq == int(conv_item(conv).seq) and again.text == "Thanks, got it!"
+    # Delivered again, as a resent chat line is: the console may have missed the first.
+    console.expect("message", conversation=conv, channel="email", seq=seq)
+
+
 @pytest.mark.parametrize("case", ["forged", "expired", "mismatch", "auto_reply", "loop"])
 def test_a_reply_that_must_not_count_changes_nothing(stack, emailed, case):
     console, conv, address = emailed

@@ -141,8 +141,10 @@ class ConversationModel(TableModel):
     q_sk = UnicodeAttribute(null=True)
     email_key = UnicodeAttribute(null=True)  # see EmailItemsIndex
     # Email replies received (chalicelib.email_channel): hash of the email's Message-ID -> the
-    # seq it got, so a redelivered email stores once; at most email_channel.MAX_EMAIL_LINES.
-    email_lines = MapAttribute[str, Any](null=True, attr_name="em")
+    # seq it got, so a redelivered email stores once; at most conversations.MAX_EMAIL_LINES.
+    # Written (empty) with the conversation, so the first reply's write has a map to go into;
+    # a conversation from before has it added once (store.update_into_maps).
+    email_lines = MapAttribute[str, Any](default=dict, attr_name="em")
     ttl = TTLAttribute(null=True)  # retention, see keep_until
     queue_index = QueueIndex()
     visitor_index = VisitorItemsIndex()
