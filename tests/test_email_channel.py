@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from chalicelib import clock, config, email_channel, mail
-from chalicelib.store import MessageModel, conversation_key, plain_map
+from chalicelib.store import META, MailModel, MessageModel, conversation_key, plain_map
 from tests.support.client import Client, eventually
 from tests.support.state import conv_item
 
@@ -220,17 +220,29 @@ def test_a_latin_1_reply_is_decoded(stack, emailed):
     assert console.expect("message", conversation=conv, channel="email")["text"] == "Très bien, merci à vous"
 
 
-def test_a_bounce_stops_further_mail_to_that_address(stack, emailed, mailbox):
+@pytest.fixture
+def unsuppressed() -> Iterator[None]:
+    """The table outlives the test: the address it suppressed is mailed again by later tests."""
+    yield
+    MailModel(mail._suppression_key(VISITOR), META).delete()
+
+
+@pytest.mark.usefixtures("unsuppressed")
+@pytest.mark.parametrize(("report_type", "reason"), [("delivery-status", "bounce"),
+                                                     ("feedback-report", "complaint")])
+def test_a_bounce_or_complaint_stops_further_mail_to_that_address(stack, emailed, mailbox, report_type,
+                                                                  reason):
     console, conv, address = emailed
     report = EmailMessage()
     report["From"], report["To"], report["Subject"] = "MAILER-DAEMON@mx.example.org", address, "Undelivered"
     report.set_content("Your message could not be delivered.")
     report.make_mixed()
     report.set_type("multipart/report")
-    report.set_param("report-type", "delivery-status")
+    report.set_param("report-type", report_type)
+    assert not mail.suppressed(VISITOR)
     assert smtp_send(stack, report, address, sender="") == "bounce"
     assert email_lines(conv) == []
-    assert mail.suppressed(VISITOR)
+    assert MailModel.get(mail._suppression_key(VISITOR), META, consistent_read=True).suppressed == reason
     console.say(conv, "Are you there?")
     assert [e for e in mailbox(VISITOR) if "Are you there?" in e["body"]["text"]] == []
     assert [e for e in mailbox(VISITOR) if "Your parcel left today." in e["body"]["text"]]  # before
