@@ -23,9 +23,11 @@ from chalicelib import (
     aws,
     config,
     dispatch,
+    email_channel,
     fanout,
     frames,
     holding,
+    mail,
     offline,
     presence,
     privacy,
@@ -227,6 +229,24 @@ def send_mail(event: SQSEvent) -> dict[str, Any]:
                                         processor=BatchProcessor(event_type=EventType.SQS),
                                         context=event.context)  # type: ignore[arg-type]
     return dict(response)
+
+
+@app.lambda_function(name="receive_email")
+def receive_email(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    """SES receiving: the receipt rule stored the raw email in S3 and invokes this with the
+    SES event (one record per email; the S3 key is the prefix and ``mail.messageId``). The
+    domain answers an outcome for every email, never an error, so SES does not retry poison;
+    an S3 or DynamoDB failure raises, and the asynchronous invocation is retried (stored once:
+    ``conversations.receive`` is idempotent on the Message-ID)."""
+    outbox, outcomes = Outbox(), []
+    for record in event.get("Records") or []:
+        ses = record.get("ses") or {}
+        raw = mail.received(str(ses["mail"]["messageId"]), email_channel.MAX_RAW_BYTES)
+        outcome = email_channel.receive(raw, list(ses.get("receipt", {}).get("recipients") or []), outbox)
+        logger.info("inbound email", extra={"outcome": outcome})
+        outcomes.append(outcome)
+    _deliver(outbox, fanout.endpoint())
+    return {"outcomes": outcomes}
 
 
 @app.route("/auth/login", methods=["POST"], cors=True)

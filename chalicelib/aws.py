@@ -79,6 +79,9 @@ POLICIES: dict[str, RetryPolicy] = {
     # The mail consumer has 60 s; SQS redelivery is the long-term retry.
     "sesv2": RetryPolicy(attempts=3, base=0.05, throttle_base=0.5, cap=2.0,
                          connect_timeout=2, read_timeout=10, ambiguous=False),
+    # Reading an inbound email SES stored: a read, harmless to repeat.
+    "s3": RetryPolicy(attempts=3, base=0.05, throttle_base=0.2, cap=1.0,
+                      connect_timeout=2, read_timeout=10, ambiguous=True),
 }
 DEFAULT_POLICY = RetryPolicy(attempts=3, base=0.05, throttle_base=0.5, cap=2.0,
                              connect_timeout=2, read_timeout=10, ambiguous=False)

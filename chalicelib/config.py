@@ -92,6 +92,17 @@ class Settings:
     offline_per_ip_per_hour: int = _env("OFFLINE_PER_IP_PER_HOUR", 10)
     offline_per_visitor_per_hour: int = _env("OFFLINE_PER_VISITOR_PER_HOUR", 3)
 
+    # Replies by email (chalicelib.email_channel): an agent's emailed reply says "reply to
+    # reply+<signed token>@REPLY_DOMAIN", and SES receiving for that domain brings the answer
+    # back into the conversation. Empty: no reply address (replies go to the team's address).
+    reply_domain: str = _env("REPLY_DOMAIN", "")
+    # How long such a reply address works after the mail that gave it.
+    reply_token_days: int = _env("REPLY_TOKEN_DAYS", 90)
+    # Where SES receiving stores each inbound email (raw MIME): bucket and key prefix, the key
+    # being the prefix and SES's message id (infra/template.yaml's receipt rule).
+    inbound_bucket: str = _env("INBOUND_BUCKET", "clicktochat-inbound")
+    inbound_prefix: str = _env("INBOUND_PREFIX", "inbound/")
+
     # Transcripts by email on request: per person (visitor or agent), per hour.
     transcripts_per_hour: int = _env("TRANSCRIPTS_PER_HOUR", 5)
     # A visitor's address is confirmed by a link before the first transcript; the link lasts this long.

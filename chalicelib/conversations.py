@@ -422,10 +422,67 @@ def post_system(conv: ConversationModel, text: str, outbox: Outbox,
     return seq
 
 
+EMAIL_CLIENT = "email"  # the client instance every emailed visitor line counts under (figures)
+EMAIL_TAG = "v:email"  # its owner tag: a visitor's line (stats.messages_by_side), no connection
+MAX_EMAIL_LINES = 200  # email replies one conversation takes (the ``em`` map's bound: ~5 KB)
+
+
+def receive(conv_id: str, text: str, *, message_id: str, channel: str, original: str | None,
+            sender: str, outbox: Outbox) -> str:
+    """Store a visitor line that came by another channel (an email reply) and deliver it live.
+
+    The same two requests as ``send``: one conditional ``UpdateItem`` on the conversation
+    (the sender is the conversation's address, this ``message_id`` is new, seq + 1, figures
+    as a visitor line under ``EMAIL_CLIENT``) and one conditional ``PutItem`` of the message.
+    ``message_id`` (a short hash of the email's Message-ID) is remembered on the
+    conversation with its seq, so a redelivered email finds its seq and only repeats the
+    put: stored once even after a crash between the two writes. No read first: the sender
+    check rides on the write's condition and a refusal returns the old item, which says why.
+
+    Returns "stored", "duplicate", "mismatch" (not the conversation's address), "gone" (no
+    such conversation) or "full" (``MAX_EMAIL_LINES`` reached)."""
+    C = ConversationModel
+    key, now = conversation_key(conv_id), clock.now_ms()
+    counts, firsts, seen = C.message_counts, C.first_message_at, C.email_lines
+    actions = [C.seq.set(C.seq + 1), seen[message_id].set(C.seq + 1),
+               C.client_owners[EMAIL_CLIENT].set(EMAIL_TAG),
+               C.preview.set(C.preview | text[:PREVIEW_CHARS]), C.last_at.set(now),
+               C.last_by.set(EMAIL_TAG), C.ttl.set(keep_until(now)),
+               counts[EMAIL_CLIENT].set((counts[EMAIL_CLIENT] | 0) + 1),
+               firsts[EMAIL_CLIENT].set(firsts[EMAIL_CLIENT] | now)]
+    condition = (C.pk.exists() & (C.email == sender) & seen[message_id].does_not_exist()
+                 & (seen.does_not_exist() | (size(seen) < MAX_EMAIL_LINES)))
+    ok, conv = update_into_maps(C, key, actions, condition,
+                                [C.message_counts, C.first_message_at, C.email_lines])
+    if conv is None:
+        return "gone"
+    if conv.email != sender:
+        return "mismatch"
+    if ok:
+        seq = int(conv.seq)
+    else:
+        earlier = plain_map(conv.email_lines or {}).get(message_id)
+        if earlier is None:
+            return "full"
+        seq = int(earlier)
+    telemetry.tag(conversation=conv_id, site=conv.site)
+    message = MessageModel(key, message_sk(seq), seq=seq, role=auth.VISITOR, author=conv.visitor_id,
+                           name=conv.visitor_name, text=text, cmid=f"{channel}:{message_id}", ts=now,
+                           channel=channel, original=original, ttl=keep_until(now))
+    fresh, stored = put_or_old(message, MessageModel.sk.does_not_exist())
+    if fresh:
+        telemetry.count("MessagesSent", side=auth.VISITOR)
+    # Delivered on every attempt, like ``send``: a redelivery after a crash before the fan-out
+    # must not leave the console without the line; clients keep one message per seq.
+    outbox.to(list(conv.connections()), message_frame(conv_id, stored or message))
+    return "stored" if ok else "duplicate"
+
+
 def message_frame(conv_id: str, message: MessageModel) -> dict[str, Any]:
     """A stored message as clients receive it (live or on resume): one shape for both."""
     return frames.message(conv_id, int(message.seq), message.cmid,
-                          {"role": message.role, "name": message.name}, message.text, int(message.ts))
+                          {"role": message.role, "name": message.name}, message.text, int(message.ts),
+                          message.channel)
 
 
 def _participant(conv_id: str, connection_id: str) -> ConversationModel:

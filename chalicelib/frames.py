@@ -49,7 +49,7 @@ SERVER_FRAMES: dict[str, Shape] = {
     "requeued": _shape("conversation message summary"),
     "no_agents": _shape("conversation message email"),
     "by_email": _shape("conversation email summary"),
-    "message": _shape("conversation seq id from text ts"),
+    "message": _shape("conversation seq id from text ts", "channel"),
     "ack": _shape("ref conversation seq ts"),
     "typing": _shape("conversation role on"),
     "read": _shape("conversation role seq"),
@@ -135,9 +135,15 @@ def by_email(conv_id: str, email: str, summary: dict[str, Any]) -> Frame:
     return {"type": "by_email", "conversation": conv_id, "email": email, "summary": summary}
 
 
-def message(conv_id: str, seq: int, message_id: str, author: dict[str, Any], text: str, ts: int) -> Frame:
-    return {"type": "message", "conversation": conv_id, "seq": seq, "id": message_id, "from": author,
-            "text": text, "ts": ts}
+def message(conv_id: str, seq: int, message_id: str, author: dict[str, Any], text: str, ts: int,
+            channel: str | None = None) -> Frame:
+    """``channel`` only for a line that did not travel by web chat ("email"): chat lines keep
+    the shape clients have always had."""
+    frame: Frame = {"type": "message", "conversation": conv_id, "seq": seq, "id": message_id,
+                    "from": author, "text": text, "ts": ts}
+    if channel:
+        frame["channel"] = channel
+    return frame
 
 
 def ack(ref: str, conv_id: str, seq: int, ts: int) -> Frame:

@@ -10,17 +10,25 @@ and a second email is possible).
 
 from __future__ import annotations
 
+import base64
 import functools
+import hashlib
+import hmac
 import json
+import logging
 from dataclasses import MISSING, dataclass, fields
 from datetime import timedelta
+from email.message import EmailMessage
+from email.utils import formataddr, parseaddr
 from typing import Any, ClassVar
 
 from botocore.exceptions import ClientError, ConnectTimeoutError, EndpointConnectionError
 
 from chalicelib import aws, clock, config, telemetry
 from chalicelib.hours import from_ms
-from chalicelib.store import MailModel, keys, update_or_old
+from chalicelib.store import MailModel, get_or_none, keys, update_or_old
+
+log = logging.getLogger(__name__)
 
 # Longer than the sender's Lambda timeout, so a worker killed mid-send is not overtaken.
 LEASE_SECONDS = 300
@@ -138,6 +146,9 @@ class Email:
     subject: str
     text: str
     reply_to: str | None = None
+    # Threading headers (Message-ID, In-Reply-To, References: email_channel.thread_headers).
+    # SES v2's Simple content cannot carry them, so an email with headers goes as Raw MIME.
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 class Busy(Exception):
@@ -157,13 +168,72 @@ def send(email: Email) -> str:
         "Content": {"Simple": {"Subject": {"Data": email.subject, "Charset": "UTF-8"},
                                "Body": {"Text": {"Data": email.text, "Charset": "UTF-8"}}}},
     }
-    if email.reply_to:
+    if email.headers:
+        kwargs["Content"] = {"Raw": {"Data": raw(email)}}
+    elif email.reply_to:
         kwargs["ReplyToAddresses"] = [email.reply_to]
     return str(_client().send_email(**kwargs).get("MessageId", ""))
 
 
+def raw(email: Email) -> bytes:
+    """The email as MIME bytes (for SES's Raw content): the only way to set Message-ID and
+    the threading headers. The stdlib builds it, so encoding (UTF-8, folding) is standard."""
+    message = EmailMessage()
+    name, address = parseaddr(config.settings().mail_from)
+    message["From"] = formataddr((name, address)) if name else address
+    message["To"] = email.to
+    if email.reply_to:
+        message["Reply-To"] = email.reply_to
+    message["Subject"] = email.subject
+    for header, value in email.headers:
+        message[header] = value
+    message.set_content(email.text)
+    return message.as_bytes()
+
+
+# --- receiving: the raw email SES stored ---------------------------------------------------
+
+
+@functools.cache
+def _s3() -> Any:
+    return aws.client("s3")
+
+
+def received(message_id: str, limit: int) -> bytes:
+    """The raw MIME SES receiving stored for ``message_id``, at most ``limit`` + 1 bytes (a
+    ranged read: a huge email is recognised as too large without being downloaded)."""
+    settings = config.settings()
+    answer = _s3().get_object(Bucket=settings.inbound_bucket, Key=settings.inbound_prefix + message_id,
+                              Range=f"bytes=0-{limit}")
+    return bytes(answer["Body"].read(limit + 1))
+
+
+# --- addresses that bounced or complained: nothing more goes to them ------------------------
+
+
+def _suppression_key(address: str) -> str:
+    """A keyed hash, not the address: the list outlives conversations and erasure requests."""
+    mac = hmac.new(config.token_secret(), f"suppressed:{address.strip().lower()}".encode(), hashlib.sha256)
+    return keys.mail_key("suppressed:" + base64.urlsafe_b64encode(mac.digest()[:16]).decode().rstrip("="))
+
+
+def suppress(address: str, reason: str) -> None:
+    """Never mail ``address`` again (a bounce or a complaint came back from it)."""
+    MailModel(_suppression_key(address), suppressed=reason).save()
+
+
+def suppressed(address: str) -> bool:
+    item = get_or_none(MailModel, _suppression_key(address), consistent_read=True)
+    return item is not None and bool(item.suppressed)
+
+
 def send_once(key: str, email: Email) -> bool:
-    """Send ``email`` unless ``key`` was sent already; True when this call sent it."""
+    """Send ``email`` unless ``key`` was sent already, or its address bounced or complained;
+    True when this call sent it."""
+    if suppressed(email.to):
+        log.info("mail not sent: the address bounced or complained before")
+        telemetry.count("MailSuppressed")
+        return False
     M = MailModel
     now = clock.now_ms()
     ok, old = update_or_old(

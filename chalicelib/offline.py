@@ -22,6 +22,7 @@ from chalicelib import (
     auth,
     clock,
     config,
+    email_channel,
     inbox,
     lifecycle,
     limits,
@@ -287,8 +288,12 @@ def _reply(conv_id: str, seq: int) -> None:
     if message is None:
         return
     company = sites.display_name(site)
+    # With a reply domain, the visitor's answer comes back into this conversation (threaded,
+    # through the signed reply address); without one, it goes to the team's mailbox as before.
+    back = email_channel.reply_address(conv)
     mail.send_once(f"reply:{conv_id}:{seq}", mail.Email(
-        to=conv.email, reply_to=sites.team_email(site),
+        to=conv.email, reply_to=back or sites.team_email(site),
+        headers=tuple(email_channel.thread_headers(conv, seq).items()) if back else (),
         subject=f"{message.name or 'Our team'} replied - {company}",
         text="\n".join([message.text, "", f"- {message.name or 'The team'}, {company}", "",
                         f"You chatted with {company}. To answer, reply to this email; it goes "

@@ -118,7 +118,8 @@ def _local_roles() -> dict[str, str]:
 
     return {"TABLE_NAME": config.settings().table_name, "MAIL_QUEUE_NAME": config.settings().mail_queue_name,
             "MAIL_DLQ_NAME": config.settings().mail_dlq_name, "MAIL_FROM": config.settings().mail_from,
-            "TOKEN_SECRET_PARAM": os.environ.get("TOKEN_SECRET_PARAM", "")}
+            "TOKEN_SECRET_PARAM": os.environ.get("TOKEN_SECRET_PARAM", ""),
+            "INBOUND_BUCKET": config.settings().inbound_bucket}
 
 
 def describe(service: str, operation: str, params: Mapping[str, Any], endpoint: str) -> Call:
@@ -147,6 +148,9 @@ def describe(service: str, operation: str, params: Mapping[str, Any], endpoint: 
     elif service == "apigatewaymanagementapi":
         parts.append(("connection", str(params.get("ConnectionId", ""))))
         parts.append(("endpoint", urlparse(endpoint).path.strip("/") or "local"))
+    elif service == "s3":
+        parts.append(_logical("bucket", str(params.get("Bucket", "")), roles))
+        parts.append(("key", str(params.get("Key", ""))))
     elif service == "ssm":
         for name in [params.get("Name"), *params.get("Names", [])]:
             if name:
@@ -223,6 +227,9 @@ def requirements_for(call: Call, prod: Mapping[str, str]) -> list[Requirement]:
         api = prod.get("WEBSOCKET_API_ID") or PLACEHOLDER_API_ID
         path = f"{api}/{prod['WEBSOCKET_STAGE']}/{verbs[call.operation]}/@connections/{parts['connection']}"
         return [Requirement("execute-api:ManageConnections", (arn.format("execute-api") + path,))]
+    if call.service == "s3":  # S3 ARNs name no region or account
+        key = f"{resolve(parts['bucket'])}/{parts['key']}"
+        return [Requirement(f"s3:{call.operation}", (f"arn:aws:s3:::{key}",))]
     if call.service == "ssm":
         return [Requirement(f"ssm:{call.operation}", (arn.format("ssm") + f"parameter{resolve(v)}",))
                 for k, v in call.resource if k == "parameter"]

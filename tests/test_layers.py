@@ -26,8 +26,9 @@ LAYERS: dict[str, int] = {
     "app": HANDLERS,
     "chalicelib.dispatch": HANDLERS,
     **{f"chalicelib.{name}": DOMAIN for name in (
-        "abandonment", "agents", "auth", "availability", "conversations", "handback", "holding",
-        "inbox", "lifecycle", "limits", "notes", "offline", "presence", "privacy", "ratings", "reports",
+        "abandonment", "agents", "auth", "availability", "conversations", "email_channel", "handback",
+        "holding", "inbox", "lifecycle", "limits", "notes", "offline", "presence", "privacy", "ratings",
+        "reports",
         "routing", "sites", "stats", "supervision", "transcripts", "transfers", "unattended",
         "visitors")},
     **{f"chalicelib.{name}": ADAPTERS for name in (

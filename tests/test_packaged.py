@@ -28,6 +28,7 @@ from aws_lambda_powertools.utilities.parser.models import (
     APIGatewayWebSocketDisconnectEventModel,
     APIGatewayWebSocketMessageEventModel,
     EventBridgeModel,
+    SesModel,
     SqsModel,
 )
 
@@ -35,6 +36,7 @@ from infra import runtime, sandbox
 from infra.deploy import DeployError, packaging
 from infra.deploy.packaging import SHIPPED_SERVICES, Package, lambda_runtime, package
 from infra.deploy.stack import Deployer, Options
+from infra.local.smtp import ses_event
 from infra.local.sqs import _record as sqs_record
 from tests.support.client import Client, eventually
 from tests.support.flows import PASSWORD
@@ -123,7 +125,7 @@ def test_every_function_is_on_the_runtime_we_state(shipped: Package,
                 if r["Type"] == "AWS::Serverless::Function"}
     assert runtimes == {runtime.RUNTIME}
     assert set(functions) == {"WebsocketConnect", "WebsocketMessage", "WebsocketDisconnect",
-                              "APIHandler", "SendMail", "Housekeeping"}
+                              "APIHandler", "SendMail", "Housekeeping", "ReceiveEmail"}
 
 
 def test_the_package_carries_its_sdk_trimmed_and_the_zone_database(task_root: Path) -> None:
@@ -171,6 +173,7 @@ def test_events_we_send_are_aws_shaped() -> None:
                                         "SenderId": "AID", "ApproximateFirstReceiveTimestamp": "1"}},
                         "arn:aws:sqs:us-east-1:123456789012:q")
     SqsModel.model_validate({"Records": [record]})
+    SesModel.model_validate(ses_event(b"From: a@b.org\r\n\r\nhi", "m1", "a@b.org", ["r@c.org"]))
 
 
 # ---- every handler, as Lambda calls it ------------------------------------------------------------
@@ -262,6 +265,33 @@ def test_rest_and_mail_functions_run_from_the_zip(stack: Any, site: str, venv: P
     report = _invoke(venv, task_root, functions, "Housekeeping",
                      [sandbox.scheduled("clicktochat-prod-housekeeping-event")])
     assert report["results"][0]["ok"]
+
+
+def test_receive_email_runs_from_the_zip(stack: Any, site: str, venv: Path, task_root: Path,
+                                        functions: dict[str, tuple[str, int]]) -> None:
+    """SES receiving's Lambda action, as the stand-in's SMTP server shapes it: the packaged
+    function reads the raw email from S3 (moto), parses it (stdlib email, mail-parser-reply
+    from the zip) and stores the visitor's line."""
+    from chalicelib import clock, config, email_channel
+    from chalicelib.store import META, ConversationModel, conversation_key
+
+    conv = ConversationModel(conversation_key(f"pkg-{site}"), site=site, visitor_id="pkgvisitor",
+                             status="active", seq=0, created_at=clock.now_ms(), email="pkg@example.org")
+    conv.save()
+    to = email_channel.reply_address(conv)
+    raw = (f"From: pkg@example.org\r\nTo: {to}\r\nSubject: Re\r\nMessage-ID: <pkg@example.org>\r\n\r\n"
+           "Answered from the zip\r\n\r\nOn Mon, Team wrote:\r\n> Hello\r\n").encode()
+    import boto3
+
+    s3 = boto3.session.Session().client("s3", endpoint_url=stack.sqs.endpoint, region_name="us-east-1",
+                                        aws_access_key_id="local", aws_secret_access_key="local")
+    s3.put_object(Bucket=config.settings().inbound_bucket, Key=f"{config.settings().inbound_prefix}pkg1",
+                  Body=raw)
+    report = _invoke(venv, task_root, functions, "ReceiveEmail",
+                     [ses_event(raw, "pkg1", "pkg@example.org", [to])])
+    assert report["results"][0]["result"] == {"outcomes": ["stored"]}
+    stored = ConversationModel.get(conversation_key(f"pkg-{site}"), META, consistent_read=True)
+    assert int(stored.seq) == 1 and stored.preview == "Answered from the zip"
 
 
 def test_token_secret_comes_from_ssm_in_the_zip(stack: Any, site: str, venv: Path, task_root: Path,

@@ -45,9 +45,10 @@ item                worst case                                                  
 conversation META   64 client ids x 276 B (17.7 KB) + page 5.4 KB + name, email,      64 KB
                     preview, rating, 3 transcript requests (~5.5 KB) + transfer
                     note 16 KB + scalars 1 KB + 10 visitor tabs x ~300 B (3 KB)
+                    + 200 email replies' Message-ID hashes x ~26 B (5.2 KB, ``em``)
 visitor META        current page 5.4 KB + 25 brief pages x 1.2 KB (30 KB) + 20 past    48 KB
                     ids, user agent 1.2 KB, tz, invitation 1.3 KB + 10 tabs x 20 B
-message             text 16,000 B + keys and scalars                                 17 KB
+message             text 16,000 B + an email reply's original 16,000 B + keys        33 KB
 offline message     text 16,000 B + name, email, page                                20 KB
 ==================  ===============================================================  ========
 

@@ -148,6 +148,11 @@ class ConversationModel(TableModel):
     q_pk = UnicodeAttribute(null=True)  # QUEUE#/INBOX#<site> while waiting, HIST#<site> once closed
     q_sk = UnicodeAttribute(null=True)
     email_key = UnicodeAttribute(null=True)  # see EmailItemsIndex
+    # Email replies received (chalicelib.email_channel): hash of the email's Message-ID -> the
+    # seq it got, so a redelivered email stores once; at most conversations.MAX_EMAIL_LINES.
+    # Written (empty) with the conversation, so the first reply's write has a map to go into;
+    # a conversation from before has it added once (store.update_into_maps).
+    email_lines = MapAttribute[str, Any](default=dict, attr_name="em")
     ttl = TTLAttribute(null=True)  # retention, see keep_until
     queue_index = QueueIndex()
     visitor_index = VisitorItemsIndex()
@@ -221,6 +226,11 @@ class MessageModel(TableModel):
     # Which attempt stored it: a PutItem retried after its answer was lost finds its own
     # write (not an earlier invocation's), so the message is still delivered.
     attempt = UnicodeAttribute(null=True)
+    # How the line travelled: null for web chat, "email" for a reply that came by email
+    # (chalicelib.email_channel); "orig" keeps that email's whole text (quotes, signature),
+    # bounded to email_channel.MAX_ORIGINAL_BYTES, for the agent.
+    channel = UnicodeAttribute(null=True, attr_name="ch")
+    original = UnicodeAttribute(null=True, attr_name="orig")
     ttl = TTLAttribute(null=True)  # retention, see keep_until
 
 

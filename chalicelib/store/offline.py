@@ -56,4 +56,7 @@ class MailModel(TableModel):
     sent_at = NumberAttribute(null=True)
     attempts = NumberAttribute(default=0)
     provider_id = UnicodeAttribute(null=True)
+    # On ``mail_key("suppressed:<fingerprint of the address>")`` only: why nothing more is
+    # sent to that address ("bounce" or "complaint", chalicelib.email_channel).
+    suppressed = UnicodeAttribute(null=True)
     ttl = TTLAttribute(null=True)

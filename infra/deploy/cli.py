@@ -56,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     dep.add_argument("--mail-identity", help="SES identity (default: the domain of --mail-from)")
     dep.add_argument("--mail-identity-mode", choices=["domain", "address", "existing"])
     dep.add_argument("--alarm-email", help="told when mail jobs land in the dead-letter queue")
+    dep.add_argument("--reply-domain", help="receive visitors' email replies on this domain (SES "
+                                            "receiving; after a first deploy, docs/deploy.md)")
     dep.add_argument("--site-domain", help="custom domain for widget and console (CloudFront)")
     dep.add_argument("--site-certificate-arn", help="its ACM certificate, in us-east-1")
     dep.add_argument("--price-class", choices=["PriceClass_100", "PriceClass_200", "PriceClass_All"])
@@ -120,6 +122,7 @@ def _run(args: argparse.Namespace) -> int:
     deployer.deploy(Options(
         mail_from=args.mail_from, team_email=args.team_email, mail_identity=args.mail_identity,
         mail_identity_mode=args.mail_identity_mode, alarm_email=args.alarm_email,
+        reply_domain=args.reply_domain,
         site_domain=args.site_domain, site_certificate_arn=args.site_certificate_arn,
         price_class=args.price_class, site=args.site, admin_id=args.admin, admin_name=args.admin_name,
         admin_email=args.admin_email, force=args.force, company=company_name(args.company)))

@@ -31,7 +31,7 @@ BUILD_ROOT = Path(".chalice") / "deployments" / "build"  # under the project; gi
 # what runs on Lambda is what the tests ran. Its API models are trimmed to the services the app
 # calls (chalicelib.aws.client names and PynamoDB's dynamodb; tests/test_packaged.py keeps this
 # list and the code in step): 5 of ~420 services, about 1.3 MB of the package instead of 13 MB.
-SHIPPED_SERVICES = frozenset({"dynamodb", "apigatewaymanagementapi", "sqs", "sesv2", "ssm"})
+SHIPPED_SERVICES = frozenset({"dynamodb", "apigatewaymanagementapi", "sqs", "sesv2", "ssm", "s3"})
 # Parts of the SDK the app never imports (boto3 adds ~90 ms of imports; chalicelib.aws): never
 # shipped even if a dependency asks for them.
 NOT_SHIPPED = frozenset({"boto3", "s3transfer"})

@@ -60,6 +60,7 @@ class Options:
     mail_identity: str | None = None
     mail_identity_mode: str | None = None  # domain | address | existing
     alarm_email: str | None = None
+    reply_domain: str | None = None  # SES receiving of visitors' email replies (REPLY_DOMAIN)
     site_domain: str | None = None
     site_certificate_arn: str | None = None
     price_class: str | None = None
@@ -157,9 +158,10 @@ class Deployer:
     def stack_parameters(self, options: Options, mail_from: str,
                          current: Mapping[str, str], api_origins: str) -> dict[str, str]:
         domain = mail_from.rsplit("@", 1)[-1]
-        defaults = {"MailIdentityMode": "domain", "AlarmEmail": "", "SiteDomain": "",
+        defaults = {"MailIdentityMode": "domain", "AlarmEmail": "", "ReplyDomain": "", "SiteDomain": "",
                     "SiteCertificateArn": "", "PriceClass": "PriceClass_100"}
         given = {"MailIdentityMode": options.mail_identity_mode, "AlarmEmail": options.alarm_email,
+                 "ReplyDomain": options.reply_domain,
                  "SiteDomain": options.site_domain, "SiteCertificateArn": options.site_certificate_arn,
                  "PriceClass": options.price_class}
         # The identity follows MAIL_FROM (its domain, or the address itself if that is what
@@ -248,6 +250,9 @@ class Deployer:
             # Where chalicelib/telemetry.py writes metrics: the namespace the dashboard reads.
             "POWERTOOLS_METRICS_NAMESPACE": outputs.get("MetricsNamespace",
                                                         f"{self.names.app}-{self.stage}"),
+            # Inbound email (chalicelib.email_channel): where SES stores it, the reply domain.
+            "INBOUND_BUCKET": outputs.get("InboundBucketName", f"{self.names.app}-{self.stage}-inbound"),
+            "REPLY_DOMAIN": outputs.get("ReplyDomain", ""),
         }
         if websocket_api_id:
             values["WEBSOCKET_API_ID"] = websocket_api_id

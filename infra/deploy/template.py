@@ -100,6 +100,8 @@ def postprocess_sam(sam: dict[str, Any], config: Mapping[str, Any], stage_names:
         "TOKEN_SECRET_PARAM": {"Fn::Sub": "/${AppName}/${Stage}/token-secret"},
         "POWERTOOLS_METRICS_NAMESPACE": {"Fn::Sub": "${AppName}-${Stage}"},  # the dashboard's
         "WEBSOCKET_API_ID": {"Ref": "WebsocketAPI"},
+        "INBOUND_BUCKET": {"Ref": "InboundBucket"},
+        "REPLY_DOMAIN": {"Ref": "ReplyDomain"},
     }
     function_names: dict[str, str] = {}
     for logical_id, resource in sam["Resources"].items():

@@ -51,7 +51,7 @@ def main() -> int:
     except Unavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    assert stack.gateway and stack.dynamodb and stack.ses and stack.sqs
+    assert stack.gateway and stack.dynamodb and stack.ses and stack.sqs and stack.smtp
     keys = ("AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_SQS", "AWS_ENDPOINT_URL_SESV2",
             "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "TABLE_NAME",
             "TOKEN_SECRET", "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI")
@@ -87,6 +87,10 @@ click-to-chat is running locally (Ctrl-C to stop)
   DynamoDB Local           {stack.dynamodb.endpoint}   (table {os.environ['TABLE_NAME']})
   emails sent (SES)        {stack.ses.endpoint}/        (aws-ses-v2-local: every email, nothing leaves)
   mail queue (SQS, moto)   {stack.sqs.endpoint}
+  reply by email: {stack.smtp.url}   (plays SES receiving for {config.settings().reply_domain})
+    python -c "import smtplib; smtplib.SMTP('127.0.0.1', {stack.smtp.port}).sendmail('{{FROM}}', \
+['{{REPLY_TO}}'], 'From: {{FROM}}\\nSubject: Re\\n\\nThanks!')"
+    ({{FROM}}: the visitor's address; {{REPLY_TO}}: the Reply-To of the agent's emailed reply)
 
   more agents:  make agent ID=alice NAME="Alice"
   metrics:      JSON logs and EMF lines on stdout; each metric also as "metric Name=value ..."

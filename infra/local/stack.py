@@ -14,12 +14,18 @@ import secrets
 from pathlib import Path
 from types import ModuleType
 
+import boto3
+
 from infra.local.dynamodb import ROOT, DynamoDBLocal
 from infra.local.gateway import IDLE_TIMEOUT_S, MAX_CONNECTION_S, GatewayServer
 from infra.local.ses import SesLocal
+from infra.local.smtp import SmtpLocal
 from infra.local.sqs import SqsLocal, SqsPoller
 
 LOCAL_DIR = ROOT / ".local"
+#: The reply domain of the stand-in: agents' emailed replies say reply+<token>@ this, and the
+#: local SMTP server (infra/local/smtp.py) takes the answers for it.
+LOCAL_REPLY_DOMAIN = "reply.localhost"
 
 # Every local client is 127.0.0.1: a per-network limit would count them all as one (and one
 # developer's typos would lock every local console out of signing in). Off unless the
@@ -78,6 +84,7 @@ class Stack:
         self.sqs: SqsLocal | None = None
         self.ses: SesLocal | None = None
         self.poller: SqsPoller | None = None
+        self.smtp: SmtpLocal | None = None
         self.gateway: GatewayServer | None = None
         self.app_module: ModuleType | None = None
 
@@ -92,6 +99,7 @@ class Stack:
             "AWS_ENDPOINT_URL_DYNAMODB": self.dynamodb.endpoint,
             "AWS_ENDPOINT_URL_SQS": self.sqs.endpoint,
             "AWS_ENDPOINT_URL_SESV2": self.ses.endpoint,
+            "AWS_ENDPOINT_URL_S3": self.sqs.endpoint,  # moto's server serves S3 too (inbound email)
             "AWS_ACCESS_KEY_ID": os.environ.get("AWS_ACCESS_KEY_ID", "local"),
             "AWS_SECRET_ACCESS_KEY": os.environ.get("AWS_SECRET_ACCESS_KEY", "local"),
             "AWS_DEFAULT_REGION": "us-east-1",
@@ -101,6 +109,7 @@ class Stack:
         })
         for name in PER_NETWORK_LIMITS:
             os.environ.setdefault(name, "0")
+        os.environ.setdefault("REPLY_DOMAIN", LOCAL_REPLY_DOMAIN)
         from chalicelib import config
 
         config.reload()  # the environment the app runs in from here on, as at a cold start
@@ -119,15 +128,35 @@ class Stack:
         os.environ["AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI"] = self.gateway.management_endpoint
         os.environ["PUBLIC_API_URL"] = f"{self.gateway.http_url}/api"  # links in emails (confirmation)
         config.reload()  # now with the gateway's address
+        self.smtp = self._start_smtp()
         self.poller = SqsPoller(self.app_module.app, self.sqs, retry_delay=self.retry_delay)
         if self.poll_queues:
             self.poller.start()
         return self
 
+    def _start_smtp(self) -> SmtpLocal:
+        """SES receiving's stand-in: the bucket its S3 action writes to, and the SMTP server
+        that stores each email there and calls the app's ``receive_email``."""
+        from chalicelib import config
+
+        assert self.sqs is not None and self.app_module is not None
+        # moto's server answers every service on one port: the local SQS is the local S3 too.
+        client = boto3.session.Session().client(
+            "s3", endpoint_url=self.sqs.endpoint, region_name="us-east-1",
+            aws_access_key_id="local", aws_secret_access_key="local")
+        bucket, prefix = config.settings().inbound_bucket, config.settings().inbound_prefix
+        client.create_bucket(Bucket=bucket)
+        smtp = SmtpLocal(lambda key, raw: client.put_object(Bucket=bucket, Key=prefix + key, Body=raw),
+                         self.app_module.receive_email)
+        smtp.start()
+        return smtp
+
     def stop(self) -> None:
         """Stop in reverse order; the poller finishes the batch in hand first."""
         if self.poller is not None and self.poll_queues:
             self.poller.stop()
+        if self.smtp is not None:
+            self.smtp.stop()
         for part in (self.gateway, self.ses, self.sqs, self.dynamodb):
             if part is not None:
                 part.stop()
