@@ -155,6 +155,8 @@ def test_the_text_budget_holds_for_the_message_its_preview_and_the_page(stack, s
 def test_the_console_shows_messages_and_the_reply_goes_by_email(stack, site, roomy, console, mailbox):
     from playwright.sync_api import expect
 
+    from tests.support.browser import take_and_reply
+
     _leave_over_rest(stack, site, "cleo@example.org", "<b>Is the branch open Sunday?</b>", name="Cleo")
     ada = console("Ada", shift=False)
     item = ada.locator("#inbox [data-testid=inbox-item]")
@@ -162,15 +164,9 @@ def test_the_console_shows_messages_and_the_reply_goes_by_email(stack, site, roo
     expect(item.locator(".preview")).to_have_text("<b>Is the branch open Sunday?</b>")  # text, not HTML
     expect(item).to_contain_text("Cleo")
     expect(ada.locator("#inbox-count")).to_have_text("1")
-    item.locator("[data-testid=take]").click()
-    chat = ada.locator("#conversations [data-testid=conversation]")
-    expect(chat).to_have_count(1)
-    expect(ada.locator("#inbox [data-testid=inbox-item]")).to_have_count(0)
+    chat = take_and_reply(ada, "Yes, from 10 to 16.")
     expect(ada.locator('#messages [data-seq="1"]')).to_have_text("<b>Is the branch open Sunday?</b>")
     expect(ada.locator("[data-testid=by-email]")).to_be_visible()
-    ada.fill("#reply-input", "Yes, from 10 to 16.")
-    ada.press("#reply-input", "Enter")
-    expect(ada.locator('#messages [data-seq="2"]')).to_contain_text("Yes, from 10 to 16.")
     replies = [m for m in mailbox("cleo@example.org") if "replied" in m["subject"]]
     assert [m["body"]["text"].splitlines()[0] for m in replies] == ["Yes, from 10 to 16."]
     ada.click("[data-testid=conv-close]")
@@ -183,15 +179,10 @@ def test_a_returning_visitor_sees_the_emailed_thread_in_the_widget(stack, site, 
                                                                    mailbox):
     from playwright.sync_api import expect
 
-    from tests.support.browser import w
+    from tests.support.browser import leave_message, w
 
     page = open_page("/")
-    w(page, ".launcher").click()  # nobody on shift: the widget offers its form
-    form = w(page, ".leave")
-    form.locator('input[name="email"]').fill("tess@example.org")
-    form.locator("textarea").fill("Do you deliver?")
-    form.locator('button[type="submit"]').click()
-    expect(w(page, ".thanks")).to_contain_text("tess@example.org")
+    leave_message(page, "tess@example.org", "Do you deliver?")  # nobody on shift: the form
     ada = agent(shift=False)
     conv = _inbox(ada)["items"][0]["conversation"]
     ada.send({"action": "take", "conversation": conv, "ref": f"take:{conv}"})

@@ -158,6 +158,37 @@ def chat(page: Any, console: Client, text: str) -> str:
     return str(assigned["conversation"])
 
 
+def leave_message(page: Any, email: str, text: str) -> None:
+    """With nobody on shift, open the widget and leave a message with its form; wait for the
+    thanks."""
+    from playwright.sync_api import expect
+
+    if not w(page, ".panel").is_visible():
+        w(page, ".launcher").click()
+    form = w(page, ".leave")
+    form.locator('input[name="email"]').fill(email)
+    form.locator("textarea").fill(text)
+    form.locator('button[type="submit"]').click()
+    expect(w(page, ".thanks")).to_contain_text(email)
+
+
+def take_and_reply(page: Any, text: str) -> Any:
+    """In the console: take the (only) message under Messages and answer it in the
+    conversation it becomes; that conversation's list entry."""
+    from playwright.sync_api import expect
+
+    item = page.locator("#inbox [data-testid=inbox-item]")
+    expect(item).to_have_count(1)
+    item.locator("[data-testid=take]").click()
+    chat = page.locator("#conversations [data-testid=conversation]")
+    expect(chat).to_have_count(1)
+    expect(page.locator("#inbox [data-testid=inbox-item]")).to_have_count(0)
+    page.fill("#reply-input", text)
+    page.press("#reply-input", "Enter")
+    expect(page.locator('#messages [data-seq="2"]')).to_contain_text(text)
+    return chat
+
+
 def wait_until(page: Any, check: Callable[[], Any], timeout: float = 5.0) -> None:
     """Poll a Python-side condition while the page keeps running."""
     for _ in range(int(timeout * 10)):

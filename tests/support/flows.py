@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import json
 import secrets
+import smtplib
 from collections.abc import Callable, Iterator
+from email.message import EmailMessage
 from typing import Any
 
 from tests.support.client import Client, eventually, rest
@@ -108,6 +110,38 @@ def kept_address_counters() -> Iterator[None]:
                 CounterModel(key).delete()
             else:
                 CounterModel(key).update(actions=[CounterModel.hits.set(n)])
+
+
+# ------------------------------------------------------------------ the email channel
+
+
+def email_answer(to: str, text: str, *, sender: str, message_id: str, **headers: str) -> EmailMessage:
+    """A visitor's plain-text email to ``to`` (a reply address); ``headers`` with ``_`` for
+    ``-`` (``Auto_Submitted=...``)."""
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = sender, to, "Re: replied"
+    message["Message-ID"] = message_id
+    for name, value in headers.items():
+        message[name.replace("_", "-")] = value
+    message.set_content(text)
+    return message
+
+
+def smtp_send(stack: Any, message: EmailMessage | bytes, to: str, sender: str | None = None) -> str:
+    """Deliver with a real SMTP client to the stand-in's SMTP server (SES receiving's place);
+    the inbound handler's outcome for it. The envelope sender is the message's From unless
+    given (raw bytes must give it)."""
+    if sender is None:
+        assert isinstance(message, EmailMessage), "raw bytes need an envelope sender"
+        sender = str(message["From"])
+    before = len(stack.smtp.outcomes)
+    with smtplib.SMTP("127.0.0.1", stack.smtp.port, timeout=10) as client:
+        if isinstance(message, EmailMessage):
+            client.send_message(message, from_addr=sender, to_addrs=[to])
+        else:
+            client.sendmail(sender, [to], message)
+    eventually(lambda: len(stack.smtp.outcomes) > before)
+    return str(stack.smtp.outcomes[before])
 
 
 def configure_site(stack: Any, site: str, doc: dict[str, Any]) -> dict[str, Any]:
