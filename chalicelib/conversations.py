@@ -439,6 +439,9 @@ def receive(conv_id: str, text: str, *, message_id: str, channel: str, original:
     put: stored once even after a crash between the two writes. No read first: the sender
     check rides on the write's condition and a refusal returns the old item, which says why.
 
+    An answer to a conversation closed before it arrived puts it back in the site's inbox
+    (``lifecycle.reopen``: one more conditional write, only then).
+
     Returns "stored", "duplicate", "mismatch" (not the conversation's address), "gone" (no
     such conversation) or "full" (``MAX_EMAIL_LINES`` reached)."""
     C = ConversationModel
@@ -472,9 +475,15 @@ def receive(conv_id: str, text: str, *, message_id: str, channel: str, original:
     fresh, stored = put_or_old(message, MessageModel.sk.does_not_exist())
     if fresh:
         telemetry.count("MessagesSent", side=auth.VISITOR)
+    line = stored or message
+    if conv.status == lifecycle.CLOSED and conv.closed_at is not None and int(conv.closed_at) <= int(line.ts):
+        # An answer to a closed conversation: back in the inbox, or nobody would see it. A
+        # transition, not part of the line's two requests: only a line after a close pays it;
+        # after the line's writes, so a redelivery after a crash still reopens it.
+        lifecycle.reopen(conv, int(line.ts))
     # Delivered on every attempt, like ``send``: a redelivery after a crash before the fan-out
     # must not leave the console without the line; clients keep one message per seq.
-    outbox.to(list(conv.connections()), message_frame(conv_id, stored or message))
+    outbox.to(list(conv.connections()), message_frame(conv_id, line))
     return "stored" if ok else "duplicate"
 
 

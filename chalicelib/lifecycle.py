@@ -34,6 +34,7 @@ with agent -> same    transfer accepted      transfers.answer     held by the gi
 open -> closed        agent / visitor        conversations.close  open, the closer takes part
 open -> closed        minute timer           abandonment.sweep    status and ``v_left_at`` as read,
                                                                   not by email
+closed -> queued      visitor's email answer lifecycle.reopen     closed (the inbox, ``INBOX#``)
 ====================  =====================  ===================  ===================================
 """
 
@@ -68,6 +69,7 @@ TRANSITIONS: dict[tuple[str, str], tuple[str, ...]] = {
     (QUEUED, CLOSED): ("visitor", "agent", "timer", "erasure"),
     (ASSIGNED, CLOSED): ("visitor", "agent", "timer", "erasure"),
     (ACTIVE, CLOSED): ("visitor", "agent", "timer", "erasure"),
+    (CLOSED, QUEUED): ("email",),  # the visitor's emailed answer: back in the site's inbox
 }
 
 # Presence as agents see it.
@@ -170,6 +172,23 @@ def closing(now: int, reason: str | None = None, site: str | None = None,
     else:
         actions += [C.q_pk.set(keys.history_key(site)), C.q_sk.set(keys.timed_sk(now, conv_id))]
     return actions + ([C.reason.set(reason)] if reason else [])
+
+
+def reopen(conv: ConversationModel, line_ts: int) -> bool:
+    """A visitor answered a closed conversation by email: put it back in the site's inbox
+    (``INBOX#``, newest first, as a new offline message), so an agent sees the line and
+    takes it again; otherwise the answer would be stored where nobody looks. Only from
+    ``closed``, and only if it closed before the line (``line_ts``) arrived: two answers
+    racing reopen it once, one taken meanwhile stays taken, and a redelivered email does
+    not reopen what an agent closed after reading it. Its
+    figures stay as they were settled: the ``counted`` mark stays, so closing it again
+    adds nothing."""
+    C = ConversationModel
+    ok, _ = update_or_old(C, conv.pk, [C.status.set(QUEUED), C.q_pk.set(keys.inbox_key(conv.site)),
+                                       C.q_sk.set(keys.timed_sk(line_ts, conv.id)), C.agent_id.remove(),
+                                       C.agent_name.remove(), C.closed_at.remove(), C.reason.remove()],
+                          (C.status == CLOSED) & (C.closed_at <= line_ts))
+    return ok
 
 
 def visitor_left(conv: ConversationModel, now: int) -> ConversationModel | None:

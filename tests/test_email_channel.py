@@ -109,6 +109,28 @@ def test_the_emailed_reply_carries_reply_to_and_threading_headers(stack, visitor
     assert str(second["Reply-To"]).startswith("reply+") and "Second answer" in second.get_content()
 
 
+def test_an_answer_to_a_closed_conversation_puts_it_back_in_the_inbox(stack, emailed, agent):
+    """Stored and nobody told would be a lost customer: the closed conversation goes back in
+    the site's inbox (one conditional write), is taken like a new message, and its figures
+    are not counted twice. A redelivery after the agent closed it again reopens nothing."""
+    console, conv, address = emailed
+    closed = console.request({"action": "close", "conversation": conv}, "closed")
+    assert closed["summary"]["reason"] == "resolved"
+    site = conv_item(conv).site
+    assert smtp_send(stack, answer(address), address) == "stored"
+    assert console.expect("message", conversation=conv, channel="email")["text"] == "Thanks, got it!"
+    item = conv_item(conv)
+    assert (item.status, item.q_pk, item.agent_id, item.reason) == ("queued", f"INBOX#{site}", None, None)
+    assert item.counted  # settled at the first close, and only then
+    bo = agent(name="Bo", shift=False)
+    assert [i["conversation"] for i in bo.request({"action": "inbox"}, "inbox")["items"]] == [conv]
+    bo.send({"action": "take", "conversation": conv, "ref": f"take:{conv}"})
+    assert bo.expect("assigned", conversation=conv)["summary"]["status"] == "assigned"
+    bo.request({"action": "close", "conversation": conv}, "closed")
+    assert smtp_send(stack, answer(address), address) == "duplicate"
+    assert conv_item(conv).status == "closed" and len(email_lines(conv)) == 1
+
+
 def test_redelivery_of_the_same_message_id_stores_once(stack, emailed):
     _, conv, address = emailed
     assert smtp_send(stack, answer(address), address) == "stored"
