@@ -32,7 +32,7 @@ def test_a_message_left_in_the_widget_is_answered_by_email_and_the_thread_is_one
     shop = open_page("/")  # the visitor's browser (its own context: cookies, storage)
     leave_message(shop, vera, QUESTION)  # nobody on shift: the widget's form
 
-    ada = console("Ada")  # the other context: an agent signs in, on shift
+    ada = console("Ada", shift=False)  # the other context: an agent signs in (nobody on shift still)
     expect(ada.locator("#inbox [data-testid=inbox-item] .preview")).to_have_text(QUESTION)
     take_and_reply(ada, ANSWER)
     expect(ada.locator('#messages [data-seq="1"]')).to_have_text(QUESTION)
@@ -48,11 +48,12 @@ def test_a_message_left_in_the_widget_is_answered_by_email_and_the_thread_is_one
     # Live in the open conversation, as text, without the signature and the quoted reply.
     expect(ada.locator('#messages [data-seq="3"]')).to_have_text("Great, it is 4 Elm Street.")
 
-    # The visitor comes back to the site in the same browser: the thread is among their
-    # earlier conversations, and opening it shows all three lines in order.
+    # The visitor comes back to the site in the same browser, still after hours: below the
+    # form, the thread is among their earlier conversations; opening it shows all three lines.
     shop.goto(stack.gateway.http_url + "/")
     if not w(shop, ".panel").is_visible():
         w(shop, ".launcher").click()
+    expect(w(shop, ".leave")).to_be_visible()  # nobody on shift: the form, as before
     past = w(shop, "h3:has-text('Previous conversations') + ul button")
     expect(past).to_have_count(1)
     expect(past).to_contain_text("\u2709")  # marked as by email

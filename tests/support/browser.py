@@ -165,6 +165,10 @@ def leave_message(page: Any, email: str, text: str) -> None:
 
     if not w(page, ".panel").is_visible():
         w(page, ".launcher").click()
+    # Connected first (the welcome's token stored): sent then, the message is the visitor's,
+    # in their history; a form sent before goes over REST without a token, as nobody's. (The
+    # page's CSP forbids wait_for_function.)
+    wait_until(page, lambda: page.evaluate("localStorage.getItem('ctc.token')"))
     form = w(page, ".leave")
     form.locator('input[name="email"]').fill(email)
     form.locator("textarea").fill(text)

@@ -345,7 +345,7 @@ function render() {
   offer.hidden = !isLive(conv) || !(byEmail || (queued && noAgents));
   offerForm.hidden = Boolean(byEmail);
   offerText.textContent = byEmail ? t('byEmailDone', { email: byEmail }) : noAgents;
-  pastBox.hidden = v !== 'start' || !pastList.firstChild;
+  pastBox.hidden = (v !== 'start' && v !== 'away') || !pastList.firstChild; // after hours too: the emailed thread
   muteButton.setAttribute('aria-pressed', muted);
   if (v === 'away') {
     // The site's own words when it has some (console Settings: `offline_message`).
