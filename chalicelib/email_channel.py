@@ -26,8 +26,6 @@ from email.parser import BytesParser
 from email.utils import parseaddr
 from html.parser import HTMLParser
 
-from mailparser_reply import EmailReplyParser
-
 from chalicelib import auth, clock, config, conversations, mail, validate
 from chalicelib.fanout import Outbox
 from chalicelib.protocol import MAX_TEXT_CHARS
@@ -267,7 +265,11 @@ def html_to_text(html: str) -> str:
 
 def reply_text(whole: str) -> str:
     """What the visitor wrote, without the quoted mail and their signature (mail-parser-reply);
-    the whole text when the parser finds nothing it would keep."""
+    the whole text when the parser finds nothing it would keep. Imported here, not at the top:
+    it costs ~50 ms of import (its many languages' patterns), and every function's cold start
+    imports this module through ``offline`` while only the inbound-mail handler extracts."""
+    from mailparser_reply import EmailReplyParser
+
     try:
         replies = EmailReplyParser(languages=LANGUAGES).read(whole).replies
         latest = replies[0].body.strip() if replies else ""

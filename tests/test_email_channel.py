@@ -5,6 +5,8 @@ agent's WebSocket. Every bad input is recognised and changes nothing (or stores 
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -251,3 +253,13 @@ def test_a_bounce_or_complaint_stops_further_mail_to_that_address(stack, emailed
     console.say(conv, "Are you there?")
     assert [e for e in mailbox(VISITOR) if "Are you there?" in e["body"]["text"]] == []
     assert [e for e in mailbox(VISITOR) if "Your parcel left today." in e["body"]["text"]]  # before
+
+
+def test_the_reply_parser_is_not_paid_for_at_every_cold_start():
+    """Every function imports app (and so email_channel); only the inbound handler extracts
+    replies, so mail-parser-reply (~50 ms of import) loads on first use, not at cold start."""
+    probe = "import sys, app; print('mailparser_reply' in sys.modules)"
+    cold = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert cold.stdout.strip() == "False"
+    answer = email_channel.reply_text("Yes, Tuesday works.\n\nOn Mon, Ann wrote:\n> When?")
+    assert answer == "Yes, Tuesday works."
