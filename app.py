@@ -241,8 +241,11 @@ def receive_email(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     outbox, outcomes = Outbox(), []
     for record in event.get("Records") or []:
         ses = record.get("ses") or {}
-        raw = mail.received(str(ses["mail"]["messageId"]), email_channel.MAX_RAW_BYTES)
-        outcome = email_channel.receive(raw, list(ses.get("receipt", {}).get("recipients") or []), outbox)
+        receipt = ses.get("receipt") or {}
+        outcome = email_channel.screened(receipt)
+        if outcome is None:  # not judged bad by SES: read it (S3) and take it in
+            raw = mail.received(str(ses["mail"]["messageId"]), email_channel.MAX_RAW_BYTES)
+            outcome = email_channel.receive(raw, list(receipt.get("recipients") or []), outbox)
         logger.info("inbound email", extra={"outcome": outcome})
         outcomes.append(outcome)
     _deliver(outbox, fanout.endpoint())

@@ -25,6 +25,7 @@ from email.message import EmailMessage, Message
 from email.parser import BytesParser
 from email.utils import parseaddr
 from html.parser import HTMLParser
+from typing import Any
 
 from chalicelib import auth, clock, config, conversations, mail, validate
 from chalicelib.fanout import Outbox
@@ -44,7 +45,21 @@ _TOKEN = re.compile(r"^([A-Za-z0-9_-]{1,32})\.([0-9]{1,7})\.([A-Za-z0-9_-]{16})$
 #: Languages whose quote headers and signatures the reply parser knows to cut.
 LANGUAGES = ["en", "de", "fr", "es", "it", "nl", "pt", "sv"]
 OUTCOMES = ("stored", "duplicate", "bounce", "auto_reply", "forged", "mismatch", "loop",
-            "too_large", "malformed", "full")
+            "too_large", "malformed", "full", "virus", "spam", "spoofed")
+
+# SES receiving's own checks of each email (the receipt's verdicts: PASS, FAIL, GRAY,
+# PROCESSING_FAILED; https://docs.aws.amazon.com/ses/latest/dg/receiving-email-notifications-contents.html).
+# A FAIL on any of these drops the email before it is read: a virus or spam, or a From that
+# fails DMARC (someone else's domain forged; the sender check below trusts From).
+SCREENS = (("virusVerdict", "virus"), ("spamVerdict", "spam"), ("dmarcVerdict", "spoofed"))
+
+
+def screened(receipt: dict[str, Any]) -> str | None:
+    """The outcome for an email SES itself judged bad, or None to go on and read it."""
+    for verdict, outcome in SCREENS:
+        if str((receipt.get(verdict) or {}).get("status", "")).upper() == "FAIL":
+            return outcome
+    return None
 
 
 # --- identity: the reply address ----------------------------------------------------------

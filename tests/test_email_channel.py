@@ -263,3 +263,22 @@ def test_the_reply_parser_is_not_paid_for_at_every_cold_start():
     assert cold.stdout.strip() == "False"
     answer = email_channel.reply_text("Yes, Tuesday works.\n\nOn Mon, Ann wrote:\n> When?")
     assert answer == "Yes, Tuesday works."
+
+
+@pytest.mark.parametrize("verdict,outcome", [("virusVerdict", "virus"), ("spamVerdict", "spam"),
+                                             ("dmarcVerdict", "spoofed")])
+def test_an_email_ses_judged_bad_is_dropped_unread(stack, emailed, verdict, outcome):
+    """SES's verdicts come with the event: a FAIL is dropped before the raw email is even read
+    (it was never stored in S3 here, so reading it would fail the handler)."""
+    import app
+    from infra.local.gateway import LocalLambdaContext
+    from infra.local.smtp import ses_event
+
+    _, conv, address = emailed
+    before = int(conv_item(conv).seq)
+    raw = answer(address, message_id=f"<{outcome}@mail.example.org>").as_bytes()
+    event = ses_event(raw, f"never-stored-{outcome}", VISITOR, [address])
+    event["Records"][0]["ses"]["receipt"][verdict] = {"status": "FAIL"}
+    context = LocalLambdaContext("clicktochat-local-receive_email", timeout_s=30)
+    assert app.receive_email(event, context) == {"outcomes": [outcome]}
+    assert int(conv_item(conv).seq) == before and email_lines(conv) == []
